@@ -1,0 +1,1 @@
+"""Federated algorithms as `FederatedAlgorithm(init, apply)` pairs of pure functions."""

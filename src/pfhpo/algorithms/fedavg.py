@@ -1,0 +1,84 @@
+"""Federated averaging with per-client hyper-parameters, one compiled round.
+
+Communication-Efficient Learning of Deep Networks from Decentralized Data.
+  H. B. McMahan, E. Moore, D. Ramage, S. Hampson, B. Aguera y Arcas.
+  AISTATS 2017. https://arxiv.org/abs/1602.05629
+Adaptive Federated Optimization (server optimizers: FedAvgM, FedAdam).
+  S. Reddi, Z. Charles, M. Zaheer, Z. Garrett, K. Rush, J. Konecny, S. Kumar,
+  H. B. McMahan. ICLR 2021. https://arxiv.org/abs/2003.00295
+
+One round, for the K sampled clients:
+
+    theta_i   = LocalSGD(theta, lr_i, steps_i, batch_i)          (vmapped)
+    Delta     = sum_i (D_i / D) c_i (theta_i - theta),   c = 1
+    theta    <- ServerOpt(theta, pseudo-gradient = -Delta)
+
+With server SGD at learning rate 1 this is McMahan et al.'s FedAvg; any optax
+optimizer can be the server optimizer (Reddi et al.).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from pfhpo.aggregate import example_weights, weighted_delta
+from pfhpo.client import ClientHParams, make_local_update
+from pfhpo.models import Model
+
+
+class ServerState(NamedTuple):
+  params: Any
+  opt_state: Any
+
+
+class RoundBatch(NamedTuple):
+  """The sampled clients' training data for one round."""
+  x: jax.Array  # u8/f32[K, N_max, *feature_shape]
+  y: jax.Array  # i32[K, N_max]
+  count: jax.Array  # i32[K]
+
+
+class FederatedAlgorithm(NamedTuple):
+  """init: key -> state;  apply: (state, batch, hparams, key) -> (state, metrics)."""
+  init: Callable
+  apply: Callable
+
+
+def fedavg(model: Model, features: Callable,
+           server_opt: optax.GradientTransformation, max_steps: int,
+           max_batch: int, momentum: float = 0.0,
+           unroll: bool = False) -> FederatedAlgorithm:
+  """FedAvg whose round is a pure function of traced per-client hparams.
+
+  `max_steps` and `max_batch` fix the shapes the round is compiled for; every
+  client's `local_steps` and `batch_size` must not exceed them.
+  """
+  local_update = jax.vmap(
+      make_local_update(model, features, max_steps, max_batch, momentum,
+                        unroll),
+      in_axes=(None, 0, 0, 0, 0, 0, 0, 0))
+
+  def init(key) -> ServerState:
+    params = model.init(key)
+    return ServerState(params, server_opt.init(params))
+
+  def apply(state: ServerState, batch: RoundBatch, hparams: ClientHParams,
+            key: jax.Array):
+    keys = jax.random.split(key, batch.y.shape[0])
+    client_params, train_loss = local_update(
+        state.params, batch.x, batch.y, batch.count, hparams.lr,
+        hparams.local_steps, hparams.batch_size, keys)
+    weights = example_weights(batch.count)  # f32[K]
+    delta = weighted_delta(state.params, client_params, weights,
+                           jnp.ones_like(weights))
+    pseudo_grad = jax.tree_util.tree_map(jnp.negative, delta)
+    updates, opt_state = server_opt.update(pseudo_grad, state.opt_state,
+                                           state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {'train_loss': jnp.sum(weights * train_loss)}
+    return ServerState(params, opt_state), metrics
+
+  return FederatedAlgorithm(init, apply)

@@ -1,0 +1,65 @@
+"""Global-model evaluation over many clients' examples, compiled once.
+
+The real examples of every client in a split are laid end to end (padding
+dropped) and cut into fixed-size chunks, so evaluation costs the number of
+real examples, not clients x N_max. Per-client sums come back with a
+segment sum over the example's client index:
+
+    acc_i  = (1 / n_i) sum_{j in client i} [argmax f(x_j) = y_j]
+    pooled = sum_i n_i acc_i / sum_i n_i,    client mean = mean_{i: n_i > 0} acc_i
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pfhpo.data.federated import ClientSplit
+from pfhpo.models import Model, cross_entropy
+
+
+class EvalSet(NamedTuple):
+  x: np.ndarray  # u8/f32[M, *feature_shape], M a multiple of the chunk size
+  y: np.ndarray  # i32[M]
+  client: np.ndarray  # i32[M]; num_clients marks padding
+
+
+def make_eval_set(split: ClientSplit, chunk: int) -> EvalSet:
+  """Flattens a split's real examples, padded to a multiple of `chunk`."""
+  client = np.repeat(np.arange(split.num_clients, dtype=np.int32), split.counts)
+  x, y = split.x[split.mask], split.y[split.mask]
+  pad = -len(y) % chunk
+  return EvalSet(
+      np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]),
+      np.concatenate([y, np.zeros(pad, np.int32)]),
+      np.concatenate([client, np.full(pad, split.num_clients, np.int32)]))
+
+
+def make_evaluate(model: Model, features: Callable, num_clients: int,
+                  chunk: int) -> Callable:
+  """evaluate(params, EvalSet) -> dict of pooled and per-client metrics."""
+
+  def evaluate(params, data: EvalSet):
+    def forward(xy):
+      x, y = xy
+      logits = model.apply(params, features(x))
+      return cross_entropy(logits, y), (logits.argmax(-1) == y)
+
+    chunks = lambda a: a.reshape(-1, chunk, *a.shape[1:])
+    loss, correct = jax.lax.map(forward, (chunks(data.x), chunks(data.y)))
+    seg = lambda v: jax.ops.segment_sum(
+        v.reshape(-1).astype(jnp.float32), data.client,
+        num_segments=num_clients + 1)[:num_clients]
+    n = seg(jnp.ones_like(loss))  # f32[C]
+    client_acc = seg(correct) / jnp.maximum(n, 1)
+    has = n > 0
+    return {
+        'loss': seg(loss).sum() / n.sum(),
+        'acc': seg(correct).sum() / n.sum(),
+        'client_acc_mean': jnp.sum(jnp.where(has, client_acc, 0)) / has.sum(),
+        'client_acc': client_acc,
+    }
+
+  return evaluate

@@ -1,0 +1,227 @@
+"""Flax models: `mlp`, `conv` (the FEMNIST CNN) and `resnet18` (GroupNorm).
+
+Every model is a `Model(init, apply)` pair of pure functions over a params
+pytree, built for a data set's feature shape and class count:
+
+    params = model.init(key)                                # pytree
+    logits = model.apply(params, x, train=..., rng=key)     # f32[B, classes]
+
+Convolutions come in two implementations with identical parameters and
+identical results (`conv_impl`):
+
+* ``'lax'``: `lax.conv_general_dilated` (flax's `nn.Conv`).
+* ``'patches'``: the (padded) image is cut into kh x kw shifted slices that
+  are concatenated on the channel axis (pure data movement) and multiplied by
+  the kernel reshaped to a matrix. The filter gradient is then a matmul
+  (patches^T x output-gradient) and the input gradient a matmul followed by
+  shifted adds. On XLA:CPU this beats `'lax'` several-fold for training:
+  its filter gradient runs at ~9 GFLOP/s, and vmapped over clients with
+  their own weights it becomes a grouped convolution; here a vmap gives a
+  batched matmul (figures in BUILD_NOTES.md). It is the CPU default.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from pfhpo.errors import ConfigError
+
+Params = Any
+MODELS = ('mlp', 'conv', 'resnet18')
+CONV_IMPLS = ('lax', 'patches')
+
+
+class Model(NamedTuple):
+  """A model as two pure functions.
+
+  init:  key -> params
+  apply: (params, x: f32[B, *feature_shape], train: bool, rng) -> f32[B, classes]
+  """
+  init: Callable[[jax.Array], Params]
+  apply: Callable[..., jax.Array]
+  name: str
+  num_classes: int
+
+
+def default_conv_impl(backend: str | None = None) -> str:
+  """`'patches'` on CPU, `'lax'` on GPU/TPU (see the module docstring)."""
+  return 'patches' if (backend or jax.default_backend()) == 'cpu' else 'lax'
+
+
+class Conv(nn.Module):
+  """2-D convolution, NHWC, with `nn.Conv`'s parameters and initialisers.
+
+  y[b, h, w, o] = sum_{i, dh, dw} x[b, h+dh, w+dw, i] kernel[dh, dw, i, o] + bias[o]
+  """
+  features: int
+  kernel_size: tuple[int, int]
+  strides: tuple[int, int] = (1, 1)
+  padding: str = 'SAME'
+  use_bias: bool = True
+  impl: str = 'lax'
+
+  @nn.compact
+  def __call__(self, x):  # x: f32[B, H, W, Cin]
+    cin = x.shape[-1]
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (*self.kernel_size, cin, self.features))
+    if self.impl == 'lax':
+      y = jax.lax.conv_general_dilated(
+          x, kernel, self.strides, self.padding,
+          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    else:
+      y = patches(x, self.kernel_size, self.strides, self.padding) @ (
+          kernel.reshape(-1, self.features))
+    if self.use_bias:
+      y = y + self.param('bias', nn.initializers.zeros, (self.features,))
+    return y
+
+
+def patches(x: jax.Array, kernel_size: tuple[int, int],
+            strides: tuple[int, int], padding: str) -> jax.Array:
+  """Image patches by slicing: f32[B, H, W, C] -> f32[B, H', W', kh * kw * C].
+
+  Features are ordered (kh, kw, C), matching an HWIO kernel reshaped to
+  [kh * kw * C, O]. Unlike `lax.conv_general_dilated_patches` (a convolution
+  with a one-hot kernel, more FLOPs than the convolution itself) this is only
+  data movement, and so is its transpose.
+  """
+  (kh, kw), (sh, sw) = kernel_size, strides
+  pads = jax.lax.padtype_to_pads(x.shape[1:3], kernel_size, strides, padding)
+  x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+  h = (x.shape[1] - kh) // sh + 1
+  w = (x.shape[2] - kw) // sw + 1
+  return jnp.concatenate([
+      x[:, i:i + sh * (h - 1) + 1:sh, j:j + sw * (w - 1) + 1:sw, :]
+      for i in range(kh) for j in range(kw)
+  ], axis=-1)
+
+
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+  """2x2 max-pool, stride 2, VALID: f32[B, H, W, C] -> f32[B, H//2, W//2, C].
+
+  A reshape and a max, whose gradient is an elementwise mask; XLA:CPU's
+  select-and-scatter (the gradient of `nn.max_pool`) is ~7x slower.
+  """
+  b, h, w, c = x.shape
+  x = x[:, :h - h % 2, :w - w % 2]
+  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+class MLP(nn.Module):
+  """Two hidden ReLU layers (fedjax's EMNIST dense model)."""
+  num_classes: int
+  hidden: Sequence[int] = (200, 200)
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = x.reshape(x.shape[0], -1)
+    for h in self.hidden:
+      x = nn.relu(nn.Dense(h)(x))
+    return nn.Dense(self.num_classes)(x)
+
+
+class FemnistCNN(nn.Module):
+  """The FEMNIST CNN of Reddi et al., "Adaptive Federated Optimization" (ICLR
+  2021), layer for layer as fedjax's `models.emnist.create_conv_model`:
+  conv3x3(32) - relu - conv3x3(64) - relu - maxpool2 - dropout(0.25) -
+  dense(128) - relu - dropout(0.5) - dense(classes)."""
+  num_classes: int
+  conv_impl: str = 'lax'
+  dropout: tuple[float, float] = (0.25, 0.5)
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = nn.relu(Conv(32, (3, 3), padding='VALID', impl=self.conv_impl)(x))
+    x = nn.relu(Conv(64, (3, 3), padding='VALID', impl=self.conv_impl)(x))
+    x = max_pool_2x2(x)
+    x = nn.Dropout(self.dropout[0], deterministic=not train)(x)
+    x = x.reshape(x.shape[0], -1)
+    x = nn.relu(nn.Dense(128)(x))
+    x = nn.Dropout(self.dropout[1], deterministic=not train)(x)
+    return nn.Dense(self.num_classes)(x)
+
+
+class BasicBlock(nn.Module):
+  """ResNet basic block (He et al., CVPR 2016) with GroupNorm."""
+  features: int
+  strides: int
+  conv_impl: str
+  groups: int
+
+  @nn.compact
+  def __call__(self, x):
+    conv = lambda f, k, s: Conv(f, (k, k), (s, s), padding='SAME',
+                                use_bias=False, impl=self.conv_impl)
+    y = nn.relu(nn.GroupNorm(self.groups)(conv(self.features, 3, self.strides)(x)))
+    y = nn.GroupNorm(self.groups)(conv(self.features, 3, 1)(y))
+    if self.strides != 1 or x.shape[-1] != self.features:
+      x = nn.GroupNorm(self.groups)(conv(self.features, 1, self.strides)(x))
+    return nn.relu(x + y)
+
+
+class ResNet18(nn.Module):
+  """ResNet-18 for small images (3x3 stem, no max-pool), with GroupNorm in
+  place of BatchNorm so there are no batch statistics to federate (Hsieh et
+  al., "The Non-IID Data Quagmire of Decentralized ML", ICML 2020)."""
+  num_classes: int
+  conv_impl: str = 'lax'
+  width: int = 64
+  groups: int = 2
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = Conv(self.width, (3, 3), use_bias=False, impl=self.conv_impl)(x)
+    x = nn.relu(nn.GroupNorm(self.groups)(x))
+    for stage, blocks in enumerate((2, 2, 2, 2)):
+      for b in range(blocks):
+        strides = 2 if stage > 0 and b == 0 else 1
+        x = BasicBlock(self.width * 2**stage, strides, self.conv_impl,
+                       self.groups)(x)
+    x = x.mean(axis=(1, 2))
+    return nn.Dense(self.num_classes)(x)
+
+
+def create(name: str, feature_shape: Sequence[int], num_classes: int,
+           conv_impl: str | None = None, dropout: bool = True) -> Model:
+  """Builds model `name` for inputs f32[B, *feature_shape].
+
+  `dropout=False` turns off the CNN's dropout (for exact equivalence tests:
+  a dropout mask depends on the batch's padded shape).
+  """
+  conv_impl = conv_impl or default_conv_impl()
+  if conv_impl not in CONV_IMPLS:
+    raise ConfigError(f'unknown conv_impl {conv_impl!r}; choose one of {CONV_IMPLS}')
+  if name == 'mlp':
+    module = MLP(num_classes)
+  elif name in ('conv', 'resnet18'):
+    if len(feature_shape) != 3:
+      raise ConfigError(
+          f'model {name!r} needs image features [H, W, C], got shape '
+          f'{tuple(feature_shape)}; use --model=mlp for this data set.')
+    if name == 'conv':
+      module = FemnistCNN(num_classes, conv_impl,
+                          (0.25, 0.5) if dropout else (0.0, 0.0))
+    else:
+      module = ResNet18(num_classes, conv_impl)
+  else:
+    raise ConfigError(f'unknown model {name!r}; choose one of {MODELS}')
+  sample = jnp.zeros((1, *feature_shape), jnp.float32)
+
+  def init(key):
+    return module.init(key, sample)['params']
+
+  def apply(params, x, train=False, rng=None):
+    rngs = {'dropout': rng} if train and rng is not None else None
+    return module.apply({'params': params}, x, train=train, rngs=rngs)
+
+  return Model(init, apply, name, num_classes)
+
+
+def cross_entropy(logits: jax.Array, y: jax.Array) -> jax.Array:
+  """Per-example softmax cross-entropy: f32[B, K], i32[B] -> f32[B]."""
+  log_p = jax.nn.log_softmax(logits)
+  return -jnp.take_along_axis(log_p, y[:, None], axis=-1)[:, 0]

@@ -1,0 +1,26 @@
+"""Figures a run draws at the end (matplotlib, no display needed)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_accuracy(rows: Sequence[dict], path: Path, title: str) -> None:
+  """Global and client-mean test accuracy against the round."""
+  rounds = [r['round'] for r in rows]
+  fig, ax = plt.subplots(figsize=(6, 4))
+  ax.plot(rounds, [r['global_acc'] for r in rows], label='global (pooled)')
+  ax.plot(rounds, [r['client_acc_mean'] for r in rows], label='client mean')
+  ax.set_xlabel('round')
+  ax.set_ylabel('test accuracy')
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)

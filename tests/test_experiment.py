@@ -1,0 +1,86 @@
+"""End to end: the CLI learns, writes its files, compiles once, refuses bad input."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'experiments'))
+import femnist  # noqa: E402  (experiments/femnist.py)
+
+QUICK = ['--dataset=digits', '--model=mlp', '--clients_per_round=5',
+         '--lrs=0.1', '--local_steps=5', '--batch_sizes=16']
+
+
+def test_fedavg_on_digits_learns_and_compiles_once(tmp_path):
+  out = tmp_path / 'run'
+  assert femnist.main(QUICK + ['--rounds=40', '--eval_every=10',
+                               f'--out_dir={out}']) == 0
+  rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines()]
+  assert [r['round'] for r in rows] == [10, 20, 30, 40]
+  for r in rows:
+    assert {'round', 'global_acc', 'global_loss', 'train_loss',
+            'seconds'} <= r.keys()
+  # Chance is 0.1; 40 rounds of FedAvg on digits reach ~0.93.
+  assert rows[-1]['global_acc'] > 0.8
+  assert rows[-1]['global_loss'] < rows[0]['global_loss']
+  summary = json.loads((out / 'summary.json').read_text())
+  assert summary['round_compilations'] == 1
+  assert summary['global_acc'] == rows[-1]['global_acc']
+  config = json.loads((out / 'config.json').read_text())
+  assert config['dataset'] == 'digits' and config['num_clients'] == 20
+  assert (out / 'accuracy.png').stat().st_size > 1000
+
+
+def _fails(argv, capsys, match):
+  assert femnist.main(argv) == 2
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1, err
+  assert match in err, err
+  return err
+
+
+@pytest.mark.parametrize('flag,match', [
+    ('--dataset=cifar', 'choose one of femnist'),
+    ('--model=transformer', 'choose one of mlp'),
+    ('--lrs=-0.1', '--lrs must be positive'),
+    ('--lrs=fast', 'comma-separated list'),
+    ('--local_steps=0', '--local_steps must be integers >= 1'),
+    ('--batch_sizes=', '--batch_sizes is empty'),
+    ('--clients_per_round=500', 'exceeds the 20 clients'),
+    ('--server_opt=lamb', 'choose one of sgd'),
+    ('--rounds=many', "invalid int value: 'many'"),
+    ('--lrs=0.1,0.2', 'one value each'),
+])
+def test_bad_flags_give_one_line_and_write_nothing(tmp_path, capsys, flag, match):
+  out = tmp_path / 'run'
+  _fails(QUICK + ['--rounds=1', f'--out_dir={out}', flag], capsys, match)
+  assert not out.exists()
+
+
+def test_missing_femnist_files_name_the_files(tmp_path, capsys):
+  err = _fails(['--dataset=femnist', f'--data_dir={tmp_path}',
+                f'--out_dir={tmp_path / "run"}'], capsys,
+               'federated_emnist_train.sqlite')
+  assert str(tmp_path) in err
+
+
+def test_existing_run_is_never_overwritten(tmp_path, capsys):
+  out = tmp_path / 'run'
+  out.mkdir()
+  (out / 'metrics.jsonl').write_text('{"round": 1}\n')
+  _fails(QUICK + ['--rounds=1', f'--out_dir={out}'], capsys, 'already holds')
+  assert (out / 'metrics.jsonl').read_text() == '{"round": 1}\n'
+  assert sorted(os.listdir(out)) == ['metrics.jsonl']
+
+
+def test_cli_exit_status_is_2_in_a_real_process(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, str(ROOT / 'experiments' / 'femnist.py'),
+       '--dataset=nope', f'--out_dir={tmp_path / "run"}'],
+      capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().startswith('error: unknown --dataset')
