@@ -32,7 +32,7 @@ from tqdm import tqdm
 from pfhpo import data as datasets
 from pfhpo import models
 from pfhpo.algorithms.fedavg import RoundBatch, fedavg
-from pfhpo.client import ClientHParams
+from pfhpo.client import ClientHParams, default_client_chunk
 from pfhpo.errors import ConfigError
 from pfhpo.evaluate import make_eval_set, make_evaluate
 from pfhpo.plots import plot_accuracy
@@ -60,6 +60,7 @@ class Config:
   eval_chunk: int = 512
   conv_impl: str | None = None
   unroll: bool | None = None
+  client_chunk: int | None = None  # None: the backend's default
   seed: int = 0
   out_dir: str = 'runs/demo'
 
@@ -135,6 +136,7 @@ def run(cfg: Config) -> dict:
   # loop, so only that combination unrolls the step loop; patches are dots.
   unroll = (backend == 'cpu' and conv_impl == 'lax' and cfg.model != 'mlp'
             if cfg.unroll is None else cfg.unroll)
+  client_chunk = cfg.client_chunk or default_client_chunk(backend)
   model = models.create(cfg.model, data.feature_shape, data.num_classes,
                         conv_impl=conv_impl)
 
@@ -143,13 +145,13 @@ def run(cfg: Config) -> dict:
   _write_json(out / 'config.json', {
       **dataclasses.asdict(cfg), 'backend': backend,
       'devices': [str(d) for d in jax.devices()], 'conv_impl': conv_impl,
-      'unroll': unroll, 'num_clients': data.num_clients,
+      'unroll': unroll, 'client_chunk': client_chunk, 'num_clients': data.num_clients,
       'feature_shape': data.feature_shape, 'num_classes': data.num_classes})
 
   algorithm = fedavg(model, data.features,
                      server_optimizer(cfg.server_opt, cfg.server_lr),
                      max(cfg.local_steps), max(cfg.batch_sizes), cfg.momentum,
-                     unroll)
+                     unroll, client_chunk)
   traces = []
 
   def round_fn(state, batch, hparams, key):

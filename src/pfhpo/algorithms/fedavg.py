@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import optax
 
 from pfhpo.aggregate import example_weights, weighted_delta
-from pfhpo.client import ClientHParams, make_local_update
+from pfhpo.client import ClientHParams, make_local_update, map_clients
 from pfhpo.models import Model
 
 
@@ -49,17 +49,16 @@ class FederatedAlgorithm(NamedTuple):
 
 def fedavg(model: Model, features: Callable,
            server_opt: optax.GradientTransformation, max_steps: int,
-           max_batch: int, momentum: float = 0.0,
-           unroll: bool = False) -> FederatedAlgorithm:
+           max_batch: int, momentum: float = 0.0, unroll: bool = False,
+           client_chunk: int | None = None) -> FederatedAlgorithm:
   """FedAvg whose round is a pure function of traced per-client hparams.
 
   `max_steps` and `max_batch` fix the shapes the round is compiled for; every
   client's `local_steps` and `batch_size` must not exceed them.
+  `client_chunk` sets how many clients train side by side (`map_clients`).
   """
-  local_update = jax.vmap(
-      make_local_update(model, features, max_steps, max_batch, momentum,
-                        unroll),
-      in_axes=(None, 0, 0, 0, 0, 0, 0, 0))
+  one_client = make_local_update(model, features, max_steps, max_batch,
+                                 momentum, unroll)
 
   def init(key) -> ServerState:
     params = model.init(key)
@@ -68,9 +67,10 @@ def fedavg(model: Model, features: Callable,
   def apply(state: ServerState, batch: RoundBatch, hparams: ClientHParams,
             key: jax.Array):
     keys = jax.random.split(key, batch.y.shape[0])
-    client_params, train_loss = local_update(
-        state.params, batch.x, batch.y, batch.count, hparams.lr,
-        hparams.local_steps, hparams.batch_size, keys)
+    client_params, train_loss = map_clients(
+        lambda *a: one_client(state.params, *a),
+        (batch.x, batch.y, batch.count, hparams.lr, hparams.local_steps,
+         hparams.batch_size, keys), client_chunk)
     weights = example_weights(batch.count)  # f32[K]
     delta = weighted_delta(state.params, client_params, weights,
                            jnp.ones_like(weights))

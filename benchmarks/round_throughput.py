@@ -1,0 +1,151 @@
+"""Seconds per FedAvg round: our compiled vmapped round against fedjax's FedAvg.
+
+Both sides do identical work in one process: the same architecture (our flax
+`mlp`/`conv` and fedjax's haiku EMNIST dense/CNN models: same layers, same
+parameter count, dropout in both CNNs), K clients of 200 examples, `steps`
+SGD steps of `batch` examples each, server SGD at learning rate 1. fedjax
+runs its `fed_avg.federated_averaging` (a Python loop over clients of jitted
+per-step calls); ours runs one jitted round with every client vmapped.
+
+    .venv/bin/python benchmarks/round_throughput.py            # full table
+    .venv/bin/python benchmarks/round_throughput.py --models=mlp --clients=50
+
+Prints a table and writes JSON rows (`model`, `clients_per_round`,
+`ours_s_per_round`, `fedjax_s_per_round`, `speedup`, examples per second,
+compile time, backend, conv implementation).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from pfhpo import models
+from pfhpo.algorithms.fedavg import RoundBatch, fedavg
+from pfhpo.client import ClientHParams, default_client_chunk
+from pfhpo.compat import fedjax
+from fedjax.algorithms import fed_avg
+from fedjax.models import emnist
+
+CLASSES, SHAPE = 62, (28, 28, 1)
+FEATURES = lambda x: x.astype(jnp.float32) / 255.0
+
+
+def client_data(k: int, n: int, seed: int = 0):
+  rng = np.random.default_rng(seed)
+  x = rng.integers(0, 256, (k, n, *SHAPE), dtype=np.uint8)
+  y = rng.integers(0, CLASSES, (k, n)).astype(np.int32)
+  return x, y
+
+
+def timed(fn, rounds: int) -> tuple[float, float]:
+  """(first call incl. compilation, median of `rounds` further calls), seconds."""
+  t = time.perf_counter()
+  fn()
+  first = time.perf_counter() - t
+  times = []
+  for _ in range(rounds):
+    t = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t)
+  return first, statistics.median(times)
+
+
+def ours(name: str, k: int, steps: int, batch: int, n: int, rounds: int,
+         conv_impl: str, chunk: int | None):
+  model = models.create(name, SHAPE, CLASSES, conv_impl=conv_impl)
+  algo = fedavg(model, FEATURES, optax.sgd(1.0), steps, batch,
+                client_chunk=chunk)
+  x, y = client_data(k, n)
+  data = RoundBatch(jnp.asarray(x), jnp.asarray(y), jnp.full(k, n, jnp.int32))
+  hp = ClientHParams(jnp.full(k, 0.05), jnp.full(k, steps, jnp.int32),
+                     jnp.full(k, batch, jnp.int32))
+  apply = jax.jit(algo.apply)
+  state = [algo.init(jax.random.PRNGKey(0))]
+  key = jax.random.PRNGKey(1)
+
+  def one_round():
+    state[0], _ = apply(state[0], data, hp, key)
+    jax.block_until_ready(state[0])
+
+  return timed(one_round, rounds)
+
+
+def theirs(name: str, k: int, steps: int, batch: int, n: int, rounds: int):
+  model = (emnist.create_conv_model() if name == 'conv' else
+           emnist.create_dense_model())
+  algo = fed_avg.federated_averaging(
+      fedjax.model_grad(model), fedjax.optimizers.sgd(0.05),
+      fedjax.optimizers.sgd(1.0),
+      fedjax.ShuffleRepeatBatchHParams(batch_size=batch, num_epochs=None,
+                                       num_steps=steps))
+  x, y = client_data(k, n)
+  clients = [(f'{i}'.encode(),
+              fedjax.ClientDataset({'x': FEATURES(x[i]), 'y': y[i]}),
+              jax.random.PRNGKey(i)) for i in range(k)]
+  state = [algo.init(model.init(jax.random.PRNGKey(0)))]
+
+  def one_round():
+    state[0], _ = algo.apply(state[0], clients)
+    jax.block_until_ready(state[0].params)
+
+  return timed(one_round, rounds)
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument('--models', default='mlp,conv')
+  p.add_argument('--clients', default='10,50,100')
+  p.add_argument('--steps', type=int, default=5)
+  p.add_argument('--batch', type=int, default=16)
+  p.add_argument('--examples', type=int, default=200)
+  p.add_argument('--rounds', type=int, default=3, help='timed rounds (median)')
+  p.add_argument('--conv_impl', default=models.default_conv_impl())
+  p.add_argument('--client_chunk', type=int, default=default_client_chunk(),
+                 help='clients trained side by side (0: all at once)')
+  p.add_argument('--out', default='benchmarks/results/round_throughput.json')
+  a = p.parse_args()
+  chunk = a.client_chunk or None
+  rows = []
+  print(f'backend={jax.default_backend()} devices={jax.devices()} '
+        f'conv_impl={a.conv_impl} client_chunk={chunk} steps={a.steps} '
+        f'batch={a.batch}')
+  print(f'{"model":6} {"K":>4} {"ours s/round":>13} {"fedjax s/round":>15} '
+        f'{"speedup":>8} {"ours ex/s":>10} {"compile s":>10}')
+  for name in a.models.split(','):
+    for k in map(int, a.clients.split(',')):
+      first, ours_s = ours(name, k, a.steps, a.batch, a.examples, a.rounds,
+                           a.conv_impl, chunk)
+      _, fedjax_s = theirs(name, k, a.steps, a.batch, a.examples, a.rounds)
+      examples = k * a.steps * a.batch
+      row = {
+          'model': name, 'clients_per_round': k,
+          'ours_s_per_round': round(ours_s, 4),
+          'fedjax_s_per_round': round(fedjax_s, 4),
+          'speedup': round(fedjax_s / ours_s, 2),
+          'ours_examples_per_s': round(examples / ours_s, 1),
+          'fedjax_examples_per_s': round(examples / fedjax_s, 1),
+          'ours_first_round_s': round(first, 2),
+          'local_steps': a.steps, 'batch_size': a.batch,
+          'backend': jax.default_backend(), 'conv_impl': a.conv_impl,
+          'client_chunk': chunk,
+      }
+      rows.append(row)
+      print(f'{name:6} {k:4d} {ours_s:13.3f} {fedjax_s:15.3f} '
+            f'{row["speedup"]:7.2f}x {row["ours_examples_per_s"]:10.0f} '
+            f'{first:10.1f}', flush=True)
+  out = Path(a.out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(rows, indent=2))
+  print(f'wrote {out}')
+
+
+if __name__ == '__main__':
+  main()
