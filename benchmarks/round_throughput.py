@@ -29,7 +29,7 @@ import optax
 
 from pfhpo import models
 from pfhpo.algorithms.fedavg import RoundBatch, fedavg
-from pfhpo.client import ClientHParams, default_client_chunk
+from pfhpo.client import ClientHParams, client_mesh, default_client_chunk
 from pfhpo.compat import fedjax
 from fedjax.algorithms import fed_avg
 from fedjax.models import emnist
@@ -62,7 +62,7 @@ def ours(name: str, k: int, steps: int, batch: int, n: int, rounds: int,
          conv_impl: str, chunk: int | None):
   model = models.create(name, SHAPE, CLASSES, conv_impl=conv_impl)
   algo = fedavg(model, FEATURES, optax.sgd(1.0), steps, batch,
-                client_chunk=chunk)
+                client_chunk=chunk, mesh=client_mesh())
   x, y = client_data(k, n)
   data = RoundBatch(jnp.asarray(x), jnp.asarray(y), jnp.full(k, n, jnp.int32))
   hp = ClientHParams(jnp.full(k, 0.05), jnp.full(k, steps, jnp.int32),
@@ -135,7 +135,7 @@ def main():
           'ours_first_round_s': round(first, 2),
           'local_steps': a.steps, 'batch_size': a.batch,
           'backend': jax.default_backend(), 'conv_impl': a.conv_impl,
-          'client_chunk': chunk,
+          'client_chunk': chunk, 'devices': jax.device_count(),
       }
       rows.append(row)
       print(f'{name:6} {k:4d} {ours_s:13.3f} {fedjax_s:15.3f} '

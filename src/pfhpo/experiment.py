@@ -32,7 +32,7 @@ from tqdm import tqdm
 from pfhpo import data as datasets
 from pfhpo import models
 from pfhpo.algorithms.fedavg import RoundBatch, fedavg
-from pfhpo.client import ClientHParams, default_client_chunk
+from pfhpo.client import ClientHParams, client_mesh, default_client_chunk
 from pfhpo.errors import ConfigError
 from pfhpo.evaluate import make_eval_set, make_evaluate
 from pfhpo.plots import plot_accuracy
@@ -130,6 +130,12 @@ def run(cfg: Config) -> dict:
     raise ConfigError(
         f'--clients_per_round={cfg.clients_per_round} exceeds the '
         f'{data.num_clients} clients of {cfg.dataset}; lower it.')
+  mesh = client_mesh()
+  if mesh is not None and cfg.clients_per_round % mesh.size:
+    raise ConfigError(
+        f'--clients_per_round={cfg.clients_per_round} must be a multiple of '
+        f'the {mesh.size} devices the clients are sharded over; use '
+        f'{mesh.size * max(1, cfg.clients_per_round // mesh.size)}.')
   backend = jax.default_backend()
   conv_impl = cfg.conv_impl or models.default_conv_impl(backend)
   # XLA:CPU runs a lax convolution's backward pass ~14x slower inside a while
@@ -151,7 +157,7 @@ def run(cfg: Config) -> dict:
   algorithm = fedavg(model, data.features,
                      server_optimizer(cfg.server_opt, cfg.server_lr),
                      max(cfg.local_steps), max(cfg.batch_sizes), cfg.momentum,
-                     unroll, client_chunk)
+                     unroll, client_chunk, mesh)
   traces = []
 
   def round_fn(state, batch, hparams, key):

@@ -23,6 +23,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import Mesh
 
 from pfhpo.aggregate import example_weights, weighted_delta
 from pfhpo.client import ClientHParams, make_local_update, map_clients
@@ -50,12 +51,14 @@ class FederatedAlgorithm(NamedTuple):
 def fedavg(model: Model, features: Callable,
            server_opt: optax.GradientTransformation, max_steps: int,
            max_batch: int, momentum: float = 0.0, unroll: bool = False,
-           client_chunk: int | None = None) -> FederatedAlgorithm:
+           client_chunk: int | None = None,
+           mesh: Mesh | None = None) -> FederatedAlgorithm:
   """FedAvg whose round is a pure function of traced per-client hparams.
 
   `max_steps` and `max_batch` fix the shapes the round is compiled for; every
   client's `local_steps` and `batch_size` must not exceed them.
-  `client_chunk` sets how many clients train side by side (`map_clients`).
+  `client_chunk` sets how many clients train side by side, and `mesh` the
+  devices the client axis is split over (`map_clients`).
   """
   one_client = make_local_update(model, features, max_steps, max_batch,
                                  momentum, unroll)
@@ -70,7 +73,7 @@ def fedavg(model: Model, features: Callable,
     client_params, train_loss = map_clients(
         lambda *a: one_client(state.params, *a),
         (batch.x, batch.y, batch.count, hparams.lr, hparams.local_steps,
-         hparams.batch_size, keys), client_chunk)
+         hparams.batch_size, keys), client_chunk, mesh)
     weights = example_weights(batch.count)  # f32[K]
     delta = weighted_delta(state.params, client_params, weights,
                            jnp.ones_like(weights))

@@ -1,0 +1,78 @@
+"""The client axis sharded over several devices computes what one device does.
+
+Runs in a subprocess: the device count of a CPU host is fixed when jax starts
+(`--xla_force_host_platform_device_count`).
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent('''
+    import jax, jax.numpy as jnp, numpy as np, optax
+    from pfhpo import models
+    from pfhpo.algorithms.fedavg import RoundBatch, fedavg
+    from pfhpo.client import ClientHParams, client_mesh
+    assert jax.device_count() == 4
+    K = 8
+    model = models.create('mlp', (6, 6, 1), 5)
+    features = lambda x: x.astype(jnp.float32) / 255
+    rng = np.random.default_rng(0)
+    batch = RoundBatch(rng.integers(0, 256, (K, 20, 6, 6, 1), dtype=np.uint8),
+                       rng.integers(0, 5, (K, 20)).astype(np.int32),
+                       np.arange(3, 3 + 2 * K, 2).astype(np.int32))
+    hp = ClientHParams(jnp.linspace(0.01, 0.3, K),
+                       jnp.arange(K, dtype=jnp.int32) % 5 + 1,
+                       jnp.arange(K, dtype=jnp.int32) + 1)
+    out = []
+    for mesh in (None, client_mesh()):
+      algo = fedavg(model, features, optax.sgd(1.0), 5, 8, client_chunk=1,
+                    mesh=mesh)
+      state = algo.init(jax.random.PRNGKey(0))
+      for r in range(3):
+        state, _ = jax.jit(algo.apply)(state, batch, hp, jax.random.PRNGKey(r))
+      out.append(state.params)
+    init = algo.init(jax.random.PRNGKey(0)).params
+    moved = max(float(jnp.abs(a - b).max()) for a, b in zip(
+        jax.tree_util.tree_leaves(out[0]), jax.tree_util.tree_leaves(init)))
+    diff = max(float(jnp.abs(a - b).max()) for a, b in zip(
+        jax.tree_util.tree_leaves(out[0]), jax.tree_util.tree_leaves(out[1])))
+    print(moved, diff)
+''')
+
+
+def test_sharded_round_equals_single_device_round():
+  env = {**os.environ,
+         'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
+  proc = subprocess.run([sys.executable, '-c', SCRIPT], env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  moved, diff = map(float, proc.stdout.split())
+  assert moved > 1e-2
+  assert diff < 1e-6  # only the order of the aggregation sum differs
+
+
+def _cli(args, tmp_path):
+  env = {**os.environ,
+         'XLA_FLAGS': '--xla_force_host_platform_device_count=2'}
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  return subprocess.run(
+      [sys.executable, os.path.join(root, 'experiments', 'femnist.py'),
+       '--dataset=digits', '--model=mlp', '--rounds=4', '--eval_every=2',
+       f'--out_dir={tmp_path / "run"}', *args],
+      env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_runs_sharded_over_two_host_devices(tmp_path):
+  proc = _cli(['--clients_per_round=4'], tmp_path)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  config = (tmp_path / 'run' / 'config.json').read_text()
+  assert json.loads(config)['devices'] == ['cpu:0', 'cpu:1']
+
+
+def test_clients_per_round_must_divide_over_devices(tmp_path):
+  proc = _cli(['--clients_per_round=5'], tmp_path)
+  assert proc.returncode == 2
+  assert 'multiple of the 2 devices' in proc.stderr
+  assert not (tmp_path / 'run').exists()
