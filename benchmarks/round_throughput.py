@@ -5,10 +5,14 @@ Both sides do identical work in one process: the same architecture (our flax
 parameter count, dropout in both CNNs), K clients of 200 examples, `steps`
 SGD steps of `batch` examples each, server SGD at learning rate 1. fedjax
 runs its `fed_avg.federated_averaging` (a Python loop over clients of jitted
-per-step calls); ours runs one jitted round with every client vmapped.
+per-step calls); ours runs one jitted round, clients vmapped `--client_chunk`
+at a time (CPU default 2) and sharded over all devices.
 
     .venv/bin/python benchmarks/round_throughput.py            # full table
     .venv/bin/python benchmarks/round_throughput.py --models=mlp --clients=50
+    # the client axis sharded over both cores of a CPU host:
+    XLA_FLAGS=--xla_force_host_platform_device_count=2 \
+        .venv/bin/python benchmarks/round_throughput.py
 
 Prints a table and writes JSON rows (`model`, `clients_per_round`,
 `ours_s_per_round`, `fedjax_s_per_round`, `speedup`, examples per second,
@@ -29,7 +33,8 @@ import optax
 
 from pfhpo import models
 from pfhpo.algorithms.fedavg import RoundBatch, fedavg
-from pfhpo.client import ClientHParams, client_mesh, default_client_chunk
+from pfhpo.client import (ClientHParams, client_mesh, default_client_chunk,
+                          replicate)
 from pfhpo.compat import fedjax
 from fedjax.algorithms import fed_avg
 from fedjax.models import emnist
@@ -61,14 +66,15 @@ def timed(fn, rounds: int) -> tuple[float, float]:
 def ours(name: str, k: int, steps: int, batch: int, n: int, rounds: int,
          conv_impl: str, chunk: int | None):
   model = models.create(name, SHAPE, CLASSES, conv_impl=conv_impl)
+  mesh = client_mesh()
   algo = fedavg(model, FEATURES, optax.sgd(1.0), steps, batch,
-                client_chunk=chunk, mesh=client_mesh())
+                client_chunk=chunk, mesh=mesh)
   x, y = client_data(k, n)
   data = RoundBatch(jnp.asarray(x), jnp.asarray(y), jnp.full(k, n, jnp.int32))
   hp = ClientHParams(jnp.full(k, 0.05), jnp.full(k, steps, jnp.int32),
                      jnp.full(k, batch, jnp.int32))
   apply = jax.jit(algo.apply)
-  state = [algo.init(jax.random.PRNGKey(0))]
+  state = [replicate(algo.init(jax.random.PRNGKey(0)), mesh)]
   key = jax.random.PRNGKey(1)
 
   def one_round():
@@ -110,7 +116,8 @@ def main():
   p.add_argument('--conv_impl', default=models.default_conv_impl())
   p.add_argument('--client_chunk', type=int, default=default_client_chunk(),
                  help='clients trained side by side (0: all at once)')
-  p.add_argument('--out', default='benchmarks/results/round_throughput.json')
+  p.add_argument('--out', default=f'benchmarks/results/round_throughput_'
+                 f'{jax.device_count()}dev.json')
   a = p.parse_args()
   chunk = a.client_chunk or None
   rows = []

@@ -7,6 +7,8 @@ import sqlite3
 import struct
 import time
 
+import hypothesis
+import hypothesis.strategies as st
 import numpy as np
 import pytest
 
@@ -209,6 +211,24 @@ def test_dirichlet_partition_exact_and_skewed():
   assert max_class_fraction(100.0) < 0.35
   with pytest.raises(ConfigError, match='alpha'):
     dirichlet_partition(labels, sizes, 0.0, rng)
+
+
+@hypothesis.settings(max_examples=40, deadline=None)
+@hypothesis.given(
+    counts=st.lists(st.integers(0, 60), min_size=2, max_size=8),
+    mean=st.floats(5, 80), alpha=st.floats(0.01, 50.0),
+    seed=st.integers(0, 2**16))
+def test_partition_covers_every_example_once_for_any_input(counts, mean, alpha,
+                                                           seed):
+  labels = np.repeat(np.arange(len(counts)), counts)
+  hypothesis.assume(labels.size > 0)
+  rng = np.random.default_rng(seed)
+  sizes = client_sizes(labels.size, mean, mean / 3, min_size=1, rng=rng)
+  assert sizes.sum() == labels.size and sizes.min() >= 1
+  parts = dirichlet_partition(labels, sizes, alpha, rng)
+  assert [len(p) for p in parts] == sizes.tolist()
+  np.testing.assert_array_equal(np.sort(np.concatenate(parts)),
+                                np.arange(labels.size))
 
 
 # ------------------------------------------------------------ Fashion-MNIST

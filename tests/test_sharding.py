@@ -67,6 +67,8 @@ def _cli(args, tmp_path):
 def test_cli_runs_sharded_over_two_host_devices(tmp_path):
   proc = _cli(['--clients_per_round=4'], tmp_path)
   assert proc.returncode == 0, proc.stderr[-2000:]
+  summary = json.loads((tmp_path / 'run' / 'summary.json').read_text())
+  assert summary['round_compilations'] == 1
   config = (tmp_path / 'run' / 'config.json').read_text()
   assert json.loads(config)['devices'] == ['cpu:0', 'cpu:1']
 

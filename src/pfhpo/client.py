@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from pfhpo.models import Model, cross_entropy
 
@@ -135,6 +135,17 @@ def client_mesh(devices=None) -> Mesh | None:
   """
   devices = jax.devices() if devices is None else devices
   return Mesh(np.array(devices), ('clients',)) if len(devices) > 1 else None
+
+
+def replicate(tree, mesh: Mesh | None):
+  """Places `tree` on every device of `mesh` (unchanged without a mesh).
+
+  The server state must start where the round's outputs land, or the second
+  round sees a new input placement and compiles again.
+  """
+  if mesh is None:
+    return tree
+  return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
 def default_client_chunk(backend: str | None = None) -> int | None:

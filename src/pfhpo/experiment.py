@@ -32,7 +32,8 @@ from tqdm import tqdm
 from pfhpo import data as datasets
 from pfhpo import models
 from pfhpo.algorithms.fedavg import RoundBatch, fedavg
-from pfhpo.client import ClientHParams, client_mesh, default_client_chunk
+from pfhpo.client import (ClientHParams, client_mesh, default_client_chunk,
+                          replicate)
 from pfhpo.errors import ConfigError
 from pfhpo.evaluate import make_eval_set, make_evaluate
 from pfhpo.plots import plot_accuracy
@@ -171,7 +172,7 @@ def run(cfg: Config) -> dict:
 
   key = jax.random.PRNGKey(cfg.seed)
   init_key, round_key = jax.random.split(key)
-  state = algorithm.init(init_key)
+  state = replicate(algorithm.init(init_key), mesh)
   sampler = np.random.default_rng(cfg.seed)
   k = cfg.clients_per_round
   hparams = ClientHParams(jnp.full(k, cfg.lrs[0], jnp.float32),
