@@ -2,7 +2,6 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
-FMNIST := /usr/share/datasets/fashion-mnist
 DEMO_DIR := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
 .PHONY: demo test bench fashion-mnist clean
@@ -15,15 +14,7 @@ $(STAMP): pyproject.toml
 
 # Debian's dataset-fashion-mnist: the embedded offline data set.
 fashion-mnist:
-	@test -d $(FMNIST) || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    (apt-get install -y -q dataset-fashion-mnist || \
-	     (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)) >/dev/null; \
-	  elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
-	    sudo apt-get install -y -q dataset-fashion-mnist >/dev/null; \
-	  else \
-	    echo "Fashion-MNIST not found in $(FMNIST): run 'sudo apt-get install dataset-fashion-mnist' or pass --data_dir to experiments/femnist.py"; exit 2; \
-	  fi; }
+	@scripts/ensure_fashion_mnist.sh
 
 demo: $(STAMP) fashion-mnist
 	$(VENV)/bin/python experiments/femnist.py --out_dir=$(DEMO_DIR)

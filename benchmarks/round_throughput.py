@@ -33,8 +33,8 @@ import optax
 
 from pfhpo import models
 from pfhpo.algorithms.fedavg import RoundBatch, fedavg
-from pfhpo.client import (ClientHParams, client_mesh, default_client_chunk,
-                          replicate)
+from pfhpo.client import ClientHParams, default_client_chunk
+from pfhpo.sharding import client_mesh, replicate
 from pfhpo.compat import fedjax
 from fedjax.algorithms import fed_avg
 from fedjax.models import emnist

@@ -6,7 +6,7 @@ import optax
 import pytest
 
 from pfhpo import models
-from pfhpo.client import example_order, make_local_update, map_clients
+from pfhpo.client import example_order, make_local_update
 from pfhpo.models import cross_entropy
 
 FEATURES = lambda x: x.astype(jnp.float32) / 255.0
@@ -79,22 +79,6 @@ def test_vmapped_update_equals_per_client_loop(name, shape, conv_impl, momentum)
                     jax.tree_util.tree_leaves(want)):
       np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
     np.testing.assert_allclose(got_loss[i], want_loss, rtol=1e-5)
-
-
-@pytest.mark.parametrize('chunk', [1, 3])
-def test_clients_in_chunks_equal_all_clients_vmapped(chunk):
-  """`map_clients` walking 4 clients `chunk` at a time (3: a remainder of 1)."""
-  model = models.create('mlp', (6, 6, 1), 5)
-  params = model.init(jax.random.PRNGKey(0))
-  x, y = _client_data((6, 6, 1), 5)
-  keys = jax.random.split(jax.random.PRNGKey(4), len(COUNTS))
-  one = make_local_update(model, FEATURES, MAX_STEPS, MAX_BATCH)
-  run = jax.jit(lambda p, args, c: map_clients(
-      lambda *a: one(p, *a), args, c), static_argnums=2)
-  args = (x, y, COUNTS, LRS, STEPS, BATCHES, keys)
-  for a, b in zip(jax.tree_util.tree_leaves(run(params, args, chunk)),
-                  jax.tree_util.tree_leaves(run(params, args, None))):
-    np.testing.assert_allclose(a, b, atol=1e-6)
 
 
 def test_rolled_and_unrolled_step_loops_agree():

@@ -13,7 +13,8 @@ SCRIPT = textwrap.dedent('''
     import jax, jax.numpy as jnp, numpy as np, optax
     from pfhpo import models
     from pfhpo.algorithms.fedavg import RoundBatch, fedavg
-    from pfhpo.client import ClientHParams, client_mesh
+    from pfhpo.client import ClientHParams
+    from pfhpo.sharding import client_mesh
     assert jax.device_count() == 4
     K = 8
     model = models.create('mlp', (6, 6, 1), 5)

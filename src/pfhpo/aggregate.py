@@ -8,8 +8,13 @@ respect to each client's share of the aggregate (the per-client credit).
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh, PartitionSpec
+
+tree_map = jax.tree_util.tree_map
 
 
 def example_weights(counts: jax.Array) -> jax.Array:
@@ -25,10 +30,71 @@ def weighted_delta(server_params, client_params, weights: jax.Array,
   Args:
     server_params: pytree of the server model.
     client_params: the same pytree with a leading client axis [C, ...].
-    weights: f32[C] aggregation weights (sum to one).
+    weights: f32[C] aggregation weights.
     coeffs: f32[C] per-client coefficients (ones for FedAvg).
   """
   wc = weights * coeffs  # f32[C]
-  return jax.tree_util.tree_map(
-      lambda s, c: jnp.tensordot(wc, c - s[None], axes=1), server_params,
-      client_params)
+  return tree_map(lambda s, c: jnp.tensordot(wc, c - s[None], axes=1),
+                  server_params, client_params)
+
+
+def aggregate_clients(train: Callable, server_params, args: tuple,
+                      weights: jax.Array, coeffs: jax.Array,
+                      chunk: int | None = None, mesh: Mesh | None = None):
+  """Trains every client and aggregates: (Delta_g(c), per-client aux).
+
+  `train(*client_args) -> (theta_i, aux_i)` is one client's local update;
+  `args` holds the clients' arguments with a leading client axis [C, ...].
+
+  How the clients are walked changes speed and memory, never the result
+  (up to the order of the float sum):
+
+  * `chunk=None`: one vmap over all C clients, then `weighted_delta` over
+    their stacked parameters [C, P] (the GPU/TPU default).
+  * `chunk=c`: a `scan` over groups of c clients (vmapped within a group)
+    whose carry is the running sum, so only c clients' parameters exist at
+    a time. On a CPU a client's weights stay in cache through its local
+    steps, and the round needs no [C, P] buffer, which XLA:CPU would map
+    and page-fault in afresh on every call (BUILD_NOTES.md has the figures).
+    `jax.grad` with respect to `coeffs` still works: it keeps each client's
+    update as a residual.
+  * `mesh`: the client axis is split over the mesh's one axis; each device
+    aggregates its share as above and the partial sums are added with a
+    `psum`. C must be a multiple of the mesh size.
+  """
+  if mesh is not None and mesh.size > 1:
+    axis = mesh.axis_names
+    spec = PartitionSpec(axis)
+
+    def shard(a, w, c):
+      delta, aux = aggregate_clients(train, server_params, a, w, c, chunk)
+      return jax.lax.psum(delta, axis), aux
+
+    # `train` closes over the replicated server parameters; the clients
+    # are independent, so no varying-axes bookkeeping is needed.
+    return jax.shard_map(shard, mesh=mesh, in_specs=(spec, spec, spec),
+                         out_specs=(PartitionSpec(), spec),
+                         check_vma=False)(args, weights, coeffs)
+  k = weights.shape[0]
+  if chunk is None or chunk >= k:
+    params, aux = jax.vmap(lambda a: train(*a))(args)
+    return weighted_delta(server_params, params, weights, coeffs), aux
+  n = k // chunk * chunk
+  groups = tree_map(lambda a: a[:n].reshape(n // chunk, chunk, *a.shape[1:]),
+                    (args, weights, coeffs))
+
+  def add_group(total, group):
+    a, w, c = group
+    params, aux = jax.vmap(lambda a: train(*a))(a)
+    return tree_map(jnp.add, total,
+                    weighted_delta(server_params, params, w, c)), aux
+
+  zeros = tree_map(lambda a: jnp.zeros(a.shape, a.dtype), server_params)
+  delta, aux = jax.lax.scan(add_group, zeros, groups)
+  aux = tree_map(lambda a: a.reshape(n, *a.shape[2:]), aux)
+  if n < k:  # the last k - n clients, one vmap
+    rest = tree_map(lambda a: a[n:], (args, weights, coeffs))
+    rest_delta, rest_aux = aggregate_clients(train, server_params, *rest)
+    delta = tree_map(jnp.add, delta, rest_delta)
+    aux = tree_map(lambda a, b: jnp.concatenate([a, b]), aux, rest_aux)
+  return delta, aux

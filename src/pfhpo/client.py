@@ -25,9 +25,7 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from pfhpo.models import Model, cross_entropy
 
@@ -95,57 +93,6 @@ def make_local_update(model: Model, features: Callable, max_steps: int,
     return params, losses.sum() / jnp.maximum(local_steps, 1)
 
   return local_update
-
-
-def map_clients(fn: Callable, args: tuple, chunk: int | None,
-                mesh: Mesh | None = None):
-  """Applies a one-client `fn` to every client (leading axis of `args`).
-
-  `chunk=None` vmaps all clients at once (the GPU/TPU default). A `chunk`
-  of c walks the clients c at a time (`lax.map` with `batch_size=c`, a vmap
-  inside a loop): on a CPU a client's weights then stay in cache for all of
-  its steps, where a vmap over every client streams all their weights
-  through memory on each step (BUILD_NOTES.md has the figures). Both compute
-  the same thing.
-
-  With a `mesh`, the client axis is split over its (single) axis: each
-  device runs its share of the clients as above (`jax.shard_map`), and the
-  outputs stay sharded by client. The client count must be a multiple of the
-  mesh size.
-  """
-  if mesh is not None and mesh.size > 1:
-    spec = PartitionSpec(mesh.axis_names)
-    # No collectives inside: clients are independent, so the replicated
-    # server parameters `fn` closes over need no varying-axes bookkeeping.
-    return jax.shard_map(lambda a: map_clients(fn, a, chunk), mesh=mesh,
-                         in_specs=(spec,), out_specs=spec,
-                         check_vma=False)(args)
-  k = jax.tree_util.tree_leaves(args)[0].shape[0]
-  if chunk is None or chunk >= k:
-    return jax.vmap(lambda a: fn(*a))(args)
-  return jax.lax.map(lambda a: fn(*a), args, batch_size=chunk)
-
-
-def client_mesh(devices=None) -> Mesh | None:
-  """A one-axis mesh ('clients') over `devices` (default: all); None for one.
-
-  On a CPU host, `XLA_FLAGS=--xla_force_host_platform_device_count=N` (set
-  before jax starts) makes N devices that run their shares of the clients
-  in parallel, one per core.
-  """
-  devices = jax.devices() if devices is None else devices
-  return Mesh(np.array(devices), ('clients',)) if len(devices) > 1 else None
-
-
-def replicate(tree, mesh: Mesh | None):
-  """Places `tree` on every device of `mesh` (unchanged without a mesh).
-
-  The server state must start where the round's outputs land, or the second
-  round sees a new input placement and compiles again.
-  """
-  if mesh is None:
-    return tree
-  return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
 def default_client_chunk(backend: str | None = None) -> int | None:

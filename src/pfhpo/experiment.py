@@ -32,8 +32,8 @@ from tqdm import tqdm
 from pfhpo import data as datasets
 from pfhpo import models
 from pfhpo.algorithms.fedavg import RoundBatch, fedavg
-from pfhpo.client import (ClientHParams, client_mesh, default_client_chunk,
-                          replicate)
+from pfhpo.client import ClientHParams, default_client_chunk
+from pfhpo.sharding import client_mesh, replicate
 from pfhpo.errors import ConfigError
 from pfhpo.evaluate import make_eval_set, make_evaluate
 from pfhpo.plots import plot_accuracy

@@ -25,8 +25,8 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from pfhpo.aggregate import example_weights, weighted_delta
-from pfhpo.client import ClientHParams, make_local_update, map_clients
+from pfhpo.aggregate import aggregate_clients, example_weights
+from pfhpo.client import ClientHParams, make_local_update
 from pfhpo.models import Model
 
 
@@ -58,7 +58,7 @@ def fedavg(model: Model, features: Callable,
   `max_steps` and `max_batch` fix the shapes the round is compiled for; every
   client's `local_steps` and `batch_size` must not exceed them.
   `client_chunk` sets how many clients train side by side, and `mesh` the
-  devices the client axis is split over (`map_clients`).
+  devices the client axis is split over (`aggregate_clients`).
   """
   one_client = make_local_update(model, features, max_steps, max_batch,
                                  momentum, unroll)
@@ -70,13 +70,12 @@ def fedavg(model: Model, features: Callable,
   def apply(state: ServerState, batch: RoundBatch, hparams: ClientHParams,
             key: jax.Array):
     keys = jax.random.split(key, batch.y.shape[0])
-    client_params, train_loss = map_clients(
-        lambda *a: one_client(state.params, *a),
-        (batch.x, batch.y, batch.count, hparams.lr, hparams.local_steps,
-         hparams.batch_size, keys), client_chunk, mesh)
     weights = example_weights(batch.count)  # f32[K]
-    delta = weighted_delta(state.params, client_params, weights,
-                           jnp.ones_like(weights))
+    delta, train_loss = aggregate_clients(
+        lambda *a: one_client(state.params, *a), state.params,
+        (batch.x, batch.y, batch.count, hparams.lr, hparams.local_steps,
+         hparams.batch_size, keys), weights, jnp.ones_like(weights),
+        client_chunk, mesh)
     pseudo_grad = jax.tree_util.tree_map(jnp.negative, delta)
     updates, opt_state = server_opt.update(pseudo_grad, state.opt_state,
                                            state.params)

@@ -1,0 +1,73 @@
+"""Aggregation: every way of walking the clients gives the same Delta, and
+jax.grad with respect to the coefficients is the closed-form credit."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pfhpo import models
+from pfhpo.aggregate import aggregate_clients, example_weights, weighted_delta
+from pfhpo.client import make_local_update
+
+FEATURES = lambda x: x.astype(jnp.float32) / 255.0
+K = 5
+
+
+def _setup():
+  model = models.create('mlp', (6, 6, 1), 4)
+  params = model.init(jax.random.PRNGKey(0))
+  rng = np.random.default_rng(1)
+  counts = np.array([12, 3, 9, 20, 6], np.int32)
+  args = (rng.integers(0, 256, (K, 20, 6, 6, 1), dtype=np.uint8),
+          rng.integers(0, 4, (K, 20)).astype(np.int32), counts,
+          np.linspace(0.05, 0.3, K).astype(np.float32),
+          np.array([1, 4, 2, 3, 4], np.int32),
+          np.array([4, 2, 3, 1, 4], np.int32),
+          jax.random.split(jax.random.PRNGKey(2), K))
+  one = make_local_update(model, FEATURES, 4, 4)
+  train = lambda *a: one(params, *a)
+  return params, train, args, example_weights(counts)
+
+
+@pytest.mark.parametrize('chunk', [1, 2, 3])
+def test_chunked_aggregation_equals_one_vmap(chunk):
+  params, train, args, w = _setup()
+  c = jnp.array([1.0, 0.5, 2.0, 1.0, 0.0])
+  run = jax.jit(lambda ch: aggregate_clients(train, params, args, w, c, ch),
+                static_argnums=0)
+  (want, want_aux), (got, got_aux) = run(None), run(chunk)
+  client_params, _ = jax.vmap(train)(*args)
+  by_hand = jax.tree_util.tree_map(
+      lambda s, p: sum(float(w[i] * c[i]) * (p[i] - s) for i in range(K)),
+      params, client_params)
+  for a, b, h in zip(*map(jax.tree_util.tree_leaves, (want, got, by_hand))):
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    np.testing.assert_allclose(a, h, atol=1e-6)
+  assert float(jnp.abs(jax.tree_util.tree_leaves(want)[0]).max()) > 1e-3
+  np.testing.assert_allclose(want_aux, got_aux, atol=1e-6)
+
+
+@pytest.mark.parametrize('chunk', [None, 2])
+def test_grad_wrt_coefficients_is_the_closed_form_credit(chunk):
+  """dL/dc_i = w_i <dL/dtheta_g, theta_i - theta>, at c = 1."""
+  params, train, args, w = _setup()
+  loss = lambda theta: sum(jnp.sum(jnp.sin(3 * a)) for a in
+                           jax.tree_util.tree_leaves(theta))
+
+  def val_loss(c):
+    delta, _ = aggregate_clients(train, params, args, w, c, chunk)
+    return loss(jax.tree_util.tree_map(jnp.add, params, delta))
+
+  ones = jnp.ones(K)
+  credit = jax.jit(jax.grad(val_loss))(ones)
+  theta_g = jax.tree_util.tree_map(
+      jnp.add, params, weighted_delta(params, jax.vmap(train)(*args)[0], w,
+                                      ones))
+  g = jax.grad(loss)(theta_g)
+  client_params, _ = jax.vmap(train)(*args)
+  closed = [float(w[i]) * sum(
+      float(jnp.vdot(gl, cp[i] - sp)) for gl, cp, sp in zip(
+          *map(jax.tree_util.tree_leaves, (g, client_params, params))))
+            for i in range(K)]
+  np.testing.assert_allclose(credit, closed, rtol=1e-4, atol=1e-7)
+  assert np.abs(closed).max() > 1e-3
