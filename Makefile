@@ -22,8 +22,11 @@ demo: $(STAMP) fashion-mnist
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
 
+# One device, then the client axis sharded over one host device per core.
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/round_throughput.py
+	XLA_FLAGS=--xla_force_host_platform_device_count=$$(nproc) \
+	  $(VENV)/bin/python benchmarks/round_throughput.py
 
 clean:
 	rm -rf $(VENV) runs

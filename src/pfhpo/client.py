@@ -96,6 +96,8 @@ def make_local_update(model: Model, features: Callable, max_steps: int,
 
 
 def default_client_chunk(backend: str | None = None) -> int | None:
-  """2 clients at a time on CPU (measured best for mlp; conv is within 5%),
-  all at once elsewhere."""
+  """Clients trained side by side (`aggregate_clients`): 2 on CPU, all
+  elsewhere. On this project's 2-core CPU, 2 was best or within 10% of the
+  best for mlp (50 clients) and conv (10 clients); BUILD_NOTES.md has the
+  sweep."""
   return 2 if (backend or jax.default_backend()) == 'cpu' else None

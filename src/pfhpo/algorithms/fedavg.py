@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -69,6 +70,9 @@ def fedavg(model: Model, features: Callable,
 
   def apply(state: ServerState, batch: RoundBatch, hparams: ClientHParams,
             key: jax.Array):
+    chex.assert_rank([batch.y, batch.count], [2, 1])
+    chex.assert_equal_shape([batch.count, hparams.lr, hparams.local_steps,
+                             hparams.batch_size])
     keys = jax.random.split(key, batch.y.shape[0])
     weights = example_weights(batch.count)  # f32[K]
     delta, train_loss = aggregate_clients(
