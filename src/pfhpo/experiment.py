@@ -152,8 +152,9 @@ def run(cfg: Config) -> dict:
   _write_json(out / 'config.json', {
       **dataclasses.asdict(cfg), 'backend': backend,
       'devices': [str(d) for d in jax.devices()], 'conv_impl': conv_impl,
-      'unroll': unroll, 'client_chunk': client_chunk, 'num_clients': data.num_clients,
-      'feature_shape': data.feature_shape, 'num_classes': data.num_classes})
+      'unroll': unroll, 'client_chunk': client_chunk,
+      'num_clients': data.num_clients, 'feature_shape': data.feature_shape,
+      'num_classes': data.num_classes})
 
   algorithm = fedavg(model, data.features,
                      server_optimizer(cfg.server_opt, cfg.server_lr),
