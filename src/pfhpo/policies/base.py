@@ -1,0 +1,120 @@
+"""What every policy shares: its state, the feedback it learns from, and the
+score-function update of per-client categorical logits.
+
+A policy is three pure functions, in the style of an optax
+`GradientTransformation`:
+
+    state            = policy.init(key, num_clients)
+    hparams, choices = policy.propose(state, clients, key)
+    state            = policy.update(state, feedback)
+
+The logits alpha are a table with one row per client (`scope='client'`,
+personalised) or a single shared row (`scope='global'`). Client i draws its
+configuration z_i ~ Categorical(softmax(alpha_i)). Policies that learn move
+the logits with
+
+    alpha <- alpha - lr * sum_i a_i grad_alpha log p_alpha(z_i)
+
+through an optax optimizer (one optimizer state per row, so Adam's bias
+correction counts each client's own updates), where the advantage a_i is
+what distinguishes them: the shared delayed reward for REINFORCE, the
+back-propagated credit dL/dc_i for the Gumbel reward-assignment method.
+Rows of clients that were not in the round are left untouched.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from pfhpo.errors import ConfigError
+
+SCOPES = ('client', 'global')
+
+
+class Feedback(NamedTuple):
+  """What a round measured, for the policy to learn from."""
+  clients: jax.Array  # i32[K] client indices of the round
+  choices: jax.Array  # i32[K] configuration index each client used
+  credit: jax.Array  # f32[K] dL/dc_i at c = 1
+  val_loss: jax.Array  # f32[] validation loss of the aggregated model
+  val_acc: jax.Array  # f32[] validation accuracy of the aggregated model
+  client_loss: jax.Array  # f32[K] each client's mean local training loss
+
+
+class PolicyState(NamedTuple):
+  logits: jax.Array  # f32[R, H], R = num_clients ('client') or 1 ('global')
+  opt_state: Any  # optax state with a leading row axis R
+  baseline: jax.Array  # f32[] running mean of the advantage signal
+
+
+class Policy(NamedTuple):
+  init: Callable[[jax.Array, int], PolicyState]
+  propose: Callable[..., tuple]
+  update: Callable[[PolicyState, Feedback], PolicyState]
+
+
+def check_scope(scope: str) -> None:
+  if scope not in SCOPES:
+    raise ConfigError(f'unknown --policy_scope={scope!r}; choose one of '
+                      f'{", ".join(SCOPES)}')
+
+
+def init_state(optimizer: optax.GradientTransformation, num_rows: int,
+               size: int) -> PolicyState:
+  """Uniform logits (zeros), one optimizer state per row."""
+  logits = jnp.zeros((num_rows, size), jnp.float32)
+  return PolicyState(logits, jax.vmap(optimizer.init)(logits),
+                     jnp.zeros((), jnp.float32))
+
+
+def rows_of(state: PolicyState, clients: jax.Array) -> jax.Array:
+  """Row of the logits table each client reads: i32[K]."""
+  if state.logits.shape[0] == 1:
+    return jnp.zeros_like(clients)
+  return clients
+
+
+def sample(state: PolicyState, clients: jax.Array, key) -> jax.Array:
+  """z_i ~ Categorical(softmax(alpha_row(i))): i32[K]."""
+  return jax.random.categorical(key, state.logits[rows_of(state, clients)])
+
+
+def probabilities(state: PolicyState) -> jax.Array:
+  """softmax of every row: f32[R, H]."""
+  return jax.nn.softmax(state.logits)
+
+
+def mean_entropy(state: PolicyState) -> jax.Array:
+  """Mean over rows of the entropy of softmax(alpha_row), in nats."""
+  log_p = jax.nn.log_softmax(state.logits)
+  return -jnp.mean(jnp.sum(jnp.exp(log_p) * log_p, axis=-1))
+
+
+def score_update(state: PolicyState, optimizer: optax.GradientTransformation,
+                 clients: jax.Array, choices: jax.Array,
+                 advantage: jax.Array) -> PolicyState:
+  """One optimizer step on S(alpha) = sum_i a_i log p_alpha(z_i).
+
+  grad_alpha log p(z) = onehot(z) - softmax(alpha), summed into the rows
+  the clients read; the optimizer minimises S, so a positive advantage
+  (a cost) makes z_i less likely.
+  """
+  rows = rows_of(state, clients)
+
+  def surrogate(logits):
+    log_p = jax.nn.log_softmax(logits[rows])  # f32[K, H]
+    return jnp.sum(advantage * jnp.take_along_axis(
+        log_p, choices[:, None], axis=1)[:, 0])
+
+  grads = jax.grad(surrogate)(state.logits)  # f32[R, H]
+  updates, opt_state = jax.vmap(optimizer.update)(grads, state.opt_state,
+                                                  state.logits)
+  touched = jnp.zeros(state.logits.shape[0], bool).at[rows].set(True)
+  keep = lambda new, old: jnp.where(
+      touched.reshape(-1, *[1] * (new.ndim - 1)), new, old)
+  return state._replace(
+      logits=keep(state.logits + updates, state.logits),
+      opt_state=jax.tree_util.tree_map(keep, opt_state, state.opt_state))

@@ -1,0 +1,54 @@
+"""Per-client credit assignment by back-propagation (the project's method).
+
+The server aggregates theta_g(c) = theta + sum_i w_i c_i (theta_i - theta)
+with dummy coefficients c = 1 and takes L = validation cross-entropy of
+theta_g. Each client's credit is dL/dc_i, from `jax.grad` through the
+aggregation; with Z_i one-hot over the H configurations and the
+Gumbel-softmax relaxation (Jang et al., ICLR 2017; Maddison et al., ICLR
+2017) taken to temperature 0, the gradient estimator of E[L] becomes
+
+    alpha_i <- alpha_i - lr * dL/dc_i * grad_{alpha_i} log p(Z_i)
+
+so a client whose update raised the validation loss (dL/dc_i > 0) makes
+its configuration less likely, each client by its own credit instead of
+one delayed reward shared by all.
+
+Variance reduction (off by default):
+  baseline_decay: subtract a running mean of the round's mean credit.
+  normalize: divide the round's credits by their standard deviation.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+import optax
+
+from pfhpo.policies.base import (Feedback, Policy, PolicyState, check_scope,
+                                 init_state, sample, score_update)
+from pfhpo.space import SearchSpace, hparams_for
+
+
+def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
+           scope: str = 'client', baseline_decay: float | None = None,
+           normalize: bool = False) -> Policy:
+  check_scope(scope)
+
+  def init(key, num_clients):
+    del key
+    return init_state(optimizer, num_clients if scope == 'client' else 1,
+                      space.size)
+
+  def propose(state, clients, key):
+    choices = sample(state, clients, key)
+    return hparams_for(space, choices), choices
+
+  def update(state: PolicyState, fb: Feedback) -> PolicyState:
+    credit = fb.credit - state.baseline
+    if normalize:
+      credit = credit / (jnp.std(fb.credit) + 1e-12)
+    state = score_update(state, optimizer, fb.clients, fb.choices, credit)
+    if baseline_decay is None:
+      return state
+    return state._replace(baseline=baseline_decay * state.baseline +
+                          (1 - baseline_decay) * jnp.mean(fb.credit))
+
+  return Policy(init, propose, update)

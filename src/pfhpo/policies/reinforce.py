@@ -1,0 +1,48 @@
+"""REINFORCE with a fully delayed, shared reward (the plain baseline).
+
+Williams, "Simple statistical gradient-following algorithms for
+connectionist reinforcement learning", Machine Learning 1992.
+
+Every client of the round gets the same reward R = validation accuracy of
+the aggregated model, known only after all of them were decided:
+
+    alpha_i <- alpha_i + lr * (R - b) grad log p(z_i)
+    b       <- beta b + (1 - beta) R          (optional moving-average baseline)
+
+With `baseline_decay=None`, b = 0. The baseline used in a round is the one
+from before that round's reward, so the update stays unbiased.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+import optax
+
+from pfhpo.policies.base import (Feedback, Policy, PolicyState, check_scope,
+                                 init_state, sample, score_update)
+from pfhpo.space import SearchSpace, hparams_for
+
+
+def reinforce(space: SearchSpace, optimizer: optax.GradientTransformation,
+              scope: str = 'client',
+              baseline_decay: float | None = 0.9) -> Policy:
+  check_scope(scope)
+
+  def init(key, num_clients):
+    del key
+    return init_state(optimizer, num_clients if scope == 'client' else 1,
+                      space.size)
+
+  def propose(state, clients, key):
+    choices = sample(state, clients, key)
+    return hparams_for(space, choices), choices
+
+  def update(state: PolicyState, fb: Feedback) -> PolicyState:
+    reward = fb.val_acc
+    advantage = -(reward - state.baseline) * jnp.ones_like(fb.credit)
+    state = score_update(state, optimizer, fb.clients, fb.choices, advantage)
+    if baseline_decay is None:
+      return state
+    return state._replace(baseline=baseline_decay * state.baseline +
+                          (1 - baseline_decay) * reward)
+
+  return Policy(init, propose, update)

@@ -1,0 +1,72 @@
+"""The hyper-parameter search space: H candidate client configurations.
+
+The space is the Cartesian product of the values given for each axis
+(`--lrs=0.01,0.1 --local_steps=1,5 --batch_sizes=16` is H = 4 candidates),
+held as three arrays so that a client's configuration is an index z in
+[0, H) and `hparams_for(space, z)` gathers its values inside the compiled
+round. The largest step count and batch size fix the round's static shapes.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import NamedTuple, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from pfhpo.client import ClientHParams
+from pfhpo.errors import ConfigError
+
+
+class SearchSpace(NamedTuple):
+  """H candidate configurations, in row-major order of (lr, steps, batch)."""
+  lr: np.ndarray  # f32[H]
+  local_steps: np.ndarray  # i32[H]
+  batch_size: np.ndarray  # i32[H]
+
+  @property
+  def size(self) -> int:
+    return len(self.lr)
+
+  @property
+  def max_steps(self) -> int:
+    return int(self.local_steps.max())
+
+  @property
+  def max_batch(self) -> int:
+    return int(self.batch_size.max())
+
+  def describe(self, z: int) -> str:
+    """'lr=0.1 steps=5 batch=16' for candidate z."""
+    return (f'lr={self.lr[z]:g} steps={self.local_steps[z]} '
+            f'batch={self.batch_size[z]}')
+
+
+def make_space(lrs: Sequence[float], local_steps: Sequence[int],
+               batch_sizes: Sequence[int]) -> SearchSpace:
+  """The Cartesian product of the three axes; a bad axis is a ConfigError."""
+  axes = {'--lrs': lrs, '--local_steps': local_steps,
+          '--batch_sizes': batch_sizes}
+  for flag, values in axes.items():
+    if len(values) == 0:
+      raise ConfigError(f'{flag} is empty; give at least one value')
+    if len(set(values)) != len(values):
+      raise ConfigError(f'{flag} repeats a value ({list(values)}); list each '
+                        f'value once')
+  if not all(0 < v < float('inf') for v in lrs):
+    raise ConfigError(f'--lrs must be positive numbers, got {tuple(lrs)}')
+  for flag in ('--local_steps', '--batch_sizes'):
+    if not all(int(v) == v and v >= 1 for v in axes[flag]):
+      raise ConfigError(f'{flag} must be integers >= 1, got '
+                        f'{tuple(axes[flag])}')
+  grid = list(itertools.product(lrs, local_steps, batch_sizes))
+  return SearchSpace(np.array([g[0] for g in grid], np.float32),
+                     np.array([g[1] for g in grid], np.int32),
+                     np.array([g[2] for g in grid], np.int32))
+
+
+def hparams_for(space: SearchSpace, choices) -> ClientHParams:
+  """Per-client hyper-parameters of the chosen candidates: i32[K] -> [K] each."""
+  return ClientHParams(jnp.asarray(space.lr)[choices],
+                       jnp.asarray(space.local_steps)[choices],
+                       jnp.asarray(space.batch_size)[choices])

@@ -1,0 +1,119 @@
+"""Policy updates on their own: the score-function algebra, the scopes, and
+REINFORCE's expected update."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from pfhpo.errors import ConfigError
+from pfhpo.policies import Feedback, gumbel, probabilities, reinforce, static
+from pfhpo.space import hparams_for, make_space
+
+SPACE = make_space([0.01, 0.1, 1.0], [1, 5], [16])  # H = 6
+
+
+def _feedback(clients, choices, credit=None, acc=0.5):
+  k = len(clients)
+  return Feedback(jnp.asarray(clients), jnp.asarray(choices),
+                  jnp.zeros(k) if credit is None else jnp.asarray(credit),
+                  jnp.float32(1.0), jnp.float32(acc), jnp.zeros(k))
+
+
+def test_space_is_the_cartesian_product_and_rejects_bad_axes():
+  assert SPACE.size == 6 and SPACE.max_steps == 5 and SPACE.max_batch == 16
+  hp = hparams_for(SPACE, jnp.array([0, 5, 3]))
+  np.testing.assert_allclose(hp.lr, [0.01, 1.0, 0.1])
+  np.testing.assert_array_equal(hp.local_steps, [1, 5, 5])
+  for bad, match in [(([], [1], [1]), 'empty'), (([0.1], [0], [1]), '>= 1'),
+                     (([-1.0], [1], [1]), 'positive'),
+                     (([0.1, 0.1], [1], [1]), 'repeats')]:
+    with pytest.raises(ConfigError, match=match):
+      make_space(*bad)
+
+
+def test_gumbel_update_is_minus_lr_credit_times_score():
+  """alpha_i <- alpha_i - lr * credit_i * (onehot(z_i) - softmax(alpha_i))."""
+  policy = gumbel(SPACE, optax.sgd(0.5))
+  state = policy.init(jax.random.PRNGKey(0), 4)
+  state = state._replace(logits=state.logits.at[1].set(
+      jnp.linspace(-1, 1, 6)))
+  p1 = jax.nn.softmax(state.logits[1])
+  new = policy.update(state, _feedback([1, 3], [2, 0], credit=[0.3, -0.2]))
+  want1 = state.logits[1] - 0.5 * 0.3 * (jax.nn.one_hot(2, 6) - p1)
+  want3 = state.logits[3] + 0.5 * 0.2 * (jax.nn.one_hot(0, 6) - 1 / 6)
+  np.testing.assert_allclose(new.logits[1], want1, atol=1e-6)
+  np.testing.assert_allclose(new.logits[3], want3, atol=1e-6)
+  # Clients 0 and 2 were not in the round: untouched.
+  np.testing.assert_array_equal(new.logits[jnp.array([0, 2])],
+                                state.logits[jnp.array([0, 2])])
+  # Positive credit (raised the loss) makes the choice less likely.
+  assert probabilities(new)[1, 2] < p1[2]
+  assert probabilities(new)[3, 0] > 1 / 6
+
+
+def test_adam_rows_count_their_own_updates():
+  policy = gumbel(SPACE, optax.adam(0.1))
+  state = policy.init(jax.random.PRNGKey(0), 3)
+  for _ in range(3):
+    state = policy.update(state, _feedback([0], [1], credit=[1.0]))
+  state = policy.update(state, _feedback([2], [1], credit=[1.0]))
+  counts = state.opt_state[0].count
+  np.testing.assert_array_equal(counts, [3, 0, 1])
+  # Row 2's first Adam step equals row 0's first one: -lr * sign.
+  first = policy.update(policy.init(None, 3), _feedback([0], [1], [1.0]))
+  np.testing.assert_allclose(state.logits[2], first.logits[0], atol=1e-6)
+
+
+def test_global_scope_shares_one_row():
+  policy = gumbel(SPACE, optax.sgd(1.0), scope='global')
+  state = policy.init(jax.random.PRNGKey(0), 50)
+  assert state.logits.shape == (1, 6)
+  new = policy.update(state, _feedback([3, 40], [1, 1], credit=[0.5, 0.5]))
+  np.testing.assert_allclose(new.logits[0],
+                             -1.0 * (jax.nn.one_hot(1, 6) - 1 / 6), atol=1e-6)
+
+
+def test_reinforce_constant_reward_has_zero_expected_update():
+  """E_z[(R - b) grad log p(z)] = 0 for any constant R; and once the
+  baseline has caught up (b = R) every update is exactly zero."""
+  k = 20000
+  policy = reinforce(SPACE, optax.sgd(1.0), scope='global',
+                     baseline_decay=None)
+  state = policy.init(None, 1)
+  state = state._replace(logits=jnp.linspace(-1.0, 1.0, 6)[None])
+  clients = jnp.zeros(k, jnp.int32)
+  _, choices = policy.propose(state, clients, jax.random.PRNGKey(1))
+  new = policy.update(state, _feedback(clients, choices, acc=0.7))
+  # Each of the k terms has norm ~1; their mean must vanish like 1/sqrt(k).
+  drift = np.abs(np.asarray(new.logits - state.logits)).max() / (0.7 * k)
+  assert drift < 0.02
+  with_baseline = reinforce(SPACE, optax.sgd(1.0), baseline_decay=0.5)
+  state = with_baseline.init(None, 4)._replace(baseline=jnp.float32(0.7))
+  new = with_baseline.update(state, _feedback([0, 1, 2], [0, 3, 5], acc=0.7))
+  np.testing.assert_array_equal(new.logits, state.logits)
+
+
+def test_reinforce_with_the_true_reward_finds_the_best_configuration():
+  """A delayed shared reward: R = mean quality of the round's choices."""
+  quality = jnp.array([0.1, 0.2, 0.9, 0.3, 0.2, 0.1])
+  policy = reinforce(SPACE, optax.sgd(2.0), scope='global')
+  state = policy.init(None, 1)
+  clients = jnp.zeros(10, jnp.int32)
+  step = jax.jit(lambda s, key: policy.update(s, _feedback(
+      clients, c := policy.propose(s, clients, key)[1],
+      acc=jnp.mean(quality[c]))))
+  for r in range(300):
+    state = step(state, jax.random.PRNGKey(r))
+  assert probabilities(state)[0, 2] > 0.8
+
+
+def test_static_always_proposes_its_index():
+  policy = static(SPACE, 4)
+  state = policy.init(None, 7)
+  hp, choices = policy.propose(state, jnp.arange(7), jax.random.PRNGKey(0))
+  np.testing.assert_array_equal(choices, 4)
+  np.testing.assert_allclose(hp.lr, 1.0)
+  assert float(probabilities(state)[0, 4]) == 1.0
+  with pytest.raises(ConfigError, match='static_index'):
+    static(SPACE, 6)
