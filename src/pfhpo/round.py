@@ -1,0 +1,141 @@
+"""The compiled round of personalised hyper-parameter tuning.
+
+One jitted function, compiled once per run:
+
+    z_i, hparams_i   = policy.propose(policy_state, clients)        (per client)
+    theta_i          = LocalSGD(theta, hparams_i)                    (vmapped)
+    theta_g(c)       = theta + sum_i w_i c_i (theta_i - theta)       c = 1
+    L, dL/dc         = value_and_grad(L_val(theta_g(c)))(1)          (credit)
+    theta           <- ServerOpt(theta, -(theta_g(1) - theta))
+    policy_state    <- policy.update(policy_state, feedback)
+
+`credit='params'` differentiates the faithful form of the aggregate,
+theta_g(c) = sum_i w_i c_i theta_i (equal at c = 1), whose gradient is
+dL/dc_i = w_i <dL/dtheta_g, theta_i>; the default `'delta'` gives
+w_i <dL/dtheta_g, theta_i - theta>, which does not carry the server model's
+own direction into every client's credit.
+
+The validation loss is a weighted sum over a `ValBatch` of examples: a
+server-held set (`val_source='server'`, uniform weights) or the round's
+clients' own validation splits (`'federated'`, client i's examples weighted
+w_i / n_i^val, i.e. the server averages the clients' validation losses).
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from pfhpo.aggregate import aggregate_clients, example_weights
+from pfhpo.algorithms.fedavg import RoundBatch, ServerState
+from pfhpo.client import make_local_update
+from pfhpo.data.federated import ClientSplit
+from pfhpo.models import Model, cross_entropy
+from pfhpo.policies.base import Feedback, Policy, PolicyState, mean_entropy
+from pfhpo.space import SearchSpace
+
+CREDITS = ('delta', 'params')
+
+
+class ValBatch(NamedTuple):
+  """Validation examples and their weights (summing to one)."""
+  x: jax.Array  # u8/f32[M, *feature_shape]
+  y: jax.Array  # i32[M]
+  weight: jax.Array  # f32[M]
+
+
+def server_val_batch(split: ClientSplit, size: int, seed: int) -> ValBatch:
+  """A fixed server-held set: `size` examples drawn without replacement from
+  all clients' validation splits (all of them if there are fewer)."""
+  x, y = split.x[split.mask], split.y[split.mask]
+  pick = np.random.default_rng(seed).permutation(len(y))[:size]
+  return ValBatch(x[pick], y[pick],
+                  np.full(len(pick), 1.0 / len(pick), np.float32))
+
+
+def federated_val_batch(split: ClientSplit, clients: np.ndarray,
+                        train_counts: np.ndarray) -> ValBatch:
+  """The round's clients' validation splits, client i weighted w_i / n_i."""
+  mask = split.mask[clients]  # bool[K, Nv]
+  n_val = np.maximum(mask.sum(1, keepdims=True), 1)
+  w = train_counts / train_counts.sum()
+  weight = np.where(mask, w[:, None] / n_val, 0.0).astype(np.float32)
+  weight /= weight.sum()
+  x = split.x[clients]
+  return ValBatch(x.reshape(-1, *x.shape[2:]), split.y[clients].reshape(-1),
+                  weight.reshape(-1))
+
+
+def make_round(model: Model, features: Callable,
+               server_opt: optax.GradientTransformation, space: SearchSpace,
+               policy: Policy, uses_credit: bool, momentum: float = 0.0,
+               unroll: bool = False, client_chunk: int | None = None,
+               mesh: Mesh | None = None, credit: str = 'delta') -> Callable:
+  """round(server, policy_state, clients, batch, val, key)
+       -> (server, policy_state, metrics).
+
+  `uses_credit=False` (static, random, reinforce) skips the backward pass
+  through the aggregation; the feedback's credit is then zeros.
+  """
+  one_client = make_local_update(model, features, space.max_steps,
+                                 space.max_batch, momentum, unroll)
+
+  def val_metrics(params, val: ValBatch):
+    logits = model.apply(params, features(val.x))
+    loss = jnp.sum(val.weight * cross_entropy(logits, val.y))
+    acc = jnp.sum(val.weight * (logits.argmax(-1) == val.y))
+    return loss, acc
+
+  def run(server: ServerState, pstate: PolicyState, clients: jax.Array,
+          batch: RoundBatch, val: ValBatch, key: jax.Array):
+    chex.assert_equal_shape([clients, batch.count])
+    k = clients.shape[0]
+    propose_key, train_key = jax.random.split(key)
+    hparams, choices = policy.propose(pstate, clients, propose_key)
+    weights = example_weights(batch.count)  # f32[K]
+    args = (batch.x, batch.y, batch.count, *hparams,
+            jax.random.split(train_key, k))
+    train = lambda *a: one_client(server.params, *a)
+
+    def objective(coeffs):
+      delta, client_loss = aggregate_clients(
+          train, server.params, args, weights, coeffs, client_chunk, mesh)
+      scale = jnp.sum(weights * coeffs) if credit == 'params' else 1.0
+      theta_g = jax.tree_util.tree_map(lambda s, d: scale * s + d,
+                                       server.params, delta)
+      loss, acc = val_metrics(theta_g, val)
+      return loss, (delta, client_loss, acc)
+
+    ones = jnp.ones(k, jnp.float32)
+    if uses_credit:
+      (val_loss, (delta, client_loss, val_acc)), dl_dc = jax.value_and_grad(
+          objective, has_aux=True)(ones)
+    else:
+      val_loss, (delta, client_loss, val_acc) = objective(ones)
+      dl_dc = jnp.zeros(k, jnp.float32)
+    pseudo_grad = jax.tree_util.tree_map(jnp.negative, delta)
+    updates, opt_state = server_opt.update(pseudo_grad, server.opt_state,
+                                           server.params)
+    server = ServerState(optax.apply_updates(server.params, updates),
+                         opt_state)
+    pstate = policy.update(pstate, Feedback(clients, choices, dl_dc, val_loss,
+                                            val_acc, client_loss))
+    metrics = {
+        'train_loss': jnp.sum(weights * client_loss),
+        'val_loss': val_loss,
+        'val_acc': val_acc,
+        'choices': choices,
+        'credit': dl_dc,
+        'local_steps_total': jnp.sum(hparams.local_steps),
+        'policy_entropy': mean_entropy(pstate),
+    }
+    return server, pstate, metrics
+
+  if credit not in CREDITS:
+    raise ValueError(f'credit must be one of {CREDITS}, got {credit!r}')
+  return run
