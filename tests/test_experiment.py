@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +36,29 @@ def test_fedavg_on_digits_learns_and_compiles_once(tmp_path):
   assert (out / 'accuracy.png').stat().st_size > 1000
 
 
+@pytest.mark.parametrize('extra', [[], ['--val_source=federated',
+                                     '--policy_scope=global']])
+def test_gumbel_policy_run_writes_choices_and_policy(tmp_path, extra):
+  out = tmp_path / 'run'
+  argv = ['--dataset=digits', '--model=mlp', '--clients_per_round=4',
+          '--policy=gumbel', '--lrs=0.01,0.3', '--local_steps=1,5',
+          '--batch_sizes=16', '--rounds=6', '--eval_every=3',
+          f'--out_dir={out}', *extra]
+  assert femnist.main(argv) == 0
+  rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines()]
+  assert [r['round'] for r in rows] == [3, 6]
+  assert rows[-1]['policy_entropy'] < np.log(4) + 1e-6
+  choices = [json.loads(l) for l in (out / 'choices.jsonl').read_text().splitlines()]
+  assert [c['round'] for c in choices] == list(range(1, 7))
+  steps = {0: 1, 1: 5, 2: 1, 3: 5}  # space order: (lr, steps) product
+  assert rows[-1]['local_steps_total'] == sum(
+      steps[z] for c in choices for z in c['choices'])
+  summary = json.loads((out / 'summary.json').read_text())
+  assert summary['round_compilations'] == 1
+  assert len(summary['configurations']) == 4
+  assert (out / 'policy.png').stat().st_size > 1000
+
+
 def _fails(argv, capsys, match):
   assert femnist.main(argv) == 2
   err = capsys.readouterr().err.strip()
@@ -53,7 +77,10 @@ def _fails(argv, capsys, match):
     ('--clients_per_round=500', 'exceeds the 20 clients'),
     ('--server_opt=lamb', 'choose one of sgd'),
     ('--rounds=many', "invalid int value: 'many'"),
-    ('--lrs=0.1,0.2', 'one value each'),
+    ('--lrs=0.1,0.1', 'repeats a value'),
+    ('--policy=bayes', 'choose one of static'),
+    ('--val_source=oracle', 'choose one of server'),
+    ('--static_index=3', 'outside the 1 configurations'),
 ])
 def test_bad_flags_give_one_line_and_write_nothing(tmp_path, capsys, flag, match):
   out = tmp_path / 'run'

@@ -5,10 +5,13 @@ A run writes, in `out_dir`:
 * `config.json`: the configuration and what it resolved to (device, conv
   implementation, client count), written before the first round;
 * `metrics.jsonl`: one JSON line per evaluated round (`round`, `global_acc`,
-  `global_loss`, `client_acc_mean`, `train_loss`, `seconds`), flushed at once;
+  `global_loss`, `client_acc_mean`, `train_loss`, `val_loss`,
+  `policy_entropy`, `local_steps_total`, `seconds`), flushed at once;
+* `choices.jsonl`: every round's clients and the configuration each used;
 * `summary.json`: final figures, timing and the number of compilations of
   the round function (one per run; more is a bug);
-* `accuracy.png`: the accuracy curve.
+* `accuracy.png`: the accuracy curves; `policy.png`: the final policy as a
+  clients x configurations heat map.
 
 Every check on the input runs before anything is written, and an `out_dir`
 that already holds a run's files is refused, so a bad invocation never
@@ -31,15 +34,22 @@ from tqdm import tqdm
 
 from pfhpo import data as datasets
 from pfhpo import models
-from pfhpo.algorithms.fedavg import RoundBatch, fedavg
-from pfhpo.client import ClientHParams, default_client_chunk
-from pfhpo.sharding import client_mesh, replicate
+from pfhpo import policies
+from pfhpo.algorithms.fedavg import RoundBatch, ServerState
+from pfhpo.client import default_client_chunk
 from pfhpo.errors import ConfigError
 from pfhpo.evaluate import make_eval_set, make_evaluate
-from pfhpo.plots import plot_accuracy
+from pfhpo.plots import plot_accuracy, plot_policy
+from pfhpo.policies import POLICIES, SCOPES
+from pfhpo.round import (CREDITS, federated_val_batch, make_round,
+                         server_val_batch)
+from pfhpo.sharding import client_mesh, replicate
+from pfhpo.space import make_space
 
 SERVER_OPTS = ('sgd', 'momentum', 'adam')
-RUN_FILES = ('config.json', 'metrics.jsonl', 'summary.json')
+RUN_FILES = ('config.json', 'metrics.jsonl', 'summary.json', 'choices.jsonl')
+POLICY_OPTS = ('sgd', 'adam')
+VAL_SOURCES = ('server', 'federated')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +67,16 @@ class Config:
   momentum: float = 0.0
   server_opt: str = 'sgd'
   server_lr: float = 1.0
+  policy: str = 'static'
+  static_index: int = 0
+  policy_opt: str = 'sgd'
+  policy_lr: float = 0.5
+  policy_scope: str = 'client'
+  credit: str = 'delta'
+  credit_normalize: bool = True
+  baseline_decay: float | None = None
+  val_source: str = 'server'
+  val_size: int = 1000
   eval_every: int = 5
   eval_chunk: int = 512
   conv_impl: str | None = None
@@ -80,12 +100,7 @@ def validate(cfg: Config) -> None:
       (cfg.rounds >= 1, f'--rounds must be >= 1, got {cfg.rounds}'),
       (cfg.clients_per_round >= 1,
        f'--clients_per_round must be >= 1, got {cfg.clients_per_round}'),
-      (len(cfg.lrs) >= 1 and all(0 < v < float('inf') for v in cfg.lrs),
-       f'--lrs must be positive numbers, got {cfg.lrs}'),
-      (len(cfg.local_steps) >= 1 and all(v >= 1 for v in cfg.local_steps),
-       f'--local_steps must be integers >= 1, got {cfg.local_steps}'),
-      (len(cfg.batch_sizes) >= 1 and all(v >= 1 for v in cfg.batch_sizes),
-       f'--batch_sizes must be integers >= 1, got {cfg.batch_sizes}'),
+      (cfg.val_size >= 1, f'--val_size must be >= 1, got {cfg.val_size}'),
       (cfg.server_lr > 0, f'--server_lr must be > 0, got {cfg.server_lr}'),
       (0 <= cfg.momentum < 1, f'--momentum must be in [0, 1), got {cfg.momentum}'),
       (cfg.eval_every >= 1, f'--eval_every must be >= 1, got {cfg.eval_every}'),
@@ -95,10 +110,24 @@ def validate(cfg: Config) -> None:
   for ok, message in checks:
     if not ok:
       raise ConfigError(message)
-  if max(len(cfg.lrs), len(cfg.local_steps), len(cfg.batch_sizes)) > 1:
+  space = make_space(cfg.lrs, cfg.local_steps, cfg.batch_sizes)
+  if not 0 <= cfg.static_index < space.size:
+    raise ConfigError(f'--static_index={cfg.static_index} is outside the '
+                      f'{space.size} configurations of the search space')
+  choices = [('--policy', cfg.policy, POLICIES),
+             ('--policy_opt', cfg.policy_opt, POLICY_OPTS),
+             ('--policy_scope', cfg.policy_scope, SCOPES),
+             ('--credit', cfg.credit, CREDITS),
+             ('--val_source', cfg.val_source, VAL_SOURCES)]
+  for flag, value, allowed in choices:
+    if value not in allowed:
+      raise ConfigError(f'unknown {flag}={value!r}; choose one of '
+                        f'{", ".join(allowed)}')
+  if not cfg.policy_lr > 0:
+    raise ConfigError(f'--policy_lr must be > 0, got {cfg.policy_lr}')
+  if cfg.baseline_decay is not None and not 0 <= cfg.baseline_decay < 1:
     raise ConfigError(
-        'FedAvg takes one value each for --lrs, --local_steps and '
-        '--batch_sizes; pass a single value per flag.')
+        f'--baseline_decay must be in [0, 1), got {cfg.baseline_decay}')
   existing = [f for f in RUN_FILES if (Path(cfg.out_dir) / f).exists()]
   if existing:
     raise ConfigError(
@@ -123,7 +152,7 @@ def _write_json(path: Path, obj) -> None:
 
 
 def run(cfg: Config) -> dict:
-  """Runs FedAvg as configured; returns the summary (also written to disk)."""
+  """Runs the configured policy; returns the summary (also written to disk)."""
   validate(cfg)
   data = datasets.load(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed,
                        max_clients=cfg.max_clients)
@@ -156,62 +185,85 @@ def run(cfg: Config) -> dict:
       'num_clients': data.num_clients, 'feature_shape': data.feature_shape,
       'num_classes': data.num_classes})
 
-  algorithm = fedavg(model, data.features,
-                     server_optimizer(cfg.server_opt, cfg.server_lr),
-                     max(cfg.local_steps), max(cfg.batch_sizes), cfg.momentum,
-                     unroll, client_chunk, mesh)
+  space = make_space(cfg.lrs, cfg.local_steps, cfg.batch_sizes)
+  policy_opt = getattr(optax, cfg.policy_opt)(cfg.policy_lr)
+  policy, uses_credit = policies.create(
+      cfg.policy, space, policy_opt, cfg.policy_scope, cfg.static_index,
+      cfg.baseline_decay, cfg.credit_normalize)
+  server_opt = server_optimizer(cfg.server_opt, cfg.server_lr)
+  round_fn = make_round(model, data.features, server_opt, space, policy,
+                        uses_credit, cfg.momentum, unroll, client_chunk, mesh,
+                        cfg.credit)
   traces = []
 
-  def round_fn(state, batch, hparams, key):
+  def traced_round(*args):
     traces.append(1)  # runs once per compilation, never per call
-    return algorithm.apply(state, batch, hparams, key)
+    return round_fn(*args)
 
-  round_step = jax.jit(round_fn, donate_argnums=0)
+  round_step = jax.jit(traced_round, donate_argnums=(0, 1))
   evaluate = jax.jit(make_evaluate(model, data.features, data.num_clients,
                                    cfg.eval_chunk))
   eval_set = jax.device_put(make_eval_set(data.test, cfg.eval_chunk))
+  server_val = (server_val_batch(data.val, cfg.val_size, cfg.seed)
+                if cfg.val_source == 'server' else None)
 
   key = jax.random.PRNGKey(cfg.seed)
-  init_key, round_key = jax.random.split(key)
-  state = replicate(algorithm.init(init_key), mesh)
+  init_key, policy_key, round_key = jax.random.split(key, 3)
+  params = model.init(init_key)
+  server = replicate(ServerState(params, server_opt.init(params)), mesh)
+  pstate = replicate(policy.init(policy_key, data.num_clients), mesh)
   sampler = np.random.default_rng(cfg.seed)
   k = cfg.clients_per_round
-  hparams = ClientHParams(jnp.full(k, cfg.lrs[0], jnp.float32),
-                          jnp.full(k, cfg.local_steps[0], jnp.int32),
-                          jnp.full(k, cfg.batch_sizes[0], jnp.int32))
   counts = data.train.counts
-  rows, last = [], {}
+  rows, last, pending = [], {}, []
+  steps_total = jnp.zeros((), jnp.int32)
   start = time.perf_counter()
   first_round_s = None
-  with open(out / 'metrics.jsonl', 'a') as log, tqdm(
-      total=cfg.rounds, desc=f'fedavg {cfg.dataset}/{cfg.model}',
-      unit='round', mininterval=2.0) as bar:
+  with open(out / 'metrics.jsonl', 'a') as log, \
+      open(out / 'choices.jsonl', 'a') as choices_log, tqdm(
+          total=cfg.rounds, desc=f'{cfg.policy} {cfg.dataset}/{cfg.model}',
+          unit='round', mininterval=2.0) as bar:
     for r in range(1, cfg.rounds + 1):
-      clients = sampler.choice(data.num_clients, k, replace=False)
+      clients = np.sort(sampler.choice(data.num_clients, k, replace=False))
       batch = RoundBatch(data.train.x[clients], data.train.y[clients],
                          counts[clients])
-      state, metrics = round_step(state, batch, hparams,
-                                  jax.random.fold_in(round_key, r))
+      val = server_val or federated_val_batch(data.val, clients,
+                                              counts[clients])
+      server, pstate, metrics = round_step(
+          server, pstate, clients.astype(np.int32), batch, val,
+          jax.random.fold_in(round_key, r))
+      steps_total = steps_total + metrics['local_steps_total']
+      pending.append((r, clients, metrics['choices']))
       if first_round_s is None:
-        jax.block_until_ready(state)
+        jax.block_until_ready(server)
         first_round_s = time.perf_counter() - start
       if r % cfg.eval_every == 0 or r == cfg.rounds:
-        ev = evaluate(state.params, eval_set)
+        for rr, cl, ch in pending:
+          choices_log.write(json.dumps({'round': rr, 'clients': cl.tolist(),
+                                        'choices': np.asarray(ch).tolist()})
+                            + '\n')
+        pending = []
+        ev = evaluate(server.params, eval_set)
         last = {
             'round': r,
             'global_acc': float(ev['acc']),
             'global_loss': float(ev['loss']),
             'client_acc_mean': float(ev['client_acc_mean']),
             'train_loss': float(metrics['train_loss']),
+            'val_loss': float(metrics['val_loss']),
+            'policy_entropy': float(metrics['policy_entropy']),
+            'local_steps_total': int(steps_total),
             'seconds': round(time.perf_counter() - start, 3),
         }
         rows.append(last)
+        choices_log.flush()
         log.write(json.dumps(last) + '\n')
         log.flush()
         bar.set_postfix(acc=f'{last["global_acc"]:.3f}',
                         loss=f'{last["global_loss"]:.3f}')
       bar.update(1)
   total = time.perf_counter() - start
+  probs = np.asarray(policies.probabilities(pstate))  # f32[R, H]
   summary = {
       **last,
       'best_global_acc': max(row['global_acc'] for row in rows),
@@ -219,10 +271,14 @@ def run(cfg: Config) -> dict:
       'total_seconds': round(total, 3),
       'first_round_seconds': round(first_round_s, 3),
       'round_compilations': len(traces),
+      'configurations': [space.describe(z) for z in range(space.size)],
+      'policy_mean_probabilities': probs.mean(0).round(4).tolist(),
   }
   _write_json(out / 'summary.json', summary)
   plot_accuracy(rows, out / 'accuracy.png',
-                title=f'FedAvg on {cfg.dataset} ({cfg.model})')
+                title=f'{cfg.policy} on {cfg.dataset} ({cfg.model})')
+  plot_policy(probs, summary['configurations'], out / 'policy.png',
+              title=f'{cfg.policy}: final policy')
   return summary
 
 
@@ -268,6 +324,24 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
   p.add_argument('--server_opt', default=d.server_opt,
                  help=', '.join(SERVER_OPTS))
   p.add_argument('--server_lr', type=float, default=d.server_lr)
+  p.add_argument('--policy', default=d.policy, help=', '.join(POLICIES))
+  p.add_argument('--static_index', type=int, default=d.static_index,
+                 help='configuration index the static policy uses')
+  p.add_argument('--policy_opt', default=d.policy_opt,
+                 help=', '.join(POLICY_OPTS))
+  p.add_argument('--policy_lr', type=float, default=d.policy_lr)
+  p.add_argument('--policy_scope', default=d.policy_scope,
+                 help="'client' (personalised) or 'global' (shared)")
+  p.add_argument('--credit', default=d.credit,
+                 help="gumbel: differentiate theta_g through 'delta' or 'params'")
+  p.add_argument('--credit_normalize', type=int, default=int(d.credit_normalize),
+                 help='gumbel: 1 divides the round\'s credits by their std')
+  p.add_argument('--baseline_decay', type=float, default=d.baseline_decay,
+                 help='running-mean baseline of the reward/credit (unset: none)')
+  p.add_argument('--val_source', default=d.val_source,
+                 help=', '.join(VAL_SOURCES))
+  p.add_argument('--val_size', type=int, default=d.val_size,
+                 help='examples in the server validation set')
   p.add_argument('--eval_every', type=int, default=d.eval_every)
   p.add_argument('--conv_impl', default=d.conv_impl,
                  help="'patches' or 'lax' (default: patches on CPU, lax elsewhere)")
@@ -281,5 +355,9 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
       local_steps=parse_list(a.local_steps, int, '--local_steps'),
       batch_sizes=parse_list(a.batch_sizes, int, '--batch_sizes'),
       momentum=a.momentum, server_opt=a.server_opt, server_lr=a.server_lr,
-      eval_every=a.eval_every, conv_impl=a.conv_impl, seed=a.seed,
+      policy=a.policy, static_index=a.static_index, policy_opt=a.policy_opt,
+      policy_lr=a.policy_lr, policy_scope=a.policy_scope, credit=a.credit,
+      credit_normalize=bool(a.credit_normalize),
+      baseline_decay=a.baseline_decay, val_source=a.val_source,
+      val_size=a.val_size, eval_every=a.eval_every, conv_impl=a.conv_impl, seed=a.seed,
       out_dir=a.out_dir)

@@ -24,3 +24,18 @@ def plot_accuracy(rows: Sequence[dict], path: Path, title: str) -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
+
+
+def plot_policy(probs, labels: Sequence[str], path: Path, title: str) -> None:
+  """Heat map of p(configuration | client): rows clients, columns configs."""
+  fig, ax = plt.subplots(figsize=(1.2 + 0.5 * len(labels),
+                                  min(12, 2.5 + 0.04 * len(probs))))
+  image = ax.imshow(probs, aspect='auto', cmap='viridis', vmin=0, vmax=1,
+                    interpolation='nearest')
+  ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+  ax.set_ylabel('client' if len(probs) > 1 else 'shared policy')
+  ax.set_title(title)
+  fig.colorbar(image, ax=ax, label='probability')
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
