@@ -53,10 +53,22 @@ def test_gumbel_policy_run_writes_choices_and_policy(tmp_path, extra):
   steps = {0: 1, 1: 5, 2: 1, 3: 5}  # space order: (lr, steps) product
   assert rows[-1]['local_steps_total'] == sum(
       steps[z] for c in choices for z in c['choices'])
+  assert 0 <= rows[-1]['personal_acc_p10'] <= rows[-1]['personal_acc'] <= 1
+  assert 'personal_acc' not in rows[0]  # fine-tuning every client: final only
   summary = json.loads((out / 'summary.json').read_text())
   assert summary['round_compilations'] == 1
   assert len(summary['configurations']) == 4
   assert (out / 'policy.png').stat().st_size > 1000
+
+
+def test_personalised_accuracy_without_fine_tuning_is_the_client_mean(tmp_path):
+  """Fine-tuning at lr 1e-9 leaves the global model: personal == global."""
+  out = tmp_path / 'run'
+  assert femnist.main(QUICK[:3] + ['--lrs=1e-9', '--local_steps=5',
+                                   '--batch_sizes=16', '--rounds=2',
+                                   f'--out_dir={out}']) == 0
+  last = json.loads((out / 'metrics.jsonl').read_text().splitlines()[-1])
+  assert abs(last['personal_acc'] - last['client_acc_mean']) < 1e-6
 
 
 def _fails(argv, capsys, match):

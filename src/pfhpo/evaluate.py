@@ -63,3 +63,38 @@ def make_evaluate(model: Model, features: Callable, num_clients: int,
     }
 
   return evaluate
+
+
+def make_personalized_evaluate(model: Model, features: Callable,
+                               local_update: Callable, chunk: int) -> Callable:
+  """Personalised accuracy: each client fine-tunes the global model on its
+  own train split with its preferred configuration, then is measured on its
+  own test split (the "refine" evaluation of Khodak et al., NeurIPS 2021).
+
+  evaluate(params, train: ClientSplit arrays, test: ClientSplit arrays,
+           hparams (per client), keys) -> f32[C] accuracy (NaN for a client
+           without test examples). Clients are walked `chunk` at a time.
+  """
+
+  def one_client(params, x, y, count, lr, steps, batch, key, tx, ty, tmask):
+    tuned, _ = local_update(params, x, y, count, lr, steps, batch, key)
+    correct = model.apply(tuned, features(tx)).argmax(-1) == ty
+    n = jnp.sum(tmask)
+    return jnp.where(n > 0, jnp.sum(correct * tmask) / jnp.maximum(n, 1),
+                     jnp.nan)
+
+  def evaluate(params, train_x, train_y, train_count, hparams, keys, test_x,
+               test_y, test_mask):
+    return jax.lax.map(lambda a: one_client(params, *a),
+                       (train_x, train_y, train_count, *hparams, keys, test_x,
+                        test_y, test_mask), batch_size=chunk)
+
+  return evaluate
+
+
+def summarize_personal(acc: np.ndarray) -> dict:
+  """Client mean and bottom decile (10th percentile) of personalised accuracy."""
+  acc = np.asarray(acc)
+  acc = acc[~np.isnan(acc)]
+  return {'personal_acc': float(acc.mean()),
+          'personal_acc_p10': float(np.percentile(acc, 10))}

@@ -36,15 +36,16 @@ from pfhpo import data as datasets
 from pfhpo import models
 from pfhpo import policies
 from pfhpo.algorithms.fedavg import RoundBatch, ServerState
-from pfhpo.client import default_client_chunk
+from pfhpo.client import default_client_chunk, make_local_update
 from pfhpo.errors import ConfigError
-from pfhpo.evaluate import make_eval_set, make_evaluate
+from pfhpo.evaluate import (make_eval_set, make_evaluate,
+                            make_personalized_evaluate, summarize_personal)
 from pfhpo.plots import plot_accuracy, plot_policy
 from pfhpo.policies import POLICIES, SCOPES
 from pfhpo.round import (CREDITS, federated_val_batch, make_round,
                          server_val_batch)
 from pfhpo.sharding import client_mesh, replicate
-from pfhpo.space import make_space
+from pfhpo.space import hparams_for, make_space
 
 SERVER_OPTS = ('sgd', 'momentum', 'adam')
 RUN_FILES = ('config.json', 'metrics.jsonl', 'summary.json', 'choices.jsonl')
@@ -204,6 +205,22 @@ def run(cfg: Config) -> dict:
   evaluate = jax.jit(make_evaluate(model, data.features, data.num_clients,
                                    cfg.eval_chunk))
   eval_set = jax.device_put(make_eval_set(data.test, cfg.eval_chunk))
+  personal_eval = jax.jit(make_personalized_evaluate(
+      model, data.features,
+      make_local_update(model, data.features, space.max_steps,
+                        space.max_batch, cfg.momentum, unroll),
+      client_chunk or data.num_clients))
+
+  def personal_metrics(server, pstate) -> dict:
+    """Every client fine-tunes with its policy's argmax configuration."""
+    preferred = np.broadcast_to(
+        np.asarray(pstate.logits).argmax(1), (data.num_clients,))
+    return summarize_personal(personal_eval(
+        server.params, data.train.x, data.train.y, counts,
+        hparams_for(space, preferred.astype(np.int32)),
+        jax.random.split(jax.random.fold_in(round_key, 0), data.num_clients),
+        data.test.x, data.test.y, data.test.mask))
+
   server_val = (server_val_batch(data.val, cfg.val_size, cfg.seed)
                 if cfg.val_source == 'server' else None)
 
@@ -253,8 +270,10 @@ def run(cfg: Config) -> dict:
             'val_loss': float(metrics['val_loss']),
             'policy_entropy': float(metrics['policy_entropy']),
             'local_steps_total': int(steps_total),
-            'seconds': round(time.perf_counter() - start, 3),
         }
+        if r == cfg.rounds:  # one fine-tuning pass over every client
+          last.update(personal_metrics(server, pstate))
+        last['seconds'] = round(time.perf_counter() - start, 3)
         rows.append(last)
         choices_log.flush()
         log.write(json.dumps(last) + '\n')
