@@ -89,8 +89,9 @@ def probabilities(state: PolicyState) -> jax.Array:
 
 def mean_entropy(state: PolicyState) -> jax.Array:
   """Mean over rows of the entropy of softmax(alpha_row), in nats."""
-  log_p = jax.nn.log_softmax(state.logits)
-  return -jnp.mean(jnp.sum(jnp.exp(log_p) * log_p, axis=-1))
+  p = jax.nn.softmax(state.logits)
+  plogp = jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0)
+  return jnp.maximum(-jnp.mean(jnp.sum(plogp, axis=-1)), 0.0)  # no -0.0
 
 
 def score_update(state: PolicyState, optimizer: optax.GradientTransformation,
