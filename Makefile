@@ -22,11 +22,13 @@ demo: $(STAMP) fashion-mnist
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
 
-# One device, then the client axis sharded over one host device per core.
+# Throughput on one device, then sharded over one host device per core;
+# then what the gumbel policy costs over a static round.
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/round_throughput.py
 	XLA_FLAGS=--xla_force_host_platform_device_count=$$(nproc) \
 	  $(VENV)/bin/python benchmarks/round_throughput.py
+	$(VENV)/bin/python benchmarks/policy_overhead.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -1,0 +1,108 @@
+"""What credit assignment costs: a `gumbel` round against a `static` round.
+
+Same data, model, clients and search space in one process; the static round
+computes the validation loss but skips the backward pass through it and
+the aggregation, the gumbel round takes `dL/dc` with `jax.value_and_grad`
+and updates per-client logits.
+
+    .venv/bin/python benchmarks/policy_overhead.py
+    .venv/bin/python benchmarks/policy_overhead.py --models=mlp --clients=50
+
+Prints a table and writes JSON rows (`model`, `clients_per_round`,
+`static_s_per_round`, `gumbel_s_per_round`, `overhead`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from pfhpo import models, policies
+from pfhpo.algorithms.fedavg import RoundBatch, ServerState
+from pfhpo.client import default_client_chunk
+from pfhpo.round import ValBatch, make_round
+from pfhpo.sharding import client_mesh, replicate
+from pfhpo.space import make_space
+
+CLASSES, SHAPE = 62, (28, 28, 1)
+FEATURES = lambda x: x.astype(jnp.float32) / 255.0
+
+
+def seconds_per_round(model, space, name: str, k: int, n: int, val_size: int,
+                      rounds: int) -> float:
+  rng = np.random.default_rng(0)
+  batch = RoundBatch(
+      jnp.asarray(rng.integers(0, 256, (k, n, *SHAPE), dtype=np.uint8)),
+      jnp.asarray(rng.integers(0, CLASSES, (k, n)).astype(np.int32)),
+      jnp.full(k, n, jnp.int32))
+  val = ValBatch(
+      jnp.asarray(rng.integers(0, 256, (val_size, *SHAPE), dtype=np.uint8)),
+      jnp.asarray(rng.integers(0, CLASSES, val_size).astype(np.int32)),
+      jnp.full(val_size, 1 / val_size, jnp.float32))
+  policy, uses_credit = policies.create(name, space, optax.sgd(0.5))
+  mesh = client_mesh()
+  step = jax.jit(make_round(model, FEATURES, optax.sgd(1.0), space, policy,
+                            uses_credit, client_chunk=default_client_chunk(),
+                            mesh=mesh))
+  params = model.init(jax.random.PRNGKey(0))
+  state = [replicate(ServerState(params, optax.sgd(1.0).init(params)), mesh),
+           replicate(policy.init(None, k), mesh)]
+  clients = jnp.arange(k, dtype=jnp.int32)
+
+  def one_round(r):
+    state[0], state[1], _ = step(state[0], state[1], clients, batch, val,
+                                 jax.random.PRNGKey(r))
+    jax.block_until_ready(state[0])
+
+  one_round(0)  # compiles
+  times = []
+  for r in range(rounds):
+    t = time.perf_counter()
+    one_round(r + 1)
+    times.append(time.perf_counter() - t)
+  return statistics.median(times)
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument('--models', default='mlp,conv')
+  p.add_argument('--clients', default='10,50')
+  p.add_argument('--examples', type=int, default=200)
+  p.add_argument('--val_size', type=int, default=1000)
+  p.add_argument('--rounds', type=int, default=5)
+  p.add_argument('--out', default=f'benchmarks/results/policy_overhead_'
+                 f'{jax.device_count()}dev.json')
+  a = p.parse_args()
+  space = make_space([0.01, 0.05, 0.2], [1, 5], [8, 16])
+  print(f'backend={jax.default_backend()} devices={jax.device_count()} '
+        f'H={space.size} val_size={a.val_size}')
+  print(f'{"model":6} {"K":>4} {"static s":>9} {"gumbel s":>9} {"overhead":>9}')
+  rows = []
+  for name in a.models.split(','):
+    model = models.create(name, SHAPE, CLASSES)
+    for k in map(int, a.clients.split(',')):
+      s, g = (seconds_per_round(model, space, policy, k, a.examples,
+                                a.val_size, a.rounds)
+              for policy in ('static', 'gumbel'))
+      rows.append({'model': name, 'clients_per_round': k,
+                   'static_s_per_round': round(s, 4),
+                   'gumbel_s_per_round': round(g, 4),
+                   'overhead': round(g / s, 2), 'val_size': a.val_size,
+                   'search_space_size': space.size,
+                   'backend': jax.default_backend()})
+      print(f'{name:6} {k:4d} {s:9.3f} {g:9.3f} {g / s:8.2f}x', flush=True)
+  out = Path(a.out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(rows, indent=2))
+  print(f'wrote {out}')
+
+
+if __name__ == '__main__':
+  main()
