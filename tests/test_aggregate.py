@@ -71,3 +71,21 @@ def test_grad_wrt_coefficients_is_the_closed_form_credit(chunk):
             for i in range(K)]
   np.testing.assert_allclose(credit, closed, rtol=1e-4, atol=1e-7)
   assert np.abs(closed).max() > 1e-3
+
+
+def test_grad_wrt_coefficients_matches_central_differences():
+  params, train, args, w = _setup()
+
+  def val_loss(c):
+    delta, _ = aggregate_clients(train, params, args, w, c, 2)
+    theta = jax.tree_util.tree_map(jnp.add, params, delta)
+    return sum(jnp.sum(jnp.sin(3 * a)) for a in jax.tree_util.tree_leaves(theta))
+
+  f = jax.jit(val_loss)
+  ones = jnp.ones(K)
+  credit = jax.grad(val_loss)(ones)
+  eps = 1e-2
+  fd = [(f(ones.at[i].add(eps)) - f(ones.at[i].add(-eps))) / (2 * eps)
+        for i in range(K)]
+  np.testing.assert_allclose(credit, fd, rtol=2e-2, atol=2e-4)
+  assert np.abs(fd).max() > 1e-2
