@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import optax
 
 from pfhpo.errors import ConfigError
+from pfhpo.space import SearchSpace, hparams_for
 
 SCOPES = ('client', 'global')
 
@@ -60,6 +61,27 @@ def check_scope(scope: str) -> None:
   if scope not in SCOPES:
     raise ConfigError(f'unknown --policy_scope={scope!r}; choose one of '
                       f'{", ".join(SCOPES)}')
+
+
+def categorical_policy(space: SearchSpace,
+                       optimizer: optax.GradientTransformation, scope: str,
+                       update: Callable[[PolicyState, Feedback], PolicyState]
+                       ) -> Policy:
+  """A learned categorical policy over `space`: one logits row per client
+  (`scope='client'`) or one shared row (`'global'`), sampled by `propose`
+  and moved by `update`."""
+  check_scope(scope)
+
+  def init(key, num_clients):
+    del key
+    return init_state(optimizer, num_clients if scope == 'client' else 1,
+                      space.size)
+
+  def propose(state, clients, key):
+    choices = sample(state, clients, key)
+    return hparams_for(space, choices), choices
+
+  return Policy(init, propose, update)
 
 
 def init_state(optimizer: optax.GradientTransformation, num_rows: int,

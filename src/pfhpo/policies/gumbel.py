@@ -22,25 +22,14 @@ from __future__ import annotations
 import jax.numpy as jnp
 import optax
 
-from pfhpo.policies.base import (Feedback, Policy, PolicyState, check_scope,
-                                 init_state, sample, score_update)
-from pfhpo.space import SearchSpace, hparams_for
+from pfhpo.policies.base import (Feedback, Policy, PolicyState,
+                                 categorical_policy, score_update)
+from pfhpo.space import SearchSpace
 
 
 def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
            scope: str = 'client', baseline_decay: float | None = None,
            normalize: bool = False) -> Policy:
-  check_scope(scope)
-
-  def init(key, num_clients):
-    del key
-    return init_state(optimizer, num_clients if scope == 'client' else 1,
-                      space.size)
-
-  def propose(state, clients, key):
-    choices = sample(state, clients, key)
-    return hparams_for(space, choices), choices
-
   def update(state: PolicyState, fb: Feedback) -> PolicyState:
     credit = fb.credit - state.baseline
     if normalize:
@@ -51,4 +40,4 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
     return state._replace(baseline=baseline_decay * state.baseline +
                           (1 - baseline_decay) * jnp.mean(fb.credit))
 
-  return Policy(init, propose, update)
+  return categorical_policy(space, optimizer, scope, update)
