@@ -59,6 +59,7 @@ def test_gumbel_policy_run_writes_choices_and_policy(tmp_path, extra):
   assert summary['round_compilations'] == 1
   assert len(summary['configurations']) == 4
   assert (out / 'policy.png').stat().st_size > 1000
+  assert (out / 'choices.png').stat().st_size > 1000
 
 
 def test_personalised_accuracy_without_fine_tuning_is_the_client_mean(tmp_path):

@@ -11,7 +11,8 @@ A run writes, in `out_dir`:
 * `summary.json`: final figures, timing and the number of compilations of
   the round function (one per run; more is a bug);
 * `accuracy.png`: the accuracy curves; `policy.png`: the final policy as a
-  clients x configurations heat map.
+  clients x configurations heat map; `choices.png`: the share of each
+  round's clients using each configuration.
 
 Every check on the input runs before anything is written, and an `out_dir`
 that already holds a run's files is refused, so a bad invocation never
@@ -40,7 +41,7 @@ from pfhpo.client import default_client_chunk, make_local_update
 from pfhpo.errors import ConfigError
 from pfhpo.evaluate import (make_eval_set, make_evaluate,
                             make_personalized_evaluate, summarize_personal)
-from pfhpo.plots import plot_accuracy, plot_policy
+from pfhpo.plots import plot_accuracy, plot_choices, plot_policy
 from pfhpo.policies import POLICIES, SCOPES
 from pfhpo.round import (CREDITS, federated_val_batch, make_round,
                          server_val_batch)
@@ -232,7 +233,7 @@ def run(cfg: Config) -> dict:
   sampler = np.random.default_rng(cfg.seed)
   k = cfg.clients_per_round
   counts = data.train.counts
-  rows, last, pending = [], {}, []
+  rows, last, pending, choice_counts = [], {}, [], []
   steps_total = jnp.zeros((), jnp.int32)
   start = time.perf_counter()
   first_round_s = None
@@ -256,9 +257,10 @@ def run(cfg: Config) -> dict:
         first_round_s = time.perf_counter() - start
       if r % cfg.eval_every == 0 or r == cfg.rounds:
         for rr, cl, ch in pending:
+          ch = np.asarray(ch)
+          choice_counts.append(np.bincount(ch, minlength=space.size))
           choices_log.write(json.dumps({'round': rr, 'clients': cl.tolist(),
-                                        'choices': np.asarray(ch).tolist()})
-                            + '\n')
+                                        'choices': ch.tolist()}) + '\n')
         pending = []
         ev = evaluate(server.params, eval_set)
         last = {
@@ -298,6 +300,8 @@ def run(cfg: Config) -> dict:
                 title=f'{cfg.policy} on {cfg.dataset} ({cfg.model})')
   plot_policy(probs, summary['configurations'], out / 'policy.png',
               title=f'{cfg.policy}: final policy')
+  plot_choices(np.stack(choice_counts), summary['configurations'],
+               out / 'choices.png', title=f'{cfg.policy}: configurations used')
   return summary
 
 

@@ -39,3 +39,22 @@ def plot_policy(probs, labels: Sequence[str], path: Path, title: str) -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
+
+
+def plot_choices(counts, labels: Sequence[str], path: Path, title: str) -> None:
+  """Share of the round's clients using each configuration, round by round.
+
+  counts: i64[rounds, H], how many of a round's clients chose each config.
+  """
+  shares = counts / counts.sum(1, keepdims=True)
+  fig, ax = plt.subplots(figsize=(7, 4))
+  ax.stackplot(range(1, len(shares) + 1), shares.T, labels=labels)
+  ax.set_xlabel('round')
+  ax.set_ylabel("share of the round's clients")
+  ax.set_xlim(1, max(2, len(shares)))
+  ax.set_ylim(0, 1)
+  ax.set_title(title)
+  ax.legend(fontsize=7, loc='center left', bbox_to_anchor=(1.0, 0.5))
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
