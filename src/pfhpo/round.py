@@ -32,7 +32,7 @@ import optax
 from jax.sharding import Mesh
 
 from pfhpo.aggregate import aggregate_clients, example_weights
-from pfhpo.algorithms.fedavg import RoundBatch, ServerState
+from pfhpo.algorithms.fedavg import RoundBatch, ServerState, server_step
 from pfhpo.client import make_local_update
 from pfhpo.data.federated import ClientSplit
 from pfhpo.models import Model, cross_entropy
@@ -82,6 +82,8 @@ def make_round(model: Model, features: Callable,
   `uses_credit=False` (static, random, reinforce) skips the backward pass
   through the aggregation; the feedback's credit is then zeros.
   """
+  if credit not in CREDITS:
+    raise ValueError(f'credit must be one of {CREDITS}, got {credit!r}')
   one_client = make_local_update(model, features, space.max_steps,
                                  space.max_batch, momentum, unroll)
 
@@ -118,11 +120,7 @@ def make_round(model: Model, features: Callable,
     else:
       val_loss, (delta, client_loss, val_acc) = objective(ones)
       dl_dc = jnp.zeros(k, jnp.float32)
-    pseudo_grad = jax.tree_util.tree_map(jnp.negative, delta)
-    updates, opt_state = server_opt.update(pseudo_grad, server.opt_state,
-                                           server.params)
-    server = ServerState(optax.apply_updates(server.params, updates),
-                         opt_state)
+    server = server_step(server_opt, server, delta)
     pstate = policy.update(pstate, Feedback(clients, choices, dl_dc, val_loss,
                                             val_acc, client_loss))
     metrics = {
@@ -136,6 +134,4 @@ def make_round(model: Model, features: Callable,
     }
     return server, pstate, metrics
 
-  if credit not in CREDITS:
-    raise ValueError(f'credit must be one of {CREDITS}, got {credit!r}')
   return run

@@ -49,6 +49,15 @@ class FederatedAlgorithm(NamedTuple):
   apply: Callable
 
 
+def server_step(server_opt: optax.GradientTransformation, state: ServerState,
+                delta) -> ServerState:
+  """theta <- ServerOpt(theta, pseudo-gradient = -Delta) (Reddi et al.)."""
+  pseudo_grad = jax.tree_util.tree_map(jnp.negative, delta)
+  updates, opt_state = server_opt.update(pseudo_grad, state.opt_state,
+                                         state.params)
+  return ServerState(optax.apply_updates(state.params, updates), opt_state)
+
+
 def fedavg(model: Model, features: Callable,
            server_opt: optax.GradientTransformation, max_steps: int,
            max_batch: int, momentum: float = 0.0, unroll: bool = False,
@@ -80,11 +89,7 @@ def fedavg(model: Model, features: Callable,
         (batch.x, batch.y, batch.count, hparams.lr, hparams.local_steps,
          hparams.batch_size, keys), weights, jnp.ones_like(weights),
         client_chunk, mesh)
-    pseudo_grad = jax.tree_util.tree_map(jnp.negative, delta)
-    updates, opt_state = server_opt.update(pseudo_grad, state.opt_state,
-                                           state.params)
-    params = optax.apply_updates(state.params, updates)
     metrics = {'train_loss': jnp.sum(weights * train_loss)}
-    return ServerState(params, opt_state), metrics
+    return server_step(server_opt, state, delta), metrics
 
   return FederatedAlgorithm(init, apply)
