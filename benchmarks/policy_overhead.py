@@ -46,10 +46,10 @@ def seconds_per_round(model, space, name: str, k: int, n: int, val_size: int,
       jnp.asarray(rng.integers(0, 256, (val_size, *SHAPE), dtype=np.uint8)),
       jnp.asarray(rng.integers(0, CLASSES, val_size).astype(np.int32)),
       jnp.full(val_size, 1 / val_size, jnp.float32))
-  policy, uses_credit = policies.create(name, space, optax.sgd(0.5))
+  policy = policies.create(name, space, optax.sgd(0.5))
   mesh = client_mesh()
   step = jax.jit(make_round(model, FEATURES, optax.sgd(1.0), space, policy,
-                            uses_credit, client_chunk=default_client_chunk(),
+                            client_chunk=default_client_chunk(),
                             mesh=mesh))
   params = model.init(jax.random.PRNGKey(0))
   state = [replicate(ServerState(params, optax.sgd(1.0).init(params)), mesh),

@@ -31,7 +31,11 @@ def _client_data(shape, num_classes, seed=0):
 
 
 def _reference(model, params, x, y, n, lr, steps, b, key, momentum):
-  """One client alone: plain Python loop over its own steps and batch size."""
+  """One client alone: plain Python loop over its own steps and batch size.
+  Also returns FATHOM's alignment: min_s cos(g_s, theta_0 - theta_{s+1})."""
+  flat = lambda tree: np.concatenate(
+      [np.ravel(a) for a in jax.tree_util.tree_leaves(tree)]).astype(np.float64)
+  start = flat(params)
   order_key, dropout_key = jax.random.split(key)
   order = np.asarray(example_order(order_key, n, N_MAX))
   opt = optax.sgd(float(lr), momentum=momentum or None)
@@ -42,14 +46,16 @@ def _reference(model, params, x, y, n, lr, steps, b, key, momentum):
                          rng=jax.random.fold_in(dropout_key, s))
     return jnp.mean(cross_entropy(logits, yb))
 
-  losses = []
+  losses, cosines = [], []
   for s in range(int(steps)):
     idx = np.array([order[(s * b + j) % n] for j in range(int(b))])
     loss, g = jax.value_and_grad(loss_fn)(params, x[idx], y[idx], s)
     updates, state = opt.update(g, state, params)
     params = optax.apply_updates(params, updates)
     losses.append(float(loss))
-  return params, np.mean(losses)
+    g, moved = flat(g), start - flat(params)
+    cosines.append(g @ moved / np.linalg.norm(g) / np.linalg.norm(moved))
+  return params, np.mean(losses), min(cosines)
 
 
 @pytest.mark.parametrize('name,shape,conv_impl,momentum', [
@@ -64,12 +70,14 @@ def test_vmapped_update_equals_per_client_loop(name, shape, conv_impl, momentum)
   x, y = _client_data(shape, 5)
   keys = jax.random.split(jax.random.PRNGKey(2), len(COUNTS))
   update = jax.jit(jax.vmap(
-      make_local_update(model, FEATURES, MAX_STEPS, MAX_BATCH, momentum),
+      make_local_update(model, FEATURES, MAX_STEPS, MAX_BATCH, momentum,
+                        track_alignment=True),
       in_axes=(None, 0, 0, 0, 0, 0, 0, 0)))
-  got, got_loss = update(params, x, y, COUNTS, LRS, STEPS, BATCHES, keys)
+  got, stats = update(params, x, y, COUNTS, LRS, STEPS, BATCHES, keys)
   for i in range(len(COUNTS)):
-    want, want_loss = _reference(model, params, x[i], y[i], COUNTS[i], LRS[i],
-                                 STEPS[i], BATCHES[i], keys[i], momentum)
+    want, want_loss, want_cos = _reference(
+        model, params, x[i], y[i], COUNTS[i], LRS[i], STEPS[i], BATCHES[i],
+        keys[i], momentum)
     got_i = jax.tree_util.tree_map(lambda a: a[i], got)
     # The update must move the parameters, or the comparison proves nothing.
     moved = max(float(jnp.abs(a - b).max()) for a, b in zip(
@@ -78,7 +86,10 @@ def test_vmapped_update_equals_per_client_loop(name, shape, conv_impl, momentum)
     for a, b in zip(jax.tree_util.tree_leaves(got_i),
                     jax.tree_util.tree_leaves(want)):
       np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
-    np.testing.assert_allclose(got_loss[i], want_loss, rtol=1e-5)
+    np.testing.assert_allclose(stats.loss[i], want_loss, rtol=1e-5)
+    np.testing.assert_allclose(stats.alignment[i], want_cos, atol=1e-5)
+  # With momentum or several steps a gradient can turn away from the path.
+  assert float(stats.alignment.min()) < 0.999
 
 
 def test_rolled_and_unrolled_step_loops_agree():

@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from pfhpo.errors import ConfigError
-from pfhpo.policies import Feedback, gumbel, probabilities, reinforce, static
+from pfhpo.policies import Feedback, gumbel, reinforce, static
 from pfhpo.space import hparams_for, make_space
 
 SPACE = make_space([0.01, 0.1, 1.0], [1, 5], [16])  # H = 6
@@ -48,8 +48,9 @@ def test_gumbel_update_is_minus_lr_credit_times_score():
   np.testing.assert_array_equal(new.logits[jnp.array([0, 2])],
                                 state.logits[jnp.array([0, 2])])
   # Positive credit (raised the loss) makes the choice less likely.
-  assert probabilities(new)[1, 2] < p1[2]
-  assert probabilities(new)[3, 0] > 1 / 6
+  probs = policy.probabilities(new, jnp.array([1, 3]))
+  assert probs[0, 2] < p1[2]
+  assert probs[1, 0] > 1 / 6
 
 
 def test_adam_rows_count_their_own_updates():
@@ -105,7 +106,7 @@ def test_reinforce_with_the_true_reward_finds_the_best_configuration():
       acc=jnp.mean(quality[c]))))
   for r in range(300):
     state = step(state, jax.random.PRNGKey(r))
-  assert probabilities(state)[0, 2] > 0.8
+  assert policy.probabilities(state, clients)[0, 2] > 0.8
 
 
 def test_static_always_proposes_its_index():
@@ -114,6 +115,9 @@ def test_static_always_proposes_its_index():
   hp, choices = policy.propose(state, jnp.arange(7), jax.random.PRNGKey(0))
   np.testing.assert_array_equal(choices, 4)
   np.testing.assert_allclose(hp.lr, 1.0)
-  assert float(probabilities(state)[0, 4]) == 1.0
+  np.testing.assert_array_equal(policy.probabilities(state, jnp.arange(7)),
+                                jax.nn.one_hot(jnp.full(7, 4), 6))
+  hp, choices = policy.prefer(state, jnp.arange(7), None)
+  np.testing.assert_array_equal(choices, 4)
   with pytest.raises(ConfigError, match='static_index'):
     static(SPACE, 6)

@@ -18,6 +18,15 @@ sorts last) and walks through it cyclically: step s, row j uses example
 therefore *wraps*: its batch holds every example once and some twice. This is
 fedjax's `shuffle_repeat_batch(skip_shuffle=True)` applied to the data in
 `order`, which the equivalence tests rely on.
+
+Alignment (for FATHOM, Kan 2022, eq. 12 as in its released code): with
+`track_alignment`, a client also reports
+
+    phi_i = min_{s < steps_i} cos(g_s, theta_0 - theta_{s+1})
+
+the least cosine between a step's gradient and the cumulative update that
+includes it (1 at s = 0). Gradients that turn against the way the client
+has already moved say that more local steps stop paying.
 """
 from __future__ import annotations
 
@@ -28,6 +37,22 @@ import jax.numpy as jnp
 import optax
 
 from pfhpo.models import Model, cross_entropy
+
+
+def tree_cosine(a, b) -> jax.Array:
+  """<a, b> / (|a| |b|) over two pytrees of the same structure; 0 if either
+  is zero."""
+  dot = lambda u, v: sum(jnp.vdot(x, y) for x, y in zip(
+      jax.tree_util.tree_leaves(u), jax.tree_util.tree_leaves(v)))
+  norms = jnp.sqrt(dot(a, a) * dot(b, b))
+  return jnp.where(norms > 0, dot(a, b) / jnp.where(norms > 0, norms, 1.0),
+                   0.0)
+
+
+class LocalStats(NamedTuple):
+  """What a client reports besides its parameters."""
+  loss: jax.Array  # f32[] mean training loss over its steps
+  alignment: jax.Array  # f32[] phi_i above (1 unless tracked)
 
 
 class ClientHParams(NamedTuple):
@@ -45,7 +70,7 @@ def example_order(key: jax.Array, count: jax.Array, n_max: int) -> jax.Array:
 
 def make_local_update(model: Model, features: Callable, max_steps: int,
                       max_batch: int, momentum: float = 0.0,
-                      unroll: bool = False):
+                      unroll: bool = False, track_alignment: bool = False):
   """Builds `local_update` for one client; `jax.vmap` it over clients.
 
   Args:
@@ -57,11 +82,13 @@ def make_local_update(model: Model, features: Callable, max_steps: int,
     unroll: unroll the step loop. XLA:CPU runs a `lax` convolution's backward
       pass ~14x slower inside a while loop; unroll for that case only (the
       `'patches'` convolution is dots and slices, fast in a loop).
+    track_alignment: measure `LocalStats.alignment` (three dot products
+      over the parameters per step).
 
   Returns:
     local_update(params, x: [N_max, ...], y: i32[N_max], count: i32[],
                  lr: f32[], local_steps: i32[], batch_size: i32[], key)
-      -> (new_params, mean_train_loss: f32[])
+      -> (new_params, LocalStats)
   """
   opt = lambda lr: optax.sgd(lr, momentum=momentum or None)
 
@@ -81,16 +108,22 @@ def make_local_update(model: Model, features: Callable, max_steps: int,
       idx = order[(step * batch_size + rows) % jnp.maximum(count, 1)]  # i32[B]
       loss, grads = jax.value_and_grad(batch_loss)(p, x[idx], y[idx], step)
       updates, new_state = opt(lr).update(grads, opt_state, p)
+      new_p = optax.apply_updates(p, updates)
       active = step < local_steps
       keep = lambda new, old: jnp.where(active, new, old)
-      p = jax.tree_util.tree_map(keep, optax.apply_updates(p, updates), p)
+      cos = (tree_cosine(grads, jax.tree_util.tree_map(jnp.subtract, params,
+                                                       new_p))
+             if track_alignment else jnp.float32(1.0))
+      p = jax.tree_util.tree_map(keep, new_p, p)
       opt_state = jax.tree_util.tree_map(keep, new_state, opt_state)
-      return (p, opt_state), jnp.where(active, loss, 0.0)
+      return (p, opt_state), (jnp.where(active, loss, 0.0),
+                              jnp.where(active, cos, 1.0))
 
-    (params, _), losses = jax.lax.scan(
+    (new_params, _), (losses, cosines) = jax.lax.scan(
         step_fn, (params, opt(lr).init(params)), jnp.arange(max_steps),
         unroll=max_steps if unroll else 1)
-    return params, losses.sum() / jnp.maximum(local_steps, 1)
+    return new_params, LocalStats(losses.sum() / jnp.maximum(local_steps, 1),
+                                  jnp.min(cosines))
 
   return local_update
 

@@ -92,9 +92,13 @@ def make_personalized_evaluate(model: Model, features: Callable,
   return evaluate
 
 
-def summarize_personal(acc: np.ndarray) -> dict:
-  """Client mean and bottom decile (10th percentile) of personalised accuracy."""
+def summarize_personal(acc: np.ndarray, test_counts: np.ndarray) -> dict:
+  """Client mean, bottom decile (10th percentile) and pooled (weighted by
+  test examples) personalised accuracy; acc: f32[C], test_counts: i32[C]."""
   acc = np.asarray(acc)
-  acc = acc[~np.isnan(acc)]
+  has_test = ~np.isnan(acc)
+  n = np.asarray(test_counts)[has_test]
+  acc = acc[has_test]
   return {'personal_acc': float(acc.mean()),
-          'personal_acc_p10': float(np.percentile(acc, 10))}
+          'personal_acc_p10': float(np.percentile(acc, 10)),
+          'personal_acc_pooled': float(np.sum(n * acc) / np.sum(n))}

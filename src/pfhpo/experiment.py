@@ -46,10 +46,12 @@ from pfhpo.policies import POLICIES, SCOPES
 from pfhpo.round import (CREDITS, federated_val_batch, make_round,
                          server_val_batch)
 from pfhpo.sharding import client_mesh, replicate
-from pfhpo.space import hparams_for, make_space
+from pfhpo.space import make_space
 
 SERVER_OPTS = ('sgd', 'momentum', 'adam')
 RUN_FILES = ('config.json', 'metrics.jsonl', 'summary.json', 'choices.jsonl')
+# Per-client values of each round recorded in choices.jsonl.
+CHOICE_KEYS = ('choices', 'lr', 'local_steps', 'batch_size')
 POLICY_OPTS = ('sgd', 'adam')
 VAL_SOURCES = ('server', 'federated')
 
@@ -189,13 +191,12 @@ def run(cfg: Config) -> dict:
 
   space = make_space(cfg.lrs, cfg.local_steps, cfg.batch_sizes)
   policy_opt = getattr(optax, cfg.policy_opt)(cfg.policy_lr)
-  policy, uses_credit = policies.create(
+  policy = policies.create(
       cfg.policy, space, policy_opt, cfg.policy_scope, cfg.static_index,
       cfg.baseline_decay, cfg.credit_normalize)
   server_opt = server_optimizer(cfg.server_opt, cfg.server_lr)
   round_fn = make_round(model, data.features, server_opt, space, policy,
-                        uses_credit, cfg.momentum, unroll, client_chunk, mesh,
-                        cfg.credit)
+                        cfg.momentum, unroll, client_chunk, mesh, cfg.credit)
   traces = []
 
   def traced_round(*args):
@@ -212,18 +213,28 @@ def run(cfg: Config) -> dict:
                         space.max_batch, cfg.momentum, unroll),
       client_chunk or data.num_clients))
 
+  all_clients = jnp.arange(data.num_clients, dtype=jnp.int32)
+
   def personal_metrics(server, pstate) -> dict:
-    """Every client fine-tunes with its policy's argmax configuration."""
-    preferred = np.broadcast_to(
-        np.asarray(pstate.logits).argmax(1), (data.num_clients,))
+    """Every client fine-tunes with its policy's preferred configuration."""
+    prefer_key, tune_key = jax.random.split(jax.random.fold_in(round_key, 0))
+    preferred, _ = policy.prefer(pstate, all_clients, prefer_key)
     return summarize_personal(personal_eval(
-        server.params, data.train.x, data.train.y, counts,
-        hparams_for(space, preferred.astype(np.int32)),
-        jax.random.split(jax.random.fold_in(round_key, 0), data.num_clients),
-        data.test.x, data.test.y, data.test.mask))
+        server.params, data.train.x, data.train.y, counts, preferred,
+        jax.random.split(tune_key, data.num_clients),
+        data.test.x, data.test.y, data.test.mask), data.test.counts)
 
   server_val = (server_val_batch(data.val, cfg.val_size, cfg.seed)
                 if cfg.val_source == 'server' else None)
+  val_counts = data.val.counts
+
+  def local_val(clients) -> tuple:
+    """The round's clients' own validation splits, if the policy reads them."""
+    if 'local_val' not in policy.needs:
+      return ()
+    return data.val.x[clients], data.val.y[clients], val_counts[clients]
+
+  categorical = policy.probabilities is not None
 
   key = jax.random.PRNGKey(cfg.seed)
   init_key, policy_key, round_key = jax.random.split(key, 3)
@@ -244,23 +255,25 @@ def run(cfg: Config) -> dict:
     for r in range(1, cfg.rounds + 1):
       clients = np.sort(sampler.choice(data.num_clients, k, replace=False))
       batch = RoundBatch(data.train.x[clients], data.train.y[clients],
-                         counts[clients])
+                         counts[clients], *local_val(clients))
       val = server_val or federated_val_batch(data.val, clients,
                                               counts[clients])
       server, pstate, metrics = round_step(
           server, pstate, clients.astype(np.int32), batch, val,
           jax.random.fold_in(round_key, r))
       steps_total = steps_total + metrics['local_steps_total']
-      pending.append((r, clients, metrics['choices']))
+      pending.append((r, clients, {key: metrics[key] for key in CHOICE_KEYS}))
       if first_round_s is None:
         jax.block_until_ready(server)
         first_round_s = time.perf_counter() - start
       if r % cfg.eval_every == 0 or r == cfg.rounds:
         for rr, cl, ch in pending:
-          ch = np.asarray(ch)
-          choice_counts.append(np.bincount(ch, minlength=space.size))
+          ch = {key: np.asarray(v).tolist() for key, v in ch.items()}
+          if categorical:
+            choice_counts.append(np.bincount(ch['choices'],
+                                             minlength=space.size))
           choices_log.write(json.dumps({'round': rr, 'clients': cl.tolist(),
-                                        'choices': ch.tolist()}) + '\n')
+                                        **ch}) + '\n')
         pending = []
         ev = evaluate(server.params, eval_set)
         last = {
@@ -270,9 +283,12 @@ def run(cfg: Config) -> dict:
             'client_acc_mean': float(ev['client_acc_mean']),
             'train_loss': float(metrics['train_loss']),
             'val_loss': float(metrics['val_loss']),
-            'policy_entropy': float(metrics['policy_entropy']),
+            **{f'mean_{key}': float(jnp.mean(metrics[key]))
+               for key in ('lr', 'local_steps', 'batch_size')},
             'local_steps_total': int(steps_total),
         }
+        if categorical:
+          last['policy_entropy'] = float(metrics['policy_entropy'])
         if r == cfg.rounds:  # one fine-tuning pass over every client
           last.update(personal_metrics(server, pstate))
         last['seconds'] = round(time.perf_counter() - start, 3)
@@ -284,24 +300,31 @@ def run(cfg: Config) -> dict:
                         loss=f'{last["global_loss"]:.3f}')
       bar.update(1)
   total = time.perf_counter() - start
-  probs = np.asarray(policies.probabilities(pstate))  # f32[R, H]
   summary = {
       **last,
       'best_global_acc': max(row['global_acc'] for row in rows),
+      # Khodak et al.'s two figures: the global model's test error and the
+      # error after each client fine-tunes it ("refine"), both pooled.
+      'global_error': 1.0 - last['global_acc'],
+      'refine_error': 1.0 - last['personal_acc_pooled'],
       'rounds': cfg.rounds,
       'total_seconds': round(total, 3),
       'first_round_seconds': round(first_round_s, 3),
       'round_compilations': len(traces),
       'configurations': [space.describe(z) for z in range(space.size)],
-      'policy_mean_probabilities': probs.mean(0).round(4).tolist(),
   }
+  if categorical:
+    probs = np.asarray(policy.probabilities(pstate, all_clients))  # f32[C, H]
+    summary['policy_mean_probabilities'] = probs.mean(0).round(4).tolist()
   _write_json(out / 'summary.json', summary)
   plot_accuracy(rows, out / 'accuracy.png',
                 title=f'{cfg.policy} on {cfg.dataset} ({cfg.model})')
-  plot_policy(probs, summary['configurations'], out / 'policy.png',
-              title=f'{cfg.policy}: final policy')
-  plot_choices(np.stack(choice_counts), summary['configurations'],
-               out / 'choices.png', title=f'{cfg.policy}: configurations used')
+  if categorical:
+    plot_policy(probs, summary['configurations'], out / 'policy.png',
+                title=f'{cfg.policy}: final policy')
+    plot_choices(np.stack(choice_counts), summary['configurations'],
+                 out / 'choices.png',
+                 title=f'{cfg.policy}: configurations used')
   return summary
 
 

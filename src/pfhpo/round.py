@@ -4,6 +4,7 @@ One jitted function, compiled once per run:
 
     z_i, hparams_i   = policy.propose(policy_state, clients)        (per client)
     theta_i          = LocalSGD(theta, hparams_i)                    (vmapped)
+    L_i^val          = L_val_i(theta_i)           (if the policy needs it)
     theta_g(c)       = theta + sum_i w_i c_i (theta_i - theta)       c = 1
     L, dL/dc         = value_and_grad(L_val(theta_g(c)))(1)          (credit)
     theta           <- ServerOpt(theta, -(theta_g(1) - theta))
@@ -19,6 +20,13 @@ The validation loss is a weighted sum over a `ValBatch` of examples: a
 server-held set (`val_source='server'`, uniform weights) or the round's
 clients' own validation splits (`'federated'`, client i's examples weighted
 w_i / n_i^val, i.e. the server averages the clients' validation losses).
+L_i^val, which FedEx learns from, is client i's mean validation loss of its
+own locally trained model, measured on the client beside its training
+(`RoundBatch.val_*`).
+
+Only what the policy reads is computed (`policy.needs`): the backward pass
+through the aggregation for 'credit', the clients' validation losses for
+'local_val', the step-gradient alignment for 'alignment'.
 """
 from __future__ import annotations
 
@@ -36,7 +44,7 @@ from pfhpo.algorithms.fedavg import RoundBatch, ServerState, server_step
 from pfhpo.client import make_local_update
 from pfhpo.data.federated import ClientSplit
 from pfhpo.models import Model, cross_entropy
-from pfhpo.policies.base import Feedback, Policy, PolicyState, mean_entropy
+from pfhpo.policies.base import MEASUREMENTS, Feedback, Policy, mean_entropy
 from pfhpo.space import SearchSpace
 
 CREDITS = ('delta', 'params')
@@ -73,19 +81,25 @@ def federated_val_batch(split: ClientSplit, clients: np.ndarray,
 
 def make_round(model: Model, features: Callable,
                server_opt: optax.GradientTransformation, space: SearchSpace,
-               policy: Policy, uses_credit: bool, momentum: float = 0.0,
-               unroll: bool = False, client_chunk: int | None = None,
-               mesh: Mesh | None = None, credit: str = 'delta') -> Callable:
+               policy: Policy, momentum: float = 0.0, unroll: bool = False,
+               client_chunk: int | None = None, mesh: Mesh | None = None,
+               credit: str = 'delta') -> Callable:
   """round(server, policy_state, clients, batch, val, key)
        -> (server, policy_state, metrics).
 
-  `uses_credit=False` (static, random, reinforce) skips the backward pass
-  through the aggregation; the feedback's credit is then zeros.
+  Metrics: the round's mean `train_loss`, `val_loss` and `val_acc` of the
+  aggregated model, each client's `choices`, `lr`, `local_steps`,
+  `batch_size` and `credit`, `local_steps_total`, and for a categorical
+  policy the mean `policy_entropy` of the round's clients after the update.
   """
   if credit not in CREDITS:
     raise ValueError(f'credit must be one of {CREDITS}, got {credit!r}')
+  unknown = policy.needs - set(MEASUREMENTS)
+  if unknown:
+    raise ValueError(f'policy needs unknown measurements {sorted(unknown)}')
   one_client = make_local_update(model, features, space.max_steps,
-                                 space.max_batch, momentum, unroll)
+                                 space.max_batch, momentum, unroll,
+                                 track_alignment='alignment' in policy.needs)
 
   def val_metrics(params, val: ValBatch):
     logits = model.apply(params, features(val.x))
@@ -93,8 +107,14 @@ def make_round(model: Model, features: Callable,
     acc = jnp.sum(val.weight * (logits.argmax(-1) == val.y))
     return loss, acc
 
-  def run(server: ServerState, pstate: PolicyState, clients: jax.Array,
-          batch: RoundBatch, val: ValBatch, key: jax.Array):
+  def local_val_loss(params, x, y, count):
+    """Mean loss of one client's model on its n real validation examples."""
+    real = jnp.arange(y.shape[0]) < count
+    losses = cross_entropy(model.apply(params, features(x)), y)
+    return jnp.sum(jnp.where(real, losses, 0.0)) / jnp.maximum(count, 1)
+
+  def run(server: ServerState, pstate, clients: jax.Array, batch: RoundBatch,
+          val: ValBatch, key: jax.Array):
     chex.assert_equal_shape([clients, batch.count])
     k = clients.shape[0]
     propose_key, train_key = jax.random.split(key)
@@ -102,36 +122,50 @@ def make_round(model: Model, features: Callable,
     weights = example_weights(batch.count)  # f32[K]
     args = (batch.x, batch.y, batch.count, *hparams,
             jax.random.split(train_key, k))
-    train = lambda *a: one_client(server.params, *a)
+    if 'local_val' in policy.needs:
+      chex.assert_equal_shape([clients, batch.val_count])
+      args += (batch.val_x, batch.val_y, batch.val_count)
+
+    def train(x, y, count, lr, steps, batch_size, key, *val_split):
+      params, stats = one_client(server.params, x, y, count, lr, steps,
+                                 batch_size, key)
+      val_loss = (local_val_loss(params, *val_split) if val_split
+                  else jnp.zeros_like(stats.loss))
+      return params, (stats, val_loss)
 
     def objective(coeffs):
-      delta, client_loss = aggregate_clients(
+      delta, aux = aggregate_clients(
           train, server.params, args, weights, coeffs, client_chunk, mesh)
       scale = jnp.sum(weights * coeffs) if credit == 'params' else 1.0
       theta_g = jax.tree_util.tree_map(lambda s, d: scale * s + d,
                                        server.params, delta)
       loss, acc = val_metrics(theta_g, val)
-      return loss, (delta, client_loss, acc)
+      return loss, (delta, aux, acc)
 
     ones = jnp.ones(k, jnp.float32)
-    if uses_credit:
-      (val_loss, (delta, client_loss, val_acc)), dl_dc = jax.value_and_grad(
+    if 'credit' in policy.needs:
+      (val_loss, (delta, aux, val_acc)), dl_dc = jax.value_and_grad(
           objective, has_aux=True)(ones)
     else:
-      val_loss, (delta, client_loss, val_acc) = objective(ones)
+      val_loss, (delta, aux, val_acc) = objective(ones)
       dl_dc = jnp.zeros(k, jnp.float32)
+    stats, client_val_loss = aux  # LocalStats and f32[K], per client
     server = server_step(server_opt, server, delta)
-    pstate = policy.update(pstate, Feedback(clients, choices, dl_dc, val_loss,
-                                            val_acc, client_loss))
+    pstate = policy.update(pstate, Feedback(
+        clients, choices, dl_dc, val_loss, val_acc, stats.loss,
+        client_val_loss, batch.val_count, delta, stats.alignment))
     metrics = {
-        'train_loss': jnp.sum(weights * client_loss),
+        'train_loss': jnp.sum(weights * stats.loss),
         'val_loss': val_loss,
         'val_acc': val_acc,
         'choices': choices,
+        **hparams._asdict(),
         'credit': dl_dc,
         'local_steps_total': jnp.sum(hparams.local_steps),
-        'policy_entropy': mean_entropy(pstate),
     }
+    if policy.probabilities is not None:
+      metrics['policy_entropy'] = mean_entropy(
+          policy.probabilities(pstate, clients))
     return server, pstate, metrics
 
   return run

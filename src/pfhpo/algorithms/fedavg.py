@@ -37,10 +37,14 @@ class ServerState(NamedTuple):
 
 
 class RoundBatch(NamedTuple):
-  """The sampled clients' training data for one round."""
+  """The sampled clients' training data for one round, and their own
+  validation splits where a policy learns from them ('local_val')."""
   x: jax.Array  # u8/f32[K, N_max, *feature_shape]
   y: jax.Array  # i32[K, N_max]
   count: jax.Array  # i32[K]
+  val_x: jax.Array | None = None  # u8/f32[K, Nv_max, *feature_shape]
+  val_y: jax.Array | None = None  # i32[K, Nv_max]
+  val_count: jax.Array | None = None  # i32[K]
 
 
 class FederatedAlgorithm(NamedTuple):
@@ -84,12 +88,12 @@ def fedavg(model: Model, features: Callable,
                              hparams.batch_size])
     keys = jax.random.split(key, batch.y.shape[0])
     weights = example_weights(batch.count)  # f32[K]
-    delta, train_loss = aggregate_clients(
+    delta, stats = aggregate_clients(
         lambda *a: one_client(state.params, *a), state.params,
         (batch.x, batch.y, batch.count, hparams.lr, hparams.local_steps,
          hparams.batch_size, keys), weights, jnp.ones_like(weights),
         client_chunk, mesh)
-    metrics = {'train_loss': jnp.sum(weights * train_loss)}
+    metrics = {'train_loss': jnp.sum(weights * stats.loss)}
     return server_step(server_opt, state, delta), metrics
 
   return FederatedAlgorithm(init, apply)

@@ -1,12 +1,18 @@
-"""What every policy shares: its state, the feedback it learns from, and the
-score-function update of per-client categorical logits.
+"""What every policy shares: its interface, the feedback it learns from, and
+the score-function update of per-client categorical logits.
 
-A policy is three pure functions, in the style of an optax
+A policy is a few pure functions, in the style of an optax
 `GradientTransformation`:
 
     state            = policy.init(key, num_clients)
     hparams, choices = policy.propose(state, clients, key)
     state            = policy.update(state, feedback)
+    hparams, choices = policy.prefer(state, clients, key)   (the argmax)
+    p                = policy.probabilities(state, clients)   (categorical only)
+
+and `needs`, the set of measurements the round must make for it beyond the
+default (MEASUREMENTS below). Each policy owns its state's type; the
+categorical ones share `PolicyState`.
 
 The logits alpha are a table with one row per client (`scope='client'`,
 personalised) or a single shared row (`scope='global'`). Client i draws its
@@ -33,16 +39,29 @@ from pfhpo.errors import ConfigError
 from pfhpo.space import SearchSpace, hparams_for
 
 SCOPES = ('client', 'global')
+# What a policy may ask the round to measure (each costs compute):
+#   'credit'     dL/dc_i, a backward pass through the aggregation (gumbel);
+#   'local_val'  each client's validation loss of its own trained theta_i
+#                (FedEx, personalised FedEx);
+#   'alignment'  each client's min over local steps of the cosine between
+#                its gradient and its cumulative update (FATHOM).
+MEASUREMENTS = ('credit', 'local_val', 'alignment')
 
 
 class Feedback(NamedTuple):
   """What a round measured, for the policy to learn from."""
   clients: jax.Array  # i32[K] client indices of the round
   choices: jax.Array  # i32[K] configuration index each client used
-  credit: jax.Array  # f32[K] dL/dc_i at c = 1
+  credit: jax.Array  # f32[K] dL/dc_i at c = 1 (zeros unless measured)
   val_loss: jax.Array  # f32[] validation loss of the aggregated model
   val_acc: jax.Array  # f32[] validation accuracy of the aggregated model
   client_loss: jax.Array  # f32[K] each client's mean local training loss
+  # f32[K] client i's validation loss of its own locally trained theta_i
+  # (zeros unless measured), and i32[K] its validation examples.
+  local_val_loss: jax.Array | None = None
+  local_val_count: jax.Array | None = None
+  delta: Any = None  # the aggregate update theta_g - theta (server pytree)
+  alignment: jax.Array | None = None  # f32[K] (ones unless measured)
 
 
 class PolicyState(NamedTuple):
@@ -52,9 +71,16 @@ class PolicyState(NamedTuple):
 
 
 class Policy(NamedTuple):
-  init: Callable[[jax.Array, int], PolicyState]
-  propose: Callable[..., tuple]
-  update: Callable[[PolicyState, Feedback], PolicyState]
+  init: Callable[[jax.Array, int], Any]
+  propose: Callable[..., tuple]  # (state, clients, key) -> (hparams, choices)
+  update: Callable[[Any, Feedback], Any]
+  # (state, clients, key) -> (hparams, choices): the configuration each
+  # client would use now, for personalised evaluation (argmax for the
+  # learned categorical policies)
+  prefer: Callable[..., tuple]
+  # (state, clients) -> f32[K, H]; None for a policy that is no distribution
+  probabilities: Callable[..., jax.Array] | None
+  needs: frozenset = frozenset()  # a subset of MEASUREMENTS
 
 
 def check_scope(scope: str) -> None:
@@ -65,8 +91,8 @@ def check_scope(scope: str) -> None:
 
 def categorical_policy(space: SearchSpace,
                        optimizer: optax.GradientTransformation, scope: str,
-                       update: Callable[[PolicyState, Feedback], PolicyState]
-                       ) -> Policy:
+                       update: Callable[[PolicyState, Feedback], PolicyState],
+                       needs: frozenset = frozenset()) -> Policy:
   """A learned categorical policy over `space`: one logits row per client
   (`scope='client'`) or one shared row (`'global'`), sampled by `propose`
   and moved by `update`."""
@@ -81,7 +107,25 @@ def categorical_policy(space: SearchSpace,
     choices = sample(state, clients, key)
     return hparams_for(space, choices), choices
 
-  return Policy(init, propose, update)
+  return Policy(init, propose, update, argmax_of(space, logits_of),
+                lambda state, clients: jax.nn.softmax(logits_of(state, clients)),
+                needs)
+
+
+def logits_of(state: PolicyState, clients: jax.Array) -> jax.Array:
+  """The logits row each client reads: f32[K, H]."""
+  return state.logits[rows_of(state, clients)]
+
+
+def argmax_of(space: SearchSpace, logits: Callable) -> Callable:
+  """`prefer` of a categorical policy: each client's most likely candidate."""
+
+  def prefer(state, clients, key):
+    del key
+    choices = jnp.argmax(logits(state, clients), axis=-1).astype(jnp.int32)
+    return hparams_for(space, choices), choices
+
+  return prefer
 
 
 def init_state(optimizer: optax.GradientTransformation, num_rows: int,
@@ -101,17 +145,11 @@ def rows_of(state: PolicyState, clients: jax.Array) -> jax.Array:
 
 def sample(state: PolicyState, clients: jax.Array, key) -> jax.Array:
   """z_i ~ Categorical(softmax(alpha_row(i))): i32[K]."""
-  return jax.random.categorical(key, state.logits[rows_of(state, clients)])
+  return jax.random.categorical(key, logits_of(state, clients))
 
 
-def probabilities(state: PolicyState) -> jax.Array:
-  """softmax of every row: f32[R, H]."""
-  return jax.nn.softmax(state.logits)
-
-
-def mean_entropy(state: PolicyState) -> jax.Array:
-  """Mean over rows of the entropy of softmax(alpha_row), in nats."""
-  p = jax.nn.softmax(state.logits)
+def mean_entropy(p: jax.Array) -> jax.Array:
+  """Mean over rows of the entropy of the distributions p: f32[K, H], nats."""
   plogp = jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0)
   return jnp.maximum(-jnp.mean(jnp.sum(plogp, axis=-1)), 0.0)  # no -0.0
 

@@ -4,16 +4,15 @@ static: every client uses configuration `index` every round; sweeping
 `index` over the H candidates is the grid of tuned FedAvg baselines.
 random: each client draws its configuration uniformly, independently each
 round (the random-search baseline of Li et al., "Hyperband", JMLR 2018, run
-online).
+online); having no preference, it also fine-tunes with a uniform draw.
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from pfhpo.errors import ConfigError
-from pfhpo.policies.base import Policy, init_state
+from pfhpo.policies.base import Policy
 from pfhpo.space import SearchSpace, hparams_for
 
 
@@ -24,26 +23,30 @@ def static(space: SearchSpace, index: int = 0) -> Policy:
 
   def init(key, num_clients):
     del key, num_clients
-    return init_state(optax.identity(), 1, space.size)._replace(
-        logits=jnp.full((1, space.size), -jnp.inf).at[0, index].set(0.0))
+    return ()  # nothing to learn
 
   def propose(state, clients, key):
     del state, key
     choices = jnp.full(clients.shape, index, jnp.int32)
     return hparams_for(space, choices), choices
 
-  return Policy(init, propose, lambda state, feedback: state)
+  return Policy(init, propose, lambda state, feedback: state,
+                lambda state, clients, key: propose(state, clients, key),
+                lambda state, clients: jax.nn.one_hot(
+                    jnp.full(clients.shape, index), space.size))
 
 
 def random(space: SearchSpace) -> Policy:
 
   def init(key, num_clients):
     del key, num_clients
-    return init_state(optax.identity(), 1, space.size)
+    return ()  # nothing to learn
 
   def propose(state, clients, key):
     del state
     choices = jax.random.randint(key, clients.shape, 0, space.size)
     return hparams_for(space, choices), choices
 
-  return Policy(init, propose, lambda state, feedback: state)
+  return Policy(init, propose, lambda state, feedback: state, propose,
+                lambda state, clients: jnp.full(
+                    (*clients.shape, space.size), 1.0 / space.size))

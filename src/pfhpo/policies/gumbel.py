@@ -40,4 +40,5 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
     return state._replace(baseline=baseline_decay * state.baseline +
                           (1 - baseline_decay) * jnp.mean(fb.credit))
 
-  return categorical_policy(space, optimizer, scope, update)
+  return categorical_policy(space, optimizer, scope, update,
+                            frozenset({'credit'}))
