@@ -62,6 +62,32 @@ def test_gumbel_policy_run_writes_choices_and_policy(tmp_path, extra):
   assert (out / 'choices.png').stat().st_size > 1000
 
 
+@pytest.mark.parametrize('policy', ['fedex', 'pfedex', 'fathom'])
+def test_each_baseline_runs_from_the_cli_and_compiles_once(tmp_path, policy):
+  out = tmp_path / 'run'
+  argv = ['--dataset=digits', '--model=mlp', '--clients_per_round=4',
+          f'--policy={policy}', '--lrs=0.05,0.3', '--local_steps=2,10',
+          '--batch_sizes=16', '--rounds=6', '--eval_every=3',
+          f'--out_dir={out}']
+  assert femnist.main(argv) == 0
+  rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines()]
+  choices = [json.loads(l) for l in (out / 'choices.jsonl').read_text().splitlines()]
+  assert rows[-1]['local_steps_total'] == sum(
+      sum(c['local_steps']) for c in choices)
+  summary = json.loads((out / 'summary.json').read_text())
+  assert summary['round_compilations'] == 1
+  assert summary['global_error'] == pytest.approx(1 - summary['global_acc'])
+  assert 0 <= summary['refine_error'] <= 1
+  if policy == 'fathom':  # one (lr, E, B) for all; steps = ceil(E n_i / B)
+    assert not (out / 'policy.png').exists()
+    assert all(len(set(c['lr'])) == 1 for c in choices)
+    assert choices[0]['lr'][0] == pytest.approx(0.05)
+    assert 0.05 * 0.99**6 < summary['fathom']['lr'] < 0.05 * 1.01**6
+  else:
+    assert rows[-1]['policy_entropy'] <= np.log(4) + 1e-6
+    assert (out / 'policy.png').stat().st_size > 1000
+
+
 def test_personalised_accuracy_without_fine_tuning_is_the_client_mean(tmp_path):
   """Fine-tuning at lr 1e-9 leaves the global model: personal == global."""
   out = tmp_path / 'run'
@@ -94,10 +120,14 @@ def _fails(argv, capsys, match):
     ('--policy=bayes', 'choose one of static'),
     ('--val_source=oracle', 'choose one of server'),
     ('--static_index=3', 'outside the 1 configurations'),
+    ('--policy=fedex --policy_lr=0.1', 'do not apply to --policy=fedex'),
+    ('--policy=fathom --local_steps=2', 'pass --local_steps with a value >='),
+    ('--policy=gumbel --baseline_decay=1', 'must be in [0, 1)'),
 ])
 def test_bad_flags_give_one_line_and_write_nothing(tmp_path, capsys, flag, match):
   out = tmp_path / 'run'
-  _fails(QUICK + ['--rounds=1', f'--out_dir={out}', flag], capsys, match)
+  _fails(QUICK + ['--rounds=1', f'--out_dir={out}', *flag.split()], capsys,
+         match)
   assert not out.exists()
 
 

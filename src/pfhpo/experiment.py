@@ -43,6 +43,7 @@ from pfhpo.evaluate import (make_eval_set, make_evaluate,
                             make_personalized_evaluate, summarize_personal)
 from pfhpo.plots import plot_accuracy, plot_choices, plot_policy
 from pfhpo.policies import POLICIES, SCOPES
+from pfhpo.policies.fathom import hyperparameters as fathom_hyperparameters
 from pfhpo.round import (CREDITS, federated_val_batch, make_round,
                          server_val_batch)
 from pfhpo.sharding import client_mesh, replicate
@@ -73,12 +74,13 @@ class Config:
   server_lr: float = 1.0
   policy: str = 'static'
   static_index: int = 0
-  policy_opt: str = 'sgd'
-  policy_lr: float = 0.5
+  policy_opt: str | None = None  # None: the policy's default
+  policy_lr: float | None = None
   policy_scope: str = 'client'
   credit: str = 'delta'
   credit_normalize: bool = True
   baseline_decay: float | None = None
+  fathom_epochs: float = 1.0
   val_source: str = 'server'
   val_size: int = 1000
   eval_every: int = 5
@@ -119,7 +121,7 @@ def validate(cfg: Config) -> None:
     raise ConfigError(f'--static_index={cfg.static_index} is outside the '
                       f'{space.size} configurations of the search space')
   choices = [('--policy', cfg.policy, POLICIES),
-             ('--policy_opt', cfg.policy_opt, POLICY_OPTS),
+             ('--policy_opt', cfg.policy_opt or 'sgd', POLICY_OPTS),
              ('--policy_scope', cfg.policy_scope, SCOPES),
              ('--credit', cfg.credit, CREDITS),
              ('--val_source', cfg.val_source, VAL_SOURCES)]
@@ -127,11 +129,22 @@ def validate(cfg: Config) -> None:
     if value not in allowed:
       raise ConfigError(f'unknown {flag}={value!r}; choose one of '
                         f'{", ".join(allowed)}')
-  if not cfg.policy_lr > 0:
-    raise ConfigError(f'--policy_lr must be > 0, got {cfg.policy_lr}')
-  if cfg.baseline_decay is not None and not 0 <= cfg.baseline_decay < 1:
+  if cfg.policy not in policies.OPTIMIZED and (
+      cfg.policy_opt is not None or cfg.policy_lr is not None):
     raise ConfigError(
-        f'--baseline_decay must be in [0, 1), got {cfg.baseline_decay}')
+        f'--policy_opt/--policy_lr do not apply to --policy={cfg.policy} '
+        f'(only to {", ".join(policies.OPTIMIZED)}); drop them.')
+  if cfg.policy_lr is not None and not cfg.policy_lr > 0:
+    raise ConfigError(f'--policy_lr must be > 0, got {cfg.policy_lr}')
+  if not cfg.fathom_epochs > 0:
+    raise ConfigError(f'--fathom_epochs must be > 0, got {cfg.fathom_epochs}')
+  if cfg.baseline_decay is not None:
+    # FedEx's discount may be 1 (the plain mean); a running mean's may not.
+    closed = cfg.policy in ('fedex', 'pfedex')
+    b = cfg.baseline_decay
+    if not (0 <= b <= 1 if closed else 0 <= b < 1):
+      raise ConfigError(f'--baseline_decay must be in [0, 1{"]" if closed else ")"}'
+                        f' for --policy={cfg.policy}, got {b}')
   existing = [f for f in RUN_FILES if (Path(cfg.out_dir) / f).exists()]
   if existing:
     raise ConfigError(
@@ -179,6 +192,17 @@ def run(cfg: Config) -> dict:
   client_chunk = cfg.client_chunk or default_client_chunk(backend)
   model = models.create(cfg.model, data.feature_shape, data.num_classes,
                         conv_impl=conv_impl)
+  space = make_space(cfg.lrs, cfg.local_steps, cfg.batch_sizes)
+  key = jax.random.PRNGKey(cfg.seed)
+  init_key, policy_key, round_key = jax.random.split(key, 3)
+  policy = policies.create(
+      cfg.policy, space,
+      (policies.default_optimizer(cfg.policy, cfg.policy_opt, cfg.policy_lr)
+       if cfg.policy in policies.OPTIMIZED else None),
+      cfg.policy_scope, cfg.static_index, cfg.baseline_decay,
+      cfg.credit_normalize, train_counts=data.train.counts,
+      params_like=jax.eval_shape(model.init, init_key),
+      fathom_epochs=cfg.fathom_epochs)
 
   out = Path(cfg.out_dir)
   out.mkdir(parents=True, exist_ok=True)
@@ -189,11 +213,6 @@ def run(cfg: Config) -> dict:
       'num_clients': data.num_clients, 'feature_shape': data.feature_shape,
       'num_classes': data.num_classes})
 
-  space = make_space(cfg.lrs, cfg.local_steps, cfg.batch_sizes)
-  policy_opt = getattr(optax, cfg.policy_opt)(cfg.policy_lr)
-  policy = policies.create(
-      cfg.policy, space, policy_opt, cfg.policy_scope, cfg.static_index,
-      cfg.baseline_decay, cfg.credit_normalize)
   server_opt = server_optimizer(cfg.server_opt, cfg.server_lr)
   round_fn = make_round(model, data.features, server_opt, space, policy,
                         cfg.momentum, unroll, client_chunk, mesh, cfg.credit)
@@ -236,8 +255,6 @@ def run(cfg: Config) -> dict:
 
   categorical = policy.probabilities is not None
 
-  key = jax.random.PRNGKey(cfg.seed)
-  init_key, policy_key, round_key = jax.random.split(key, 3)
   params = model.init(init_key)
   server = replicate(ServerState(params, server_opt.init(params)), mesh)
   pstate = replicate(policy.init(policy_key, data.num_clients), mesh)
@@ -316,6 +333,8 @@ def run(cfg: Config) -> dict:
   if categorical:
     probs = np.asarray(policy.probabilities(pstate, all_clients))  # f32[C, H]
     summary['policy_mean_probabilities'] = probs.mean(0).round(4).tolist()
+  else:  # fathom: where the hypergradients took (E, eta, B)
+    summary['fathom'] = fathom_hyperparameters(pstate)
   _write_json(out / 'summary.json', summary)
   plot_accuracy(rows, out / 'accuracy.png',
                 title=f'{cfg.policy} on {cfg.dataset} ({cfg.model})')
@@ -374,8 +393,14 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
   p.add_argument('--static_index', type=int, default=d.static_index,
                  help='configuration index the static policy uses')
   p.add_argument('--policy_opt', default=d.policy_opt,
-                 help=', '.join(POLICY_OPTS))
-  p.add_argument('--policy_lr', type=float, default=d.policy_lr)
+                 help=f'{", ".join(POLICY_OPTS)} (reinforce, gumbel: sgd; '
+                 'pfedex: adam)')
+  p.add_argument('--policy_lr', type=float, default=d.policy_lr,
+                 help='reinforce, gumbel: 0.5; pfedex: 0.01')
+  p.add_argument('--fathom_epochs', type=float, default=d.fathom_epochs,
+                 help='fathom: epochs E_0 to start from (lr and batch come '
+                 'from configuration --static_index; the largest '
+                 '--local_steps and --batch_sizes are its bounds)')
   p.add_argument('--policy_scope', default=d.policy_scope,
                  help="'client' (personalised) or 'global' (shared)")
   p.add_argument('--credit', default=d.credit,
@@ -383,7 +408,9 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
   p.add_argument('--credit_normalize', type=int, default=int(d.credit_normalize),
                  help='gumbel: 1 divides the round\'s credits by their std')
   p.add_argument('--baseline_decay', type=float, default=d.baseline_decay,
-                 help='running-mean baseline of the reward/credit (unset: none)')
+                 help='reinforce, gumbel: running-mean baseline decay (unset: '
+                 'none); fedex, pfedex: the discount gamma of their baseline '
+                 '(unset: 0, the previous round)')
   p.add_argument('--val_source', default=d.val_source,
                  help=', '.join(VAL_SOURCES))
   p.add_argument('--val_size', type=int, default=d.val_size,
@@ -404,6 +431,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
       policy=a.policy, static_index=a.static_index, policy_opt=a.policy_opt,
       policy_lr=a.policy_lr, policy_scope=a.policy_scope, credit=a.credit,
       credit_normalize=bool(a.credit_normalize),
-      baseline_decay=a.baseline_decay, val_source=a.val_source,
+      baseline_decay=a.baseline_decay, fathom_epochs=a.fathom_epochs,
+      val_source=a.val_source,
       val_size=a.val_size, eval_every=a.eval_every, conv_impl=a.conv_impl, seed=a.seed,
       out_dir=a.out_dir)

@@ -89,8 +89,10 @@ def make_round(model: Model, features: Callable,
 
   Metrics: the round's mean `train_loss`, `val_loss` and `val_acc` of the
   aggregated model, each client's `choices`, `lr`, `local_steps`,
-  `batch_size` and `credit`, `local_steps_total`, and for a categorical
-  policy the mean `policy_entropy` of the round's clients after the update.
+  `batch_size` and `credit`, `local_steps_total`, for a categorical policy
+  the mean `policy_entropy` of the round's clients after the update, and
+  where measured the `local_val_loss` of the clients' own trained models
+  (weighted by their validation examples).
   """
   if credit not in CREDITS:
     raise ValueError(f'credit must be one of {CREDITS}, got {credit!r}')
@@ -163,6 +165,10 @@ def make_round(model: Model, features: Callable,
         'credit': dl_dc,
         'local_steps_total': jnp.sum(hparams.local_steps),
     }
+    if 'local_val' in policy.needs:  # what FedEx learns from
+      metrics['local_val_loss'] = jnp.sum(
+          batch.val_count * client_val_loss) / jnp.maximum(
+              jnp.sum(batch.val_count), 1)
     if policy.probabilities is not None:
       metrics['policy_entropy'] = mean_entropy(
           policy.probabilities(pstate, clients))

@@ -1,0 +1,127 @@
+"""FATHOM: one-shot online adaptation of the clients' learning rate, epochs
+and batch size by hypergradient descent.
+
+Federated Hypergradient Descent. A. K. Kan. 2022.
+https://arxiv.org/abs/2211.02106  (code: github.com/andrewkkan/fathom)
+
+Every client of a round uses the same learning rate eta, epochs E and batch
+size B; client i takes K_i = max(ceil(E n_i / B), 1) local steps on its n_i
+examples (Sec. 3.2; ceil as in the released code). After each round, with
+Delta_t the aggregate update and Delta_sm its exponential average (alpha =
+0.5, Sec. 3.3.5) *before* Delta_t is folded in,
+
+    H_t = N_t = -cos(Delta_sm, Delta_t)                       (eq. 5, 9)
+    G_t = -sum_i (n_i / n) phi_i,
+          phi_i = min_s cos(g_s, theta_0 - theta_{s+1})      (eq. 12; client.py)
+
+and the exponentiated-gradient updates (eq. 13-15; gamma_eta = gamma_E =
+0.01, gamma_B = 0.1 as in Algorithm 1)
+
+    eta <- eta exp(-gamma_eta H_t)
+    E   <- E   exp(-gamma_E (N_t + G_t))
+    B   <- B   exp( gamma_B G_t)
+    Delta_sm <- alpha Delta_sm + (1 - alpha) Delta_t
+
+G_t is the paper's compute penalty: it has no coefficient of its own, and
+local gradients that turn against the way a client has already moved
+(phi_i < 0) shrink E and grow B, i.e. buy fewer local steps.
+
+Bounds. The round is compiled for at most `max_steps` steps of at most
+`max_batch` examples, so B is kept in [1, max_batch] and E in the range
+where it still changes some client's step count, [B / n_max, max_steps B /
+n_min]; a start that needs more steps than compiled is a ConfigError, never
+a silent clip. eta is not bounded (the exponentiated update keeps it
+positive; the released code caps it at 0.5 for EMNIST).
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pfhpo.client import ClientHParams, tree_cosine
+from pfhpo.errors import ConfigError
+from pfhpo.policies.base import Feedback, Policy
+
+STEP_LR, STEP_EPOCHS, STEP_BATCH = 0.01, 0.01, 0.1  # gamma_eta, gamma_E, gamma_B
+SMOOTHING = 0.5  # alpha
+
+
+class FathomState(NamedTuple):
+  log_hp: jax.Array  # f32[3]: log E, log eta, log B
+  delta_sm: Any  # exponential average of the aggregate updates (server pytree)
+
+
+def fathom(lr: float, batch_size: int, epochs: float, max_steps: int,
+           max_batch: int, train_counts: np.ndarray, params_like,
+           steps: tuple[float, float, float] = (STEP_EPOCHS, STEP_LR,
+                                                STEP_BATCH)) -> Policy:
+  """FATHOM starting from (lr, batch_size, epochs).
+
+  Args:
+    lr, batch_size, epochs: eta_0, B_0, E_0.
+    max_steps, max_batch: the bounds the round is compiled for.
+    train_counts: i32[C] every client's training examples n_i.
+    params_like: a pytree shaped like the server model (arrays or
+      `jax.ShapeDtypeStruct`s), for Delta_sm.
+    steps: (gamma_E, gamma_eta, gamma_B).
+  """
+  counts = np.asarray(train_counts)
+  n_min, n_max = max(int(counts.min()), 1), int(counts.max())
+  first = int(np.ceil(epochs * n_max / batch_size))
+  if batch_size > max_batch:
+    raise ConfigError(
+        f'fathom starts at batch {batch_size}, above the {max_batch} the round '
+        f'is compiled for; add a larger value to --batch_sizes.')
+  if first > max_steps:
+    raise ConfigError(
+        f'fathom starts at {epochs:g} epoch(s) of batch {batch_size}: the '
+        f'largest client ({n_max} examples) needs {first} local steps, more '
+        f'than the {max_steps} the round is compiled for; pass --local_steps '
+        f'with a value >= {first} or a smaller --fathom_epochs.')
+  counts = jnp.asarray(counts, jnp.int32)
+  gammas = jnp.asarray(steps, jnp.float32)
+
+  def clip(log_hp):
+    log_b = jnp.clip(log_hp[2], 0.0, jnp.log(float(max_batch)))
+    b = jnp.exp(log_b)
+    log_e = jnp.clip(log_hp[0], jnp.log(b / n_max),
+                     jnp.log(max_steps * b / n_min))
+    return jnp.stack([log_e, log_hp[1], log_b])
+
+  def init(key, num_clients):
+    del key, num_clients
+    zeros = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype),
+                                   params_like)
+    return FathomState(clip(jnp.log(jnp.array(
+        [epochs, lr, batch_size], jnp.float32))), zeros)
+
+  def prefer(state, clients, key=None):
+    del key
+    e, eta, b = jnp.exp(state.log_hp)
+    b = jnp.clip(jnp.round(b), 1, max_batch).astype(jnp.int32)
+    k = jnp.ceil(e * counts[clients] / b).astype(jnp.int32)
+    hparams = ClientHParams(jnp.full(clients.shape, eta),
+                            jnp.clip(k, 1, max_steps),
+                            jnp.full(clients.shape, b))
+    return hparams, jnp.full(clients.shape, -1, jnp.int32)  # not a grid index
+
+  def update(state: FathomState, fb: Feedback) -> FathomState:
+    n = counts[fb.clients].astype(jnp.float32)
+    hyper = -tree_cosine(state.delta_sm, fb.delta)  # H_t = N_t
+    penalty = -jnp.sum(n * fb.alignment) / jnp.sum(n)  # G_t
+    direction = jnp.stack([hyper + penalty, hyper, -penalty])
+    delta_sm = jax.tree_util.tree_map(
+        lambda s, d: SMOOTHING * s + (1 - SMOOTHING) * d, state.delta_sm,
+        fb.delta)
+    return FathomState(clip(state.log_hp - gammas * direction), delta_sm)
+
+  return Policy(init, prefer, update, prefer, None, frozenset({'alignment'}))
+
+
+def hyperparameters(state: FathomState) -> dict:
+  """The current (E, eta, B) as Python floats."""
+  e, eta, b = np.exp(np.asarray(state.log_hp))
+  return {'epochs': float(e), 'lr': float(eta), 'batch_size': float(b)}
