@@ -9,6 +9,9 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = textwrap.dedent('''
     import jax, jax.numpy as jnp, numpy as np, optax
     from pfhpo import models
@@ -57,21 +60,32 @@ def test_sharded_round_equals_single_device_round():
 def _cli(args, tmp_path):
   env = {**os.environ,
          'XLA_FLAGS': '--xla_force_host_platform_device_count=2'}
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   return subprocess.run(
-      [sys.executable, os.path.join(root, 'experiments', 'femnist.py'),
+      [sys.executable, os.path.join(ROOT, 'experiments', 'femnist.py'),
        '--dataset=digits', '--model=mlp', '--rounds=4', '--eval_every=2',
        f'--out_dir={tmp_path / "run"}', *args],
       env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_cli_runs_sharded_over_two_host_devices(tmp_path):
-  proc = _cli(['--clients_per_round=4'], tmp_path)
+@pytest.mark.parametrize('policy', ['static', 'fedex', 'fathom'])
+def test_cli_runs_sharded_over_two_host_devices(tmp_path, policy):
+  """Sharded like a single device, also for the policies whose clients
+  report validation losses (fedex) or step alignment (fathom)."""
+  args = ['--clients_per_round=4', f'--policy={policy}', '--lrs=0.05,0.3',
+          '--local_steps=2,10', '--batch_sizes=16']
+  proc = _cli(args, tmp_path)
   assert proc.returncode == 0, proc.stderr[-2000:]
   summary = json.loads((tmp_path / 'run' / 'summary.json').read_text())
   assert summary['round_compilations'] == 1
   config = (tmp_path / 'run' / 'config.json').read_text()
   assert json.loads(config)['devices'] == ['cpu:0', 'cpu:1']
+  sys.path.insert(0, os.path.join(ROOT, 'experiments'))
+  import femnist  # this process sees one device
+  one = tmp_path / 'one'
+  assert femnist.main(['--dataset=digits', '--model=mlp', '--rounds=4',
+                       '--eval_every=2', f'--out_dir={one}', *args]) == 0
+  single = json.loads((one / 'summary.json').read_text())
+  assert abs(single['global_loss'] - summary['global_loss']) < 1e-4
 
 
 def test_clients_per_round_must_divide_over_devices(tmp_path):

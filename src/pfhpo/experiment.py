@@ -402,7 +402,8 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
                  'from configuration --static_index; the largest '
                  '--local_steps and --batch_sizes are its bounds)')
   p.add_argument('--policy_scope', default=d.policy_scope,
-                 help="'client' (personalised) or 'global' (shared)")
+                 help="reinforce, gumbel: 'client' (personalised) or "
+                 "'global' (shared) logits")
   p.add_argument('--credit', default=d.credit,
                  help="gumbel: differentiate theta_g through 'delta' or 'params'")
   p.add_argument('--credit_normalize', type=int, default=int(d.credit_normalize),
