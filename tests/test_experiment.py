@@ -88,6 +88,39 @@ def test_each_baseline_runs_from_the_cli_and_compiles_once(tmp_path, policy):
     assert (out / 'policy.png').stat().st_size > 1000
 
 
+@pytest.mark.parametrize('policy', ['gumbel', 'reinforce', 'fedex', 'pfedex'])
+def test_a_learning_rate_of_1e3_is_dropped_and_learned_against(tmp_path,
+                                                               policy):
+  """lr 1e3 blows every client that draws it up; those clients are left out,
+  counted, and each learning policy moves away from that configuration."""
+  out = tmp_path / 'run'
+  assert femnist.main(QUICK[:3] + [
+      f'--policy={policy}', '--lrs=0.1,1000', '--local_steps=5',
+      '--batch_sizes=16', '--rounds=40', '--eval_every=10',
+      f'--out_dir={out}']) == 0
+  rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines()]
+  assert all(np.isfinite(r['global_loss']) for r in rows)
+  assert rows[-1]['dropped_clients_total'] >= 3
+  choices = [json.loads(l) for l in (out / 'choices.jsonl').read_text().splitlines()]
+  assert rows[-1]['dropped_clients_total'] <= sum(
+      c['choices'].count(1) for c in choices)
+  assert rows[-1]['global_acc'] > 0.8
+  summary = json.loads((out / 'summary.json').read_text())
+  assert summary['policy_mean_probabilities'][1] < 0.35
+
+
+def test_a_run_where_every_client_diverges_keeps_the_initial_model(tmp_path):
+  out = tmp_path / 'run'
+  assert femnist.main(QUICK[:3] + ['--lrs=1000', '--local_steps=5',
+                                   '--batch_sizes=16', '--rounds=6',
+                                   '--eval_every=2', f'--out_dir={out}']) == 0
+  rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines()]
+  assert [r['dropped_clients'] for r in rows] == [5, 5, 5]
+  assert rows[-1]['dropped_clients_total'] == 30
+  assert len({r['global_loss'] for r in rows}) == 1  # never moved
+  assert np.isfinite(rows[0]['global_loss'])
+
+
 def test_personalised_accuracy_without_fine_tuning_is_the_client_mean(tmp_path):
   """Fine-tuning at lr 1e-9 leaves the global model: personal == global."""
   out = tmp_path / 'run'

@@ -8,6 +8,7 @@ import pytest
 
 from pfhpo.errors import ConfigError
 from pfhpo.policies import Feedback, gumbel, reinforce, static
+from pfhpo.policies.base import penalized
 from pfhpo.space import hparams_for, make_space
 
 SPACE = make_space([0.01, 0.1, 1.0], [1, 5], [16])  # H = 6
@@ -121,3 +122,23 @@ def test_static_always_proposes_its_index():
   np.testing.assert_array_equal(choices, 4)
   with pytest.raises(ConfigError, match='static_index'):
     static(SPACE, 6)
+
+
+def test_a_diverged_client_is_penalised_beyond_every_client_that_trained():
+  diverged = jnp.array([False, True, False, False])
+  values = jnp.array([0.2, jnp.nan, -0.1, 0.5])
+  got = np.asarray(penalized(values, diverged))
+  np.testing.assert_allclose(got[[0, 2, 3]], [0.2, -0.1, 0.5])
+  assert got[1] == pytest.approx(0.5 + 3 * np.std([0.2, -0.1, 0.5]), rel=1e-5)
+  # gumbel: the diverged client's configuration becomes less likely even
+  # though its dL/dc is 0 (its update was left out).
+  policy = gumbel(SPACE, optax.sgd(0.5), normalize=True)
+  state = policy.init(None, 4)
+  fb = _feedback([0, 1, 2, 3], [0, 4, 1, 2], credit=[0.2, 0.0, -0.1, 0.5])
+  new = policy.update(state, fb._replace(diverged=diverged))
+  assert float(policy.probabilities(new, jnp.array([1]))[0, 4]) < 1 / 6 - 0.05
+  # reinforce: the diverged client gets reward 0, the others the accuracy.
+  policy = reinforce(SPACE, optax.sgd(1.0), baseline_decay=None)
+  new = policy.update(policy.init(None, 4), fb._replace(diverged=diverged))
+  p = np.asarray(policy.probabilities(new, jnp.arange(4)))
+  assert p[0, 0] > 1 / 6 and p[1, 4] == pytest.approx(1 / 6)

@@ -14,9 +14,11 @@ import pytest
 
 from pfhpo.algorithms.fedavg import RoundBatch, ServerState
 from pfhpo.models import Model
-from pfhpo.policies import fedex, gumbel, pfedex, random, reinforce, static
+from pfhpo.client import make_local_update
+from pfhpo.policies import (Policy, fedex, gumbel, pfedex, random, reinforce,
+                            static)
 from pfhpo.round import ValBatch, make_round
-from pfhpo.space import make_space
+from pfhpo.space import hparams_for, make_space
 
 C, N, D = 8, 64, 10
 SPACE = make_space([0.001, 0.03, 0.3], [5], [16])
@@ -108,3 +110,67 @@ def test_fedex_concentrates_on_the_best_shared_configuration():
   # Personalised FedEx learns the same per client, from its hypernetwork.
   probs, _ = run_policy(pfedex(SPACE, optax.adam(0.05)), rounds=40)
   assert probs[:, best].min() > 0.8, probs[:, best]
+
+
+def _fixed_choices(choices):
+  """A policy that gives client i configuration choices[i], every round."""
+  choices = jnp.asarray(choices, jnp.int32)
+
+  def propose(state, clients, key):
+    return hparams_for(DIVERGE, choices[clients]), choices[clients]
+
+  return Policy(lambda key, n: (), propose, lambda state, fb: state, propose,
+                None)
+
+
+DIVERGE = make_space([0.03, 1e38], [5], [16])  # lr 1e38 overflows float32
+
+
+def test_diverged_clients_are_left_out_and_the_rest_renormalised():
+  model = linear_model()
+  batch, val = problem()
+  params = model.init(None)
+  server = ServerState(params, optax.sgd(1.0).init(params))
+  run = lambda policy, b: jax.jit(make_round(
+      model, lambda x: x, optax.sgd(1.0), DIVERGE, policy))(
+          server, (), jnp.arange(b.count.shape[0]), b, val,
+          jax.random.PRNGKey(0))
+  bad = np.arange(C) % 3 == 0  # clients 0, 3, 6 use lr 1e38
+  new, _, metrics = run(_fixed_choices(bad.astype(int)), batch)
+  assert int(metrics['dropped_clients']) == 3
+  # FedAvg over the kept clients alone, written out from solo updates with
+  # the keys the round gives each position.
+  one = make_local_update(model, lambda x: x, 5, 16)
+  keys = jax.random.split(jax.random.split(jax.random.PRNGKey(0))[1], C)
+  w = batch.count / batch.count.sum()
+  want = jax.tree_util.tree_map(jnp.zeros_like, params)
+  for i in np.flatnonzero(~bad):
+    theta_i, _ = one(params, jnp.asarray(batch.x[i]), jnp.asarray(batch.y[i]),
+                     batch.count[i],
+                     jnp.float32(0.03), jnp.int32(5), jnp.int32(16), keys[i])
+    want = jax.tree_util.tree_map(
+        lambda a, t, p: a + w[i] / w[~bad].sum() * (t - p), want, theta_i,
+        params)
+  for got, d, p in zip(*map(jax.tree_util.tree_leaves, (new.params, want,
+                                                        params))):
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, p + d, atol=1e-5)
+
+
+def test_a_round_where_every_client_diverges_keeps_the_server_state():
+  model = linear_model()
+  batch, val = problem()
+  params = model.init(None)
+  opt = optax.sgd(1.0, momentum=0.9)  # a state that would move on its own
+  server = ServerState(params, opt.init(params))
+  server = server._replace(opt_state=jax.tree_util.tree_map(
+      lambda a: a + 0.1, server.opt_state))
+  # Features x1e3: the first step at lr 1e38 overflows for every client.
+  step = jax.jit(make_round(model, lambda x: 1e3 * x, opt, DIVERGE,
+                            _fixed_choices(np.ones(C, int))))
+  new, _, metrics = step(server, (), jnp.arange(C), batch, val,
+                         jax.random.PRNGKey(0))
+  assert int(metrics['dropped_clients']) == C
+  for a, b in zip(jax.tree_util.tree_leaves(new),
+                  jax.tree_util.tree_leaves(server)):
+    np.testing.assert_array_equal(a, b)

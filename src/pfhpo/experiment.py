@@ -6,7 +6,9 @@ A run writes, in `out_dir`:
   implementation, client count), written before the first round;
 * `metrics.jsonl`: one JSON line per evaluated round (`round`, `global_acc`,
   `global_loss`, `client_acc_mean`, `train_loss`, `val_loss`,
-  `policy_entropy`, `local_steps_total`, `seconds`), flushed at once;
+  `policy_entropy`, the round's mean `lr`, `local_steps` and `batch_size`,
+  `local_steps_total`, `dropped_clients` (diverged, left out of that
+  round's aggregate) and `dropped_clients_total`, `seconds`), flushed at once;
 * `choices.jsonl`: every round's clients and the configuration each used;
 * `summary.json`: final figures, timing and the number of compilations of
   the round function (one per run; more is a bug);
@@ -36,6 +38,7 @@ from tqdm import tqdm
 from pfhpo import data as datasets
 from pfhpo import models
 from pfhpo import policies
+from pfhpo.checkpoint import RunCheckpoints
 from pfhpo.algorithms.fedavg import RoundBatch, ServerState
 from pfhpo.client import default_client_chunk, make_local_update
 from pfhpo.errors import ConfigError
@@ -90,6 +93,13 @@ class Config:
   client_chunk: int | None = None  # None: the backend's default
   seed: int = 0
   out_dir: str = 'runs/demo'
+  checkpoint_every: int = 50  # rounds; 0: only the last round is saved
+  resume: bool = False
+
+
+# What may differ between a run and its resumption: the length, the
+# checkpoint period, and where the data now live.
+RESUMABLE_CHANGES = ('rounds', 'resume', 'checkpoint_every', 'data_dir')
 
 
 def validate(cfg: Config) -> None:
@@ -112,6 +122,8 @@ def validate(cfg: Config) -> None:
       (cfg.eval_every >= 1, f'--eval_every must be >= 1, got {cfg.eval_every}'),
       (cfg.max_clients is None or cfg.max_clients >= 1,
        f'--max_clients must be >= 1, got {cfg.max_clients}'),
+      (cfg.checkpoint_every >= 0,
+       f'--checkpoint_every must be >= 0, got {cfg.checkpoint_every}'),
   ]
   for ok, message in checks:
     if not ok:
@@ -146,10 +158,14 @@ def validate(cfg: Config) -> None:
       raise ConfigError(f'--baseline_decay must be in [0, 1{"]" if closed else ")"}'
                         f' for --policy={cfg.policy}, got {b}')
   existing = [f for f in RUN_FILES if (Path(cfg.out_dir) / f).exists()]
-  if existing:
+  if cfg.resume:
+    if not (Path(cfg.out_dir) / 'config.json').exists():
+      raise ConfigError(f'--resume: {cfg.out_dir} holds no run to resume; '
+                        f'drop --resume to start one there.')
+  elif existing:
     raise ConfigError(
         f'--out_dir={cfg.out_dir} already holds a run ({existing[0]}); pass a '
-        f'new --out_dir or remove the old one.')
+        f'new --out_dir, --resume to continue it, or remove the old one.')
 
 
 def server_optimizer(name: str, lr: float) -> optax.GradientTransformation:
@@ -205,15 +221,31 @@ def run(cfg: Config) -> dict:
       fathom_epochs=cfg.fathom_epochs)
 
   out = Path(cfg.out_dir)
-  out.mkdir(parents=True, exist_ok=True)
-  _write_json(out / 'config.json', {
+  record = {  # config.json: the flags and what they resolved to
       **dataclasses.asdict(cfg), 'backend': backend,
       'devices': [str(d) for d in jax.devices()], 'conv_impl': conv_impl,
       'unroll': unroll, 'client_chunk': client_chunk,
       'num_clients': data.num_clients, 'feature_shape': data.feature_shape,
-      'num_classes': data.num_classes})
-
+      'num_classes': data.num_classes}
+  if cfg.resume:
+    check_resumable(cfg.out_dir, record,
+                    json.loads((out / 'config.json').read_text()))
+  params = model.init(init_key)
   server_opt = server_optimizer(cfg.server_opt, cfg.server_lr)
+  state = {'server': ServerState(params, server_opt.init(params)),
+           'policy': policy.init(policy_key, data.num_clients)}
+  checkpoints, resumed = None, None
+  if cfg.resume:  # read before anything is written: a bad one changes nothing
+    checkpoints = checkpoints or RunCheckpoints(out)
+    resumed = checkpoints.restore(state)
+    if resumed[0] > cfg.rounds:
+      raise ConfigError(
+          f'--resume: the checkpoint is at round {resumed[0]}, past '
+          f'--rounds={cfg.rounds}; pass --rounds >= {resumed[0]}.')
+  out.mkdir(parents=True, exist_ok=True)
+  _write_json(out / 'config.json', record)
+  checkpoints = checkpoints or RunCheckpoints(out)
+
   round_fn = make_round(model, data.features, server_opt, space, policy,
                         cfg.momentum, unroll, client_chunk, mesh, cfg.credit)
   traces = []
@@ -255,21 +287,42 @@ def run(cfg: Config) -> dict:
 
   categorical = policy.probabilities is not None
 
-  params = model.init(init_key)
-  server = replicate(ServerState(params, server_opt.init(params)), mesh)
-  pstate = replicate(policy.init(policy_key, data.num_clients), mesh)
   sampler = np.random.default_rng(cfg.seed)
   k = cfg.clients_per_round
   counts = data.train.counts
-  rows, last, pending, choice_counts = [], {}, [], []
-  steps_total = jnp.zeros((), jnp.int32)
-  start = time.perf_counter()
-  first_round_s = None
+  rows, pending, choice_counts = [], [], []
+  steps_total = dropped_total = 0
+  first_round_s, elapsed, start_round = None, 0.0, 1
+  if resumed is not None:
+    start_round, state, meta = resumed
+    start_round += 1
+    sampler.bit_generator.state = meta['sampler']
+    rows, choice_counts = meta['rows'], meta['choice_counts']
+    steps_total, dropped_total = meta['local_steps_total'], meta['dropped_total']
+    first_round_s, elapsed = meta['first_round_seconds'], meta['seconds']
+    truncate_logs(out, start_round - 1, rows)
+  server, pstate = (replicate(state['server'], mesh),
+                    replicate(state['policy'], mesh))
+  last = rows[-1] if rows else {}
+  start = time.perf_counter() - elapsed
   with open(out / 'metrics.jsonl', 'a') as log, \
       open(out / 'choices.jsonl', 'a') as choices_log, tqdm(
-          total=cfg.rounds, desc=f'{cfg.policy} {cfg.dataset}/{cfg.model}',
-          unit='round', mininterval=2.0) as bar:
-    for r in range(1, cfg.rounds + 1):
+          total=cfg.rounds, initial=start_round - 1,
+          desc=f'{cfg.policy} {cfg.dataset}/{cfg.model}', unit='round',
+          mininterval=2.0) as bar:
+
+    def flush_choices():
+      for rr, cl, ch in pending:
+        ch = {key: np.asarray(v).tolist() for key, v in ch.items()}
+        if categorical:
+          choice_counts.append(np.bincount(
+              ch['choices'], minlength=space.size).tolist())
+        choices_log.write(json.dumps({'round': rr, 'clients': cl.tolist(),
+                                      **ch}) + '\n')
+      pending.clear()
+      choices_log.flush()
+
+    for r in range(start_round, cfg.rounds + 1):
       clients = np.sort(sampler.choice(data.num_clients, k, replace=False))
       batch = RoundBatch(data.train.x[clients], data.train.y[clients],
                          counts[clients], *local_val(clients))
@@ -278,20 +331,14 @@ def run(cfg: Config) -> dict:
       server, pstate, metrics = round_step(
           server, pstate, clients.astype(np.int32), batch, val,
           jax.random.fold_in(round_key, r))
-      steps_total = steps_total + metrics['local_steps_total']
+      steps_total += int(metrics['local_steps_total'])
+      dropped_total += int(metrics['dropped_clients'])
       pending.append((r, clients, {key: metrics[key] for key in CHOICE_KEYS}))
       if first_round_s is None:
         jax.block_until_ready(server)
         first_round_s = time.perf_counter() - start
       if r % cfg.eval_every == 0 or r == cfg.rounds:
-        for rr, cl, ch in pending:
-          ch = {key: np.asarray(v).tolist() for key, v in ch.items()}
-          if categorical:
-            choice_counts.append(np.bincount(ch['choices'],
-                                             minlength=space.size))
-          choices_log.write(json.dumps({'round': rr, 'clients': cl.tolist(),
-                                        **ch}) + '\n')
-        pending = []
+        flush_choices()
         ev = evaluate(server.params, eval_set)
         last = {
             'round': r,
@@ -302,7 +349,9 @@ def run(cfg: Config) -> dict:
             'val_loss': float(metrics['val_loss']),
             **{f'mean_{key}': float(jnp.mean(metrics[key]))
                for key in ('lr', 'local_steps', 'batch_size')},
-            'local_steps_total': int(steps_total),
+            'local_steps_total': steps_total,
+            'dropped_clients': int(metrics['dropped_clients']),
+            'dropped_clients_total': dropped_total,
         }
         if categorical:
           last['policy_entropy'] = float(metrics['policy_entropy'])
@@ -310,12 +359,22 @@ def run(cfg: Config) -> dict:
           last.update(personal_metrics(server, pstate))
         last['seconds'] = round(time.perf_counter() - start, 3)
         rows.append(last)
-        choices_log.flush()
         log.write(json.dumps(last) + '\n')
         log.flush()
         bar.set_postfix(acc=f'{last["global_acc"]:.3f}',
                         loss=f'{last["global_loss"]:.3f}')
+      if r == cfg.rounds or (cfg.checkpoint_every and
+                             r % cfg.checkpoint_every == 0):
+        flush_choices()
+        checkpoints.save(r, {'server': server, 'policy': pstate}, {
+            'round': r, 'sampler': sampler.bit_generator.state, 'rows': rows,
+            'choice_counts': choice_counts, 'local_steps_total': steps_total,
+            'dropped_total': dropped_total,
+            'first_round_seconds': first_round_s,
+            'seconds': time.perf_counter() - start,
+            'config': dataclasses.asdict(cfg)})
       bar.update(1)
+  checkpoints.close()
   total = time.perf_counter() - start
   summary = {
       **last,
@@ -327,6 +386,7 @@ def run(cfg: Config) -> dict:
       'rounds': cfg.rounds,
       'total_seconds': round(total, 3),
       'first_round_seconds': round(first_round_s, 3),
+      'resumed_from_round': None if resumed is None else resumed[0],
       'round_compilations': len(traces),
       'configurations': [space.describe(z) for z in range(space.size)],
   }
@@ -345,6 +405,32 @@ def run(cfg: Config) -> dict:
                  out / 'choices.png',
                  title=f'{cfg.policy}: configurations used')
   return summary
+
+
+def check_resumable(out_dir: str, record: dict, stored: dict) -> None:
+  """A resumed run must be the run it continues: its config.json `record`
+  equal to the `stored` one but for RESUMABLE_CHANGES and the devices."""
+  for name, now in record.items():
+    if name in RESUMABLE_CHANGES or name == 'devices':
+      continue
+    then, now = stored.get(name), json.loads(json.dumps(now))  # JSON forms
+    if now != then:
+      raise ConfigError(
+          f'--resume: the run in {out_dir} used --{name}={then!r}, not '
+          f'{now!r}; pass the same flags to continue it, or a new --out_dir.')
+
+
+def truncate_logs(out: Path, last_round: int, rows: list) -> None:
+  """Drops what a killed run logged after its last checkpoint (the resumed
+  run writes those rounds again, identically): metrics.jsonl becomes the
+  checkpoint's rows, choices.jsonl keeps its rounds <= last_round."""
+  lines = (out / 'choices.jsonl').read_text().splitlines()
+  kept = [l for l in lines if l and json.loads(l)['round'] <= last_round]
+  for name, text in (('choices.jsonl', kept),
+                     ('metrics.jsonl', [json.dumps(row) for row in rows])):
+    tmp = out / (name + '.tmp')
+    tmp.write_text(''.join(t + '\n' for t in text))
+    os.replace(tmp, out / name)
 
 
 def parse_list(text: str, kind: type, flag: str) -> tuple:
@@ -421,6 +507,11 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
                  help="'patches' or 'lax' (default: patches on CPU, lax elsewhere)")
   p.add_argument('--seed', type=int, default=d.seed)
   p.add_argument('--out_dir', default=d.out_dir)
+  p.add_argument('--checkpoint_every', type=int, default=d.checkpoint_every,
+                 help='save the whole run state every N rounds (0: only at '
+                 'the end)')
+  p.add_argument('--resume', action='store_true',
+                 help='continue the run in --out_dir from its last checkpoint')
   a = p.parse_args(argv)
   return dataclasses.replace(
       d, dataset=a.dataset, data_dir=a.data_dir, max_clients=a.max_clients,
@@ -434,5 +525,6 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
       credit_normalize=bool(a.credit_normalize),
       baseline_decay=a.baseline_decay, fathom_epochs=a.fathom_epochs,
       val_source=a.val_source,
-      val_size=a.val_size, eval_every=a.eval_every, conv_impl=a.conv_impl, seed=a.seed,
-      out_dir=a.out_dir)
+      val_size=a.val_size, eval_every=a.eval_every, conv_impl=a.conv_impl,
+      seed=a.seed, out_dir=a.out_dir, checkpoint_every=a.checkpoint_every,
+      resume=a.resume)

@@ -24,6 +24,16 @@ L_i^val, which FedEx learns from, is client i's mean validation loss of its
 own locally trained model, measured on the client beside its training
 (`RoundBatch.val_*`).
 
+Divergence: a client whose parameters or training loss come back
+non-finite, or whose trained model's loss on its own first examples ends
+above EXPLODED times the larger of its loss before training and a uniform
+guess's (finite weights that overflow the logits: a learning rate that
+explodes), is left out: its update counts as zero and the
+others' weights are renormalised, Delta = sum_{i kept} w_i c_i Delta_i /
+sum_{i kept} w_i; a round in which every client diverged keeps the previous
+server state. The policy learns which clients diverged (`Feedback.diverged`)
+and penalises their configurations.
+
 Only what the policy reads is computed (`policy.needs`): the backward pass
 through the aggregation for 'credit', the clients' validation losses for
 'local_val', the step-gradient alignment for 'alignment'.
@@ -48,6 +58,9 @@ from pfhpo.policies.base import MEASUREMENTS, Feedback, Policy, mean_entropy
 from pfhpo.space import SearchSpace
 
 CREDITS = ('delta', 'params')
+# A client's update is left out as diverged when its loss on its own examples
+# ends above EXPLODED x max(its loss before training, log num_classes).
+EXPLODED = 10.0
 
 
 class ValBatch(NamedTuple):
@@ -109,11 +122,18 @@ def make_round(model: Model, features: Callable,
     acc = jnp.sum(val.weight * (logits.argmax(-1) == val.y))
     return loss, acc
 
-  def local_val_loss(params, x, y, count):
-    """Mean loss of one client's model on its n real validation examples."""
+  uniform_loss = float(np.log(model.num_classes))  # cross-entropy of a guess
+
+  def all_finite(tree) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a))
+                              for a in jax.tree_util.tree_leaves(tree)]))
+
+  def masked_loss(params, x, y, count):
+    """Mean loss of one client's model on its first `count` examples."""
     real = jnp.arange(y.shape[0]) < count
     losses = cross_entropy(model.apply(params, features(x)), y)
-    return jnp.sum(jnp.where(real, losses, 0.0)) / jnp.maximum(count, 1)
+    return jnp.sum(jnp.where(real, losses, 0.0)) / jnp.maximum(
+        jnp.minimum(count, y.shape[0]), 1)
 
   def run(server: ServerState, pstate, clients: jax.Array, batch: RoundBatch,
           val: ValBatch, key: jax.Array):
@@ -131,14 +151,28 @@ def make_round(model: Model, features: Callable,
     def train(x, y, count, lr, steps, batch_size, key, *val_split):
       params, stats = one_client(server.params, x, y, count, lr, steps,
                                  batch_size, key)
-      val_loss = (local_val_loss(params, *val_split) if val_split
+      # Probe the model on up to max_batch of the client's own examples:
+      # finite but exploded weights show as a loss that grew tenfold.
+      probe = (x[:space.max_batch], y[:space.max_batch], count)
+      before, after = masked_loss(server.params, *probe), masked_loss(
+          params, *probe)
+      diverged = ~(all_finite(params) & jnp.isfinite(stats.loss) &
+                   (after <= EXPLODED * jnp.maximum(before, uniform_loss)))
+      # A diverged client contributes theta_i - theta = 0.
+      params = jax.tree_util.tree_map(
+          lambda p, s: jnp.where(diverged, s, p), params, server.params)
+      val_loss = (masked_loss(params, *val_split) if val_split
                   else jnp.zeros_like(stats.loss))
-      return params, (stats, val_loss)
+      return params, (stats, val_loss, diverged)
 
     def objective(coeffs):
       delta, aux = aggregate_clients(
           train, server.params, args, weights, coeffs, client_chunk, mesh)
-      scale = jnp.sum(weights * coeffs) if credit == 'params' else 1.0
+      kept = jnp.sum(jnp.where(aux[2], 0.0, weights))  # weight that trained
+      share = jnp.where(kept > 0, kept, 1.0)
+      scale = (jnp.sum(jnp.where(aux[2], 0.0, weights * coeffs)) / share
+               if credit == 'params' else 1.0)
+      delta = jax.tree_util.tree_map(lambda d: d / share, delta)
       theta_g = jax.tree_util.tree_map(lambda s, d: scale * s + d,
                                        server.params, delta)
       loss, acc = val_metrics(theta_g, val)
@@ -151,13 +185,21 @@ def make_round(model: Model, features: Callable,
     else:
       val_loss, (delta, aux, val_acc) = objective(ones)
       dl_dc = jnp.zeros(k, jnp.float32)
-    stats, client_val_loss = aux  # LocalStats and f32[K], per client
-    server = server_step(server_opt, server, delta)
+    stats, client_val_loss, diverged = aux  # per client: [K] each
+    # What the policy hears: also a client whose credit or loss overflowed.
+    failed = diverged | ~jnp.isfinite(dl_dc) | ~jnp.isfinite(client_val_loss)
+    # Every client diverged: keep the previous model and optimizer state.
+    server = jax.tree_util.tree_map(
+        lambda new, old: jnp.where(jnp.all(diverged), old, new),
+        server_step(server_opt, server, delta), server)
     pstate = policy.update(pstate, Feedback(
         clients, choices, dl_dc, val_loss, val_acc, stats.loss,
-        client_val_loss, batch.val_count, delta, stats.alignment))
+        client_val_loss, batch.val_count, delta, stats.alignment, failed))
+    kept = jnp.where(diverged, 0.0, weights)
     metrics = {
-        'train_loss': jnp.sum(weights * stats.loss),
+        'train_loss': jnp.sum(jnp.where(diverged, 0.0, kept * stats.loss)) /
+                      jnp.maximum(jnp.sum(kept), 1e-12),
+        'dropped_clients': jnp.sum(diverged),
         'val_loss': val_loss,
         'val_acc': val_acc,
         'choices': choices,
@@ -166,9 +208,9 @@ def make_round(model: Model, features: Callable,
         'local_steps_total': jnp.sum(hparams.local_steps),
     }
     if 'local_val' in policy.needs:  # what FedEx learns from
-      metrics['local_val_loss'] = jnp.sum(
-          batch.val_count * client_val_loss) / jnp.maximum(
-              jnp.sum(batch.val_count), 1)
+      n_val = jnp.where(diverged, 0, batch.val_count)
+      metrics['local_val_loss'] = jnp.sum(n_val * client_val_loss) / (
+          jnp.maximum(jnp.sum(n_val), 1))
     if policy.probabilities is not None:
       metrics['policy_entropy'] = mean_entropy(
           policy.probabilities(pstate, clients))

@@ -62,6 +62,7 @@ class Feedback(NamedTuple):
   local_val_count: jax.Array | None = None
   delta: Any = None  # the aggregate update theta_g - theta (server pytree)
   alignment: jax.Array | None = None  # f32[K] (ones unless measured)
+  diverged: jax.Array | None = None  # bool[K] non-finite update, left out
 
 
 class PolicyState(NamedTuple):
@@ -81,6 +82,30 @@ class Policy(NamedTuple):
   # (state, clients) -> f32[K, H]; None for a policy that is no distribution
   probabilities: Callable[..., jax.Array] | None
   needs: frozenset = frozenset()  # a subset of MEASUREMENTS
+
+
+def diverged_of(fb: Feedback) -> jax.Array:
+  """bool[K]: the clients whose update was non-finite (none if unreported)."""
+  if fb.diverged is None:
+    return jnp.zeros(fb.clients.shape, bool)
+  return fb.diverged
+
+
+def penalized(values: jax.Array, diverged: jax.Array,
+              floor: jax.Array | float = 0.0) -> jax.Array:
+  """A cost per client with each diverged client's replaced by one worse than
+  every client that trained: the round's largest finite cost (at least
+  `floor`) plus three standard deviations of the finite costs (or plus the
+  largest magnitude, or 1, when they do not spread). f32[K]."""
+  ok = ~diverged
+  n = jnp.maximum(jnp.sum(ok), 1)
+  finite = jnp.where(ok, values, 0.0)
+  mean = jnp.sum(finite) / n
+  std = jnp.sqrt(jnp.sum(jnp.where(ok, (values - mean)**2, 0.0)) / n)
+  top = jnp.maximum(jnp.max(jnp.where(ok, values, -jnp.inf)), floor)
+  top = jnp.where(jnp.any(ok), top, floor)
+  spread = jnp.where(std > 0, std, jnp.maximum(jnp.max(jnp.abs(finite)), 1.0))
+  return jnp.where(diverged, top + 3.0 * spread, values)
 
 
 def check_scope(scope: str) -> None:

@@ -22,6 +22,9 @@ and the exponentiated-gradient updates (eq. 13-15; gamma_eta = gamma_E =
     B   <- B   exp( gamma_B G_t)
     Delta_sm <- alpha Delta_sm + (1 - alpha) Delta_t
 
+A round in which a client diverged sets H_t = N_t = +1 (the worst value),
+and G_t averages over the clients that trained.
+
 G_t is the paper's compute penalty: it has no coefficient of its own, and
 local gradients that turn against the way a client has already moved
 (phi_i < 0) shrink E and grow B, i.e. buy fewer local steps.
@@ -43,7 +46,7 @@ import numpy as np
 
 from pfhpo.client import ClientHParams, tree_cosine
 from pfhpo.errors import ConfigError
-from pfhpo.policies.base import Feedback, Policy
+from pfhpo.policies.base import Feedback, Policy, diverged_of
 
 STEP_LR, STEP_EPOCHS, STEP_BATCH = 0.01, 0.01, 0.1  # gamma_eta, gamma_E, gamma_B
 SMOOTHING = 0.5  # alpha
@@ -109,9 +112,14 @@ def fathom(lr: float, batch_size: int, epochs: float, max_steps: int,
     return hparams, jnp.full(clients.shape, -1, jnp.int32)  # not a grid index
 
   def update(state: FathomState, fb: Feedback) -> FathomState:
-    n = counts[fb.clients].astype(jnp.float32)
-    hyper = -tree_cosine(state.delta_sm, fb.delta)  # H_t = N_t
-    penalty = -jnp.sum(n * fb.alignment) / jnp.sum(n)  # G_t
+    diverged = diverged_of(fb)
+    n = jnp.where(diverged, 0.0, counts[fb.clients].astype(jnp.float32))
+    # H_t = N_t; a diverged client is the clearest sign of a step too large:
+    # the worst value, +1 (consecutive updates opposed).
+    hyper = jnp.where(jnp.any(diverged), 1.0,
+                      -tree_cosine(state.delta_sm, fb.delta))
+    penalty = -jnp.sum(jnp.where(diverged, 0.0, n * fb.alignment)) / (
+        jnp.maximum(jnp.sum(n), 1.0))  # G_t over the clients that trained
     direction = jnp.stack([hyper + penalty, hyper, -penalty])
     delta_sm = jax.tree_util.tree_map(
         lambda s, d: SMOOTHING * s + (1 - SMOOTHING) * d, state.delta_sm,

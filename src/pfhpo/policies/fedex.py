@@ -22,6 +22,10 @@ the previous rounds' weighted mean losses,
 (0 in the first round; gamma = 0 uses the previous round alone, the
 FederatedScope default; gamma = 1 the plain mean).
 
+A client whose update diverged reports no usable loss; it counts as worse
+than every client that trained (`base.penalized`: the round's largest loss,
+at least lambda, plus three standard deviations).
+
 Departures: L_i is the cross-entropy (the reference code's `--loss` option;
 its default is the error rate); one categorical over the H configurations of
 the product space rather than one per grid axis (the flat "arms" form);
@@ -36,7 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pfhpo.policies.base import Feedback, Policy, argmax_of
+from pfhpo.policies.base import (Feedback, Policy, argmax_of, diverged_of,
+                                 penalized)
 from pfhpo.space import SearchSpace, hparams_for
 
 
@@ -91,15 +96,17 @@ def fedex(space: SearchSpace, baseline_decay: float | None = None) -> Policy:
 
   def update(state: FedExState, fb: Feedback) -> FedExState:
     w = round_weights(fb)
+    losses = penalized(fb.local_val_loss, diverged_of(fb),
+                       state.baseline.value())  # f32[K]
     theta = jnp.exp(state.log_theta[0])  # f32[H]
-    advantage = w * (fb.local_val_loss - state.baseline.value())  # f32[K]
+    advantage = w * (losses - state.baseline.value())  # f32[K]
     grad = jnp.zeros(space.size).at[fb.choices].add(
         advantage / theta[fb.choices])
     scale = jnp.max(jnp.abs(grad))
     eta = eta0 / jnp.where(scale > 0, scale, 1.0)
     log_theta = jax.nn.log_softmax(state.log_theta - eta * grad)
     return FedExState(log_theta, state.baseline.add(
-        jnp.sum(w * fb.local_val_loss), gamma))
+        jnp.sum(w * losses), gamma))
 
   return Policy(init, propose, update, argmax_of(space, logits),
                 lambda state, clients: jnp.exp(logits(state, clients)),

@@ -13,6 +13,10 @@ so a client whose update raised the validation loss (dL/dc_i > 0) makes
 its configuration less likely, each client by its own credit instead of
 one delayed reward shared by all.
 
+A client whose update diverged (left out of the aggregate, so its dL/dc_i
+is 0) gets a large positive credit instead: the round's largest credit
+plus three standard deviations (`base.penalized`).
+
 Variance reduction (off by default):
   baseline_decay: subtract a running mean of the round's mean credit.
   normalize: divide the round's credits by their standard deviation.
@@ -23,7 +27,8 @@ import jax.numpy as jnp
 import optax
 
 from pfhpo.policies.base import (Feedback, Policy, PolicyState,
-                                 categorical_policy, score_update)
+                                 categorical_policy, diverged_of, penalized,
+                                 score_update)
 from pfhpo.space import SearchSpace
 
 
@@ -31,14 +36,15 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
            scope: str = 'client', baseline_decay: float | None = None,
            normalize: bool = False) -> Policy:
   def update(state: PolicyState, fb: Feedback) -> PolicyState:
-    credit = fb.credit - state.baseline
+    raw = penalized(fb.credit, diverged_of(fb))
+    credit = raw - state.baseline
     if normalize:
-      credit = credit / (jnp.std(fb.credit) + 1e-12)
+      credit = credit / (jnp.std(raw) + 1e-12)
     state = score_update(state, optimizer, fb.clients, fb.choices, credit)
     if baseline_decay is None:
       return state
     return state._replace(baseline=baseline_decay * state.baseline +
-                          (1 - baseline_decay) * jnp.mean(fb.credit))
+                          (1 - baseline_decay) * jnp.mean(raw))
 
   return categorical_policy(space, optimizer, scope, update,
                             frozenset({'credit'}))

@@ -20,7 +20,8 @@ validation loss L_i after local training (as in FedEx). One optimizer step
     J(phi) = sum_i w_i (L_i - lambda) log clip(theta_i[z_i], 1e-8, 1)
 
 with w_i the round's validation-size weights and lambda FedEx's discounted
-mean of previous rounds' losses. Departures: spectral normalisation divides
+mean of previous rounds' losses (a diverged client's L_i penalised as in
+FedEx). Departures: spectral normalisation divides
 by the exact largest singular value (FederatedScope runs one power
 iteration per forward pass, which converges to it); the H configurations
 form one head (FederatedScope has one head per grid axis).
@@ -33,7 +34,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pfhpo.policies.base import Feedback, Policy, argmax_of
+from pfhpo.policies.base import (Feedback, Policy, argmax_of, diverged_of,
+                                 penalized)
 from pfhpo.policies.fedex import DiscountedMean, round_weights
 from pfhpo.space import SearchSpace, hparams_for
 
@@ -90,7 +92,9 @@ def pfedex(space: SearchSpace, optimizer: optax.GradientTransformation,
 
   def update(state: PFedExState, fb: Feedback) -> PFedExState:
     w = round_weights(fb)
-    advantage = w * (fb.local_val_loss - state.baseline.value())  # f32[K]
+    losses = penalized(fb.local_val_loss, diverged_of(fb),
+                       state.baseline.value())  # f32[K]
+    advantage = w * (losses - state.baseline.value())  # f32[K]
 
     def reinforce_loss(params):
       theta = jax.nn.softmax(hypernet_logits(params,
@@ -102,7 +106,7 @@ def pfedex(space: SearchSpace, optimizer: optax.GradientTransformation,
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     return PFedExState(optax.apply_updates(state.params, updates), opt_state,
                        state.encodings, state.baseline.add(
-                           jnp.sum(w * fb.local_val_loss), gamma))
+                           jnp.sum(w * losses), gamma))
 
   return Policy(init, propose, update, argmax_of(space, logits),
                 lambda state, clients: jax.nn.softmax(logits(state, clients)),

@@ -9,7 +9,8 @@ the aggregated model, known only after all of them were decided:
     alpha_i <- alpha_i + lr * (R - b) grad log p(z_i)
     b       <- beta b + (1 - beta) R          (optional moving-average baseline)
 
-With `baseline_decay=None`, b = 0. The baseline used in a round is the one
+With `baseline_decay=None`, b = 0. A client whose update diverged gets the
+worst reward, R_i = 0. The baseline used in a round is the one
 from before that round's reward, so the update stays unbiased.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from pfhpo.policies.base import (Feedback, Policy, PolicyState,
-                                 categorical_policy, score_update)
+                                 categorical_policy, diverged_of, score_update)
 from pfhpo.space import SearchSpace
 
 
@@ -27,7 +28,8 @@ def reinforce(space: SearchSpace, optimizer: optax.GradientTransformation,
               baseline_decay: float | None = 0.9) -> Policy:
   def update(state: PolicyState, fb: Feedback) -> PolicyState:
     reward = fb.val_acc
-    advantage = -(reward - state.baseline) * jnp.ones_like(fb.credit)
+    # A client whose update diverged gets the worst reward, accuracy 0.
+    advantage = -(jnp.where(diverged_of(fb), 0.0, reward) - state.baseline)
     state = score_update(state, optimizer, fb.clients, fb.choices, advantage)
     if baseline_decay is None:
       return state
