@@ -121,6 +121,23 @@ def test_a_run_where_every_client_diverges_keeps_the_initial_model(tmp_path):
   assert np.isfinite(rows[0]['global_loss'])
 
 
+def test_the_same_seed_gives_the_same_metrics(tmp_path):
+  """Same seed, device and versions: every metric equal, not just close."""
+  def metrics(seed, name):
+    out = tmp_path / name
+    assert femnist.main(QUICK[:3] + [
+        '--policy=gumbel', '--lrs=0.05,0.3', '--local_steps=2,5',
+        '--batch_sizes=16', '--rounds=4', '--eval_every=2', f'--seed={seed}',
+        f'--out_dir={out}']) == 0
+    rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != 'seconds'} for r in rows], (
+        out / 'choices.jsonl').read_text()
+
+  first = metrics(0, 'a')
+  assert metrics(0, 'b') == first
+  assert metrics(1, 'c')[0] != first[0]
+
+
 def test_personalised_accuracy_without_fine_tuning_is_the_client_mean(tmp_path):
   """Fine-tuning at lr 1e-9 leaves the global model: personal == global."""
   out = tmp_path / 'run'
@@ -154,7 +171,9 @@ def _fails(argv, capsys, match):
     ('--val_source=oracle', 'choose one of server'),
     ('--static_index=3', 'outside the 1 configurations'),
     ('--policy=fedex --policy_lr=0.1', 'do not apply to --policy=fedex'),
-    ('--policy=fathom --local_steps=2', 'pass --local_steps with a value >='),
+    ('--policy=fathom --local_steps=2', 'pass --max_local_steps >='),
+    ('--local_steps=5,50 --max_local_steps=20',
+     'raise --max_local_steps to 50'),
     ('--policy=gumbel --baseline_decay=1', 'must be in [0, 1)'),
 ])
 def test_bad_flags_give_one_line_and_write_nothing(tmp_path, capsys, flag, match):

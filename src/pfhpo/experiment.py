@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Sequence
@@ -72,6 +73,8 @@ class Config:
   lrs: tuple[float, ...] = (0.05,)
   local_steps: tuple[int, ...] = (5,)
   batch_sizes: tuple[int, ...] = (16,)
+  max_local_steps: int | None = None  # compiled bounds (None: the largest
+  max_batch_size: int | None = None  # of --local_steps / --batch_sizes)
   momentum: float = 0.0
   server_opt: str = 'sgd'
   server_lr: float = 1.0
@@ -128,7 +131,8 @@ def validate(cfg: Config) -> None:
   for ok, message in checks:
     if not ok:
       raise ConfigError(message)
-  space = make_space(cfg.lrs, cfg.local_steps, cfg.batch_sizes)
+  space = make_space(cfg.lrs, cfg.local_steps, cfg.batch_sizes,
+                     cfg.max_local_steps, cfg.max_batch_size)
   if not 0 <= cfg.static_index < space.size:
     raise ConfigError(f'--static_index={cfg.static_index} is outside the '
                       f'{space.size} configurations of the search space')
@@ -208,7 +212,8 @@ def run(cfg: Config) -> dict:
   client_chunk = cfg.client_chunk or default_client_chunk(backend)
   model = models.create(cfg.model, data.feature_shape, data.num_classes,
                         conv_impl=conv_impl)
-  space = make_space(cfg.lrs, cfg.local_steps, cfg.batch_sizes)
+  space = make_space(cfg.lrs, cfg.local_steps, cfg.batch_sizes,
+                     cfg.max_local_steps, cfg.max_batch_size)
   key = jax.random.PRNGKey(cfg.seed)
   init_key, policy_key, round_key = jax.random.split(key, 3)
   policy = policies.create(
@@ -221,12 +226,19 @@ def run(cfg: Config) -> dict:
       fathom_epochs=cfg.fathom_epochs)
 
   out = Path(cfg.out_dir)
+  # Not an error: FEMNIST has writers with a handful of examples. Their
+  # batches wrap around their examples, as fedjax's do (client.py).
+  small = int(np.sum(data.train.counts < max(cfg.batch_sizes)))
+  if small:
+    print(f'note: {small} of {data.num_clients} clients hold fewer training '
+          f'examples than the largest batch ({max(cfg.batch_sizes)}); their '
+          f'batches repeat examples.', file=sys.stderr)
   record = {  # config.json: the flags and what they resolved to
       **dataclasses.asdict(cfg), 'backend': backend,
       'devices': [str(d) for d in jax.devices()], 'conv_impl': conv_impl,
       'unroll': unroll, 'client_chunk': client_chunk,
       'num_clients': data.num_clients, 'feature_shape': data.feature_shape,
-      'num_classes': data.num_classes}
+      'num_classes': data.num_classes, 'clients_below_batch': small}
   if cfg.resume:
     check_resumable(cfg.out_dir, record,
                     json.loads((out / 'config.json').read_text()))
@@ -411,8 +423,8 @@ def check_resumable(out_dir: str, record: dict, stored: dict) -> None:
   """A resumed run must be the run it continues: its config.json `record`
   equal to the `stored` one but for RESUMABLE_CHANGES and the devices."""
   for name, now in record.items():
-    if name in RESUMABLE_CHANGES or name == 'devices':
-      continue
+    if name in RESUMABLE_CHANGES or name == 'devices' or name not in stored:
+      continue  # (a key an older version did not record cannot be checked)
     then, now = stored.get(name), json.loads(json.dumps(now))  # JSON forms
     if now != then:
       raise ConfigError(
@@ -470,6 +482,12 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
                  help='client learning rate(s), comma-separated')
   p.add_argument('--local_steps', default=','.join(map(str, d.local_steps)))
   p.add_argument('--batch_sizes', default=','.join(map(str, d.batch_sizes)))
+  p.add_argument('--max_local_steps', type=int, default=d.max_local_steps,
+                 help='the most local steps the round is compiled for '
+                 '(default: the largest --local_steps)')
+  p.add_argument('--max_batch_size', type=int, default=d.max_batch_size,
+                 help='the largest batch the round is compiled for '
+                 '(default: the largest --batch_sizes)')
   p.add_argument('--momentum', type=float, default=d.momentum,
                  help='client SGD momentum')
   p.add_argument('--server_opt', default=d.server_opt,
@@ -485,8 +503,8 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
                  help='reinforce, gumbel: 0.5; pfedex: 0.01')
   p.add_argument('--fathom_epochs', type=float, default=d.fathom_epochs,
                  help='fathom: epochs E_0 to start from (lr and batch come '
-                 'from configuration --static_index; the largest '
-                 '--local_steps and --batch_sizes are its bounds)')
+                 'from configuration --static_index; --max_local_steps and '
+                 '--max_batch_size bound it)')
   p.add_argument('--policy_scope', default=d.policy_scope,
                  help="reinforce, gumbel: 'client' (personalised) or "
                  "'global' (shared) logits")
@@ -519,6 +537,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
       lrs=parse_list(a.lrs, float, '--lrs'),
       local_steps=parse_list(a.local_steps, int, '--local_steps'),
       batch_sizes=parse_list(a.batch_sizes, int, '--batch_sizes'),
+      max_local_steps=a.max_local_steps, max_batch_size=a.max_batch_size,
       momentum=a.momentum, server_opt=a.server_opt, server_lr=a.server_lr,
       policy=a.policy, static_index=a.static_index, policy_opt=a.policy_opt,
       policy_lr=a.policy_lr, policy_scope=a.policy_scope, credit=a.credit,

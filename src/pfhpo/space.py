@@ -4,7 +4,10 @@ The space is the Cartesian product of the values given for each axis
 (`--lrs=0.01,0.1 --local_steps=1,5 --batch_sizes=16` is H = 4 candidates),
 held as three arrays so that a client's configuration is an index z in
 [0, H) and `hparams_for(space, z)` gathers its values inside the compiled
-round. The largest step count and batch size fix the round's static shapes.
+round. The most steps and the largest batch a client may take fix the
+round's static shapes: by default the space's own largest values, or larger
+bounds (`--max_local_steps`, `--max_batch_size`) for policies that move
+outside the grid (FATHOM); a candidate above its bound is an error.
 """
 from __future__ import annotations
 
@@ -19,22 +22,17 @@ from pfhpo.errors import ConfigError
 
 
 class SearchSpace(NamedTuple):
-  """H candidate configurations, in row-major order of (lr, steps, batch)."""
+  """H candidate configurations, in row-major order of (lr, steps, batch),
+  and the bounds the round is compiled for."""
   lr: np.ndarray  # f32[H]
   local_steps: np.ndarray  # i32[H]
   batch_size: np.ndarray  # i32[H]
+  max_steps: int  # the step loop's length
+  max_batch: int  # rows of every batch
 
   @property
   def size(self) -> int:
     return len(self.lr)
-
-  @property
-  def max_steps(self) -> int:
-    return int(self.local_steps.max())
-
-  @property
-  def max_batch(self) -> int:
-    return int(self.batch_size.max())
 
   def describe(self, z: int) -> str:
     """'lr=0.1 steps=5 batch=16' for candidate z."""
@@ -43,8 +41,11 @@ class SearchSpace(NamedTuple):
 
 
 def make_space(lrs: Sequence[float], local_steps: Sequence[int],
-               batch_sizes: Sequence[int]) -> SearchSpace:
-  """The Cartesian product of the three axes; a bad axis is a ConfigError."""
+               batch_sizes: Sequence[int], max_steps: int | None = None,
+               max_batch: int | None = None) -> SearchSpace:
+  """The Cartesian product of the three axes, compiled for `max_steps` and
+  `max_batch` (None: the axes' largest values); a bad axis is a
+  ConfigError."""
   axes = {'--lrs': lrs, '--local_steps': local_steps,
           '--batch_sizes': batch_sizes}
   for flag, values in axes.items():
@@ -59,10 +60,21 @@ def make_space(lrs: Sequence[float], local_steps: Sequence[int],
     if not all(int(v) == v and v >= 1 for v in axes[flag]):
       raise ConfigError(f'{flag} must be integers >= 1, got '
                         f'{tuple(axes[flag])}')
+  bounds = {}
+  for flag, values, bound in (('--local_steps', local_steps, max_steps),
+                              ('--batch_sizes', batch_sizes, max_batch)):
+    top = int(max(values))
+    name = '--max_local_steps' if flag == '--local_steps' else '--max_batch_size'
+    if bound is not None and top > bound:
+      raise ConfigError(
+          f'{flag} holds {top}, above {name}={bound} that the round is '
+          f'compiled for; raise {name} to {top} or drop the value.')
+    bounds[flag] = top if bound is None else int(bound)
   grid = list(itertools.product(lrs, local_steps, batch_sizes))
   return SearchSpace(np.array([g[0] for g in grid], np.float32),
                      np.array([g[1] for g in grid], np.int32),
-                     np.array([g[2] for g in grid], np.int32))
+                     np.array([g[2] for g in grid], np.int32),
+                     bounds['--local_steps'], bounds['--batch_sizes'])
 
 
 def hparams_for(space: SearchSpace, choices) -> ClientHParams:

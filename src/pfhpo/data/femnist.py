@@ -126,6 +126,9 @@ def read_clients(path: pathlib.Path, dtype, num_classes: int,
         raise ValueError(f'client {cid!r}: pixels {pixels.shape}, labels '
                          f'{labels.shape} in [0, {num_classes}) expected for '
                          f'{num_examples} examples')
+      bad = int(np.size(pixels) - np.isfinite(pixels).sum())
+      if bad:
+        raise ValueError(f'client {cid!r} has {bad} NaN or infinite pixels')
       x = _features(pixels, dtype)
       if x is None:
         return None

@@ -77,13 +77,13 @@ def fathom(lr: float, batch_size: int, epochs: float, max_steps: int,
   if batch_size > max_batch:
     raise ConfigError(
         f'fathom starts at batch {batch_size}, above the {max_batch} the round '
-        f'is compiled for; add a larger value to --batch_sizes.')
+        f'is compiled for; pass --max_batch_size >= {batch_size}.')
   if first > max_steps:
     raise ConfigError(
         f'fathom starts at {epochs:g} epoch(s) of batch {batch_size}: the '
         f'largest client ({n_max} examples) needs {first} local steps, more '
-        f'than the {max_steps} the round is compiled for; pass --local_steps '
-        f'with a value >= {first} or a smaller --fathom_epochs.')
+        f'than the {max_steps} the round is compiled for; pass '
+        f'--max_local_steps >= {first} or a smaller --fathom_epochs.')
   counts = jnp.asarray(counts, jnp.int32)
   gammas = jnp.asarray(steps, jnp.float32)
 

@@ -1,0 +1,109 @@
+"""Bad input of every kind: a one-line error naming the fix, exit status 2,
+and an earlier run in the same place left byte for byte as it was."""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pfhpo.data import femnist as femnist_data
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'experiments'))
+import femnist  # noqa: E402  (experiments/femnist.py)
+
+QUICK = ['--dataset=digits', '--model=mlp', '--clients_per_round=5',
+         '--lrs=0.1', '--local_steps=5', '--batch_sizes=16']
+
+
+def _files(directory: Path) -> dict:
+  return {p: p.read_bytes() for p in sorted(directory.rglob('*'))
+          if p.is_file()}
+
+
+@pytest.fixture(scope='module')
+def earlier(tmp_path_factory):
+  """A finished run (with its checkpoint) that no bad invocation may touch."""
+  out = tmp_path_factory.mktemp('earlier') / 'run'
+  assert femnist.main(QUICK + ['--rounds=2', f'--out_dir={out}']) == 0
+  return out, _files(out)
+
+
+def _femnist_files(directory: Path, spoil: str) -> Path:
+  """fedjax-format FEMNIST files with one defect."""
+  rng = np.random.default_rng(0)
+  clients = {c: {'pixels': rng.random((12, 28, 28)).astype(np.float32),
+                 'label': rng.integers(0, 62, 12).astype(np.int32)}
+             for c in ('a', 'b', 'c')}
+  if spoil == 'empty_client':
+    clients['b'] = {'pixels': np.zeros((0, 28, 28), np.float32),
+                    'label': np.zeros(0, np.int32)}
+  if spoil == 'nan_pixels':
+    clients['c']['pixels'][3, 5, 5] = np.nan
+  directory.mkdir(parents=True, exist_ok=True)
+  for name in femnist_data.file_names():
+    femnist_data.write_sqlite(directory / name, clients)
+  if spoil == 'truncated':
+    path = directory / femnist_data.file_names()[0]
+    raw = path.read_bytes()
+    path.write_bytes(raw[:len(raw) // 2])
+  return directory
+
+
+CASES = {
+    'unknown dataset': (['--dataset=cifar'], 'choose one of femnist'),
+    'unknown model': (['--model=transformer'], 'choose one of mlp'),
+    'unknown policy': (['--policy=bayes'], 'choose one of static'),
+    'steps above the compiled maximum': (
+        ['--local_steps=5,50', '--max_local_steps=20'],
+        'raise --max_local_steps to 50'),
+    'fathom start above the compiled maximum': (
+        ['--policy=fathom', '--local_steps=1', '--fathom_epochs=3'],
+        'pass --max_local_steps >='),
+    'client with zero examples': ('empty_client', "'b' has no training"),
+    'NaN pixels': ('nan_pixels', "'c' has 1 NaN or infinite pixels"),
+    'truncated SQLite file': ('truncated', 'not a valid fedjax FEMNIST'),
+}
+
+
+@pytest.mark.parametrize('case', list(CASES))
+@pytest.mark.parametrize('target', ['new', 'earlier'])
+def test_bad_input_is_one_line_exit_2_and_loses_nothing(
+    tmp_path, capsys, earlier, case, target):
+  flags, match = CASES[case]
+  if isinstance(flags, str):  # a data file with this defect
+    flags = ['--dataset=femnist', '--model=conv', '--clients_per_round=2',
+             f'--data_dir={_femnist_files(tmp_path / "data", flags)}']
+  out = tmp_path / 'new' if target == 'new' else earlier[0]
+  resume = ['--resume'] if target == 'earlier' else []
+  assert femnist.main(QUICK + ['--rounds=2', f'--out_dir={out}', *flags,
+                               *resume]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and match in err[0], err
+  assert err[0].startswith('error: ')
+  if target == 'new':
+    assert not out.exists()
+  assert _files(earlier[0]) == earlier[1]
+
+
+def test_another_runs_directory_is_refused_without_resume(capsys, earlier):
+  assert femnist.main(QUICK + ['--rounds=2', f'--out_dir={earlier[0]}']) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and 'already holds a run' in err[0]
+  assert '--resume' in err[0] and 'new --out_dir' in err[0]
+  assert _files(earlier[0]) == earlier[1]
+
+
+def test_clients_smaller_than_the_batch_train_with_a_note(tmp_path, capsys):
+  """Not an error (FEMNIST has writers with a few examples): every digits
+  client holds < 100 training examples, so every batch repeats some."""
+  out = tmp_path / 'run'
+  assert femnist.main(QUICK[:3] + ['--lrs=0.1', '--local_steps=5',
+                                   '--batch_sizes=100', '--rounds=2',
+                                   f'--out_dir={out}']) == 0
+  err = capsys.readouterr().err
+  assert 'note: 20 of 20 clients hold fewer training examples than the ' \
+         'largest batch (100)' in err
+  assert json.loads((out / 'config.json').read_text())[
+      'clients_below_batch'] == 20
