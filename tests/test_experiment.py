@@ -88,11 +88,12 @@ def test_each_baseline_runs_from_the_cli_and_compiles_once(tmp_path, policy):
     assert (out / 'policy.png').stat().st_size > 1000
 
 
-@pytest.mark.parametrize('policy', ['gumbel', 'reinforce', 'fedex', 'pfedex'])
+@pytest.mark.parametrize('policy', ['gumbel', 'reinforce', 'fedex'])
 def test_a_learning_rate_of_1e3_is_dropped_and_learned_against(tmp_path,
                                                                policy):
   """lr 1e3 blows every client that draws it up; those clients are left out,
-  counted, and each learning policy moves away from that configuration."""
+  counted, and each learning policy moves away from that configuration
+  (pfedex shares fedex's penalty: tests/test_policies.py)."""
   out = tmp_path / 'run'
   assert femnist.main(QUICK[:3] + [
       f'--policy={policy}', '--lrs=0.1,1000', '--local_steps=5',
@@ -127,7 +128,7 @@ def test_the_same_seed_gives_the_same_metrics(tmp_path):
     out = tmp_path / name
     assert femnist.main(QUICK[:3] + [
         '--policy=gumbel', '--lrs=0.05,0.3', '--local_steps=2,5',
-        '--batch_sizes=16', '--rounds=4', '--eval_every=2', f'--seed={seed}',
+        '--batch_sizes=16', '--rounds=3', '--eval_every=1', f'--seed={seed}',
         f'--out_dir={out}']) == 0
     rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines()]
     return [{k: v for k, v in r.items() if k != 'seconds'} for r in rows], (

@@ -67,10 +67,11 @@ def _cli(args, tmp_path):
       env=env, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize('policy', ['static', 'fedex', 'fathom'])
+@pytest.mark.parametrize('policy', ['fedex', 'fathom'])
 def test_cli_runs_sharded_over_two_host_devices(tmp_path, policy):
-  """Sharded like a single device, also for the policies whose clients
-  report validation losses (fedex) or step alignment (fathom)."""
+  """Sharded like a single device, with the policies whose clients also
+  report validation losses (fedex) or step alignment (fathom); plain FedAvg
+  is the test above."""
   args = ['--clients_per_round=4', f'--policy={policy}', '--lrs=0.05,0.3',
           '--local_steps=2,10', '--batch_sizes=16']
   proc = _cli(args, tmp_path)
