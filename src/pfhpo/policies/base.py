@@ -128,11 +128,8 @@ def categorical_policy(space: SearchSpace,
     return init_state(optimizer, num_clients if scope == 'client' else 1,
                       space.size)
 
-  def propose(state, clients, key):
-    choices = sample(state, clients, key)
-    return hparams_for(space, choices), choices
-
-  return Policy(init, propose, update, argmax_of(space, logits_of),
+  return Policy(init, sample_of(space, logits_of), update,
+                argmax_of(space, logits_of),
                 lambda state, clients: jax.nn.softmax(logits_of(state, clients)),
                 needs)
 
@@ -140,6 +137,16 @@ def categorical_policy(space: SearchSpace,
 def logits_of(state: PolicyState, clients: jax.Array) -> jax.Array:
   """The logits row each client reads: f32[K, H]."""
   return state.logits[rows_of(state, clients)]
+
+
+def sample_of(space: SearchSpace, logits: Callable) -> Callable:
+  """`propose` of a categorical policy: z_i ~ Categorical(softmax(logits_i))."""
+
+  def propose(state, clients, key):
+    choices = jax.random.categorical(key, logits(state, clients))
+    return hparams_for(space, choices), choices
+
+  return propose
 
 
 def argmax_of(space: SearchSpace, logits: Callable) -> Callable:
@@ -166,11 +173,6 @@ def rows_of(state: PolicyState, clients: jax.Array) -> jax.Array:
   if state.logits.shape[0] == 1:
     return jnp.zeros_like(clients)
   return clients
-
-
-def sample(state: PolicyState, clients: jax.Array, key) -> jax.Array:
-  """z_i ~ Categorical(softmax(alpha_row(i))): i32[K]."""
-  return jax.random.categorical(key, logits_of(state, clients))
 
 
 def mean_entropy(p: jax.Array) -> jax.Array:

@@ -41,8 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from pfhpo.policies.base import (Feedback, Policy, argmax_of, diverged_of,
-                                 penalized)
-from pfhpo.space import SearchSpace, hparams_for
+                                 penalized, sample_of)
+from pfhpo.space import SearchSpace
 
 
 class DiscountedMean(NamedTuple):
@@ -65,10 +65,14 @@ class DiscountedMean(NamedTuple):
     return DiscountedMean(gamma * self.total + x, gamma * self.weight + 1.0)
 
 
-def round_weights(fb: Feedback) -> jax.Array:
-  """w_i = V_i / sum_j V_j, the round's validation sizes: f32[K]."""
+def round_signal(fb: Feedback, baseline: DiscountedMean):
+  """(w_i (L_i - lambda): f32[K], the round's mean loss sum_i w_i L_i: f32[]),
+  with w_i = V_i / sum_j V_j the round's validation sizes and a diverged
+  client's L_i penalised."""
   v = fb.local_val_count.astype(jnp.float32)
-  return v / jnp.maximum(jnp.sum(v), 1.0)
+  w = v / jnp.maximum(jnp.sum(v), 1.0)
+  losses = penalized(fb.local_val_loss, diverged_of(fb), baseline.value())
+  return w * (losses - baseline.value()), jnp.sum(w * losses)
 
 
 class FedExState(NamedTuple):
@@ -90,24 +94,17 @@ def fedex(space: SearchSpace, baseline_decay: float | None = None) -> Policy:
   def logits(state, clients):
     return jnp.broadcast_to(state.log_theta, (*clients.shape, space.size))
 
-  def propose(state, clients, key):
-    choices = jax.random.categorical(key, logits(state, clients))
-    return hparams_for(space, choices), choices
-
   def update(state: FedExState, fb: Feedback) -> FedExState:
-    w = round_weights(fb)
-    losses = penalized(fb.local_val_loss, diverged_of(fb),
-                       state.baseline.value())  # f32[K]
+    advantage, mean_loss = round_signal(fb, state.baseline)  # f32[K], f32[]
     theta = jnp.exp(state.log_theta[0])  # f32[H]
-    advantage = w * (losses - state.baseline.value())  # f32[K]
     grad = jnp.zeros(space.size).at[fb.choices].add(
         advantage / theta[fb.choices])
     scale = jnp.max(jnp.abs(grad))
     eta = eta0 / jnp.where(scale > 0, scale, 1.0)
     log_theta = jax.nn.log_softmax(state.log_theta - eta * grad)
-    return FedExState(log_theta, state.baseline.add(
-        jnp.sum(w * losses), gamma))
+    return FedExState(log_theta, state.baseline.add(mean_loss, gamma))
 
-  return Policy(init, propose, update, argmax_of(space, logits),
+  return Policy(init, sample_of(space, logits), update,
+                argmax_of(space, logits),
                 lambda state, clients: jnp.exp(logits(state, clients)),
                 frozenset({'local_val'}))

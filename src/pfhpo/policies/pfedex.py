@@ -34,10 +34,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pfhpo.policies.base import (Feedback, Policy, argmax_of, diverged_of,
-                                 penalized)
-from pfhpo.policies.fedex import DiscountedMean, round_weights
-from pfhpo.space import SearchSpace, hparams_for
+from pfhpo.policies.base import Feedback, Policy, argmax_of, sample_of
+from pfhpo.policies.fedex import DiscountedMean, round_signal
+from pfhpo.space import SearchSpace
 
 ENCODING, HIDDEN = 8, (64, 32)
 WEIGHT_DECAY = 1e-5
@@ -86,15 +85,8 @@ def pfedex(space: SearchSpace, optimizer: optax.GradientTransformation,
   def logits(state, clients):
     return hypernet_logits(state.params, state.encodings[clients])
 
-  def propose(state, clients, key):
-    choices = jax.random.categorical(key, logits(state, clients))
-    return hparams_for(space, choices), choices
-
   def update(state: PFedExState, fb: Feedback) -> PFedExState:
-    w = round_weights(fb)
-    losses = penalized(fb.local_val_loss, diverged_of(fb),
-                       state.baseline.value())  # f32[K]
-    advantage = w * (losses - state.baseline.value())  # f32[K]
+    advantage, mean_loss = round_signal(fb, state.baseline)  # f32[K], f32[]
 
     def reinforce_loss(params):
       theta = jax.nn.softmax(hypernet_logits(params,
@@ -105,9 +97,9 @@ def pfedex(space: SearchSpace, optimizer: optax.GradientTransformation,
     grads = jax.grad(reinforce_loss)(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     return PFedExState(optax.apply_updates(state.params, updates), opt_state,
-                       state.encodings, state.baseline.add(
-                           jnp.sum(w * losses), gamma))
+                       state.encodings, state.baseline.add(mean_loss, gamma))
 
-  return Policy(init, propose, update, argmax_of(space, logits),
+  return Policy(init, sample_of(space, logits), update,
+                argmax_of(space, logits),
                 lambda state, clients: jax.nn.softmax(logits(state, clients)),
                 frozenset({'local_val'}))
