@@ -343,8 +343,9 @@ def run(cfg: Config) -> dict:
       server, pstate, metrics = round_step(
           server, pstate, clients.astype(np.int32), batch, val,
           jax.random.fold_in(round_key, r))
-      steps_total += int(metrics['local_steps_total'])
-      dropped_total += int(metrics['dropped_clients'])
+      # Device-side sums: no host sync between rounds.
+      steps_total = steps_total + metrics['local_steps_total']
+      dropped_total = dropped_total + metrics['dropped_clients']
       pending.append((r, clients, {key: metrics[key] for key in CHOICE_KEYS}))
       if first_round_s is None:
         jax.block_until_ready(server)
@@ -361,9 +362,9 @@ def run(cfg: Config) -> dict:
             'val_loss': float(metrics['val_loss']),
             **{f'mean_{key}': float(jnp.mean(metrics[key]))
                for key in ('lr', 'local_steps', 'batch_size')},
-            'local_steps_total': steps_total,
+            'local_steps_total': int(steps_total),
             'dropped_clients': int(metrics['dropped_clients']),
-            'dropped_clients_total': dropped_total,
+            'dropped_clients_total': int(dropped_total),
         }
         if categorical:
           last['policy_entropy'] = float(metrics['policy_entropy'])
@@ -380,8 +381,9 @@ def run(cfg: Config) -> dict:
         flush_choices()
         checkpoints.save(r, {'server': server, 'policy': pstate}, {
             'round': r, 'sampler': sampler.bit_generator.state, 'rows': rows,
-            'choice_counts': choice_counts, 'local_steps_total': steps_total,
-            'dropped_total': dropped_total,
+            'choice_counts': choice_counts,
+            'local_steps_total': int(steps_total),
+            'dropped_total': int(dropped_total),
             'first_round_seconds': first_round_s,
             'seconds': time.perf_counter() - start,
             'config': dataclasses.asdict(cfg)})
