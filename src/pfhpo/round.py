@@ -102,7 +102,8 @@ def make_round(model: Model, features: Callable,
 
   Metrics: the round's mean `train_loss`, `val_loss` and `val_acc` of the
   aggregated model, each client's `choices`, `lr`, `local_steps`,
-  `batch_size` and `credit`, `local_steps_total`, for a categorical policy
+  `batch_size` and `credit`, `local_steps_total`, `dropped_clients` (left
+  out as diverged), for a categorical policy
   the mean `policy_entropy` of the round's clients after the update, and
   where measured the `local_val_loss` of the clients' own trained models
   (weighted by their validation examples).
