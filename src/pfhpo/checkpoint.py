@@ -7,7 +7,8 @@ A checkpoint at round r holds everything the rest of the run depends on:
   saved as arrays by orbax's `StandardSave`;
 * `meta` (JSON): the round r, the client sampler's generator state, the
   counters, every metrics row written so far and the per-round choice
-  counts (for the plots), and the configuration the run was started with.
+  counts (for the plots). The configuration is the run's `config.json`,
+  which `--resume` checks against its flags.
 
 The random key of round r is `fold_in(key(seed), r)`, so it needs no
 saving. orbax writes each checkpoint into a temporary directory and renames

@@ -248,7 +248,7 @@ def run(cfg: Config) -> dict:
            'policy': policy.init(policy_key, data.num_clients)}
   checkpoints, resumed = None, None
   if cfg.resume:  # read before anything is written: a bad one changes nothing
-    checkpoints = checkpoints or RunCheckpoints(out)
+    checkpoints = RunCheckpoints(out)
     resumed = checkpoints.restore(state)
     if resumed[0] > cfg.rounds:
       raise ConfigError(
@@ -385,8 +385,7 @@ def run(cfg: Config) -> dict:
             'local_steps_total': int(steps_total),
             'dropped_total': int(dropped_total),
             'first_round_seconds': first_round_s,
-            'seconds': time.perf_counter() - start,
-            'config': dataclasses.asdict(cfg)})
+            'seconds': time.perf_counter() - start})
       bar.update(1)
   checkpoints.close()
   total = time.perf_counter() - start
