@@ -25,11 +25,10 @@ import numpy as np
 import optax
 
 from pfhpo import models, policies
-from pfhpo.algorithms.fedavg import RoundBatch, ServerState
-from pfhpo.client import default_client_chunk
-from pfhpo.round import ValBatch, make_round
-from pfhpo.sharding import client_mesh, replicate
-from pfhpo.space import make_space
+from pfhpo.federated import client_mesh, make_round
+from pfhpo.federated.local_update import default_client_chunk
+from pfhpo.policies import make_space
+from pfhpo.types import ClientBatch, RoundBatch, ValBatch
 
 CLASSES, SHAPE = 62, (28, 28, 1)
 FEATURES = lambda x: x.astype(jnp.float32) / 255.0
@@ -38,26 +37,24 @@ FEATURES = lambda x: x.astype(jnp.float32) / 255.0
 def seconds_per_round(model, space, name: str, k: int, n: int, val_size: int,
                       rounds: int) -> float:
   rng = np.random.default_rng(0)
-  batch = RoundBatch(
-      jnp.asarray(rng.integers(0, 256, (k, n, *SHAPE), dtype=np.uint8)),
-      jnp.asarray(rng.integers(0, CLASSES, (k, n)).astype(np.int32)),
-      jnp.full(k, n, jnp.int32))
   val = ValBatch(
       jnp.asarray(rng.integers(0, 256, (val_size, *SHAPE), dtype=np.uint8)),
       jnp.asarray(rng.integers(0, CLASSES, val_size).astype(np.int32)),
       jnp.full(val_size, 1 / val_size, jnp.float32))
-  policy = policies.create(name, space, optax.sgd(0.5))
-  mesh = client_mesh()
-  step = jax.jit(make_round(model, FEATURES, optax.sgd(1.0), space, policy,
-                            client_chunk=default_client_chunk(),
-                            mesh=mesh))
-  params = model.init(jax.random.PRNGKey(0))
-  state = [replicate(ServerState(params, optax.sgd(1.0).init(params)), mesh),
-           replicate(policy.init(None, k), mesh)]
-  clients = jnp.arange(k, dtype=jnp.int32)
+  batch = RoundBatch(jnp.arange(k, dtype=jnp.int32), ClientBatch(
+      jnp.asarray(rng.integers(0, 256, (k, n, *SHAPE), dtype=np.uint8)),
+      jnp.asarray(rng.integers(0, CLASSES, (k, n)).astype(np.int32)),
+      jnp.full(k, n, jnp.int32)), val)
+  config = policies.StaticConfig(0) if name == 'static' else None
+  policy = policies.create(name, space, config)
+  algorithm = make_round(model, FEATURES, optax.sgd(1.0), space, policy,
+                         client_chunk=default_client_chunk(),
+                         mesh=client_mesh())
+  step = jax.jit(algorithm.apply, donate_argnums=(0,))
+  state = list(algorithm.init(jax.random.PRNGKey(0), k))
 
   def one_round(r):
-    state[0], state[1], _ = step(state[0], state[1], clients, batch, val,
+    state[0], state[1], _ = step(state[0], state[1], batch,
                                  jax.random.PRNGKey(r))
     jax.block_until_ready(state[0])
 

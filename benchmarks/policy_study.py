@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pfhpo.experiment import Config, run
+from pfhpo.experiment import Config, override, run
+from pfhpo.experiment.flags import load_preset
 
 VARIANTS = {
     'random': dict(policy='random'),
@@ -51,40 +52,37 @@ VARIANTS = {
 GUMBEL_STUDY = [v for v in VARIANTS if v not in ('fedex', 'pfedex', 'fathom')]
 
 
-def one_run(base: Config, out: Path, name: str, seed: int, **overrides) -> dict:
+def one_run(base: Config, out: Path, name: str, seed: int,
+            **settings) -> dict:
   slug = name.replace(' ', '_')
-  cfg = dataclasses.replace(base, seed=seed, out_dir=str(out / f'{slug}_{seed}'),
-                            **overrides)
-  s = run(cfg)
-  return {'variant': name, 'seed': seed,
-          **{k: s[k] for k in ('global_acc', 'personal_acc', 'personal_acc_p10',
-                               'local_steps_total', 'total_seconds')},
-          'mean_probabilities': s.get('policy_mean_probabilities')}
+  s = run(override(base, {'seed': seed, 'out_dir': str(out / f'{slug}_{seed}'),
+                          **settings}))
+  f = s.final
+  return {'variant': name, 'seed': seed, 'global_acc': f.global_acc,
+          'personal_acc': f.personal_acc,
+          'personal_acc_p10': f.personal_acc_p10,
+          'local_steps_total': f.local_steps_total,
+          'total_seconds': s.total_seconds,
+          'mean_probabilities': s.policy.get('mean_probabilities')}
 
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument('--dataset', default='fashion_mnist')
-  p.add_argument('--model', default='mlp')
-  p.add_argument('--max_clients', type=int, default=50)
-  p.add_argument('--clients_per_round', type=int, default=10)
-  p.add_argument('--rounds', type=int, default=300)
-  p.add_argument('--lrs', default='0.01,0.03,0.1,0.3')
-  p.add_argument('--local_steps', default='1,10')
+  p.add_argument('--config', default='experiments/configs/cross_device.toml',
+                 help='the preset every run starts from')
+  p.add_argument('--rounds', type=int, help='override the preset\'s rounds')
   p.add_argument('--seeds', default='0,1,2')
   p.add_argument('--variants', default=','.join(GUMBEL_STUDY))
   p.add_argument('--out', default='benchmarks/results/policy_study_gumbel.json')
   a = p.parse_args()
-  base = Config(dataset=a.dataset, model=a.model, max_clients=a.max_clients,
-                clients_per_round=a.clients_per_round, rounds=a.rounds,
-                lrs=tuple(map(float, a.lrs.split(','))),
-                local_steps=tuple(map(int, a.local_steps.split(','))),
-                eval_every=a.rounds)
+  base = override(Config(), load_preset(a.config))
+  rounds = a.rounds or base.run.rounds
+  base = override(base, {'rounds': rounds, 'eval_every': rounds})
   seeds = [int(s) for s in a.seeds.split(',')]
   rows = []
   with tempfile.TemporaryDirectory() as tmp:
     out = Path(tmp)
-    h = len(base.lrs) * len(base.local_steps) * len(base.batch_sizes)
+    h = base.space.space().size
     for z in range(h):  # the oracle: every configuration for everyone
       rows.append(one_run(base, out, f'static {z}', seeds[0], policy='static',
                           static_index=z))
@@ -101,7 +99,7 @@ def main():
       {'best_static': best, 'config': dataclasses.asdict(base), 'rows': rows},
       indent=1))
 
-  print(f'\nbest static configuration: {best}; {a.rounds} rounds, '
+  print(f'\nbest static configuration: {best}; {rounds} rounds, '
         f'{len(seeds)} seed(s); mean (min-max) over seeds')
   print(f'{"variant":28s} {"global":>17s} {"personal":>17s} {"p10":>17s} '
         f'{"steps":>7s} {"p(best)":>7s}')

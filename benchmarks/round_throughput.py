@@ -5,8 +5,10 @@ Both sides do identical work in one process: the same architecture (our flax
 parameter count, dropout in both CNNs), K clients of 200 examples, `steps`
 SGD steps of `batch` examples each, server SGD at learning rate 1. fedjax
 runs its `fed_avg.federated_averaging` (a Python loop over clients of jitted
-per-step calls); ours runs one jitted round, clients vmapped `--client_chunk`
-at a time (CPU default 2) and sharded over all devices.
+per-step calls); ours runs the one compiled round every experiment runs
+(`pfhpo.federated.fedavg`: the round with the static policy, which also
+measures the aggregate's loss on 100 validation examples), clients vmapped
+`--client_chunk` at a time (CPU default 2) and sharded over all devices.
 
     .venv/bin/python benchmarks/round_throughput.py            # full table
     .venv/bin/python benchmarks/round_throughput.py --models=mlp --clients=50
@@ -32,10 +34,10 @@ import numpy as np
 import optax
 
 from pfhpo import models
-from pfhpo.algorithms.fedavg import RoundBatch, fedavg
-from pfhpo.client import ClientHParams, default_client_chunk
-from pfhpo.sharding import client_mesh, replicate
 from pfhpo.compat import fedjax
+from pfhpo.federated import client_mesh, fedavg
+from pfhpo.federated.local_update import default_client_chunk
+from pfhpo.types import ClientBatch, RoundBatch, ValBatch
 from fedjax.algorithms import fed_avg
 from fedjax.models import emnist
 
@@ -66,19 +68,19 @@ def timed(fn, rounds: int) -> tuple[float, float]:
 def ours(name: str, k: int, steps: int, batch: int, n: int, rounds: int,
          conv_impl: str, chunk: int | None):
   model = models.create(name, SHAPE, CLASSES, conv_impl=conv_impl)
-  mesh = client_mesh()
-  algo = fedavg(model, FEATURES, optax.sgd(1.0), steps, batch,
-                client_chunk=chunk, mesh=mesh)
+  algo = fedavg(model, FEATURES, optax.sgd(1.0), 0.05, steps, batch,
+                client_chunk=chunk, mesh=client_mesh())
   x, y = client_data(k, n)
-  data = RoundBatch(jnp.asarray(x), jnp.asarray(y), jnp.full(k, n, jnp.int32))
-  hp = ClientHParams(jnp.full(k, 0.05), jnp.full(k, steps, jnp.int32),
-                     jnp.full(k, batch, jnp.int32))
-  apply = jax.jit(algo.apply)
-  state = [replicate(algo.init(jax.random.PRNGKey(0)), mesh)]
+  val = ValBatch(jnp.asarray(x[0, :100]), jnp.asarray(y[0, :100]),
+                 jnp.full(100, 0.01))
+  data = RoundBatch(jnp.arange(k, dtype=jnp.int32), ClientBatch(
+      jnp.asarray(x), jnp.asarray(y), jnp.full(k, n, jnp.int32)), val)
+  apply = jax.jit(algo.apply, donate_argnums=(0,))
+  state = list(algo.init(jax.random.PRNGKey(0), k))
   key = jax.random.PRNGKey(1)
 
   def one_round():
-    state[0], _ = apply(state[0], data, hp, key)
+    state[0], state[1], _ = apply(state[0], state[1], data, key)
     jax.block_until_ready(state[0])
 
   return timed(one_round, rounds)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from pfhpo import models
-from pfhpo.aggregate import aggregate_clients, example_weights, weighted_delta
-from pfhpo.client import make_local_update
+from pfhpo.federated.aggregate import aggregate_clients, example_weights, weighted_delta
+from pfhpo.federated.local_update import make_local_update
 
 FEATURES = lambda x: x.astype(jnp.float32) / 255.0
 K = 5

@@ -1,6 +1,7 @@
 """Bad input of every kind: a one-line error naming the fix, exit status 2,
 and an earlier run in the same place left byte for byte as it was."""
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ sys.path.insert(0, str(ROOT / 'experiments'))
 import femnist  # noqa: E402  (experiments/femnist.py)
 
 QUICK = ['--dataset=digits', '--model=mlp', '--clients_per_round=5',
-         '--lrs=0.1', '--local_steps=5', '--batch_sizes=16']
+         '--policy=static', '--lrs=0.1', '--local_steps=5', '--batch_sizes=16']
 
 
 def _files(directory: Path) -> dict:
@@ -96,14 +97,44 @@ def test_another_runs_directory_is_refused_without_resume(capsys, earlier):
 
 
 def test_clients_smaller_than_the_batch_train_with_a_note(tmp_path, capsys):
-  """Not an error (FEMNIST has writers with a few examples): every digits
-  client holds < 100 training examples, so every batch repeats some."""
+  """Not an error (FEMNIST has writers with a few examples): 3 of the 20
+  digits clients hold 62 training examples, the others 63, so a batch of 63
+  repeats one of theirs. A batch above every client's size is an error
+  (tests/test_experiment.py)."""
   out = tmp_path / 'run'
-  assert femnist.main(QUICK[:3] + ['--lrs=0.1', '--local_steps=5',
-                                   '--batch_sizes=100', '--rounds=2',
+  assert femnist.main(QUICK[:4] + ['--lrs=0.1', '--local_steps=5',
+                                   '--batch_sizes=63', '--rounds=2',
                                    f'--out_dir={out}']) == 0
   err = capsys.readouterr().err
-  assert 'note: 20 of 20 clients hold fewer training examples than the ' \
-         'largest batch (100)' in err
-  assert json.loads((out / 'config.json').read_text())[
-      'clients_below_batch'] == 20
+  assert 'note: 3 of 20 clients hold fewer training examples than the ' \
+         'largest batch (63)' in err
+  assert json.loads((out / 'config.json').read_text())['resolved'][
+      'clients_below_batch'] == 3
+
+
+def test_an_out_dir_that_is_a_file_is_refused(tmp_path, capsys):
+  path = tmp_path / 'notes.txt'
+  path.write_text('mine')
+  assert femnist.main(QUICK + ['--rounds=1', f'--out_dir={path}']) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and 'is a file, not a directory' in err[0], err
+  assert path.read_text() == 'mine'
+
+
+def test_two_runs_started_at_once_into_one_directory(tmp_path):
+  """One runs; the other is refused with one line, exit 2, whichever of the
+  lock or the finished run's files it meets; no row is written twice."""
+  out = tmp_path / 'run'
+  cmd = [sys.executable, str(ROOT / 'experiments' / 'femnist.py'), *QUICK,
+         '--rounds=10', '--eval_every=1', f'--out_dir={out}']
+  procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+           for _ in range(2)]
+  results = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
+  assert sorted(code for code, _ in results) == [0, 2], results
+  err = next(e for code, e in results if code == 2).strip().splitlines()
+  assert len(err) == 1, err
+  assert ('another run is writing into --out_dir' in err[0] or
+          'already holds a run' in err[0]), err
+  rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines()]
+  assert [r['round'] for r in rows] == list(range(1, 11))

@@ -8,10 +8,11 @@ import optax
 import pytest
 
 from pfhpo.errors import ConfigError
-from pfhpo.policies import Feedback, fathom, fedex, pfedex
+from pfhpo.policies import fathom, fedex, pfedex
+from pfhpo.types import Feedback
 from pfhpo.policies.fathom import hyperparameters
 from pfhpo.policies.fedex import DiscountedMean
-from pfhpo.space import make_space
+from pfhpo.policies.space import make_space
 
 SPACE = make_space([0.01, 0.1, 1.0], [1, 5], [16])  # H = 6
 
@@ -144,9 +145,9 @@ def test_fathom_steps_follow_epochs_and_the_compiled_bounds():
   np.testing.assert_array_equal(hp.local_steps, [2, 5, 1])  # ceil(E n / B)
   np.testing.assert_array_equal(hp.batch_size, 20)
   np.testing.assert_array_equal(choices, -1)
-  with pytest.raises(ConfigError, match='needs 10 local steps.*--max_local_steps >= 10'):
+  with pytest.raises(ConfigError, match='needs 10 local steps.*`max_local_steps` >= 10'):
     fathom(0.1, 10, 1.0, 5, 32, counts, jnp.zeros(2))
-  with pytest.raises(ConfigError, match='batch 64.*--max_batch_size >= 64'):
+  with pytest.raises(ConfigError, match='batch 64.*`max_batch_size` >= 64'):
     fathom(0.1, 64, 1.0, 5, 32, counts, jnp.zeros(2))
 
 

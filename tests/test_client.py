@@ -6,7 +6,7 @@ import optax
 import pytest
 
 from pfhpo import models
-from pfhpo.client import example_order, make_local_update
+from pfhpo.federated.local_update import example_order, make_local_update
 from pfhpo.models import cross_entropy
 
 FEATURES = lambda x: x.astype(jnp.float32) / 255.0

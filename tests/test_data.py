@@ -155,7 +155,7 @@ def test_femnist_download_failure_is_quick(tmp_path, monkeypatch):
   assert time.monotonic() - start < 10
   msg = str(e.value)
   assert 'federated_emnist_digitsonly_train.sqlite' in msg
-  assert str(tmp_path / 'cache') in msg and '--data_dir' in msg
+  assert str(tmp_path / 'cache') in msg and '`data_dir`' in msg
   assert not list((tmp_path / 'cache').glob('*'))  # no partial file left
 
 

@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT / 'experiments'))
 import femnist  # noqa: E402  (experiments/femnist.py)
 
 QUICK = ['--dataset=digits', '--model=mlp', '--clients_per_round=5',
-         '--lrs=0.1', '--local_steps=5', '--batch_sizes=16']
+         '--policy=static', '--lrs=0.1', '--local_steps=5', '--batch_sizes=16']
 
 
 def test_fedavg_on_digits_learns_and_compiles_once(tmp_path):
@@ -32,7 +32,8 @@ def test_fedavg_on_digits_learns_and_compiles_once(tmp_path):
   assert summary['round_compilations'] == 1
   assert summary['global_acc'] == rows[-1]['global_acc']
   config = json.loads((out / 'config.json').read_text())
-  assert config['dataset'] == 'digits' and config['num_clients'] == 20
+  assert config['data']['dataset'] == 'digits'
+  assert config['resolved']['num_clients'] == 20
   assert (out / 'accuracy.png').stat().st_size > 1000
 
 
@@ -82,7 +83,7 @@ def test_each_baseline_runs_from_the_cli_and_compiles_once(tmp_path, policy):
     assert not (out / 'policy.png').exists()
     assert all(len(set(c['lr'])) == 1 for c in choices)
     assert choices[0]['lr'][0] == pytest.approx(0.05)
-    assert 0.05 * 0.99**6 < summary['fathom']['lr'] < 0.05 * 1.01**6
+    assert 0.05 * 0.99**6 < summary['policy']['lr'] < 0.05 * 1.01**6
   else:
     assert rows[-1]['policy_entropy'] <= np.log(4) + 1e-6
     assert (out / 'policy.png').stat().st_size > 1000
@@ -107,12 +108,12 @@ def test_a_learning_rate_of_1e3_is_dropped_and_learned_against(tmp_path,
       c['choices'].count(1) for c in choices)
   assert rows[-1]['global_acc'] > 0.8
   summary = json.loads((out / 'summary.json').read_text())
-  assert summary['policy_mean_probabilities'][1] < 0.35
+  assert summary['policy']['mean_probabilities'][1] < 0.35
 
 
 def test_a_run_where_every_client_diverges_keeps_the_initial_model(tmp_path):
   out = tmp_path / 'run'
-  assert femnist.main(QUICK[:3] + ['--lrs=1000', '--local_steps=5',
+  assert femnist.main(QUICK[:4] + ['--lrs=1000', '--local_steps=5',
                                    '--batch_sizes=16', '--rounds=6',
                                    '--eval_every=2', f'--out_dir={out}']) == 0
   rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines()]
@@ -142,7 +143,7 @@ def test_the_same_seed_gives_the_same_metrics(tmp_path):
 def test_personalised_accuracy_without_fine_tuning_is_the_client_mean(tmp_path):
   """Fine-tuning at lr 1e-9 leaves the global model: personal == global."""
   out = tmp_path / 'run'
-  assert femnist.main(QUICK[:3] + ['--lrs=1e-9', '--local_steps=5',
+  assert femnist.main(QUICK[:4] + ['--lrs=1e-9', '--local_steps=5',
                                    '--batch_sizes=16', '--rounds=2',
                                    f'--out_dir={out}']) == 0
   last = json.loads((out / 'metrics.jsonl').read_text().splitlines()[-1])
@@ -166,12 +167,19 @@ def _fails(argv, capsys, match):
     ('--batch_sizes=', '--batch_sizes is empty'),
     ('--clients_per_round=500', 'exceeds the 20 clients'),
     ('--server_opt=lamb', 'choose one of sgd'),
-    ('--rounds=many', "invalid int value: 'many'"),
+    ('--rounds=many', "--rounds='many' is not an integer"),
     ('--lrs=0.1,0.1', 'repeats a value'),
     ('--policy=bayes', 'choose one of static'),
     ('--val_source=oracle', 'choose one of server'),
     ('--static_index=3', 'outside the 1 configurations'),
-    ('--policy=fedex --policy_lr=0.1', 'do not apply to --policy=fedex'),
+    ('--policy=fedex --policy_lr=0.1', 'does not apply to --policy=fedex'),
+    ('--policy=gumbel', '--policy=gumbel chooses among the search space'),
+    ('--policy=static --lrs=0.1,0.3', 'pass --static_index in [0, 2)'),
+    ('--seed=-1', '--seed must be in [0, 2**32)'),
+    ('--batch_sizes=100000', 'more than the 63 training examples'),
+    ('--max_batch_size=64', 'more than the 63 training examples'),
+    ('--eval_every=0', '--eval_every must be >= 1'),
+    ('--config=nowhere.toml', 'cannot read --config=nowhere.toml'),
     ('--policy=fathom --local_steps=2', 'pass --max_local_steps >='),
     ('--local_steps=5,50 --max_local_steps=20',
      'raise --max_local_steps to 50'),

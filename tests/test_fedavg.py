@@ -1,4 +1,5 @@
-"""Our compiled FedAvg round against fedjax's `fed_avg.federated_averaging`."""
+"""The one compiled round, as FedAvg, against fedjax's
+`fed_avg.federated_averaging`."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -6,10 +7,11 @@ import optax
 import pytest
 
 from pfhpo import models
-from pfhpo.algorithms.fedavg import RoundBatch, fedavg
-from pfhpo.client import ClientHParams, example_order
 from pfhpo.compat import fedjax
+from pfhpo.federated import fedavg
+from pfhpo.federated.local_update import example_order
 from pfhpo.models import cross_entropy
+from pfhpo.types import ClientBatch, RoundBatch, ValBatch
 from fedjax.algorithms import fed_avg
 
 FEATURES = lambda x: x.astype(jnp.float32) / 255.0
@@ -32,7 +34,7 @@ def test_fedavg_matches_fedjax(server):
   # Reddi et al.) keeps the comparison about the algorithm, not that noise.
   server_lr, kw = (1.0, {}) if server == 'sgd' else (0.01, {'eps': 1e-3})
   ours = fedavg(model, FEATURES, getattr(optax, server)(server_lr, **kw),
-                STEPS, BATCH)
+                LR, STEPS, BATCH)
   theirs = fed_avg.federated_averaging(
       grad_fn=lambda p, b, r: jax.grad(lambda q: jnp.mean(cross_entropy(
           model.apply(q, b['x']), b['y'])))(p),
@@ -42,19 +44,22 @@ def test_fedavg_matches_fedjax(server):
           batch_size=BATCH, num_epochs=None, num_steps=STEPS,
           skip_shuffle=True))
 
-  state = ours.init(jax.random.PRNGKey(0))
-  their_state = theirs.init(state.params)
+  state, rows = ours.init(jax.random.PRNGKey(0), len(COUNTS))
+  initial = state.server.params
+  their_state = theirs.init(initial)
   apply = jax.jit(ours.apply)
-  hparams = ClientHParams(jnp.full(4, LR), jnp.full(4, STEPS, jnp.int32),
-                          jnp.full(4, BATCH, jnp.int32))
+  val = ValBatch(x[0, :4], y[0, :4], np.full(4, 0.25, np.float32))
   for r in range(ROUNDS):
     key = jax.random.PRNGKey(100 + r)
     clients = rng.permutation(5)[:4]  # a different subset and order each round
-    batch = RoundBatch(x[clients], y[clients], COUNTS[clients])
-    state, _ = apply(state, batch, hparams, key)
-    # fedjax walks each client's examples in order; give it ours.
+    batch = RoundBatch(clients, ClientBatch(x[clients], y[clients],
+                                            COUNTS[clients]), val)
+    state, rows, _ = apply(state, rows, batch, key)
+    # fedjax walks each client's examples in order; give it ours (the
+    # round's key: (propose, train); the train key: one per client).
     fj_clients = []
-    for k, (i, ck) in enumerate(zip(clients, jax.random.split(key, 4))):
+    client_keys = jax.random.split(jax.random.split(key)[1], 4)
+    for k, (i, ck) in enumerate(zip(clients, client_keys)):
       order = np.asarray(example_order(jax.random.split(ck)[0], COUNTS[i],
                                        N_MAX))[:COUNTS[i]]
       data = fedjax.ClientDataset({'x': FEATURES(x[i][order]),
@@ -62,9 +67,9 @@ def test_fedavg_matches_fedjax(server):
       fj_clients.append((str(i).encode(), data, jax.random.PRNGKey(k)))
     their_state, _ = theirs.apply(their_state, fj_clients)
 
-  ours_leaves = jax.tree_util.tree_leaves(state.params)
+  ours_leaves = jax.tree_util.tree_leaves(state.server.params)
   their_leaves = jax.tree_util.tree_leaves(their_state.params)
-  init_leaves = jax.tree_util.tree_leaves(ours.init(jax.random.PRNGKey(0)).params)
+  init_leaves = jax.tree_util.tree_leaves(initial)
   assert max(float(jnp.abs(a - b).max())
              for a, b in zip(ours_leaves, init_leaves)) > 1e-2
   for a, b in zip(ours_leaves, their_leaves):

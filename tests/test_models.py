@@ -67,5 +67,5 @@ def test_resnet18_implementations_agree():
 def test_unknown_model_and_wrong_shape_are_config_errors():
   with pytest.raises(ConfigError, match='choose one of'):
     models.create('transformer', (28, 28, 1), 10)
-  with pytest.raises(ConfigError, match='--model=mlp'):
+  with pytest.raises(ConfigError, match='`model`=mlp'):
     models.create('conv', (60,), 10)

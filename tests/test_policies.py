@@ -7,9 +7,10 @@ import optax
 import pytest
 
 from pfhpo.errors import ConfigError
-from pfhpo.policies import Feedback, gumbel, reinforce, static
+from pfhpo.policies import gumbel, reinforce, static
+from pfhpo.types import Feedback
 from pfhpo.policies.base import penalized
-from pfhpo.space import hparams_for, make_space
+from pfhpo.policies.space import hparams_for, make_space
 
 SPACE = make_space([0.01, 0.1, 1.0], [1, 5], [16])  # H = 6
 

@@ -10,5 +10,7 @@ def test_readme_python_example_runs():
   namespace = {}
   exec(compile(text[start:text.index('```', start)], 'README.md', 'exec'),
        namespace)
-  loss = float(namespace['metrics']['train_loss'])
+  metrics = namespace['metrics']
+  loss = float(metrics.train_loss)
   assert 0.5 < loss < 2.5  # ten digit classes: about ln(10) ~ 2.3 at first
+  assert metrics.credit.shape == (4,) and float(abs(metrics.credit).sum()) > 0

@@ -18,9 +18,11 @@ import numpy as np
 import optax
 
 from pfhpo import policies
-from pfhpo.algorithms.fedavg import ServerState
-from pfhpo.checkpoint import RunCheckpoints
-from pfhpo.space import make_space
+from pfhpo.experiment.checkpoints import RunCheckpoints, RunState, Totals
+from pfhpo.experiment.records import MetricsRow
+from pfhpo.federated.server import init_server
+from pfhpo.policies.space import make_space
+from pfhpo.types import Feedback, RoundState
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = 40
@@ -119,34 +121,44 @@ def test_bad_resumes_are_errors_that_change_nothing(tmp_path):
 
 
 def test_every_policys_state_round_trips_through_a_checkpoint(tmp_path):
-  """Whatever state a policy keeps (logits and Adam moments, FedEx's theta
-  and discounted sums, a hypernetwork, FATHOM's averaged update) comes back
-  from orbax exactly, with its NamedTuple types."""
+  """The whole RunState comes back from orbax exactly, with its record
+  types: whatever a policy keeps (logits and Adam moments, FedEx's theta and
+  discounted sums, a hypernetwork, FATHOM's averaged update), host-resident
+  client rows, the counters and the metrics rows."""
   space = make_space([0.1, 1.0], [1, 5], [16])
   params = {'w': jnp.linspace(-1, 1, 12).reshape(3, 4), 'b': jnp.ones(4)}
-  for name in policies.POLICIES:
-    policy = policies.create(
-        name, space, optax.adam(0.1) if name in policies.OPTIMIZED else None,
-        train_counts=np.array([10, 20, 30]), params_like=params)
-    state = policy.init(jax.random.PRNGKey(0), 3)
+  server = init_server(optax.adam(0.1), params)
+  row = MetricsRow(7, 0.5, 1.2, 0.4, 1.1, 1.3, 0.1, 3.0, 16.0, 30, 1, 2,
+                   4.5, policy_entropy=0.9)
+  for name, entry in policies.REGISTRY.items():
+    options = (entry.config(static_index=1) if name == 'static'
+               else entry.config())
+    policy = policies.create(name, space, options,
+                             train_counts=np.array([10, 20, 30]),
+                             params_like=params)
+    pstate = policy.init(jax.random.PRNGKey(0), 3)
     clients = jnp.arange(3)
-    _, choices = policy.propose(state, clients, jax.random.PRNGKey(1))
-    state = policy.update(state, policies.Feedback(
+    _, choices = policy.propose(pstate, clients, jax.random.PRNGKey(1))
+    pstate = policy.update(pstate, Feedback(
         clients, choices, jnp.array([0.3, -0.1, 0.2]), jnp.float32(1.0),
         jnp.float32(0.5), jnp.zeros(3), jnp.array([0.9, 0.4, 0.7]),
         jnp.array([5, 6, 7]), params, jnp.array([0.9, 0.5, 0.1]),
         jnp.array([False, True, False])))
-    tree = {'server': ServerState(params, optax.adam(0.1).init(params)),
-            'policy': state}
+    table = {'head': np.arange(6, dtype=np.float32).reshape(3, 2)}
+    state = RunState(7, RoundState(server, pstate), table,
+                     Totals(jnp.int32(30), jnp.int32(2)), (row,),
+                     ((1, 2), (0, 3)), 2.5, 4.5)
     checkpoints = RunCheckpoints(tmp_path / name)
-    checkpoints.save(7, tree, {'round': 7})
-    fresh = {'server': tree['server'], 'policy': policy.init(
-        jax.random.PRNGKey(0), 3)}
-    round_, got, meta = RunCheckpoints(tmp_path / name).restore(fresh)
-    assert round_ == 7 and meta == {'round': 7}
-    assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(
-        tree), name
-    for a, b in zip(jax.tree_util.tree_leaves(got),
-                    jax.tree_util.tree_leaves(tree)):
+    checkpoints.save(state)
+    fresh = RunState(0, RoundState(server, policy.init(
+        jax.random.PRNGKey(0), 3)), {'head': np.zeros((3, 2), np.float32)},
+                     Totals(jnp.int32(0), jnp.int32(0)), (), (), None, 0.0)
+    got = RunCheckpoints(tmp_path / name).restore(fresh)
+    assert got[:1] + got[4:] == state[:1] + state[4:], name
+    assert isinstance(got.client_table['head'], np.ndarray)
+    assert jax.tree_util.tree_structure(got.arrays()) == (
+        jax.tree_util.tree_structure(state.arrays())), name
+    for a, b in zip(jax.tree_util.tree_leaves(got.arrays()),
+                    jax.tree_util.tree_leaves(state.arrays())):
       np.testing.assert_array_equal(a, b, err_msg=name)
     checkpoints.close()

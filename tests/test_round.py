@@ -12,13 +12,13 @@ import numpy as np
 import optax
 import pytest
 
-from pfhpo.algorithms.fedavg import RoundBatch, ServerState
+from pfhpo.federated import make_round, put_rows, take_rows
+from pfhpo.federated.local_update import make_local_update
 from pfhpo.models import Model
-from pfhpo.client import make_local_update
 from pfhpo.policies import (Policy, fedex, gumbel, pfedex, random, reinforce,
                             static)
-from pfhpo.round import ValBatch, make_round
-from pfhpo.space import hparams_for, make_space
+from pfhpo.policies.space import hparams_for, make_space
+from pfhpo.types import ClientBatch, RoundBatch, ValBatch
 
 C, N, D = 8, 64, 10
 SPACE = make_space([0.001, 0.03, 0.3], [5], [16])
@@ -53,26 +53,23 @@ def problem(seed=0, nv=32):
   xs = rng.normal(size=(500, D)).astype(np.float32)
   val = ValBatch(xs, (xs @ w_true > 0).astype(np.int32),
                  np.full(500, 1 / 500, np.float32))
-  return RoundBatch(x, y, np.full(C, N, np.int32), xv, yv,
-                    np.full(C, nv, np.int32)), val
+  return RoundBatch(np.arange(C), ClientBatch(x, y, np.full(C, N, np.int32)),
+                    val, ClientBatch(xv, yv, np.full(C, nv, np.int32)))
 
 
 def run_policy(policy, rounds=40, chunk=None):
   """Runs `rounds` rounds with every client; (probabilities f32[C, H] of the
-  final policy, the per-round metrics)."""
-  model = linear_model()
-  batch, val = problem()
-  step = jax.jit(make_round(model, lambda x: x, optax.sgd(1.0), SPACE, policy,
-                            client_chunk=chunk))
-  server = ServerState(model.init(None), optax.sgd(1.0).init(model.init(None)))
-  pstate = policy.init(jax.random.PRNGKey(0), C)
-  clients = jnp.arange(C)
+  final policy, the per-round RoundMetrics)."""
+  algorithm = make_round(linear_model(), lambda x: x, optax.sgd(1.0), SPACE,
+                         policy, client_chunk=chunk)
+  step = jax.jit(algorithm.apply)
+  batch = problem()
+  state, rows = algorithm.init(jax.random.PRNGKey(0), C)
   history = []
   for r in range(rounds):
-    server, pstate, metrics = step(server, pstate, clients, batch, val,
-                                   jax.random.PRNGKey(r))
+    state, rows, metrics = step(state, rows, batch, jax.random.PRNGKey(r))
     history.append(metrics)
-  return np.asarray(policy.probabilities(pstate, clients)), history
+  return np.asarray(policy.probabilities(state.policy, batch.clients)), history
 
 
 @pytest.mark.parametrize('chunk', [None, 2])
@@ -81,7 +78,7 @@ def test_gumbel_finds_each_groups_best_configuration(chunk):
       gumbel(SPACE, optax.sgd(0.5), normalize=True), chunk=chunk)
   p_best = probs[np.arange(C), BEST]
   assert p_best.min() > 0.8, p_best
-  assert float(history[-1]['val_acc']) > 0.9
+  assert float(history[-1].val_acc) > 0.9
 
 
 def test_baselines_do_not_separate_the_groups():
@@ -100,7 +97,7 @@ def test_fedex_concentrates_on_the_best_shared_configuration():
   on its own data; on this problem one configuration is best for every
   client. The ground truth comes from running each configuration alone."""
   local_val = lambda i: static(SPACE, i)._replace(needs=frozenset({'local_val'}))
-  mean_loss = [np.mean([float(m['local_val_loss']) for m in run_policy(
+  mean_loss = [np.mean([float(m.local_val_loss) for m in run_policy(
       local_val(i), rounds=20)[1]]) for i in range(SPACE.size)]
   best = int(np.argmin(mean_loss))
   assert mean_loss[best] < min(np.delete(mean_loss, best)) - 0.05, mean_loss
@@ -120,27 +117,34 @@ def _fixed_choices(choices):
     return hparams_for(DIVERGE, choices[clients]), choices[clients]
 
   return Policy(lambda key, n: (), propose, lambda state, fb: state, propose,
-                None)
+                None, lambda state, clients: {})
 
 
 DIVERGE = make_space([0.03, 1e38], [5], [16])  # lr 1e38 overflows float32
 
 
+def _one_round(policy, features=lambda x: x, server_opt=optax.sgd(1.0),
+               opt_state=lambda s: s):
+  """(server before, server after, metrics) of one round of every client
+  from the linear model's initial state (its optimizer state mapped by
+  `opt_state`)."""
+  algorithm = make_round(linear_model(), features, server_opt, DIVERGE, policy)
+  state, rows = algorithm.init(jax.random.PRNGKey(0), C)
+  state = state._replace(server=state.server._replace(
+      opt_state=opt_state(state.server.opt_state)))
+  new, _, metrics = jax.jit(algorithm.apply)(state, rows, problem(),
+                                              jax.random.PRNGKey(0))
+  return state.server, new.server, metrics
+
+
 def test_diverged_clients_are_left_out_and_the_rest_renormalised():
-  model = linear_model()
-  batch, val = problem()
-  params = model.init(None)
-  server = ServerState(params, optax.sgd(1.0).init(params))
-  run = lambda policy, b: jax.jit(make_round(
-      model, lambda x: x, optax.sgd(1.0), DIVERGE, policy))(
-          server, (), jnp.arange(b.count.shape[0]), b, val,
-          jax.random.PRNGKey(0))
   bad = np.arange(C) % 3 == 0  # clients 0, 3, 6 use lr 1e38
-  new, _, metrics = run(_fixed_choices(bad.astype(int)), batch)
-  assert int(metrics['dropped_clients']) == 3
+  server, new, metrics = _one_round(_fixed_choices(bad.astype(int)))
+  assert int(metrics.dropped_clients) == 3
   # FedAvg over the kept clients alone, written out from solo updates with
   # the keys the round gives each position.
-  one = make_local_update(model, lambda x: x, 5, 16)
+  batch, params = problem().train, server.params
+  one = make_local_update(linear_model(), lambda x: x, 5, 16)
   keys = jax.random.split(jax.random.split(jax.random.PRNGKey(0))[1], C)
   w = batch.count / batch.count.sum()
   want = jax.tree_util.tree_map(jnp.zeros_like, params)
@@ -158,19 +162,36 @@ def test_diverged_clients_are_left_out_and_the_rest_renormalised():
 
 
 def test_a_round_where_every_client_diverges_keeps_the_server_state():
-  model = linear_model()
-  batch, val = problem()
-  params = model.init(None)
-  opt = optax.sgd(1.0, momentum=0.9)  # a state that would move on its own
-  server = ServerState(params, opt.init(params))
-  server = server._replace(opt_state=jax.tree_util.tree_map(
-      lambda a: a + 0.1, server.opt_state))
-  # Features x1e3: the first step at lr 1e38 overflows for every client.
-  step = jax.jit(make_round(model, lambda x: 1e3 * x, opt, DIVERGE,
-                            _fixed_choices(np.ones(C, int))))
-  new, _, metrics = step(server, (), jnp.arange(C), batch, val,
-                         jax.random.PRNGKey(0))
-  assert int(metrics['dropped_clients']) == C
+  # Features x1e3: the first step at lr 1e38 overflows for every client;
+  # momentum and a nonzero optimizer state would move the server on its own.
+  server, new, metrics = _one_round(
+      _fixed_choices(np.ones(C, int)), lambda x: 1e3 * x,
+      optax.sgd(1.0, momentum=0.9),
+      lambda s: jax.tree_util.tree_map(lambda a: a + 0.1, s))
+  assert int(metrics.dropped_clients) == C
   for a, b in zip(jax.tree_util.tree_leaves(new),
                   jax.tree_util.tree_leaves(server)):
     np.testing.assert_array_equal(a, b)
+
+
+def test_per_client_rows_go_to_the_round_and_back_into_the_host_table():
+  """An algorithm's per-client state: the round's rows leave the host table,
+  pass through `apply`, and are written back in place; other rows stay."""
+  table = {'head': np.arange(C * 3, dtype=np.float32).reshape(C, 3)}
+  clients = np.array([6, 1, 4])
+  rows = take_rows(table, clients)
+  np.testing.assert_array_equal(rows['head'], table['head'][clients])
+  algorithm = make_round(linear_model(), lambda x: x, optax.sgd(1.0), SPACE,
+                         static(SPACE, 1))
+  state, empty = algorithm.init(jax.random.PRNGKey(0), C)
+  assert empty == ()  # the policy round keeps no per-client state
+  batch = problem()
+  batch = batch._replace(clients=clients, train=jax.tree_util.tree_map(
+      lambda a: a[clients], batch.train))
+  _, back, _ = jax.jit(algorithm.apply)(state, rows, batch,
+                                        jax.random.PRNGKey(0))
+  before = table['head'].copy()
+  put_rows(table, clients, jax.tree_util.tree_map(lambda r: r + 100.0, back))
+  np.testing.assert_array_equal(table['head'][clients], before[clients] + 100)
+  others = np.setdiff1d(np.arange(C), clients)
+  np.testing.assert_array_equal(table['head'][others], before[others])

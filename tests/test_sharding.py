@@ -15,35 +15,42 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = textwrap.dedent('''
     import jax, jax.numpy as jnp, numpy as np, optax
     from pfhpo import models
-    from pfhpo.algorithms.fedavg import RoundBatch, fedavg
-    from pfhpo.client import ClientHParams
-    from pfhpo.sharding import client_mesh
+    from pfhpo.federated import client_mesh, make_round
+    from pfhpo.policies import gumbel, make_space
+    from pfhpo.types import ClientBatch, RoundBatch, ValBatch
     assert jax.device_count() == 4
     K = 8
     model = models.create('mlp', (6, 6, 1), 5)
     features = lambda x: x.astype(jnp.float32) / 255
     rng = np.random.default_rng(0)
-    batch = RoundBatch(rng.integers(0, 256, (K, 20, 6, 6, 1), dtype=np.uint8),
-                       rng.integers(0, 5, (K, 20)).astype(np.int32),
-                       np.arange(3, 3 + 2 * K, 2).astype(np.int32))
-    hp = ClientHParams(jnp.linspace(0.01, 0.3, K),
-                       jnp.arange(K, dtype=jnp.int32) % 5 + 1,
-                       jnp.arange(K, dtype=jnp.int32) + 1)
+    x = rng.integers(0, 256, (K, 20, 6, 6, 1), dtype=np.uint8)
+    y = rng.integers(0, 5, (K, 20)).astype(np.int32)
+    val = ValBatch(x[0, :10], y[0, :10], np.full(10, 0.1, np.float32))
+    batch = RoundBatch(np.arange(K, dtype=np.int32), ClientBatch(
+        x, y, np.arange(3, 3 + 2 * K, 2).astype(np.int32)), val)
+    # Every client its own configuration, and its own credit dL/dc_i.
+    space = make_space([0.01, 0.1, 0.3], [1, 3, 5], [2, 8])
+    policy = gumbel(space, optax.sgd(0.5))
     out = []
     for mesh in (None, client_mesh()):
-      algo = fedavg(model, features, optax.sgd(1.0), 5, 8, client_chunk=1,
-                    mesh=mesh)
-      state = algo.init(jax.random.PRNGKey(0))
+      algo = make_round(model, features, optax.sgd(1.0), space, policy,
+                        client_chunk=1, mesh=mesh)
+      state, rows = algo.init(jax.random.PRNGKey(0), K)
+      init = state.server.params
+      step = jax.jit(algo.apply)
+      credits = []
       for r in range(3):
-        state, _ = jax.jit(algo.apply)(state, batch, hp, jax.random.PRNGKey(r))
-      out.append(state.params)
-    init = algo.init(jax.random.PRNGKey(0)).params
-    moved = max(float(jnp.abs(a - b).max()) for a, b in zip(
-        jax.tree_util.tree_leaves(out[0]), jax.tree_util.tree_leaves(init)))
-    diff = max(float(jnp.abs(a - b).max()) for a, b in zip(
-        jax.tree_util.tree_leaves(out[0]), jax.tree_util.tree_leaves(out[1])))
+        state, rows, m = step(state, rows, batch, jax.random.PRNGKey(r))
+        credits.append(m.credit)
+      out.append((state, jnp.stack(credits)))
+    leaves = lambda t: jax.tree_util.tree_leaves(t)
+    moved = max(float(jnp.abs(a - b).max())
+                for a, b in zip(leaves(out[0][0].server.params), leaves(init)))
+    diff = max(float(jnp.abs(a - b).max())
+               for a, b in zip(leaves(out[0]), leaves(out[1])))
     print(moved, diff)
 ''')
+
 
 
 def test_sharded_round_equals_single_device_round():
@@ -54,7 +61,9 @@ def test_sharded_round_equals_single_device_round():
   assert proc.returncode == 0, proc.stderr[-2000:]
   moved, diff = map(float, proc.stdout.split())
   assert moved > 1e-2
-  assert diff < 1e-6  # only the order of the aggregation sum differs
+  # Parameters, policy logits and credits: only the order of the
+  # aggregation sum differs.
+  assert diff < 1e-5
 
 
 def _cli(args, tmp_path):
@@ -79,7 +88,7 @@ def test_cli_runs_sharded_over_two_host_devices(tmp_path, policy):
   summary = json.loads((tmp_path / 'run' / 'summary.json').read_text())
   assert summary['round_compilations'] == 1
   config = (tmp_path / 'run' / 'config.json').read_text()
-  assert json.loads(config)['devices'] == ['cpu:0', 'cpu:1']
+  assert json.loads(config)['resolved']['devices'] == ['cpu:0', 'cpu:1']
   sys.path.insert(0, os.path.join(ROOT, 'experiments'))
   import femnist  # this process sees one device
   one = tmp_path / 'one'
@@ -90,7 +99,8 @@ def test_cli_runs_sharded_over_two_host_devices(tmp_path, policy):
 
 
 def test_clients_per_round_must_divide_over_devices(tmp_path):
-  proc = _cli(['--clients_per_round=5'], tmp_path)
+  proc = _cli(['--clients_per_round=5', '--policy=static', '--static_index=0'],
+              tmp_path)
   assert proc.returncode == 2
   assert 'multiple of the 2 devices' in proc.stderr
   assert not (tmp_path / 'run').exists()

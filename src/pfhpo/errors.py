@@ -4,6 +4,7 @@
 class ConfigError(ValueError):
   """Bad input: the message is one line that says what to change.
 
-  `experiments/femnist.py` prints it and exits with status 2 before anything
-  in the output directory is written.
+  The library names a parameter in backquotes (`lrs`); the command line
+  (`pfhpo.experiment.flags.flag_message`) spells it as its flag (--lrs),
+  prints the line and exits with status 2, writing nothing.
   """

@@ -20,6 +20,21 @@ from pfhpo.data.federated import ClientSplit
 from pfhpo.models import Model, cross_entropy
 
 
+class GlobalMetrics(NamedTuple):
+  """The global model on every client's test split."""
+  loss: jax.Array  # f32[] pooled over every example
+  acc: jax.Array  # f32[] pooled
+  client_acc_mean: jax.Array  # f32[] mean over clients with test examples
+  client_acc: jax.Array  # f32[C]
+
+
+class PersonalMetrics(NamedTuple):
+  """Personalised (fine-tuned) accuracy over the clients with test data."""
+  mean: float
+  p10: float  # bottom decile: the 10th percentile
+  pooled: float  # weighted by test examples
+
+
 class EvalSet(NamedTuple):
   x: np.ndarray  # u8/f32[M, *feature_shape], M a multiple of the chunk size
   y: np.ndarray  # i32[M]
@@ -39,7 +54,7 @@ def make_eval_set(split: ClientSplit, chunk: int) -> EvalSet:
 
 def make_evaluate(model: Model, features: Callable, num_clients: int,
                   chunk: int) -> Callable:
-  """evaluate(params, EvalSet) -> dict of pooled and per-client metrics."""
+  """evaluate(params, EvalSet) -> GlobalMetrics."""
 
   def evaluate(params, data: EvalSet):
     def forward(xy):
@@ -55,12 +70,10 @@ def make_evaluate(model: Model, features: Callable, num_clients: int,
     n = seg(jnp.ones_like(loss))  # f32[C]
     client_acc = seg(correct) / jnp.maximum(n, 1)
     has = n > 0
-    return {
-        'loss': seg(loss).sum() / n.sum(),
-        'acc': seg(correct).sum() / n.sum(),
-        'client_acc_mean': jnp.sum(jnp.where(has, client_acc, 0)) / has.sum(),
-        'client_acc': client_acc,
-    }
+    return GlobalMetrics(
+        loss=seg(loss).sum() / n.sum(), acc=seg(correct).sum() / n.sum(),
+        client_acc_mean=jnp.sum(jnp.where(has, client_acc, 0)) / has.sum(),
+        client_acc=client_acc)
 
   return evaluate
 
@@ -92,13 +105,12 @@ def make_personalized_evaluate(model: Model, features: Callable,
   return evaluate
 
 
-def summarize_personal(acc: np.ndarray, test_counts: np.ndarray) -> dict:
-  """Client mean, bottom decile (10th percentile) and pooled (weighted by
-  test examples) personalised accuracy; acc: f32[C], test_counts: i32[C]."""
+def summarize_personal(acc: np.ndarray,
+                       test_counts: np.ndarray) -> PersonalMetrics:
+  """acc: f32[C] (NaN: no test examples), test_counts: i32[C]."""
   acc = np.asarray(acc)
   has_test = ~np.isnan(acc)
   n = np.asarray(test_counts)[has_test]
   acc = acc[has_test]
-  return {'personal_acc': float(acc.mean()),
-          'personal_acc_p10': float(np.percentile(acc, 10)),
-          'personal_acc_pooled': float(np.sum(n * acc) / np.sum(n))}
+  return PersonalMetrics(float(acc.mean()), float(np.percentile(acc, 10)),
+                         float(np.sum(n * acc) / np.sum(n)))

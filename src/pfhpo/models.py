@@ -194,21 +194,23 @@ def create(name: str, feature_shape: Sequence[int], num_classes: int,
   """
   conv_impl = conv_impl or default_conv_impl()
   if conv_impl not in CONV_IMPLS:
-    raise ConfigError(f'unknown conv_impl {conv_impl!r}; choose one of {CONV_IMPLS}')
+    raise ConfigError(f'unknown `conv_impl`={conv_impl!r}; choose one of '
+                      f'{", ".join(CONV_IMPLS)}')
   if name == 'mlp':
     module = MLP(num_classes)
   elif name in ('conv', 'resnet18'):
     if len(feature_shape) != 3:
       raise ConfigError(
           f'model {name!r} needs image features [H, W, C], got shape '
-          f'{tuple(feature_shape)}; use --model=mlp for this data set.')
+          f'{tuple(feature_shape)}; use `model`=mlp for this data set.')
     if name == 'conv':
       module = FemnistCNN(num_classes, conv_impl,
                           (0.25, 0.5) if dropout else (0.0, 0.0))
     else:
       module = ResNet18(num_classes, conv_impl)
   else:
-    raise ConfigError(f'unknown model {name!r}; choose one of {MODELS}')
+    raise ConfigError(f'unknown `model`={name!r}; choose one of '
+                      f'{", ".join(MODELS)}')
   sample = jnp.zeros((1, *feature_shape), jnp.float32)
 
   def init(key):

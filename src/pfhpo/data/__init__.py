@@ -27,7 +27,7 @@ def load(name: str, **kwargs: Any) -> FederatedData:
   `alpha` for femnist), are dropped, so a CLI can pass all of its flags.
   """
   if name not in DATASETS:
-    raise ConfigError(f'unknown dataset {name!r}; choose one of '
+    raise ConfigError(f'unknown `dataset`={name!r}; choose one of '
                       f'{", ".join(DATASETS)}.')
   loader = importlib.import_module(f'pfhpo.data.{name}').load
   accepted = inspect.signature(loader).parameters

@@ -51,12 +51,12 @@ def read_idx(path: pathlib.Path) -> np.ndarray:
       raw = f.read()
   except (OSError, EOFError) as e:
     raise ConfigError(f'cannot read IDX file {path} ({e}); delete it so it is '
-                      f'fetched again, or pass another --data_dir.') from e
+                      f'fetched again, or pass another `data_dir`.') from e
   dtype = _IDX_DTYPES.get(raw[2]) if len(raw) >= 4 else None
   if raw[:2] != b'\0\0' or dtype is None:
     raise ConfigError(f'{path} is not an IDX file (bad magic number '
                       f'{raw[:4].hex()}); delete it or pass another '
-                      f'--data_dir.')
+                      f'`data_dir`.')
   ndim = raw[3]
   dims = tuple(int(d) for d in np.frombuffer(raw, '>u4', ndim, offset=4))
   offset = 4 + 4 * ndim
@@ -64,7 +64,7 @@ def read_idx(path: pathlib.Path) -> np.ndarray:
   if len(raw) != offset + count * np.dtype(dtype).itemsize:
     raise ConfigError(f'{path}: IDX header says shape {dims} but the file has '
                       f'{len(raw)} bytes (truncated?); delete it or pass '
-                      f'another --data_dir.')
+                      f'another `data_dir`.')
   data = np.frombuffer(raw, dtype, count, offset=offset).reshape(dims)
   return data.astype(np.dtype(dtype).newbyteorder('='))
 
@@ -87,7 +87,7 @@ def _missing(directory: pathlib.Path, why: str) -> ConfigError:
   return ConfigError(
       f'Fashion-MNIST files {", ".join(FILES)} (each may end in .gz) not found '
       f'in {directory} ({why}); run `apt-get install dataset-fashion-mnist` or '
-      f'pass --data_dir with a directory holding them.')
+      f'pass `data_dir` with a directory holding them.')
 
 
 def locate(data_dir: str | None = None,
@@ -97,7 +97,7 @@ def locate(data_dir: str | None = None,
     directory = pathlib.Path(data_dir).expanduser()
     files = find_files(directory)
     if files is None:
-      raise _missing(directory, 'the --data_dir given')
+      raise _missing(directory, 'the `data_dir` given')
     return files
   files = find_files(DEBIAN_DIR)
   if files is not None:

@@ -15,6 +15,7 @@ boundary at a quarter of the size.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import pathlib
 from typing import Sequence
@@ -31,7 +32,7 @@ class ClientSplit:
   y: np.ndarray  # i32[C, N_max]
   mask: np.ndarray  # bool[C, N_max]
 
-  @property
+  @functools.cached_property
   def counts(self) -> np.ndarray:  # i32[C]
     return self.mask.sum(axis=1).astype(np.int32)
 

@@ -60,9 +60,9 @@ def locate(data_dir: str | None, cache_dir: str | None,
     directory = pathlib.Path(data_dir).expanduser()
     if not all((directory / n).is_file() for n in names):
       raise ConfigError(
-          f'FEMNIST needs {names[0]} and {names[1]} in --data_dir '
+          f'FEMNIST needs {names[0]} and {names[1]} in `data_dir` '
           f'{directory}; put fedjax\'s EMNIST SQLite files there or drop '
-          f'--data_dir to download them.')
+          f'`data_dir` to download them.')
     return directory / names[0], directory / names[1]
   cache = pathlib.Path(cache_dir or DEFAULT_CACHE_DIR).expanduser()
   for name in names:
@@ -73,7 +73,7 @@ def locate(data_dir: str | None, cache_dir: str | None,
         raise ConfigError(
             f'FEMNIST files {names[0]} and {names[1]} are not in the cache '
             f'{cache} and downloading {name} failed ({type(e).__name__}); '
-            f'copy them there or pass --data_dir with a directory holding '
+            f'copy them there or pass `data_dir` with a directory holding '
             f'them.') from e
   return cache / names[0], cache / names[1]
 
@@ -137,11 +137,11 @@ def read_clients(path: pathlib.Path, dtype, num_classes: int,
           AttributeError) as e:
     raise ConfigError(
         f'{path} is not a valid fedjax FEMNIST SQLite file ({e}); delete it '
-        f'so it is downloaded again, or pass another --data_dir.') from e
+        f'so it is downloaded again, or pass another `data_dir`.') from e
   finally:
     connection.close()
   if not clients and not wanted:
-    raise ConfigError(f'{path} holds no clients; pass another --data_dir.')
+    raise ConfigError(f'{path} holds no clients; pass another `data_dir`.')
   return clients
 
 

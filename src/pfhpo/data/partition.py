@@ -62,7 +62,7 @@ def dirichlet_partition(labels: np.ndarray, sizes: np.ndarray, alpha: float,
   """
   if not alpha > 0:
     raise ConfigError(f'Dirichlet alpha must be > 0, got {alpha}; use e.g. '
-                      f'--alpha 0.5 (small = more label skew).')
+                      f'`alpha`=0.5 (small = more label skew).')
   labels = np.asarray(labels)
   sizes = np.asarray(sizes)
   if sizes.sum() != labels.size:

@@ -9,10 +9,12 @@ A policy is a few pure functions, in the style of an optax
     state            = policy.update(state, feedback)
     hparams, choices = policy.prefer(state, clients, key)   (the argmax)
     p                = policy.probabilities(state, clients)   (categorical only)
+    figures          = policy.summarize(state, clients)       (for a run's summary)
 
 and `needs`, the set of measurements the round must make for it beyond the
 default (MEASUREMENTS below). Each policy owns its state's type; the
-categorical ones share `PolicyState`.
+categorical ones share `PolicyState`. Each policy module also registers
+its name and its own config (`registry.py`).
 
 The logits alpha are a table with one row per client (`scope='client'`,
 personalised) or a single shared row (`scope='global'`). Client i draws its
@@ -29,40 +31,30 @@ Rows of clients that were not in the round are left untouched.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from pfhpo.errors import ConfigError
-from pfhpo.space import SearchSpace, hparams_for
+from pfhpo.policies.space import SearchSpace, hparams_for
+from pfhpo.settings import setting
+from pfhpo.types import Feedback
 
 SCOPES = ('client', 'global')
 # What a policy may ask the round to measure (each costs compute):
 #   'credit'     dL/dc_i, a backward pass through the aggregation (gumbel);
+#   'credit_params'  the same through theta_g(c) = sum_i w_i c_i theta_i;
 #   'local_val'  each client's validation loss of its own trained theta_i
 #                (FedEx, personalised FedEx);
 #   'alignment'  each client's min over local steps of the cosine between
 #                its gradient and its cumulative update (FATHOM).
-MEASUREMENTS = ('credit', 'local_val', 'alignment')
-
-
-class Feedback(NamedTuple):
-  """What a round measured, for the policy to learn from."""
-  clients: jax.Array  # i32[K] client indices of the round
-  choices: jax.Array  # i32[K] configuration index each client used
-  credit: jax.Array  # f32[K] dL/dc_i at c = 1 (zeros unless measured)
-  val_loss: jax.Array  # f32[] validation loss of the aggregated model
-  val_acc: jax.Array  # f32[] validation accuracy of the aggregated model
-  client_loss: jax.Array  # f32[K] each client's mean local training loss
-  # f32[K] client i's validation loss of its own locally trained theta_i
-  # (zeros unless measured), and i32[K] its validation examples.
-  local_val_loss: jax.Array | None = None
-  local_val_count: jax.Array | None = None
-  delta: Any = None  # the aggregate update theta_g - theta (server pytree)
-  alignment: jax.Array | None = None  # f32[K] (ones unless measured)
-  diverged: jax.Array | None = None  # bool[K] non-finite update, left out
+MEASUREMENTS = ('credit', 'credit_params', 'local_val', 'alignment')
+# Which credit measurement each form of the aggregate asks for.
+CREDITS = {'delta': 'credit', 'params': 'credit_params'}
 
 
 class PolicyState(NamedTuple):
@@ -81,6 +73,8 @@ class Policy(NamedTuple):
   prefer: Callable[..., tuple]
   # (state, clients) -> f32[K, H]; None for a policy that is no distribution
   probabilities: Callable[..., jax.Array] | None
+  # (state, clients) -> {name: JSON-able value}: where the policy ended
+  summarize: Callable[..., dict]
   needs: frozenset = frozenset()  # a subset of MEASUREMENTS
 
 
@@ -108,10 +102,56 @@ def penalized(values: jax.Array, diverged: jax.Array,
   return jnp.where(diverged, top + 3.0 * spread, values)
 
 
-def check_scope(scope: str) -> None:
-  if scope not in SCOPES:
-    raise ConfigError(f'unknown --policy_scope={scope!r}; choose one of '
-                      f'{", ".join(SCOPES)}')
+def check_choice(name: str, value, allowed) -> None:
+  """A ConfigError naming parameter `name` unless `value` is in `allowed`."""
+  if value not in allowed:
+    raise ConfigError(f'unknown `{name}`={value!r}; choose one of '
+                      f'{", ".join(map(str, allowed))}')
+
+
+def check_decay(value: float | None, closed: bool) -> None:
+  """`baseline_decay` in [0, 1) (a running mean's), or [0, 1] when `closed`
+  (a discount, whose 1 is the plain mean)."""
+  if value is not None and not (0 <= value <= 1 if closed else 0 <= value < 1):
+    raise ConfigError(f'`baseline_decay` must be in [0, 1{"]" if closed else ")"}'
+                      f', got {value}')
+
+
+def optimizer_of(policy_opt: str, policy_lr: float
+                 ) -> optax.GradientTransformation:
+  """`optax.<policy_opt>(policy_lr)`, for `sgd` or `adam`."""
+  check_choice('policy_opt', policy_opt, ('sgd', 'adam'))
+  if not policy_lr > 0:
+    raise ConfigError(f'`policy_lr` must be > 0, got {policy_lr}')
+  return getattr(optax, policy_opt)(policy_lr)
+
+
+@dataclasses.dataclass(frozen=True)
+class LogitsConfig:
+  """Settings of a policy whose logits an optax optimizer moves."""
+  policy_opt: str = setting('sgd', 'optax optimizer of the logits: sgd, adam')
+  policy_lr: float = setting(0.5, 'learning rate of the logits')
+  policy_scope: str = setting(
+      'client', "'client' (one row per client: personalised) or 'global' "
+      '(one shared row)')
+
+  def __post_init__(self):
+    optimizer_of(self.policy_opt, self.policy_lr)
+    check_choice('policy_scope', self.policy_scope, SCOPES)
+
+  def optimizer(self) -> optax.GradientTransformation:
+    return optimizer_of(self.policy_opt, self.policy_lr)
+
+
+def summarize_probabilities(probabilities: Callable) -> Callable:
+  """`summarize` of a categorical policy: its mean distribution over the
+  clients asked about."""
+
+  def summarize(state, clients) -> dict:
+    p = np.asarray(probabilities(state, clients))  # f32[K, H]
+    return {'mean_probabilities': p.mean(0).round(4).tolist()}
+
+  return summarize
 
 
 def categorical_policy(space: SearchSpace,
@@ -121,17 +161,25 @@ def categorical_policy(space: SearchSpace,
   """A learned categorical policy over `space`: one logits row per client
   (`scope='client'`) or one shared row (`'global'`), sampled by `propose`
   and moved by `update`."""
-  check_scope(scope)
+  check_choice('policy_scope', scope, SCOPES)
 
   def init(key, num_clients):
     del key
     return init_state(optimizer, num_clients if scope == 'client' else 1,
                       space.size)
 
-  return Policy(init, sample_of(space, logits_of), update,
-                argmax_of(space, logits_of),
-                lambda state, clients: jax.nn.softmax(logits_of(state, clients)),
-                needs)
+  return distribution_policy(space, init, logits_of, update, needs)
+
+
+def distribution_policy(space: SearchSpace, init: Callable, logits: Callable,
+                        update: Callable, needs: frozenset) -> Policy:
+  """A policy that is a categorical distribution over `space` per client,
+  `logits(state, clients) -> f32[K, H]`: it samples from it, prefers its
+  argmax, and summarises its mean."""
+  probabilities = lambda state, clients: jax.nn.softmax(logits(state, clients))
+  return Policy(init, sample_of(space, logits), update,
+                argmax_of(space, logits), probabilities,
+                summarize_probabilities(probabilities), needs)
 
 
 def logits_of(state: PolicyState, clients: jax.Array) -> jax.Array:

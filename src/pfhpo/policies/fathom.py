@@ -38,15 +38,18 @@ positive; the released code caps it at 0.5 for EMNIST).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pfhpo.client import ClientHParams, tree_cosine
-from pfhpo.errors import ConfigError
-from pfhpo.policies.base import Feedback, Policy, diverged_of
+from pfhpo.federated.local_update import tree_cosine
+from pfhpo.policies.base import Policy, diverged_of
+from pfhpo.policies.registry import PolicyContext, register
+from pfhpo.settings import require, setting
+from pfhpo.types import ClientHParams, Feedback
 
 STEP_LR, STEP_EPOCHS, STEP_BATCH = 0.01, 0.01, 0.1  # gamma_eta, gamma_E, gamma_B
 SMOOTHING = 0.5  # alpha
@@ -74,16 +77,14 @@ def fathom(lr: float, batch_size: int, epochs: float, max_steps: int,
   counts = np.asarray(train_counts)
   n_min, n_max = max(int(counts.min()), 1), int(counts.max())
   first = int(np.ceil(epochs * n_max / batch_size))
-  if batch_size > max_batch:
-    raise ConfigError(
-        f'fathom starts at batch {batch_size}, above the {max_batch} the round '
-        f'is compiled for; pass --max_batch_size >= {batch_size}.')
-  if first > max_steps:
-    raise ConfigError(
-        f'fathom starts at {epochs:g} epoch(s) of batch {batch_size}: the '
-        f'largest client ({n_max} examples) needs {first} local steps, more '
-        f'than the {max_steps} the round is compiled for; pass '
-        f'--max_local_steps >= {first} or a smaller --fathom_epochs.')
+  require(batch_size <= max_batch,
+          f'fathom starts at batch {batch_size}, above the {max_batch} the '
+          f'round is compiled for; pass `max_batch_size` >= {batch_size}.')
+  require(first <= max_steps,
+          f'fathom starts at {epochs:g} epoch(s) of batch {batch_size}: the '
+          f'largest client ({n_max} examples) needs {first} local steps, more '
+          f'than the {max_steps} the round is compiled for; pass '
+          f'`max_local_steps` >= {first} or a smaller `fathom_epochs`.')
   counts = jnp.asarray(counts, jnp.int32)
   gammas = jnp.asarray(steps, jnp.float32)
 
@@ -126,10 +127,37 @@ def fathom(lr: float, batch_size: int, epochs: float, max_steps: int,
         fb.delta)
     return FathomState(clip(state.log_hp - gammas * direction), delta_sm)
 
-  return Policy(init, prefer, update, prefer, None, frozenset({'alignment'}))
+  return Policy(init, prefer, update, prefer, None,
+                lambda state, clients: hyperparameters(state),
+                frozenset({'alignment'}))
 
 
 def hyperparameters(state: FathomState) -> dict:
   """The current (E, eta, B) as Python floats."""
   e, eta, b = np.exp(np.asarray(state.log_hp))
   return {'epochs': float(e), 'lr': float(eta), 'batch_size': float(b)}
+
+
+@dataclasses.dataclass(frozen=True)
+class FathomConfig:
+  static_index: int = setting(
+      0, 'the configuration whose learning rate and batch size FATHOM '
+      'starts from')
+  fathom_epochs: float = setting(
+      1.0, 'epochs E_0 FATHOM starts from (bounded by `max_local_steps` and '
+      '`max_batch_size`)')
+
+  def __post_init__(self):
+    require(self.fathom_epochs > 0,
+            f'`fathom_epochs` must be > 0, got {self.fathom_epochs}')
+
+
+@register('fathom', FathomConfig, searches=False)
+def _build(config: FathomConfig, context: PolicyContext) -> Policy:
+  space, index = context.space, config.static_index
+  require(0 <= index < space.size,
+          f'`static_index`={index} is outside the {space.size} '
+          f'configurations of the search space')
+  return fathom(float(space.lr[index]), int(space.batch_size[index]),
+                config.fathom_epochs, space.max_steps, space.max_batch,
+                context.train_counts, context.params_like)

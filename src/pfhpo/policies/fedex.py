@@ -34,15 +34,19 @@ the product space rather than one per grid axis (the flat "arms" form);
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pfhpo.policies.base import (Feedback, Policy, argmax_of, diverged_of,
-                                 penalized, sample_of)
-from pfhpo.space import SearchSpace
+from pfhpo.policies.base import (Policy, check_decay, distribution_policy,
+                                 diverged_of, penalized)
+from pfhpo.policies.registry import PolicyContext, register
+from pfhpo.policies.space import SearchSpace
+from pfhpo.settings import setting
+from pfhpo.types import Feedback
 
 
 class DiscountedMean(NamedTuple):
@@ -104,7 +108,20 @@ def fedex(space: SearchSpace, baseline_decay: float | None = None) -> Policy:
     log_theta = jax.nn.log_softmax(state.log_theta - eta * grad)
     return FedExState(log_theta, state.baseline.add(mean_loss, gamma))
 
-  return Policy(init, sample_of(space, logits), update,
-                argmax_of(space, logits),
-                lambda state, clients: jnp.exp(logits(state, clients)),
-                frozenset({'local_val'}))
+  return distribution_policy(space, init, logits, update,
+                             frozenset({'local_val'}))
+
+
+@dataclasses.dataclass(frozen=True)
+class FedExConfig:
+  baseline_decay: float | None = setting(
+      None, 'discount gamma of the baseline of past rounds\' losses, in '
+      '[0, 1] (unset: 0, the previous round alone)')
+
+  def __post_init__(self):
+    check_decay(self.baseline_decay, closed=True)
+
+
+@register('fedex', FedExConfig)
+def _build(config: FedExConfig, context: PolicyContext) -> Policy:
+  return fedex(context.space, config.baseline_decay)

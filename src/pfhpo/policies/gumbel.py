@@ -17,24 +17,36 @@ A client whose update diverged (left out of the aggregate, so its dL/dc_i
 is 0) gets a large positive credit instead: the round's largest credit
 plus three standard deviations (`base.penalized`).
 
-Variance reduction (off by default):
-  baseline_decay: subtract a running mean of the round's mean credit.
-  normalize: divide the round's credits by their standard deviation.
+Variance reduction:
+  baseline_decay: subtract a running mean of the round's mean credit (off
+    by default).
+  normalize: divide the round's credits by their standard deviation (on in
+    `GumbelConfig`: decisive on the constructed problem, neutral on real
+    data; BUILD_NOTES.md).
 """
 from __future__ import annotations
+
+import dataclasses
 
 import jax.numpy as jnp
 import optax
 
-from pfhpo.policies.base import (Feedback, Policy, PolicyState,
-                                 categorical_policy, diverged_of, penalized,
+from pfhpo.policies.base import (CREDITS, LogitsConfig, Policy, PolicyState,
+                                 categorical_policy, check_choice,
+                                 check_decay, diverged_of, penalized,
                                  score_update)
-from pfhpo.space import SearchSpace
+from pfhpo.policies.registry import PolicyContext, register
+from pfhpo.policies.space import SearchSpace
+from pfhpo.settings import setting
+from pfhpo.types import Feedback
 
 
 def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
            scope: str = 'client', baseline_decay: float | None = None,
-           normalize: bool = False) -> Policy:
+           normalize: bool = False, credit: str = 'delta') -> Policy:
+  """`credit`: differentiate the aggregate through the update ('delta') or
+  the parameters ('params'); see `pfhpo.federated.round`."""
+  check_choice('credit', credit, CREDITS)
   def update(state: PolicyState, fb: Feedback) -> PolicyState:
     raw = penalized(fb.credit, diverged_of(fb))
     credit = raw - state.baseline
@@ -47,4 +59,26 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
                           (1 - baseline_decay) * jnp.mean(raw))
 
   return categorical_policy(space, optimizer, scope, update,
-                            frozenset({'credit'}))
+                            frozenset({CREDITS[credit]}))
+
+
+@dataclasses.dataclass(frozen=True)
+class GumbelConfig(LogitsConfig):
+  credit: str = setting(
+      'delta', "differentiate theta_g through the update 'delta' or the "
+      "'params'")
+  credit_normalize: bool = setting(
+      True, "divide the round's credits by their standard deviation")
+  baseline_decay: float | None = setting(
+      None, 'decay of a running-mean baseline of the credits (unset: none)')
+
+  def __post_init__(self):
+    super().__post_init__()
+    check_choice('credit', self.credit, CREDITS)
+    check_decay(self.baseline_decay, closed=False)
+
+
+@register('gumbel', GumbelConfig)
+def _build(config: GumbelConfig, context: PolicyContext) -> Policy:
+  return gumbel(context.space, config.optimizer(), config.policy_scope,
+                config.baseline_decay, config.credit_normalize, config.credit)

@@ -28,15 +28,19 @@ form one head (FederatedScope has one head per grid axis).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from pfhpo.policies.base import Feedback, Policy, argmax_of, sample_of
-from pfhpo.policies.fedex import DiscountedMean, round_signal
-from pfhpo.space import SearchSpace
+from pfhpo.policies.base import Policy, distribution_policy, optimizer_of
+from pfhpo.policies.fedex import DiscountedMean, FedExConfig, round_signal
+from pfhpo.policies.registry import PolicyContext, register
+from pfhpo.policies.space import SearchSpace
+from pfhpo.settings import setting
+from pfhpo.types import Feedback
 
 ENCODING, HIDDEN = 8, (64, 32)
 WEIGHT_DECAY = 1e-5
@@ -99,7 +103,24 @@ def pfedex(space: SearchSpace, optimizer: optax.GradientTransformation,
     return PFedExState(optax.apply_updates(state.params, updates), opt_state,
                        state.encodings, state.baseline.add(mean_loss, gamma))
 
-  return Policy(init, sample_of(space, logits), update,
-                argmax_of(space, logits),
-                lambda state, clients: jax.nn.softmax(logits(state, clients)),
-                frozenset({'local_val'}))
+  return distribution_policy(space, init, logits, update,
+                             frozenset({'local_val'}))
+
+
+@dataclasses.dataclass(frozen=True)
+class PFedExConfig(FedExConfig):
+  """FederatedScope's defaults: Adam at 0.01, the previous round's loss as
+  the baseline."""
+  policy_opt: str = setting('adam', 'optax optimizer of the hypernetwork')
+  policy_lr: float = setting(0.01, 'learning rate of the hypernetwork')
+
+  def __post_init__(self):
+    super().__post_init__()
+    optimizer_of(self.policy_opt, self.policy_lr)
+
+
+@register('pfedex', PFedExConfig)
+def _build(config: PFedExConfig, context: PolicyContext) -> Policy:
+  return pfedex(context.space, optimizer_of(config.policy_opt,
+                                            config.policy_lr),
+                config.baseline_decay)

@@ -15,12 +15,18 @@ from before that round's reward, so the update stays unbiased.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
 import optax
 
-from pfhpo.policies.base import (Feedback, Policy, PolicyState,
-                                 categorical_policy, diverged_of, score_update)
-from pfhpo.space import SearchSpace
+from pfhpo.policies.base import (LogitsConfig, Policy, PolicyState,
+                                 categorical_policy, check_decay, diverged_of,
+                                 score_update)
+from pfhpo.policies.registry import PolicyContext, register
+from pfhpo.policies.space import SearchSpace
+from pfhpo.settings import setting
+from pfhpo.types import Feedback
 
 
 def reinforce(space: SearchSpace, optimizer: optax.GradientTransformation,
@@ -37,3 +43,19 @@ def reinforce(space: SearchSpace, optimizer: optax.GradientTransformation,
                           (1 - baseline_decay) * reward)
 
   return categorical_policy(space, optimizer, scope, update)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReinforceConfig(LogitsConfig):
+  baseline_decay: float | None = setting(
+      0.9, 'decay of the moving-average baseline of the reward (unset: none)')
+
+  def __post_init__(self):
+    super().__post_init__()
+    check_decay(self.baseline_decay, closed=False)
+
+
+@register('reinforce', ReinforceConfig)
+def _build(config: ReinforceConfig, context: PolicyContext) -> Policy:
+  return reinforce(context.space, config.optimizer(), config.policy_scope,
+                   config.baseline_decay)

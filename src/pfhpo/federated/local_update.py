@@ -30,13 +30,14 @@ has already moved say that more local steps stop paying.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from pfhpo.models import Model, cross_entropy
+from pfhpo.types import LocalStats
 
 
 def tree_cosine(a, b) -> jax.Array:
@@ -47,19 +48,6 @@ def tree_cosine(a, b) -> jax.Array:
   norms = jnp.sqrt(dot(a, a) * dot(b, b))
   return jnp.where(norms > 0, dot(a, b) / jnp.where(norms > 0, norms, 1.0),
                    0.0)
-
-
-class LocalStats(NamedTuple):
-  """What a client reports besides its parameters."""
-  loss: jax.Array  # f32[] mean training loss over its steps
-  alignment: jax.Array  # f32[] phi_i above (1 unless tracked)
-
-
-class ClientHParams(NamedTuple):
-  """Per-client hyper-parameters (traced arrays, one entry per client)."""
-  lr: jax.Array  # f32[C]
-  local_steps: jax.Array  # i32[C]
-  batch_size: jax.Array  # i32[C]
 
 
 def example_order(key: jax.Array, count: jax.Array, n_max: int) -> jax.Array:

@@ -5,17 +5,37 @@ from pathlib import Path
 from typing import Sequence
 
 import matplotlib
+import numpy as np
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def plot_accuracy(rows: Sequence[dict], path: Path, title: str) -> None:
-  """Global and client-mean test accuracy against the round."""
-  rounds = [r['round'] for r in rows]
+def plot_run(out: Path, exp, state, summary) -> None:
+  """A run's figures: accuracy.png, and for a categorical policy policy.png
+  and choices.png. `exp`: setup.Experiment, `state`: RunState, `summary`:
+  Summary."""
+  name = exp.cfg.policy.policy
+  plot_accuracy(state.rows, out / 'accuracy.png',
+                title=f'{name} on {exp.cfg.data.dataset} ({exp.cfg.model.model})')
+  if exp.policy.probabilities is None:
+    return
+  everyone = np.arange(exp.data.num_clients, dtype=np.int32)
+  probs = np.asarray(exp.policy.probabilities(state.algorithm.policy,
+                                              everyone))  # f32[C, H]
+  plot_policy(probs, summary.configurations, out / 'policy.png',
+              title=f'{name}: final policy')
+  plot_choices(np.array(state.choice_counts), summary.configurations,
+               out / 'choices.png', title=f'{name}: configurations used')
+
+
+def plot_accuracy(rows: Sequence, path: Path, title: str) -> None:
+  """Global and client-mean test accuracy against the round; rows:
+  MetricsRow."""
+  rounds = [r.round for r in rows]
   fig, ax = plt.subplots(figsize=(6, 4))
-  ax.plot(rounds, [r['global_acc'] for r in rows], label='global (pooled)')
-  ax.plot(rounds, [r['client_acc_mean'] for r in rows], label='client mean')
+  ax.plot(rounds, [r.global_acc for r in rows], label='global (pooled)')
+  ax.plot(rounds, [r.client_acc_mean for r in rows], label='client mean')
   ax.set_xlabel('round')
   ax.set_ylabel('test accuracy')
   ax.set_title(title)

@@ -1,1 +1,0 @@
-"""Federated algorithms as `FederatedAlgorithm(init, apply)` pairs of pure functions."""

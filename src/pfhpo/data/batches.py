@@ -1,0 +1,58 @@
+"""A round's inputs from a federated data set: its clients' training rows,
+the validation examples of the aggregate, and the clients' own validation
+splits.
+
+The validation loss of the aggregated model is a weighted sum over a
+`ValBatch`: a fixed server-held set (`server_val_batch`, uniform weights),
+or the round's clients' own validation splits (`federated_val_batch`:
+client i's examples weighted w_i / n_i^val, so the server averages the
+clients' validation losses with the aggregation weights w_i = D_i / D).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from pfhpo.data.federated import ClientSplit, FederatedData
+from pfhpo.types import ClientBatch, RoundBatch, ValBatch
+
+VAL_SOURCES = ('server', 'federated')
+
+
+def client_batch(split: ClientSplit, clients: np.ndarray) -> ClientBatch:
+  """The rows of `clients` (i32[K]) of one split."""
+  return ClientBatch(split.x[clients], split.y[clients],
+                     split.counts[clients])
+
+
+def server_val_batch(split: ClientSplit, size: int, seed: int) -> ValBatch:
+  """A fixed server-held set: `size` examples drawn without replacement from
+  all clients' validation splits (all of them if there are fewer)."""
+  x, y = split.x[split.mask], split.y[split.mask]
+  pick = np.random.default_rng(seed).permutation(len(y))[:size]
+  return ValBatch(x[pick], y[pick],
+                  np.full(len(pick), 1.0 / len(pick), np.float32))
+
+
+def federated_val_batch(split: ClientSplit, clients: np.ndarray,
+                        train_counts: np.ndarray) -> ValBatch:
+  """The round's clients' validation splits, client i weighted w_i / n_i."""
+  mask = split.mask[clients]  # bool[K, Nv]
+  n_val = np.maximum(mask.sum(1, keepdims=True), 1)
+  w = train_counts / train_counts.sum()
+  weight = np.where(mask, w[:, None] / n_val, 0.0).astype(np.float32)
+  weight /= weight.sum()
+  x = split.x[clients]
+  return ValBatch(x.reshape(-1, *x.shape[2:]), split.y[clients].reshape(-1),
+                  weight.reshape(-1))
+
+
+def round_batch(data: FederatedData, clients: np.ndarray,
+                server_val: ValBatch | None, local_val: bool) -> RoundBatch:
+  """The round of `clients` (i32[K]): validated on `server_val`, or on the
+  clients' own splits when it is None; with their validation splits as
+  `local_val` when a policy learns from them."""
+  train = client_batch(data.train, clients)
+  val = (server_val if server_val is not None else
+         federated_val_batch(data.val, clients, train.count))
+  return RoundBatch(clients.astype(np.int32), train, val,
+                    client_batch(data.val, clients) if local_val else None)

@@ -1,0 +1,107 @@
+"""The run state and its checkpoints, written atomically with orbax.
+
+`RunState` is everything the rest of a run depends on, one record: the
+algorithm's state on the device (server, policy), the per-client rows on the
+host, the device-side counters, and the host-side history (metrics rows,
+per-round choice counts, timing). A checkpoint holds it as arrays (orbax's
+`StandardSave`) beside JSON (`JsonSave`); `restore` gives it back in one
+call. The client sampler and the round keys derive from (seed, round), so
+they need no saving. orbax writes each checkpoint into a temporary directory
+and renames it when complete, so a process killed mid-save leaves the
+previous checkpoint intact; the newest two are kept. A checkpoint that
+cannot be read or does not fit the run is a `ConfigError`, never a silent
+fresh start.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from pfhpo.errors import ConfigError
+from pfhpo.experiment.records import MetricsRow
+from pfhpo.types import RoundState
+
+DIRNAME = 'checkpoints'
+
+# orbax logs every save at INFO through absl; a run's progress bar is enough.
+logging.getLogger('absl').setLevel(logging.WARNING)
+
+
+class Totals(NamedTuple):
+  """Counters summed on the device, so no round waits for the host."""
+  local_steps: jax.Array  # i32[]
+  dropped_clients: jax.Array  # i32[]
+
+
+class RunState(NamedTuple):
+  round: int  # rounds done
+  algorithm: RoundState
+  client_table: Any  # per-client rows, host-resident (`client_rows.py`)
+  totals: Totals
+  rows: tuple[MetricsRow, ...]  # metrics.jsonl so far
+  choice_counts: tuple[tuple[int, ...], ...]  # per round, clients per config
+  first_round_seconds: float | None  # including compilation
+  seconds: float  # wall time so far
+
+  def arrays(self) -> dict:
+    return {'algorithm': self.algorithm, 'client_table': self.client_table,
+            'totals': self.totals}
+
+
+class RunCheckpoints:
+  """The checkpoints of the run in `out_dir` (under `out_dir/checkpoints`)."""
+
+  def __init__(self, out_dir: str | Path, keep: int = 2):
+    self.directory = (Path(out_dir) / DIRNAME).absolute()
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=True, enable_async_checkpointing=False))
+
+  def save(self, state: RunState) -> None:
+    meta = {'round': state.round, 'rows': [r.to_json() for r in state.rows],
+            'choice_counts': state.choice_counts,
+            'first_round_seconds': state.first_round_seconds,
+            'seconds': state.seconds}
+    self._manager.save(state.round, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state.arrays()),
+        meta=ocp.args.JsonSave(meta)))
+    self._manager.wait_until_finished()
+
+  def restore(self, like: RunState) -> RunState:
+    """The newest checkpoint, its arrays shaped and placed like `like`'s."""
+    round_ = self._manager.latest_step()
+    if round_ is None:
+      raise ConfigError(
+          f'`resume`: {self.directory} holds no checkpoint; run without '
+          f'`resume` into a new `out_dir`.')
+    try:
+      got = self._manager.restore(round_, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(like.arrays()),
+          meta=ocp.args.JsonRestore()))
+    except Exception as e:  # orbax/tensorstore raise many kinds; all fatal
+      reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+      raise ConfigError(
+          f'`resume`: the checkpoint {self.directory / str(round_)} cannot be '
+          f'read or does not fit this run ({reason}); delete that directory '
+          f'to resume from an earlier checkpoint, or start a new `out_dir`.'
+      ) from None
+    arrays = jax.tree_util.tree_map(  # device arrays where `like` had them
+        lambda a, b: jax.device_put(a, b.sharding)
+        if isinstance(b, jax.Array) else np.asarray(a),
+        got.state, like.arrays())
+    meta = got.meta
+    return RunState(
+        meta['round'], arrays['algorithm'], arrays['client_table'],
+        Totals(*arrays['totals']),
+        tuple(MetricsRow.from_json(r) for r in meta['rows']),
+        tuple(map(tuple, meta['choice_counts'])),
+        meta['first_round_seconds'], meta['seconds'])
+
+  def close(self) -> None:
+    self._manager.close()

@@ -1,0 +1,220 @@
+"""A run's configuration: six groups of settings, each checked where it lives.
+
+    Config(data=DataConfig(...), model=ModelConfig(...), space=SpaceConfig(...),
+           server=ServerConfig(...), policy=PolicyConfig(...), run=RunConfig(...))
+
+Every group is a frozen dataclass of `setting`s that checks its own values
+when it is made; what needs the data (clients per round against the
+federation, batches against the clients' sizes) is checked when the run is
+built (`setup.py`). A setting's name is unique across the groups and is its
+command-line flag's name; the policy group holds the chosen policy's own
+config (`pfhpo.policies.registry`). `override` applies flat `{name: value}`
+settings (from flags, a preset file or a script) with their types checked.
+The defaults are the embedded offline demo: the project's method (`gumbel`)
+over eight configurations on Fashion-MNIST writers.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, Mapping
+
+from pfhpo import data as datasets
+from pfhpo import models
+from pfhpo.data.batches import VAL_SOURCES
+from pfhpo.federated.server import server_optimizer
+from pfhpo.policies import registry
+from pfhpo.policies.space import SearchSpace, make_space
+from pfhpo.settings import coerce, require, setting
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  dataset: str = setting('fashion_mnist', ', '.join(datasets.DATASETS))
+  data_dir: str | None = setting(
+      None, 'directory that already holds the data set files')
+  max_clients: int | None = setting(
+      None, 'keep only the first N clients (quick runs)')
+  val_source: str = setting(
+      'server', "'server' (a held-out set drawn from the clients' validation "
+      "splits) or 'federated' (the round's clients' own splits)")
+  val_size: int = setting(1000, 'examples in the server validation set')
+
+  def __post_init__(self):
+    require(self.dataset in datasets.DATASETS,
+            f'unknown `dataset`={self.dataset!r}; choose one of '
+            f'{", ".join(datasets.DATASETS)}')
+    require(self.val_source in VAL_SOURCES,
+            f'unknown `val_source`={self.val_source!r}; choose one of '
+            f'{", ".join(VAL_SOURCES)}')
+    require(self.val_size >= 1, f'`val_size` must be >= 1, got {self.val_size}')
+    require(self.max_clients is None or self.max_clients >= 1,
+            f'`max_clients` must be >= 1, got {self.max_clients}')
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  model: str = setting('conv', ', '.join(models.MODELS) +
+                       ' (conv: the FEMNIST CNN)')
+  conv_impl: str | None = setting(
+      None, "'patches' or 'lax' (unset: patches on CPU, lax elsewhere)")
+
+  def __post_init__(self):
+    require(self.model in models.MODELS,
+            f'unknown `model`={self.model!r}; choose one of '
+            f'{", ".join(models.MODELS)}')
+    require(self.conv_impl in (None, *models.CONV_IMPLS),
+            f'unknown `conv_impl`={self.conv_impl!r}; choose one of '
+            f'{", ".join(models.CONV_IMPLS)}')
+
+
+@dataclasses.dataclass(frozen=True)
+class SpaceConfig:
+  """The search space: the Cartesian product of the three lists."""
+  lrs: tuple[float, ...] = setting((0.01, 0.03, 0.1, 0.3),
+                                   'client learning rates')
+  local_steps: tuple[int, ...] = setting((1, 10), 'local SGD steps')
+  batch_sizes: tuple[int, ...] = setting((16,), 'local batch sizes')
+  max_local_steps: int | None = setting(
+      None, 'the most local steps the round is compiled for (unset: the '
+      'largest of `local_steps`)')
+  max_batch_size: int | None = setting(
+      None, 'the largest batch the round is compiled for (unset: the largest '
+      'of `batch_sizes`)')
+  momentum: float = setting(0.0, 'client SGD momentum (not searched)')
+
+  def __post_init__(self):
+    self.space()
+    require(0 <= self.momentum < 1,
+            f'`momentum` must be in [0, 1), got {self.momentum}')
+
+  def space(self) -> SearchSpace:
+    return make_space(self.lrs, self.local_steps, self.batch_sizes,
+                      self.max_local_steps, self.max_batch_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+  server_opt: str = setting('sgd', 'sgd (FedAvg), momentum (FedAvgM), adam '
+                            '(FedAdam)')
+  server_lr: float = setting(1.0, 'server learning rate')
+
+  def __post_init__(self):
+    self.optimizer()
+
+  def optimizer(self):
+    return server_optimizer(self.server_opt, self.server_lr)
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyConfig:
+  """The policy's name and its own settings (None: that policy's defaults)."""
+  policy: str = setting('gumbel', ', '.join(registry.REGISTRY))
+  options: Any = None
+
+  def __post_init__(self):
+    entry = registry.entry(self.policy)
+    if self.options is None:
+      object.__setattr__(self, 'options', entry.config())
+    require(isinstance(self.options, entry.config),
+            f'`policy`={self.policy} takes a {entry.config.__name__}, got '
+            f'{type(self.options).__name__}')
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  rounds: int = setting(30, 'rounds to run')
+  clients_per_round: int = setting(10, 'clients sampled per round')
+  eval_every: int = setting(5, 'evaluate every N rounds (and at the last)')
+  eval_chunk: int = setting(512, 'examples per evaluation step')
+  client_chunk: int | None = setting(
+      None, 'clients trained side by side (unset: 2 on CPU, all elsewhere)')
+  unroll: bool | None = setting(
+      None, 'unroll the local-step loop (unset: only for lax convolutions '
+      'on CPU)')
+  seed: int = setting(0, 'seed of everything: data split, model, sampling')
+  out_dir: str | None = setting(
+      None, 'where results go, never overwritten (unset: '
+      'runs/<dataset>-<policy>-<time>)')
+  checkpoint_every: int = setting(
+      50, 'save the whole run state every N rounds (0: only at the end)')
+  resume: bool = setting(
+      False, 'continue the run in `out_dir` from its last checkpoint')
+
+  def __post_init__(self):
+    for name in ('rounds', 'clients_per_round', 'eval_every', 'eval_chunk'):
+      value = getattr(self, name)
+      require(value >= 1, f'`{name}` must be >= 1, got {value}')
+    require(self.client_chunk is None or self.client_chunk >= 1,
+            f'`client_chunk` must be >= 1, got {self.client_chunk}')
+    require(self.checkpoint_every >= 0,
+            f'`checkpoint_every` must be >= 0, got {self.checkpoint_every}')
+    require(0 <= self.seed < 2**32,
+            f'`seed` must be in [0, 2**32), got {self.seed}')
+    require(not self.resume or self.out_dir is not None,
+            '`resume` needs the `out_dir` of the run to continue')
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  data: DataConfig = DataConfig()
+  model: ModelConfig = ModelConfig()
+  space: SpaceConfig = SpaceConfig()
+  server: ServerConfig = ServerConfig()
+  policy: PolicyConfig = PolicyConfig()
+  run: RunConfig = RunConfig()
+
+
+GROUPS = tuple(f.name for f in dataclasses.fields(Config))
+# Every setting of every group but the policy's options: its group's name.
+GROUP_OF = {f.name: group for group, cls in typing.get_type_hints(
+    Config).items() for f in dataclasses.fields(cls) if f.name != 'options'}
+
+
+def policy_settings() -> dict[str, dict[str, dataclasses.Field]]:
+  """{setting name: {policy name: its field}} over every registered policy."""
+  found: dict[str, dict[str, dataclasses.Field]] = {}
+  for name, entry in registry.REGISTRY.items():
+    for f in dataclasses.fields(entry.config):
+      found.setdefault(f.name, {})[name] = f
+  return found
+
+
+def all_settings() -> dict[str, tuple[type, Any, str]]:
+  """{name: (type, default, help)} of every setting a run can be given; a
+  policy setting's default and help are per policy, so they are None."""
+  out = {}
+  for group, cls in typing.get_type_hints(Config).items():
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+      if f.name != 'options':
+        out[f.name] = (hints[f.name], f.default, f.metadata['help'])
+  for name, per_policy in policy_settings().items():
+    cls = registry.REGISTRY[next(iter(per_policy))].config
+    out[name] = (typing.get_type_hints(cls)[name], None, None)
+  return out
+
+
+def override(cfg: Config, values: Mapping[str, Any]) -> Config:
+  """`cfg` with the flat settings `values` ({name: value}; strings are
+  parsed) replaced. Choosing another policy starts from its defaults."""
+  values = dict(values)
+  kinds = all_settings()
+  for name in values:
+    require(name in kinds, f'unknown setting `{name}`')
+  values = {k: coerce(v, kinds[k][0], k) for k, v in values.items()}
+  name = values.pop('policy', cfg.policy.policy)
+  own = {f.name for f in dataclasses.fields(registry.entry(name).config)}
+  shared = policy_settings()
+  options = {k: values.pop(k) for k in list(values) if k in shared}
+  for k in options:
+    require(k in own, f'`{k}` does not apply to `policy`={name} (only to '
+            f'{", ".join(shared[k])}); drop it.')
+  base = cfg.policy.options if name == cfg.policy.policy else None
+  policy = PolicyConfig(name, dataclasses.replace(
+      base or registry.entry(name).config(), **options))
+  groups = {g: {k: v for k, v in values.items() if GROUP_OF[k] == g}
+            for g in GROUPS}
+  return dataclasses.replace(cfg, policy=policy, **{
+      g: dataclasses.replace(getattr(cfg, g), **v)
+      for g, v in groups.items() if v and g != 'policy'})

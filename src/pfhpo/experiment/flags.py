@@ -1,0 +1,110 @@
+"""The command line, generated from the config's settings.
+
+Every setting of every group (`config.py`) and of every registered policy's
+config is a flag of the same name, with the setting's help line: a flag is
+written once, where its setting is. `--config=FILE` starts from a preset,
+a TOML file whose tables are the groups,
+
+    [space]
+    lrs = [0.01, 0.03, 0.1, 0.3]
+    [policy]
+    policy = "gumbel"
+    policy_scope = "client"
+
+and flags given beside it override the preset. Library errors name settings
+in backquotes; `flag_message` spells them as flags for the command line.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import tomllib
+import typing
+from pathlib import Path
+from typing import Sequence
+
+from pfhpo.errors import ConfigError
+from pfhpo.experiment.config import (GROUP_OF, GROUPS, Config, all_settings,
+                                     override, policy_settings)
+from pfhpo.settings import require
+
+
+class _Parser(argparse.ArgumentParser):
+
+  def error(self, message):  # one line, exit 2, like every ConfigError
+    raise ConfigError(message)
+
+
+def parser() -> argparse.ArgumentParser:
+  p = _Parser(description='Federated training with per-client '
+              'hyper-parameters chosen by a policy.')
+  p.add_argument('--config', default=argparse.SUPPRESS,
+                 help='a preset (TOML, tables named after the groups) that '
+                 'flags override; see experiments/configs/')
+  sections = {g: p.add_argument_group(g) for g in GROUPS}
+  per_policy = policy_settings()
+  for name, (kind, default, text) in all_settings().items():
+    if name in per_policy:  # one line per distinct meaning and default
+      section = sections['policy']
+      users = {}
+      for policy, f in per_policy[name].items():
+        users.setdefault((f.metadata['help'], _shown(f.default)),
+                         []).append(policy)
+      text = '; '.join(f'{", ".join(p)}: {h} ({d})'
+                       for (h, d), p in users.items())
+    else:
+      section = sections[GROUP_OF[name]]
+      text = f'{text} ({_shown(default)})'
+    boolean = bool in (kind, *typing.get_args(kind))
+    section.add_argument(
+        f'--{name}', default=argparse.SUPPRESS,
+        help=flag_message(text).replace('%', '%%'),
+        metavar='0|1' if boolean else name.upper(),
+        nargs='?' if boolean else None, const='1' if boolean else None)
+  return p
+
+
+def _shown(default) -> str:
+  if default is None:
+    return 'default: unset'
+  if isinstance(default, tuple):
+    return 'default: ' + ','.join(map(str, default))
+  return f'default: {default}'
+
+
+def load_preset(path: str) -> dict:
+  """A preset file's settings, flat: {name: value}."""
+  try:
+    tables = tomllib.loads(Path(path).read_text())
+  except OSError as e:
+    raise ConfigError(f'cannot read `config`={path} ({e.strerror}); pass a '
+                      f'preset file such as experiments/configs/*.toml') from None
+  except tomllib.TOMLDecodeError as e:
+    raise ConfigError(f'`config`={path} is not valid TOML ({e})') from None
+  values = {}
+  per_policy = policy_settings()
+  for group, table in tables.items():
+    require(group in GROUPS and isinstance(table, dict),
+            f'`config`={path}: [{group}] is not a group; use '
+            f'{", ".join(GROUPS)}')
+    for name, value in table.items():
+      where = 'policy' if name in per_policy else GROUP_OF.get(name)
+      require(where == group, f'`config`={path}: `{name}` is not a setting '
+              f'of [{group}]' + (f' but of [{where}]' if where else ''))
+      values[name] = value
+  return values
+
+
+def config_from_args(argv: Sequence[str] | None = None) -> Config:
+  """The Config of `experiments/femnist.py`'s command line."""
+  given = vars(parser().parse_args(argv))
+  preset = given.pop('config', None)
+  cfg = Config() if preset is None else override(Config(), load_preset(preset))
+  return override(cfg, given)
+
+
+def flag_message(message: str) -> str:
+  """A library message with its `setting` names spelt as --flags."""
+  names = {*all_settings(), 'config'}
+  return re.sub(r'`(\w+)`', lambda m: f'--{m[1]}' if m[1] in names else m[0],
+                message)

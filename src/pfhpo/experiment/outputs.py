@@ -1,0 +1,179 @@
+"""A run's directory: claimed and locked for the run's life, its files.
+
+A run writes, in its `out_dir`:
+
+* `config.json`: the configuration (its groups) and what it resolved to
+  (device, conv implementation, client count), before the first round;
+* `metrics.jsonl`: one `MetricsRow` per evaluated round, flushed at once;
+* `choices.jsonl`: every round's clients and the configuration each used;
+* `summary.json`: the `Summary`;
+* `accuracy.png`, and for a categorical policy `policy.png` (the final
+  policy, clients x configurations) and `choices.png` (the share of each
+  round's clients using each configuration);
+* `checkpoints/`: the run state (`checkpoints.py`), for `resume`.
+
+An `out_dir` that holds another run's files is refused unless resumed, and
+a run holds an exclusive lock (`.lock`, released when its process ends,
+however it ends) so that a second run into the same directory is refused
+instead of interleaving its rows. Every check runs before anything is
+written. Without an `out_dir`, a run claims a new `runs/<name>-<time>`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pfhpo.errors import ConfigError
+from pfhpo.experiment.records import MetricsRow, Summary
+from pfhpo.settings import require
+
+RUN_FILES = ('config.json', 'metrics.jsonl', 'summary.json', 'choices.jsonl')
+
+
+def write_json(path: Path, obj) -> None:
+  """Writes JSON atomically (temporary file, then rename)."""
+  tmp = path.with_suffix(path.suffix + '.tmp')
+  tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+  os.replace(tmp, path)
+
+
+def check_out_dir(out_dir: str | None, resume: bool) -> None:
+  """Refuses an `out_dir` that is a file, that holds another run (unless
+  `resume`), or that holds no run to resume; writes nothing."""
+  if out_dir is None:
+    return
+  path = Path(out_dir)
+  require(not path.exists() or path.is_dir(),
+          f'`out_dir`={out_dir} is a file, not a directory; pass a new '
+          f'`out_dir`.')
+  existing = [f for f in RUN_FILES if (path / f).exists()]
+  if resume:
+    require((path / 'config.json').exists(),
+            f'`resume`: {out_dir} holds no run to resume; drop `resume` to '
+            f'start one there.')
+  elif existing:
+    raise ConfigError(
+        f'`out_dir`={out_dir} already holds a run ({existing[0]}); pass a '
+        f'new `out_dir`, `resume` to continue it, or remove the old one.')
+
+
+class RunDirectory:
+  """The claimed, locked directory of one run, and its log files."""
+
+  def __init__(self, out_dir: str | None, name: str, resume: bool):
+    check_out_dir(out_dir, resume)
+    self.path = Path(out_dir) if out_dir else _new_dir(name)
+    try:
+      self.path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+      raise ConfigError(f'cannot create `out_dir`={self.path} ({e.strerror}); '
+                        f'pass another `out_dir`.') from None
+    self._lock = os.open(self.path / '.lock', os.O_RDWR | os.O_CREAT)
+    try:
+      fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      os.close(self._lock)
+      raise ConfigError(f'another run is writing into `out_dir`={self.path}; '
+                        f'wait for it to end or pass another `out_dir`.'
+                        ) from None
+    check_out_dir(str(self.path), resume)  # again, now that it is ours
+    self._metrics = self._choices = None
+
+  def start(self, record: dict, rows: tuple[MetricsRow, ...],
+            last_round: int) -> None:
+    """Writes config.json and opens the logs, cut back to `last_round`
+    (what a killed run logged after its last checkpoint is written again)."""
+    write_json(self.path / 'config.json', record)
+    if last_round:
+      lines = (self.path / 'choices.jsonl').read_text().splitlines()
+      kept = [l for l in lines if l and json.loads(l)['round'] <= last_round]
+      for name, text in (('choices.jsonl', kept), ('metrics.jsonl', [
+          json.dumps(row.to_json()) for row in rows])):
+        tmp = self.path / (name + '.tmp')
+        tmp.write_text(''.join(t + '\n' for t in text))
+        os.replace(tmp, self.path / name)
+    self._metrics = open(self.path / 'metrics.jsonl', 'a')
+    self._choices = open(self.path / 'choices.jsonl', 'a')
+
+  def log_metrics(self, row: MetricsRow) -> None:
+    self._metrics.write(json.dumps(row.to_json()) + '\n')
+    self._metrics.flush()
+
+  def log_choices(self, round_: int, clients: np.ndarray, choices, hparams
+                  ) -> None:
+    """One round's clients, configuration indices and hyper-parameters."""
+    self._choices.write(json.dumps({
+        'round': round_, 'clients': np.asarray(clients).tolist(),
+        'choices': np.asarray(choices).tolist(),
+        **{k: np.asarray(v).tolist() for k, v in hparams._asdict().items()},
+    }) + '\n')
+
+  def flush(self) -> None:
+    self._choices.flush()
+
+  def write_summary(self, summary: Summary) -> None:
+    write_json(self.path / 'summary.json', summary.to_json())
+
+  def close(self) -> None:
+    for f in (self._metrics, self._choices):
+      if f is not None:
+        f.close()
+    os.close(self._lock)
+
+
+def _new_dir(name: str) -> Path:
+  """runs/<name>-<time>, with -2, -3, ... if another run took it first."""
+  stem = Path('runs') / f'{name}-{time.strftime("%Y%m%d-%H%M%S")}'
+  for n in range(1, 1000):
+    path = stem if n == 1 else stem.with_name(f'{stem.name}-{n}')
+    try:
+      path.mkdir(parents=True)
+      return path
+    except FileExistsError:
+      continue
+  raise ConfigError(f'{stem}-* all exist; pass an `out_dir`.')
+
+
+def config_record(cfg, resolved: dict) -> dict:
+  """config.json: the groups, and what the run resolved them to."""
+  return {**dataclasses.asdict(cfg), 'resolved': resolved}
+
+
+# What may differ between a run and its resumption: the length, the
+# checkpoint period, where the data now live, and the devices.
+RESUMABLE = ('rounds', 'resume', 'checkpoint_every', 'data_dir', 'out_dir',
+             'resolved.devices')
+
+
+def check_resumable(out_dir: Path, record: dict) -> None:
+  """A resumed run must be the run it continues: its config.json `record`
+  equal to the stored one but for RESUMABLE settings."""
+  stored = json.loads((out_dir / 'config.json').read_text())
+  require(isinstance(stored.get('resolved'), dict),
+          f'`resume`: {out_dir} was written by an older pfhpo whose run state '
+          f'this one cannot read; start a new `out_dir`.')
+  stored = _flat(stored)
+  for name, now in _flat(json.loads(json.dumps(record))).items():
+    if name not in RESUMABLE and stored.get(name, now) != now:
+      label = name if '.' in name else f'`{name}`'
+      raise ConfigError(
+          f'`resume`: the run in {out_dir} used {label}={stored[name]!r}, '
+          f'not {now!r}; pass the same settings to continue it, or a new '
+          f'`out_dir`.')
+
+
+def _flat(record: dict) -> dict:
+  """{setting: value} of a config.json: the groups' settings by name, what
+  they resolved to as 'resolved.<name>'."""
+  out = {f'resolved.{k}': v for k, v in record['resolved'].items()}
+  for group, settings in record.items():
+    if group != 'resolved':
+      for name, value in settings.items():
+        out.update(value if name == 'options' else {name: value})
+  return out

@@ -1,0 +1,61 @@
+"""What a run writes: a metrics row per evaluated round, and its summary."""
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricsRow:
+  """One line of metrics.jsonl. Figures of the round are the last round's;
+  `_total` ones count from the start. Optional ones are left out of the
+  line when unmeasured."""
+  round: int
+  global_acc: float  # test accuracy of the global model, pooled
+  global_loss: float
+  client_acc_mean: float  # its mean over clients
+  train_loss: float
+  val_loss: float  # of the aggregate, on the round's validation batch
+  mean_lr: float  # the round's clients' mean configuration
+  mean_local_steps: float
+  mean_batch_size: float
+  local_steps_total: int
+  dropped_clients: int  # left out of the round's aggregate as diverged
+  dropped_clients_total: int
+  seconds: float
+  policy_entropy: float | None = None  # categorical policies
+  local_val_loss: float | None = None  # policies learning from it (FedEx)
+  # At the last round: every client fine-tunes with its preferred
+  # configuration; mean, bottom decile and pooled test accuracy.
+  personal_acc: float | None = None
+  personal_acc_p10: float | None = None
+  personal_acc_pooled: float | None = None
+
+  def to_json(self) -> dict:
+    return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+  @staticmethod
+  def from_json(row: dict) -> 'MetricsRow':
+    return MetricsRow(**row)
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+  """summary.json: the last row's figures and the run's own."""
+  final: MetricsRow
+  best_global_acc: float
+  # Khodak et al.'s two figures: the global model's test error and the
+  # error after each client fine-tunes it ("refine"), both pooled.
+  global_error: float
+  refine_error: float
+  rounds: int
+  total_seconds: float
+  first_round_seconds: float
+  resumed_from_round: int | None
+  round_compilations: int  # one per run; more is a bug
+  configurations: list[str]  # the search space, in index order
+  policy: dict  # where the policy ended (its own `summarize`)
+
+  def to_json(self) -> dict:
+    fields = {f.name: getattr(self, f.name)
+              for f in dataclasses.fields(self) if f.name != 'final'}
+    return {**self.final.to_json(), **fields}

@@ -1,0 +1,137 @@
+"""Everything a run is made of, built and checked before anything is written.
+
+`build(cfg)` loads the data, makes the model, the search space, the policy
+and the one compiled round, and checks what needs the data: the clients per
+round against the federation and the devices, the batch sizes against the
+clients' sizes. The client sampler and the round keys are functions of
+(seed, round), so a resumed run needs no sampler state.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pfhpo import data as datasets
+from pfhpo import models
+from pfhpo.data.batches import round_batch, server_val_batch
+from pfhpo.data.federated import FederatedData
+from pfhpo.evaluate import (PersonalMetrics, make_eval_set, make_evaluate,
+                            make_personalized_evaluate, summarize_personal)
+from pfhpo.experiment.config import Config
+from pfhpo.federated import FederatedAlgorithm, client_mesh, make_round
+from pfhpo.federated.local_update import (default_client_chunk,
+                                          make_local_update)
+from pfhpo.policies import Policy, SearchSpace, create
+from pfhpo.settings import require
+from pfhpo.types import RoundBatch, RoundState
+
+
+class Experiment(NamedTuple):
+  cfg: Config
+  data: FederatedData
+  space: SearchSpace
+  policy: Policy
+  algorithm: FederatedAlgorithm
+  step: Callable  # the jitted `algorithm.apply`
+  evaluate: Callable  # params -> GlobalMetrics, jitted
+  personalize: Callable[[RoundState], PersonalMetrics]
+  batch: Callable[[np.ndarray], RoundBatch]  # the round of these clients
+  resolved: dict  # what the config resolved to, for config.json
+  traces: list  # one entry per compilation of the round
+
+
+def build(cfg: Config) -> Experiment:
+  run = cfg.run
+  data = datasets.load(cfg.data.dataset, data_dir=cfg.data.data_dir,
+                       seed=run.seed, max_clients=cfg.data.max_clients)
+  require(run.clients_per_round <= data.num_clients,
+          f'`clients_per_round`={run.clients_per_round} exceeds the '
+          f'{data.num_clients} clients of {cfg.data.dataset}; lower it.')
+  mesh = client_mesh()
+  if mesh is not None:
+    require(run.clients_per_round % mesh.size == 0,
+            f'`clients_per_round`={run.clients_per_round} must be a multiple '
+            f'of the {mesh.size} devices the clients are sharded over; use '
+            f'{mesh.size * max(1, run.clients_per_round // mesh.size)}.')
+  space = cfg.space.space()
+  counts = data.train.counts
+  largest = int(counts.max())
+  require(space.max_batch <= largest,
+          f'a batch of {space.max_batch} (`batch_sizes`, `max_batch_size`) is '
+          f'more than the {largest} training examples of the largest client; '
+          f'use batches of at most {largest}.')
+  small = int(np.sum(counts < max(cfg.space.batch_sizes)))
+  if small:  # Not an error: FEMNIST has writers with a handful of examples.
+    print(f'note: {small} of {data.num_clients} clients hold fewer training '
+          f'examples than the largest batch ({max(cfg.space.batch_sizes)}); '
+          f'their batches repeat examples.', file=sys.stderr)
+  backend = jax.default_backend()
+  conv_impl = cfg.model.conv_impl or models.default_conv_impl(backend)
+  # XLA:CPU runs a lax convolution's backward pass ~14x slower inside a while
+  # loop, so only that combination unrolls the step loop; patches are dots.
+  unroll = (backend == 'cpu' and conv_impl == 'lax' and cfg.model.model != 'mlp'
+            if run.unroll is None else run.unroll)
+  chunk = run.client_chunk or default_client_chunk(backend)
+  model = models.create(cfg.model.model, data.feature_shape, data.num_classes,
+                        conv_impl=conv_impl)
+  init_key, round_key = keys(run.seed)
+  policy = create(cfg.policy.policy, space, cfg.policy.options,
+                  train_counts=counts,
+                  params_like=jax.eval_shape(model.init, init_key))
+  algorithm = make_round(model, data.features, cfg.server.optimizer(), space,
+                         policy, cfg.space.momentum, unroll, chunk, mesh)
+  traces = []
+
+  def traced(*args):
+    traces.append(1)  # runs once per compilation, never per call
+    return algorithm.apply(*args)
+
+  eval_set = jax.device_put(make_eval_set(data.test, run.eval_chunk))
+  evaluate = jax.jit(make_evaluate(model, data.features, data.num_clients,
+                                   run.eval_chunk))
+  personal_eval = jax.jit(make_personalized_evaluate(
+      model, data.features,
+      make_local_update(model, data.features, space.max_steps,
+                        space.max_batch, cfg.space.momentum, unroll),
+      chunk or data.num_clients))
+  everyone = jnp.arange(data.num_clients, dtype=jnp.int32)
+
+  def personalize(state: RoundState) -> PersonalMetrics:
+    """Every client fine-tunes with its policy's preferred configuration."""
+    prefer_key, tune_key = jax.random.split(jax.random.fold_in(round_key, 0))
+    preferred, _ = policy.prefer(state.policy, everyone, prefer_key)
+    return summarize_personal(personal_eval(
+        state.server.params, data.train.x, data.train.y, counts, preferred,
+        jax.random.split(tune_key, data.num_clients), data.test.x,
+        data.test.y, data.test.mask), data.test.counts)
+
+  server_val = (server_val_batch(data.val, cfg.data.val_size, run.seed)
+                if cfg.data.val_source == 'server' else None)
+  local_val = 'local_val' in policy.needs
+  resolved = {
+      'backend': backend, 'devices': [str(d) for d in jax.devices()],
+      'conv_impl': conv_impl, 'unroll': unroll, 'client_chunk': chunk,
+      'num_clients': data.num_clients, 'feature_shape': data.feature_shape,
+      'num_classes': data.num_classes, 'clients_below_batch': small}
+  return Experiment(
+      cfg, data, space, policy, algorithm,
+      jax.jit(traced, donate_argnums=(0,)),
+      lambda params: evaluate(params, eval_set), personalize,
+      lambda clients: round_batch(data, clients, server_val, local_val),
+      resolved, traces)
+
+
+def keys(seed: int) -> tuple[jax.Array, jax.Array]:
+  """(the initial state's key, the key round r folds in)."""
+  return tuple(jax.random.split(jax.random.PRNGKey(seed)))
+
+
+def sample_clients(seed: int, round_: int, num_clients: int,
+                   k: int) -> np.ndarray:
+  """Round `round_`'s k clients, sorted: a function of (seed, round) alone."""
+  rng = np.random.default_rng([seed, round_])
+  return np.sort(rng.choice(num_clients, k, replace=False)).astype(np.int32)

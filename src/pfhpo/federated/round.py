@@ -1,0 +1,192 @@
+"""One compiled round: every algorithm pfhpo runs, FedAvg included.
+
+Communication-Efficient Learning of Deep Networks from Decentralized Data.
+  H. B. McMahan et al. AISTATS 2017. https://arxiv.org/abs/1602.05629
+
+For the round's K clients, in one jitted function compiled once per run:
+
+    z_i, hparams_i   = policy.propose(policy_state, clients)        (per client)
+    theta_i          = LocalSGD(theta, hparams_i)                    (vmapped)
+    L_i^val          = L_val_i(theta_i)           (if the policy needs it)
+    theta_g(c)       = theta + sum_i w_i c_i (theta_i - theta)       c = 1
+    L, dL/dc         = value_and_grad(L_val(theta_g(c)))(1)          (credit)
+    theta           <- ServerOpt(theta, -(theta_g(1) - theta))
+    policy_state    <- policy.update(policy_state, feedback)
+
+with w_i = D_i / D. FedAvg is this round with the `static` policy of one
+configuration (`fedavg`). The policy says what the round measures
+(`policy.needs`): the backward pass through the aggregation for 'credit'
+(or 'credit_params', which differentiates the faithful form theta_g(c) =
+sum_i w_i c_i theta_i, equal at c = 1, giving dL/dc_i = w_i <dL/dtheta_g,
+theta_i> where 'credit' gives w_i <dL/dtheta_g, theta_i - theta>), the
+clients' validation losses for 'local_val', the step-gradient alignment for
+'alignment'.
+
+The validation loss is a weighted sum over `RoundBatch.val` (a server-held
+set, or the round's clients' own splits: `pfhpo.data.validation`). L_i^val,
+which FedEx learns from, is client i's mean loss of its own trained model on
+its own validation split (`RoundBatch.local_val`).
+
+Divergence (`divergence.py`): a diverged client's update counts as zero and
+the others' weights are renormalised, Delta = sum_{i kept} w_i c_i Delta_i /
+sum_{i kept} w_i; a round in which every client diverged keeps the previous
+server state. The policy hears which clients diverged (`Feedback.diverged`)
+and penalises their configurations.
+
+Per-client state that outlives a round lives on the host
+(`client_rows.py`); `apply` receives the round's rows and returns them
+updated. The policy round keeps none: its table is `()`.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+
+from pfhpo.federated.aggregate import aggregate_clients, example_weights
+from pfhpo.federated.divergence import make_diverged, make_masked_loss
+from pfhpo.federated.local_update import make_local_update
+from pfhpo.federated.server import init_server, server_step
+from pfhpo.federated.sharding import replicate
+from pfhpo.models import Model, cross_entropy
+from pfhpo.policies.base import MEASUREMENTS, Policy, mean_entropy
+from pfhpo.policies.fixed import static
+from pfhpo.policies.space import SearchSpace, make_space
+from pfhpo.types import (Feedback, RoundBatch, RoundMetrics, RoundState,
+                         ValBatch)
+
+
+class FederatedAlgorithm(NamedTuple):
+  """A federated algorithm as two pure functions (fedjax's interface, with
+  the round's clients' host-resident rows passed through `apply`):
+
+  init:  (key, num_clients) -> (RoundState, ClientTable)
+  apply: (RoundState, rows, RoundBatch, key) -> (RoundState, rows, RoundMetrics)
+  """
+  init: Callable[[jax.Array, int], tuple[RoundState, Any]]
+  apply: Callable[..., tuple[RoundState, Any, RoundMetrics]]
+
+
+def make_round(model: Model, features: Callable,
+               server_opt: optax.GradientTransformation, space: SearchSpace,
+               policy: Policy, momentum: float = 0.0, unroll: bool = False,
+               client_chunk: int | None = None,
+               mesh: Mesh | None = None) -> FederatedAlgorithm:
+  """The round of `policy` over `space`, compiled for the space's bounds.
+
+  `client_chunk` sets how many clients train side by side, and `mesh` the
+  devices the client axis is split over (`aggregate_clients`); `init`
+  places the state on every device of `mesh`.
+  """
+  unknown = policy.needs - set(MEASUREMENTS)
+  if unknown:
+    raise ValueError(f'policy needs unknown measurements {sorted(unknown)}')
+  credit = policy.needs & {'credit', 'credit_params'}
+  one_client = make_local_update(model, features, space.max_steps,
+                                 space.max_batch, momentum, unroll,
+                                 track_alignment='alignment' in policy.needs)
+  masked_loss = make_masked_loss(model, features)
+  diverged_of = make_diverged(model, features, space.max_batch)
+
+  def init(key: jax.Array, num_clients: int):
+    model_key, policy_key = jax.random.split(key)
+    state = RoundState(init_server(server_opt, model.init(model_key)),
+                       policy.init(policy_key, num_clients))
+    return replicate(state, mesh), ()
+
+  def val_metrics(params, val: ValBatch):
+    logits = model.apply(params, features(val.x))
+    loss = jnp.sum(val.weight * cross_entropy(logits, val.y))
+    acc = jnp.sum(val.weight * (logits.argmax(-1) == val.y))
+    return loss, acc
+
+  def apply(state: RoundState, rows, batch: RoundBatch, key: jax.Array):
+    server, clients, data = state.server, batch.clients, batch.train
+    chex.assert_equal_shape([clients, data.count])
+    k = clients.shape[0]
+    propose_key, train_key = jax.random.split(key)
+    hparams, choices = policy.propose(state.policy, clients, propose_key)
+    weights = example_weights(data.count)  # f32[K]
+    args = (data.x, data.y, data.count, *hparams,
+            jax.random.split(train_key, k))
+    if 'local_val' in policy.needs:
+      chex.assert_equal_shape([clients, batch.local_val.count])
+      args += tuple(batch.local_val)
+
+    def train(x, y, count, lr, steps, batch_size, key, *val_split):
+      params, stats = one_client(server.params, x, y, count, lr, steps,
+                                 batch_size, key)
+      diverged = diverged_of(server.params, params, stats.loss, x, y, count)
+      # A diverged client contributes theta_i - theta = 0.
+      params = jax.tree_util.tree_map(
+          lambda p, s: jnp.where(diverged, s, p), params, server.params)
+      val_loss = (masked_loss(params, *val_split) if val_split
+                  else jnp.zeros_like(stats.loss))
+      return params, (stats, val_loss, diverged)
+
+    def objective(coeffs):
+      delta, aux = aggregate_clients(
+          train, server.params, args, weights, coeffs, client_chunk, mesh)
+      kept = jnp.sum(jnp.where(aux[2], 0.0, weights))  # weight that trained
+      share = jnp.where(kept > 0, kept, 1.0)
+      scale = (jnp.sum(jnp.where(aux[2], 0.0, weights * coeffs)) / share
+               if 'credit_params' in credit else 1.0)
+      delta = jax.tree_util.tree_map(lambda d: d / share, delta)
+      theta_g = jax.tree_util.tree_map(lambda s, d: scale * s + d,
+                                       server.params, delta)
+      loss, acc = val_metrics(theta_g, batch.val)
+      return loss, (delta, aux, acc)
+
+    ones = jnp.ones(k, jnp.float32)
+    if credit:
+      (val_loss, (delta, aux, val_acc)), dl_dc = jax.value_and_grad(
+          objective, has_aux=True)(ones)
+    else:
+      val_loss, (delta, aux, val_acc) = objective(ones)
+      dl_dc = jnp.zeros(k, jnp.float32)
+    stats, client_val_loss, diverged = aux  # per client: [K] each
+    # What the policy hears: also a client whose credit or loss overflowed.
+    failed = diverged | ~jnp.isfinite(dl_dc) | ~jnp.isfinite(client_val_loss)
+    # Every client diverged: keep the previous model and optimizer state.
+    server = jax.tree_util.tree_map(
+        lambda new, old: jnp.where(jnp.all(diverged), old, new),
+        server_step(server_opt, server, delta), server)
+    local_val = batch.local_val
+    pstate = policy.update(state.policy, Feedback(
+        clients, choices, dl_dc, val_loss, val_acc, stats.loss,
+        client_val_loss, None if local_val is None else local_val.count,
+        delta, stats.alignment, failed))
+    kept = jnp.where(diverged, 0.0, weights)
+    if 'local_val' in policy.needs:  # what FedEx learns from
+      n_val = jnp.where(diverged, 0, local_val.count)
+      local_val_loss = jnp.sum(n_val * client_val_loss) / jnp.maximum(
+          jnp.sum(n_val), 1)
+    else:
+      local_val_loss = jnp.float32(jnp.nan)
+    entropy = (jnp.float32(jnp.nan) if policy.probabilities is None else
+               mean_entropy(policy.probabilities(pstate, clients)))
+    metrics = RoundMetrics(
+        train_loss=jnp.sum(jnp.where(diverged, 0.0, kept * stats.loss)) /
+        jnp.maximum(jnp.sum(kept), 1e-12),
+        val_loss=val_loss, val_acc=val_acc,
+        dropped_clients=jnp.sum(diverged),
+        local_steps_total=jnp.sum(hparams.local_steps),
+        local_val_loss=local_val_loss, policy_entropy=entropy,
+        choices=choices, hparams=hparams, credit=dl_dc)
+    return RoundState(server, pstate), rows, metrics
+
+  return FederatedAlgorithm(init, apply)
+
+
+def fedavg(model: Model, features: Callable,
+           server_opt: optax.GradientTransformation, lr: float,
+           local_steps: int, batch_size: int, **options) -> FederatedAlgorithm:
+  """FedAvg (FedAvgM, FedAdam with their server optimizers): the round with
+  every client on one configuration. `options` as `make_round`'s."""
+  space = make_space([lr], [local_steps], [batch_size])
+  return make_round(model, features, server_opt, space, static(space),
+                    **options)

@@ -1,0 +1,50 @@
+"""The server side of a round: its optimizer and the step it takes.
+
+Adaptive Federated Optimization. S. Reddi, Z. Charles, M. Zaheer, Z. Garrett,
+K. Rush, J. Konecny, S. Kumar, H. B. McMahan. ICLR 2021.
+https://arxiv.org/abs/2003.00295
+
+The aggregate update Delta is a pseudo-gradient -Delta for any optax
+optimizer: server SGD at learning rate 1 is McMahan et al.'s FedAvg,
+momentum 0.9 FedAvgM, Adam FedAdam.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from pfhpo.errors import ConfigError
+from pfhpo.types import Params, ServerState
+
+SERVER_OPTS = ('sgd', 'momentum', 'adam')
+
+
+def server_optimizer(server_opt: str, server_lr: float
+                     ) -> optax.GradientTransformation:
+  """FedAvg (`'sgd'`), FedAvgM (`'momentum'`) or FedAdam (`'adam'`, with
+  Reddi et al.'s tau = 1e-3 as Adam's epsilon)."""
+  if server_opt not in SERVER_OPTS:
+    raise ConfigError(f'unknown `server_opt`={server_opt!r}; choose one of '
+                      f'{", ".join(SERVER_OPTS)}')
+  if not server_lr > 0:
+    raise ConfigError(f'`server_lr` must be > 0, got {server_lr}')
+  if server_opt == 'sgd':
+    return optax.sgd(server_lr)
+  if server_opt == 'momentum':
+    return optax.sgd(server_lr, momentum=0.9)
+  return optax.adam(server_lr, b1=0.9, b2=0.99, eps=1e-3)
+
+
+def init_server(server_opt: optax.GradientTransformation,
+                params: Params) -> ServerState:
+  return ServerState(params, server_opt.init(params))
+
+
+def server_step(server_opt: optax.GradientTransformation, state: ServerState,
+                delta) -> ServerState:
+  """theta <- ServerOpt(theta, pseudo-gradient = -Delta)."""
+  pseudo_grad = jax.tree_util.tree_map(jnp.negative, delta)
+  updates, opt_state = server_opt.update(pseudo_grad, state.opt_state,
+                                         state.params)
+  return ServerState(optax.apply_updates(state.params, updates), opt_state)

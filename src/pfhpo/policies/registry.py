@@ -1,0 +1,73 @@
+"""The policies by name, each with its own config.
+
+A policy module registers a builder for its name:
+
+    @register('gumbel', GumbelConfig)
+    def _build(config: GumbelConfig, context: PolicyContext) -> Policy: ...
+
+`GumbelConfig` is a frozen dataclass holding that policy's settings, with
+their defaults and a `help` line each (field metadata); it checks its values
+in `__post_init__`. The command line offers every registered config's
+fields as flags, so a new policy's settings need no other edit. A policy
+that `searches` chooses among the search space's configurations: a space
+of one configuration is an error for it.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from pfhpo.errors import ConfigError
+from pfhpo.policies.base import Policy
+from pfhpo.policies.space import SearchSpace
+
+
+class PolicyContext(NamedTuple):
+  """What a run knows that a policy may be built from."""
+  space: SearchSpace
+  train_counts: np.ndarray | None = None  # i32[C] training examples n_i
+  params_like: Any = None  # the server model's shapes (a pytree)
+
+
+class PolicyEntry(NamedTuple):
+  config: type  # the policy's settings: a frozen dataclass
+  build: Callable[[Any, PolicyContext], Policy]
+  searches: bool
+
+
+REGISTRY: dict[str, PolicyEntry] = {}
+
+
+def register(name: str, config: type, searches: bool = True) -> Callable:
+  """Registers the decorated `build(config, context) -> Policy` as `name`."""
+
+  def decorate(build):
+    REGISTRY[name] = PolicyEntry(config, build, searches)
+    return build
+
+  return decorate
+
+
+def entry(name: str) -> PolicyEntry:
+  if name not in REGISTRY:
+    raise ConfigError(f'unknown `policy`={name!r}; choose one of '
+                      f'{", ".join(REGISTRY)}')
+  return REGISTRY[name]
+
+
+def create(name: str, space: SearchSpace, config: Any = None,
+           **context: Any) -> Policy:
+  """Policy `name` over `space` with its `config` (None: its defaults);
+  `context` holds PolicyContext's other fields where the policy needs them."""
+  spec = entry(name)
+  config = spec.config() if config is None else config
+  if not isinstance(config, spec.config):
+    raise TypeError(f'policy {name!r} takes a {spec.config.__name__}, got '
+                    f'{type(config).__name__}')
+  if spec.searches and space.size == 1:
+    raise ConfigError(
+        f'`policy`={name} chooses among the search space\'s configurations, '
+        f'but it holds one; give several `lrs`, `local_steps` or '
+        f'`batch_sizes`.')
+  return spec.build(config, PolicyContext(space, **context))

@@ -1,0 +1,80 @@
+"""The hyper-parameter search space: H candidate client configurations.
+
+The space is the Cartesian product of the values given for each axis
+(lrs 0.01, 0.1 x local_steps 1, 5 x batch_sizes 16 is H = 4 candidates),
+held as three arrays so that a client's configuration is an index z in
+[0, H) and `hparams_for(space, z)` gathers its values inside the compiled
+round. The most steps and the largest batch a client may take fix the
+round's static shapes: by default the space's own largest values, or larger
+bounds (`max_local_steps`, `max_batch_size`) for policies that move
+outside the grid (FATHOM); a candidate above its bound is an error.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import NamedTuple, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from pfhpo.settings import require
+from pfhpo.types import ClientHParams
+
+
+class SearchSpace(NamedTuple):
+  """H candidate configurations, in row-major order of (lr, steps, batch),
+  and the bounds the round is compiled for."""
+  lr: np.ndarray  # f32[H]
+  local_steps: np.ndarray  # i32[H]
+  batch_size: np.ndarray  # i32[H]
+  max_steps: int  # the step loop's length
+  max_batch: int  # rows of every batch
+
+  @property
+  def size(self) -> int:
+    return len(self.lr)
+
+  def describe(self, z: int) -> str:
+    """'lr=0.1 steps=5 batch=16' for candidate z."""
+    return (f'lr={self.lr[z]:g} steps={self.local_steps[z]} '
+            f'batch={self.batch_size[z]}')
+
+
+def make_space(lrs: Sequence[float], local_steps: Sequence[int],
+               batch_sizes: Sequence[int], max_local_steps: int | None = None,
+               max_batch_size: int | None = None) -> SearchSpace:
+  """The Cartesian product of the three axes, compiled for `max_local_steps`
+  and `max_batch_size` (None: the axes' largest values); a bad axis is a
+  ConfigError."""
+  axes = {'lrs': lrs, 'local_steps': local_steps, 'batch_sizes': batch_sizes}
+  for name, values in axes.items():
+    require(len(values) > 0, f'`{name}` is empty; give at least one value')
+    require(len(set(values)) == len(values),
+            f'`{name}` repeats a value ({list(values)}); list each value once')
+  require(all(0 < v < float('inf') for v in lrs),
+          f'`lrs` must be positive numbers, got {tuple(lrs)}')
+  for name in ('local_steps', 'batch_sizes'):
+    require(all(int(v) == v and v >= 1 for v in axes[name]),
+            f'`{name}` must be integers >= 1, got {tuple(axes[name])}')
+  bounds = []
+  for name, bound_name, bound in (('local_steps', 'max_local_steps',
+                                   max_local_steps),
+                                  ('batch_sizes', 'max_batch_size',
+                                   max_batch_size)):
+    top = int(max(axes[name]))
+    require(bound is None or top <= bound,
+            f'`{name}` holds {top}, above `{bound_name}`={bound} that the '
+            f'round is compiled for; raise `{bound_name}` to {top} or drop '
+            f'the value.')
+    bounds.append(top if bound is None else int(bound))
+  grid = list(itertools.product(lrs, local_steps, batch_sizes))
+  return SearchSpace(np.array([g[0] for g in grid], np.float32),
+                     np.array([g[1] for g in grid], np.int32),
+                     np.array([g[2] for g in grid], np.int32), *bounds)
+
+
+def hparams_for(space: SearchSpace, choices) -> ClientHParams:
+  """Per-client hyper-parameters of the chosen candidates: i32[K] -> [K] each."""
+  return ClientHParams(jnp.asarray(space.lr)[choices],
+                       jnp.asarray(space.local_steps)[choices],
+                       jnp.asarray(space.batch_size)[choices])

@@ -1,0 +1,94 @@
+"""The records that pfhpo's modules exchange.
+
+Shapes: C clients in the federation, K clients in a round, H candidate
+configurations, M validation examples, N_max / Nv_max the padded examples
+per client. Every record is a NamedTuple, hence a pytree: it passes through
+`jax.jit`, `vmap` and orbax as it is.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+
+Params = Any  # a model's parameter pytree
+
+
+class ServerState(NamedTuple):
+  """The server model and its optimizer's state."""
+  params: Params
+  opt_state: Any
+
+
+class ClientHParams(NamedTuple):
+  """Per-client hyper-parameters: traced arrays, one entry per client."""
+  lr: jax.Array  # f32[K]
+  local_steps: jax.Array  # i32[K]
+  batch_size: jax.Array  # i32[K]
+
+
+class LocalStats(NamedTuple):
+  """What a client reports besides its parameters."""
+  loss: jax.Array  # f32[] mean training loss over its steps
+  alignment: jax.Array  # f32[] FATHOM's phi_i (1 unless tracked)
+
+
+class ClientBatch(NamedTuple):
+  """K clients' padded examples; client i's real ones are its first count[i]."""
+  x: jax.Array  # u8/f32[K, N_max, *feature_shape]
+  y: jax.Array  # i32[K, N_max]
+  count: jax.Array  # i32[K]
+
+
+class ValBatch(NamedTuple):
+  """Validation examples of the aggregated model, weights summing to one."""
+  x: jax.Array  # u8/f32[M, *feature_shape]
+  y: jax.Array  # i32[M]
+  weight: jax.Array  # f32[M]
+
+
+class RoundBatch(NamedTuple):
+  """What one round reads: its clients, their training data, the validation
+  examples of the aggregate, and (for policies that learn from them) the
+  clients' own validation splits."""
+  clients: jax.Array  # i32[K] indices into the federation
+  train: ClientBatch
+  val: ValBatch
+  local_val: ClientBatch | None = None
+
+
+class RoundState(NamedTuple):
+  """What a round carries to the next, on the device."""
+  server: ServerState
+  policy: Any  # the policy's own state record
+
+
+class RoundMetrics(NamedTuple):
+  """What one round measured. Scalars are f32[]/i32[]; per-client arrays [K]."""
+  train_loss: jax.Array  # mean training loss of the clients kept
+  val_loss: jax.Array  # validation loss of the aggregated model
+  val_acc: jax.Array  # validation accuracy of the aggregated model
+  dropped_clients: jax.Array  # clients left out as diverged
+  local_steps_total: jax.Array  # local steps the round's clients took
+  local_val_loss: jax.Array  # clients' own validation loss (NaN: unmeasured)
+  policy_entropy: jax.Array  # mean entropy of the round's rows (NaN: none)
+  choices: jax.Array  # i32[K] configuration index (-1: not a grid point)
+  hparams: ClientHParams  # [K] each, what every client used
+  credit: jax.Array  # f32[K] dL/dc_i (zeros unless measured)
+
+
+class Feedback(NamedTuple):
+  """What a round measured, for the policy to learn from."""
+  clients: jax.Array  # i32[K] client indices of the round
+  choices: jax.Array  # i32[K] configuration index each client used
+  credit: jax.Array  # f32[K] dL/dc_i at c = 1 (zeros unless measured)
+  val_loss: jax.Array  # f32[] validation loss of the aggregated model
+  val_acc: jax.Array  # f32[] validation accuracy of the aggregated model
+  client_loss: jax.Array  # f32[K] each client's mean local training loss
+  # f32[K] client i's validation loss of its own locally trained theta_i
+  # (zeros unless measured), and i32[K] its validation examples.
+  local_val_loss: jax.Array | None = None
+  local_val_count: jax.Array | None = None
+  delta: Any = None  # the aggregate update theta_g - theta (server pytree)
+  alignment: jax.Array | None = None  # f32[K] (ones unless measured)
+  diverged: jax.Array | None = None  # bool[K] non-finite update, left out

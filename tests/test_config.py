@@ -1,0 +1,101 @@
+"""Config groups, the generated command line, presets and overrides."""
+import ast
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from pfhpo.errors import ConfigError
+from pfhpo.experiment import Config, override
+from pfhpo.experiment.config import all_settings
+from pfhpo.experiment.flags import config_from_args, flag_message, parser
+from pfhpo.policies import REGISTRY, FedExConfig, GumbelConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESETS = sorted((ROOT / 'experiments' / 'configs').glob('*.toml'))
+
+
+def test_every_setting_is_a_flag_once():
+  flags = [a.dest for a in parser()._actions if a.dest not in ('help',
+                                                               'config')]
+  assert sorted(flags) == sorted(all_settings())
+  for entry in REGISTRY.values():  # every policy's own settings too
+    assert {f.name for f in dataclasses.fields(entry.config)} <= set(flags)
+
+
+def test_the_default_searches_a_space_of_several_configurations():
+  cfg = config_from_args([])
+  assert cfg.policy.policy == 'gumbel'
+  assert cfg.space.space().size == 8
+  assert cfg.policy.options == GumbelConfig()
+
+
+def test_flags_override_the_preset_and_reach_their_group():
+  assert PRESETS, 'experiments/configs/ holds no preset'
+  cfg = config_from_args([f'--config={ROOT}/experiments/configs/'
+                          'cross_silo.toml', '--rounds=3', '--lrs=0.05,0.5',
+                          '--policy_scope=global', '--credit_normalize=0'])
+  assert cfg.run.rounds == 3 and cfg.run.clients_per_round == 20
+  assert cfg.space.lrs == (0.05, 0.5) and cfg.data.max_clients == 20
+  assert cfg.policy.options.policy_scope == 'global'
+  assert cfg.policy.options.credit_normalize is False
+
+
+@pytest.mark.parametrize('preset', PRESETS, ids=lambda p: p.name)
+def test_every_preset_is_a_valid_config(preset):
+  cfg = config_from_args([f'--config={preset}'])
+  assert cfg != Config()
+
+
+def test_a_preset_setting_in_the_wrong_group_names_both(tmp_path):
+  preset = tmp_path / 'bad.toml'
+  preset.write_text('[data]\nrounds = 5\n')
+  with pytest.raises(ConfigError, match=r'`rounds` is not a setting of '
+                     r'\[data\] but of \[run\]'):
+    config_from_args([f'--config={preset}'])
+
+
+def test_choosing_another_policy_starts_from_its_defaults():
+  cfg = override(Config(), {'policy_lr': '0.2'})
+  assert cfg.policy.options.policy_lr == 0.2
+  cfg = override(cfg, {'policy': 'fedex', 'baseline_decay': 1})
+  assert cfg.policy.options == FedExConfig(baseline_decay=1.0)
+  with pytest.raises(ConfigError, match='only to reinforce, gumbel, pfedex'):
+    override(cfg, {'policy_lr': 0.1})
+
+
+@pytest.mark.parametrize('name,value,want', [
+    ('lrs', '0.1, 0.3', (0.1, 0.3)), ('lrs', [0.1, 1], (0.1, 1.0)),
+    ('max_clients', 'none', None), ('unroll', '1', True),
+    ('unroll', 'false', False), ('seed', 7, 7)])
+def test_settings_are_parsed_to_their_types(name, value, want):
+  cfg = override(Config(), {name: value})
+  group = next(g for g in ('data', 'space', 'run')
+               if hasattr(getattr(cfg, g), name))
+  assert getattr(getattr(cfg, group), name) == want
+
+
+@pytest.mark.parametrize('name,value', [('seed', 1.5), ('rounds', True),
+                                        ('local_steps', '1,x')])
+def test_a_value_of_the_wrong_type_is_an_error(name, value):
+  with pytest.raises(ConfigError, match=f'`{name}`='):
+    override(Config(), {name: value})
+
+
+def test_the_library_names_parameters_and_the_cli_spells_flags():
+  message = '`lrs` holds 5, above `max_local_steps`=3; see `numpy`'
+  assert flag_message(message) == \
+      '--lrs holds 5, above --max_local_steps=3; see `numpy`'
+  # No string of the library but a docstring spells a setting as a flag.
+  pattern = re.compile(r'--(' + '|'.join(all_settings()) + r')\b')
+  for path in (ROOT / 'src' / 'pfhpo').rglob('*.py'):
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef,
+                                       ast.FunctionDef)) and node.body
+                  and isinstance(node.body[0], ast.Expr)}
+    for node in ast.walk(tree):
+      if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+          and id(node) not in docstrings):
+        assert not pattern.search(node.value), (path, node.value)
