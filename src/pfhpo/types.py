@@ -31,6 +31,8 @@ class LocalStats(NamedTuple):
   """What a client reports besides its parameters."""
   loss: jax.Array  # f32[] mean training loss over its steps
   alignment: jax.Array  # f32[] FATHOM's phi_i (1 unless tracked)
+  start_loss: jax.Array  # f32[] the first step's loss, at the start params
+  end_loss: jax.Array  # f32[] the trained params' loss on that same batch
 
 
 class ClientBatch(NamedTuple):

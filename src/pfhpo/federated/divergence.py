@@ -1,13 +1,17 @@
-"""Which clients diverged: a client-side test run beside local training.
+"""Which clients diverged: a client-side test of what local training reports.
 
 A client's update is left out of the aggregate when its parameters or its
-training loss come back non-finite, or when its trained model's mean loss on
-up to `max_batch` of its own first examples ends above EXPLODED times the
-larger of its loss before training and a uniform guess's, log(classes):
-finite weights whose logits overflowed, the mark of a learning rate that
-explodes. Tenfold is far above what a working step does to a client's own
+training loss come back non-finite, or when a loss ends above EXPLODED
+times the larger of its first step's loss at the starting parameters
+(`LocalStats.start_loss`) and a uniform guess's, log(classes): its mean
+training loss over its steps (an explosion during training), or its trained
+model's loss on that first batch (`end_loss`: finite weights whose logits
+overflowed after the last step). That is the mark of a learning rate that
+explodes: tenfold is far above what a working step does to a client's own
 training loss and far below what an exploding one does (the loss of a
-client at lr 1e3 reaches 1e4 or more within its first steps).
+client at lr 1e3 reaches 1e4 or more within its first steps). Both losses
+come out of the local update: the test costs one forward pass of one batch
+per client.
 """
 from __future__ import annotations
 
@@ -16,8 +20,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from pfhpo.models import Model, cross_entropy
-from pfhpo.types import Params
+from pfhpo.types import LocalStats, Params
 
 EXPLODED = 10.0
 
@@ -28,29 +31,15 @@ def all_finite(tree) -> jax.Array:
                             for a in jax.tree_util.tree_leaves(tree)]))
 
 
-def make_masked_loss(model: Model, features: Callable) -> Callable:
-  """masked_loss(params, x, y, count): mean loss on the first `count` of
-  x: [N, ...], y: i32[N] (at most N)."""
+def make_diverged(num_classes: int) -> Callable:
+  """diverged(params, stats) -> bool[]: the test above for one client's
+  trained `params` and its `LocalStats`."""
+  uniform_loss = float(jnp.log(num_classes))
 
-  def masked_loss(params: Params, x, y, count) -> jax.Array:
-    real = jnp.arange(y.shape[0]) < count
-    losses = cross_entropy(model.apply(params, features(x)), y)
-    return jnp.sum(jnp.where(real, losses, 0.0)) / jnp.maximum(
-        jnp.minimum(count, y.shape[0]), 1)
-
-  return masked_loss
-
-
-def make_diverged(model: Model, features: Callable, probe: int) -> Callable:
-  """diverged(before, after, train_loss, x, y, count) -> bool[]: the test
-  above for one client, on its first `probe` examples."""
-  masked_loss = make_masked_loss(model, features)
-  uniform_loss = float(jnp.log(model.num_classes))
-
-  def diverged(before: Params, after: Params, train_loss, x, y, count):
-    sample = (x[:probe], y[:probe], count)
-    start, end = masked_loss(before, *sample), masked_loss(after, *sample)
-    return ~(all_finite(after) & jnp.isfinite(train_loss) &
-             (end <= EXPLODED * jnp.maximum(start, uniform_loss)))
+  def diverged(params: Params, stats: LocalStats) -> jax.Array:
+    bound = EXPLODED * jnp.maximum(stats.start_loss, uniform_loss)
+    # NaN compares False: a non-finite loss fails both tests.
+    return ~(all_finite(params) & (stats.loss <= bound) &
+             (stats.end_loss <= bound))
 
   return diverged

@@ -30,7 +30,7 @@ has already moved say that more local steps stop paying.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -110,8 +110,14 @@ def make_local_update(model: Model, features: Callable, max_steps: int,
     (new_params, _), (losses, cosines) = jax.lax.scan(
         step_fn, (params, opt(lr).init(params)), jnp.arange(max_steps),
         unroll=max_steps if unroll else 1)
+    # The trained model on the first step's batch, without dropout: beside
+    # that step's loss, what tells a client that exploded (divergence.py).
+    # (Fewer rows miss it: an exploded model is confidently right on some.)
+    first = order[rows % jnp.maximum(count, 1)]  # i32[B]
+    end_loss = jnp.sum(row_weight * cross_entropy(
+        model.apply(new_params, features(x[first])), y[first]))
     return new_params, LocalStats(losses.sum() / jnp.maximum(local_steps, 1),
-                                  jnp.min(cosines))
+                                  jnp.min(cosines), losses[0], end_loss)
 
   return local_update
 
@@ -122,3 +128,16 @@ def default_client_chunk(backend: str | None = None) -> int | None:
   best for mlp (50 clients) and conv (10 clients); BUILD_NOTES.md has the
   sweep."""
   return 2 if (backend or jax.default_backend()) == 'cpu' else None
+
+
+def make_masked_loss(model: Model, features: Callable) -> Callable:
+  """masked_loss(params, x, y, count): mean loss on the first `count` of
+  x: [N, ...], y: i32[N] (at most N)."""
+
+  def masked_loss(params: Any, x, y, count) -> jax.Array:
+    real = jnp.arange(y.shape[0]) < count
+    losses = cross_entropy(model.apply(params, features(x)), y)
+    return jnp.sum(jnp.where(real, losses, 0.0)) / jnp.maximum(
+        jnp.minimum(count, y.shape[0]), 1)
+
+  return masked_loss

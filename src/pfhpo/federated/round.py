@@ -48,8 +48,8 @@ import optax
 from jax.sharding import Mesh
 
 from pfhpo.federated.aggregate import aggregate_clients, example_weights
-from pfhpo.federated.divergence import make_diverged, make_masked_loss
-from pfhpo.federated.local_update import make_local_update
+from pfhpo.federated.divergence import make_diverged
+from pfhpo.federated.local_update import make_local_update, make_masked_loss
 from pfhpo.federated.server import init_server, server_step
 from pfhpo.federated.sharding import replicate
 from pfhpo.models import Model, cross_entropy
@@ -90,7 +90,7 @@ def make_round(model: Model, features: Callable,
                                  space.max_batch, momentum, unroll,
                                  track_alignment='alignment' in policy.needs)
   masked_loss = make_masked_loss(model, features)
-  diverged_of = make_diverged(model, features, space.max_batch)
+  diverged_of = make_diverged(model.num_classes)
 
   def init(key: jax.Array, num_clients: int):
     model_key, policy_key = jax.random.split(key)
@@ -120,7 +120,7 @@ def make_round(model: Model, features: Callable,
     def train(x, y, count, lr, steps, batch_size, key, *val_split):
       params, stats = one_client(server.params, x, y, count, lr, steps,
                                  batch_size, key)
-      diverged = diverged_of(server.params, params, stats.loss, x, y, count)
+      diverged = diverged_of(params, stats)
       # A diverged client contributes theta_i - theta = 0.
       params = jax.tree_util.tree_map(
           lambda p, s: jnp.where(diverged, s, p), params, server.params)
