@@ -14,37 +14,30 @@ Prints a table and writes JSON rows (`model`, `clients_per_round`,
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
+from common import CLASSES, FEATURES, SHAPE, client_data, write_rows
 from pfhpo import models, policies
 from pfhpo.federated import client_mesh, make_round
 from pfhpo.federated.local_update import default_client_chunk
 from pfhpo.policies import make_space
 from pfhpo.types import ClientBatch, RoundBatch, ValBatch
 
-CLASSES, SHAPE = 62, (28, 28, 1)
-FEATURES = lambda x: x.astype(jnp.float32) / 255.0
 
 
 def seconds_per_round(model, space, name: str, k: int, n: int, val_size: int,
                       rounds: int) -> float:
-  rng = np.random.default_rng(0)
-  val = ValBatch(
-      jnp.asarray(rng.integers(0, 256, (val_size, *SHAPE), dtype=np.uint8)),
-      jnp.asarray(rng.integers(0, CLASSES, val_size).astype(np.int32)),
-      jnp.full(val_size, 1 / val_size, jnp.float32))
+  (xv,), (yv,) = client_data(1, val_size, seed=1)
+  val = ValBatch(jnp.asarray(xv), jnp.asarray(yv),
+                 jnp.full(val_size, 1 / val_size, jnp.float32))
+  x, y = client_data(k, n)
   batch = RoundBatch(jnp.arange(k, dtype=jnp.int32), ClientBatch(
-      jnp.asarray(rng.integers(0, 256, (k, n, *SHAPE), dtype=np.uint8)),
-      jnp.asarray(rng.integers(0, CLASSES, (k, n)).astype(np.int32)),
-      jnp.full(k, n, jnp.int32)), val)
+      jnp.asarray(x), jnp.asarray(y), jnp.full(k, n, jnp.int32)), val)
   config = policies.StaticConfig(0) if name == 'static' else None
   policy = policies.create(name, space, config)
   algorithm = make_round(model, FEATURES, optax.sgd(1.0), space, policy,
@@ -95,10 +88,7 @@ def main():
                    'search_space_size': space.size,
                    'backend': jax.default_backend()})
       print(f'{name:6} {k:4d} {s:9.3f} {g:9.3f} {g / s:8.2f}x', flush=True)
-  out = Path(a.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(rows, indent=2))
-  print(f'wrote {out}')
+  write_rows(rows, a.out)
 
 
 if __name__ == '__main__':

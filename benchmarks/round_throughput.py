@@ -23,16 +23,14 @@ compile time, backend, conv implementation).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
+from common import CLASSES, FEATURES, SHAPE, client_data, write_rows
 from pfhpo import models
 from pfhpo.compat import fedjax
 from pfhpo.federated import client_mesh, fedavg
@@ -41,15 +39,6 @@ from pfhpo.types import ClientBatch, RoundBatch, ValBatch
 from fedjax.algorithms import fed_avg
 from fedjax.models import emnist
 
-CLASSES, SHAPE = 62, (28, 28, 1)
-FEATURES = lambda x: x.astype(jnp.float32) / 255.0
-
-
-def client_data(k: int, n: int, seed: int = 0):
-  rng = np.random.default_rng(seed)
-  x = rng.integers(0, 256, (k, n, *SHAPE), dtype=np.uint8)
-  y = rng.integers(0, CLASSES, (k, n)).astype(np.int32)
-  return x, y
 
 
 def timed(fn, rounds: int) -> tuple[float, float]:
@@ -150,10 +139,7 @@ def main():
       print(f'{name:6} {k:4d} {ours_s:13.3f} {fedjax_s:15.3f} '
             f'{row["speedup"]:7.2f}x {row["ours_examples_per_s"]:10.0f} '
             f'{first:10.1f}', flush=True)
-  out = Path(a.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(rows, indent=2))
-  print(f'wrote {out}')
+  write_rows(rows, a.out)
 
 
 if __name__ == '__main__':
