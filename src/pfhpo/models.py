@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from pfhpo.errors import ConfigError
+from pfhpo.settings import check_choice
 
 Params = Any
 MODELS = ('mlp', 'conv', 'resnet18')
@@ -192,13 +193,12 @@ def create(name: str, feature_shape: Sequence[int], num_classes: int,
   `dropout=False` turns off the CNN's dropout (for exact equivalence tests:
   a dropout mask depends on the batch's padded shape).
   """
+  check_choice('model', name, MODELS)
   conv_impl = conv_impl or default_conv_impl()
-  if conv_impl not in CONV_IMPLS:
-    raise ConfigError(f'unknown `conv_impl`={conv_impl!r}; choose one of '
-                      f'{", ".join(CONV_IMPLS)}')
+  check_choice('conv_impl', conv_impl, CONV_IMPLS)
   if name == 'mlp':
     module = MLP(num_classes)
-  elif name in ('conv', 'resnet18'):
+  else:
     if len(feature_shape) != 3:
       raise ConfigError(
           f'model {name!r} needs image features [H, W, C], got shape '
@@ -208,9 +208,6 @@ def create(name: str, feature_shape: Sequence[int], num_classes: int,
                           (0.25, 0.5) if dropout else (0.0, 0.0))
     else:
       module = ResNet18(num_classes, conv_impl)
-  else:
-    raise ConfigError(f'unknown `model`={name!r}; choose one of '
-                      f'{", ".join(MODELS)}')
   sample = jnp.zeros((1, *feature_shape), jnp.float32)
 
   def init(key):

@@ -21,6 +21,12 @@ def setting(default: Any, help: str) -> Any:  # noqa: A002 (argparse's word)
   return dataclasses.field(default=default, metadata={'help': help})
 
 
+def check_choice(name: str, value, allowed) -> None:
+  """A ConfigError naming setting `name` unless `value` is in `allowed`."""
+  require(value in allowed, f'unknown `{name}`={value!r}; choose one of '
+          f'{", ".join(map(str, allowed))}')
+
+
 def require(ok: bool, message: str) -> None:
   """Raises ConfigError(message) unless `ok`. Messages name parameters in
   backquotes (`lrs`); the command line spells them as flags (--lrs)."""

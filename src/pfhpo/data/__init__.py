@@ -13,7 +13,7 @@ import inspect
 from typing import Any
 
 from pfhpo.data.federated import ClientSplit, FederatedData
-from pfhpo.errors import ConfigError
+from pfhpo.settings import check_choice
 
 DATASETS = ('femnist', 'fashion_mnist', 'digits', 'synthetic')
 
@@ -26,9 +26,7 @@ def load(name: str, **kwargs: Any) -> FederatedData:
   Keyword arguments that are None, or that this loader does not take (e.g.
   `alpha` for femnist), are dropped, so a CLI can pass all of its flags.
   """
-  if name not in DATASETS:
-    raise ConfigError(f'unknown `dataset`={name!r}; choose one of '
-                      f'{", ".join(DATASETS)}.')
+  check_choice('dataset', name, DATASETS)
   loader = importlib.import_module(f'pfhpo.data.{name}').load
   accepted = inspect.signature(loader).parameters
   return loader(**{k: v for k, v in kwargs.items()

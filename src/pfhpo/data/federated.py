@@ -40,10 +40,6 @@ class ClientSplit:
   def num_clients(self) -> int:
     return self.x.shape[0]
 
-  def take(self, clients: np.ndarray) -> 'ClientSplit':
-    """The rows of `clients` (i32[K]), in that order."""
-    return ClientSplit(self.x[clients], self.y[clients], self.mask[clients])
-
 
 @dataclasses.dataclass(frozen=True)
 class FederatedData:
@@ -67,16 +63,6 @@ class FederatedData:
   def features(self, x):
     """uint8/float features -> float32 (works on numpy and jax arrays)."""
     return x.astype(np.float32) * np.float32(self.x_scale)
-
-  def take_clients(self, clients: np.ndarray) -> 'FederatedData':
-    """The data set restricted to `clients` (i32[K]), in that order."""
-    clients = np.asarray(clients)
-    return dataclasses.replace(
-        self,
-        client_ids=tuple(self.client_ids[i] for i in clients),
-        train=self.train.take(clients),
-        val=self.val.take(clients),
-        test=self.test.take(clients))
 
 
 def pad_clients(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray],

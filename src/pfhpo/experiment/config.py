@@ -25,7 +25,7 @@ from pfhpo.data.batches import VAL_SOURCES
 from pfhpo.federated.server import server_optimizer
 from pfhpo.policies import registry
 from pfhpo.policies.space import SearchSpace, make_space
-from pfhpo.settings import coerce, require, setting
+from pfhpo.settings import check_choice, coerce, require, setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,12 +41,8 @@ class DataConfig:
   val_size: int = setting(1000, 'examples in the server validation set')
 
   def __post_init__(self):
-    require(self.dataset in datasets.DATASETS,
-            f'unknown `dataset`={self.dataset!r}; choose one of '
-            f'{", ".join(datasets.DATASETS)}')
-    require(self.val_source in VAL_SOURCES,
-            f'unknown `val_source`={self.val_source!r}; choose one of '
-            f'{", ".join(VAL_SOURCES)}')
+    check_choice('dataset', self.dataset, datasets.DATASETS)
+    check_choice('val_source', self.val_source, VAL_SOURCES)
     require(self.val_size >= 1, f'`val_size` must be >= 1, got {self.val_size}')
     require(self.max_clients is None or self.max_clients >= 1,
             f'`max_clients` must be >= 1, got {self.max_clients}')
@@ -60,12 +56,9 @@ class ModelConfig:
       None, "'patches' or 'lax' (unset: patches on CPU, lax elsewhere)")
 
   def __post_init__(self):
-    require(self.model in models.MODELS,
-            f'unknown `model`={self.model!r}; choose one of '
-            f'{", ".join(models.MODELS)}')
-    require(self.conv_impl in (None, *models.CONV_IMPLS),
-            f'unknown `conv_impl`={self.conv_impl!r}; choose one of '
-            f'{", ".join(models.CONV_IMPLS)}')
+    check_choice('model', self.model, models.MODELS)
+    if self.conv_impl is not None:
+      check_choice('conv_impl', self.conv_impl, models.CONV_IMPLS)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pfhpo.errors import ConfigError
+from pfhpo.settings import check_choice, require
 from pfhpo.types import Params, ServerState
 
 SERVER_OPTS = ('sgd', 'momentum', 'adam')
@@ -24,11 +24,8 @@ def server_optimizer(server_opt: str, server_lr: float
                      ) -> optax.GradientTransformation:
   """FedAvg (`'sgd'`), FedAvgM (`'momentum'`) or FedAdam (`'adam'`, with
   Reddi et al.'s tau = 1e-3 as Adam's epsilon)."""
-  if server_opt not in SERVER_OPTS:
-    raise ConfigError(f'unknown `server_opt`={server_opt!r}; choose one of '
-                      f'{", ".join(SERVER_OPTS)}')
-  if not server_lr > 0:
-    raise ConfigError(f'`server_lr` must be > 0, got {server_lr}')
+  check_choice('server_opt', server_opt, SERVER_OPTS)
+  require(server_lr > 0, f'`server_lr` must be > 0, got {server_lr}')
   if server_opt == 'sgd':
     return optax.sgd(server_lr)
   if server_opt == 'momentum':

@@ -41,7 +41,7 @@ import optax
 
 from pfhpo.errors import ConfigError
 from pfhpo.policies.space import SearchSpace, hparams_for
-from pfhpo.settings import setting
+from pfhpo.settings import check_choice, setting
 from pfhpo.types import Feedback
 
 SCOPES = ('client', 'global')
@@ -100,13 +100,6 @@ def penalized(values: jax.Array, diverged: jax.Array,
   top = jnp.where(jnp.any(ok), top, floor)
   spread = jnp.where(std > 0, std, jnp.maximum(jnp.max(jnp.abs(finite)), 1.0))
   return jnp.where(diverged, top + 3.0 * spread, values)
-
-
-def check_choice(name: str, value, allowed) -> None:
-  """A ConfigError naming parameter `name` unless `value` is in `allowed`."""
-  if value not in allowed:
-    raise ConfigError(f'unknown `{name}`={value!r}; choose one of '
-                      f'{", ".join(map(str, allowed))}')
 
 
 def check_decay(value: float | None, closed: bool) -> None:

@@ -32,12 +32,11 @@ import jax.numpy as jnp
 import optax
 
 from pfhpo.policies.base import (CREDITS, LogitsConfig, Policy, PolicyState,
-                                 categorical_policy, check_choice,
-                                 check_decay, diverged_of, penalized,
-                                 score_update)
+                                 categorical_policy, check_decay, diverged_of,
+                                 penalized, score_update)
 from pfhpo.policies.registry import PolicyContext, register
 from pfhpo.policies.space import SearchSpace
-from pfhpo.settings import setting
+from pfhpo.settings import check_choice, setting
 from pfhpo.types import Feedback
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from pfhpo.errors import ConfigError
 from pfhpo.policies.base import Policy
 from pfhpo.policies.space import SearchSpace
+from pfhpo.settings import check_choice
 
 
 class PolicyContext(NamedTuple):
@@ -50,9 +51,7 @@ def register(name: str, config: type, searches: bool = True) -> Callable:
 
 
 def entry(name: str) -> PolicyEntry:
-  if name not in REGISTRY:
-    raise ConfigError(f'unknown `policy`={name!r}; choose one of '
-                      f'{", ".join(REGISTRY)}')
+  check_choice('policy', name, tuple(REGISTRY))
   return REGISTRY[name]
 
 
