@@ -36,11 +36,15 @@ from pfhpo.settings import require
 RUN_FILES = ('config.json', 'metrics.jsonl', 'summary.json', 'choices.jsonl')
 
 
-def write_json(path: Path, obj) -> None:
-  """Writes JSON atomically (temporary file, then rename)."""
+def write_atomic(path: Path, text: str) -> None:
+  """Writes `text` atomically (temporary file, then rename)."""
   tmp = path.with_suffix(path.suffix + '.tmp')
-  tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+  tmp.write_text(text)
   os.replace(tmp, path)
+
+
+def write_json(path: Path, obj) -> None:
+  write_atomic(path, json.dumps(obj, indent=2, sort_keys=True))
 
 
 def check_out_dir(out_dir: str | None, resume: bool) -> None:
@@ -93,11 +97,9 @@ class RunDirectory:
     if last_round:
       lines = (self.path / 'choices.jsonl').read_text().splitlines()
       kept = [l for l in lines if l and json.loads(l)['round'] <= last_round]
-      for name, text in (('choices.jsonl', kept), ('metrics.jsonl', [
+      for name, lines in (('choices.jsonl', kept), ('metrics.jsonl', [
           json.dumps(row.to_json()) for row in rows])):
-        tmp = self.path / (name + '.tmp')
-        tmp.write_text(''.join(t + '\n' for t in text))
-        os.replace(tmp, self.path / name)
+        write_atomic(self.path / name, ''.join(l + '\n' for l in lines))
     self._metrics = open(self.path / 'metrics.jsonl', 'a')
     self._choices = open(self.path / 'choices.jsonl', 'a')
 
