@@ -2,7 +2,8 @@
 
 The one round every experiment runs (`pfhpo.federated.fedavg`) also tests
 each client for divergence (one forward pass of its first batch) and
-measures the aggregate on a validation batch. This times it against a bare
+measures the aggregate on a validation batch (which the server's divergence
+test then compares with its bound). This times it against a bare
 FedAvg round built from the same pieces (local updates, `aggregate_clients`,
 `server_step`: what `round_throughput.py` timed before the redesign),
 alternating the two in one process so that both see the same machine.

@@ -8,11 +8,13 @@
 Defaults run the project's method on the embedded offline data set
 (Fashion-MNIST from Debian's `dataset-fashion-mnist`, partitioned into
 FEMNIST-like writers); `--help` lists every setting. Bad input stops with a
-one-line error and exit status 2, before anything is written.
+one-line error and exit status 2, before anything is written; a run that
+stops making progress (its model diverged; `--stall_rounds`) writes its
+checkpoint and summary, then prints a one-line error and exits with status 3.
 """
 import sys
 
-from pfhpo.errors import ConfigError
+from pfhpo.errors import ConfigError, RunStopped
 from pfhpo.experiment import run
 from pfhpo.experiment.flags import config_from_args, flag_message
 
@@ -23,6 +25,9 @@ def main(argv=None) -> int:
   except ConfigError as e:
     print(f'error: {flag_message(str(e))}', file=sys.stderr)
     return 2
+  except RunStopped as e:
+    print(f'error: {flag_message(str(e))}', file=sys.stderr)
+    return 3
   final = summary.final
   print(f'round {final.round}: global_acc={final.global_acc:.4f} '
         f'client_acc_mean={final.client_acc_mean:.4f} '

@@ -54,7 +54,8 @@ def test_fedavg_matches_fedjax(server):
     clients = rng.permutation(5)[:4]  # a different subset and order each round
     batch = RoundBatch(clients, ClientBatch(x[clients], y[clients],
                                             COUNTS[clients]), val)
-    state, rows, _ = apply(state, rows, batch, key)
+    state, rows, metrics = apply(state, rows, batch, key)
+    assert bool(metrics.updated)  # the server's divergence test accepts it
     # fedjax walks each client's examples in order; give it ours (the
     # round's key: (propose, train); the train key: one per client).
     fj_clients = []

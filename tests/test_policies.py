@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from pfhpo.errors import ConfigError
-from pfhpo.policies import gumbel, reinforce, static
+from pfhpo.policies import create, gumbel, reinforce, static
 from pfhpo.types import Feedback
 from pfhpo.policies.base import penalized
 from pfhpo.policies.space import hparams_for, make_space
@@ -123,6 +123,34 @@ def test_static_always_proposes_its_index():
   np.testing.assert_array_equal(choices, 4)
   with pytest.raises(ConfigError, match='static_index'):
     static(SPACE, 6)
+
+
+@pytest.mark.parametrize('name', ['reinforce', 'gumbel', 'fedex', 'pfedex'])
+def test_a_round_where_every_client_failed_penalises_each_choice_boundedly(
+    name):
+  """Every client failed (the server rejected the aggregate): each client's
+  configuration becomes less likely, by a bounded step: one bad round bans
+  nothing (gumbel once divided the equal penalties by their zero spread)."""
+  params = {'w': jnp.ones((3, 2))}
+  policy = create(name, SPACE, train_counts=np.array([10, 20, 30, 40]),
+                  params_like=params)
+  state = policy.init(jax.random.PRNGKey(0), 4)
+  if name == 'reinforce':  # rewards so far; with none, a 0 teaches nothing
+    state = state._replace(baseline=jnp.float32(0.6))
+  clients, choices = jnp.arange(4), jnp.array([0, 4, 1, 2])
+  fb = Feedback(clients, choices, jnp.array([0.3, -0.2, jnp.nan, 0.1]),
+                jnp.float32(40.0), jnp.float32(0.1), jnp.full(4, 2.0),
+                jnp.array([2.0, jnp.inf, 3.0, 2.5]), jnp.array([5, 6, 7, 8]),
+                params, jnp.ones(4), jnp.ones(4, bool))
+  picked = lambda s: np.asarray(policy.probabilities(s, clients))[
+      np.arange(4), choices]
+  before, after = picked(state), picked(policy.update(state, fb))
+  assert np.all(np.isfinite(after))
+  assert np.all(after > 0.2 * before), (before, after)  # nothing banned
+  if name == 'pfedex':  # one shared hypernetwork: the picks fall together
+    assert np.sum(np.log(after)) < np.sum(np.log(before)) - 1e-3
+  else:
+    assert np.all(after < before - 1e-4), (before, after)
 
 
 def test_a_diverged_client_is_penalised_beyond_every_client_that_trained():

@@ -25,7 +25,7 @@ from pfhpo.policies.space import make_space
 from pfhpo.types import Feedback, RoundState
 
 ROOT = Path(__file__).resolve().parents[1]
-ROUNDS = 40
+ROUNDS = 30
 ARGS = ['--dataset=digits', '--model=mlp', f'--rounds={ROUNDS}',
         '--eval_every=1', '--clients_per_round=5', '--policy=gumbel',
         '--policy_opt=adam', '--policy_lr=0.1', '--lrs=0.05,0.3',
@@ -128,8 +128,8 @@ def test_every_policys_state_round_trips_through_a_checkpoint(tmp_path):
   space = make_space([0.1, 1.0], [1, 5], [16])
   params = {'w': jnp.linspace(-1, 1, 12).reshape(3, 4), 'b': jnp.ones(4)}
   server = init_server(optax.adam(0.1), params)
-  row = MetricsRow(7, 0.5, 1.2, 0.4, 1.1, 1.3, 0.1, 3.0, 16.0, 30, 1, 2,
-                   4.5, policy_entropy=0.9)
+  row = MetricsRow(7, 0.5, 1.2, 0.4, 1.1, 1.3, 0.1, 3.0, 16.0, 30, 1, 2, 1,
+                   1, 4.5, policy_entropy=0.9)
   for name, entry in policies.REGISTRY.items():
     options = (entry.config(static_index=1) if name == 'static'
                else entry.config())
@@ -146,13 +146,13 @@ def test_every_policys_state_round_trips_through_a_checkpoint(tmp_path):
         jnp.array([False, True, False])))
     table = {'head': np.arange(6, dtype=np.float32).reshape(3, 2)}
     state = RunState(7, RoundState(server, pstate), table,
-                     Totals(jnp.int32(30), jnp.int32(2)), (row,),
+                     Totals(*map(jnp.int32, (30, 2, 1, 1))), (row,),
                      ((1, 2), (0, 3)), 2.5, 4.5)
     checkpoints = RunCheckpoints(tmp_path / name)
     checkpoints.save(state)
     fresh = RunState(0, RoundState(server, policy.init(
         jax.random.PRNGKey(0), 3)), {'head': np.zeros((3, 2), np.float32)},
-                     Totals(jnp.int32(0), jnp.int32(0)), (), (), None, 0.0)
+                     Totals.zeros(), (), (), None, 0.0)
     got = RunCheckpoints(tmp_path / name).restore(fresh)
     assert got[:1] + got[4:] == state[:1] + state[4:], name
     assert isinstance(got.client_table['head'], np.ndarray)

@@ -79,6 +79,7 @@ def test_gumbel_finds_each_groups_best_configuration(chunk):
   p_best = probs[np.arange(C), BEST]
   assert p_best.min() > 0.8, p_best
   assert float(history[-1].val_acc) > 0.9
+  assert not any(bool(m.rejected) for m in history)  # an ordinary run
 
 
 def test_baselines_do_not_separate_the_groups():
@@ -169,9 +170,42 @@ def test_a_round_where_every_client_diverges_keeps_the_server_state():
       optax.sgd(1.0, momentum=0.9),
       lambda s: jax.tree_util.tree_map(lambda a: a + 0.1, s))
   assert int(metrics.dropped_clients) == C
+  assert not bool(metrics.updated) and not bool(metrics.rejected)
   for a, b in zip(jax.tree_util.tree_leaves(new),
                   jax.tree_util.tree_leaves(server)):
     np.testing.assert_array_equal(a, b)
+
+
+def test_an_exploded_aggregate_is_rejected_and_every_client_penalised():
+  """No client diverges, but the aggregate's validation loss (validation
+  features x1e4: confident logits, wrong on the examples it misclassifies)
+  is far above ten times a guess's (10 log 2): the server keeps its model
+  and optimizer state, and the policy hears that every client failed."""
+  policy = _fixed_choices(np.zeros(C, int))._replace(
+      init=lambda key, n: jnp.zeros(n, bool),
+      update=lambda state, fb: fb.diverged)
+  algorithm = make_round(linear_model(), lambda x: x,
+                         optax.sgd(1.0, momentum=0.9), DIVERGE, policy)
+  state, rows = algorithm.init(jax.random.PRNGKey(0), C)
+  state = state._replace(server=state.server._replace(
+      opt_state=jax.tree_util.tree_map(lambda a: a + 0.1,
+                                       state.server.opt_state)))
+  step = jax.jit(algorithm.apply)
+  batch = problem()
+  loud = batch._replace(val=batch.val._replace(x=1e4 * batch.val.x))
+  new, _, metrics = step(state, rows, loud, jax.random.PRNGKey(0))
+  assert int(metrics.dropped_clients) == 0
+  assert float(metrics.val_loss) > 10 * np.log(2)
+  assert bool(metrics.rejected) and not bool(metrics.updated)
+  for a, b in zip(jax.tree_util.tree_leaves(new.server),
+                  jax.tree_util.tree_leaves(state.server)):
+    np.testing.assert_array_equal(a, b)
+  assert np.all(np.asarray(new.policy))
+  # The same round on the ordinary validation set is accepted.
+  new, _, metrics = step(state, rows, batch, jax.random.PRNGKey(0))
+  assert not bool(metrics.rejected) and bool(metrics.updated)
+  assert not np.any(np.asarray(new.policy))
+  assert not np.array_equal(new.server.params['w'], state.server.params['w'])
 
 
 def test_per_client_rows_go_to_the_round_and_back_into_the_host_table():

@@ -71,6 +71,8 @@ class RoundMetrics(NamedTuple):
   val_loss: jax.Array  # validation loss of the aggregated model
   val_acc: jax.Array  # validation accuracy of the aggregated model
   dropped_clients: jax.Array  # clients left out as diverged
+  rejected: jax.Array  # bool: the server's divergence test refused the aggregate
+  updated: jax.Array  # bool: the server model moved (some client kept, accepted)
   local_steps_total: jax.Array  # local steps the round's clients took
   local_val_loss: jax.Array  # clients' own validation loss (NaN: unmeasured)
   policy_entropy: jax.Array  # mean entropy of the round's rows (NaN: none)
@@ -93,4 +95,6 @@ class Feedback(NamedTuple):
   local_val_count: jax.Array | None = None
   delta: Any = None  # the aggregate update theta_g - theta (server pytree)
   alignment: jax.Array | None = None  # f32[K] (ones unless measured)
-  diverged: jax.Array | None = None  # bool[K] non-finite update, left out
+  # bool[K] the clients whose update failed: diverged (left out), or in an
+  # aggregate the server rejected
+  diverged: jax.Array | None = None

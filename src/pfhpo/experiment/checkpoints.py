@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
 from pfhpo.errors import ConfigError
 from pfhpo.experiment.records import MetricsRow
-from pfhpo.types import RoundState
+from pfhpo.types import RoundMetrics, RoundState
 
 DIRNAME = 'checkpoints'
 
@@ -33,9 +34,22 @@ logging.getLogger('absl').setLevel(logging.WARNING)
 
 
 class Totals(NamedTuple):
-  """Counters summed on the device, so no round waits for the host."""
-  local_steps: jax.Array  # i32[]
-  dropped_clients: jax.Array  # i32[]
+  """Counters kept on the device (i32[] each)."""
+  local_steps: jax.Array
+  dropped_clients: jax.Array
+  rejected_aggregates: jax.Array  # refused by the server's divergence test
+  stalled_rounds: jax.Array  # the latest rounds in a row without an update
+
+  @staticmethod
+  def zeros() -> 'Totals':
+    return Totals(*(jnp.zeros((), jnp.int32) for _ in Totals._fields))
+
+  def add(self, m: RoundMetrics) -> 'Totals':
+    """The counters after round `m`."""
+    return Totals(self.local_steps + m.local_steps_total,
+                  self.dropped_clients + m.dropped_clients,
+                  self.rejected_aggregates + m.rejected,
+                  jnp.where(m.updated, 0, self.stalled_rounds + 1))
 
 
 class RunState(NamedTuple):

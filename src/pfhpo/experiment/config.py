@@ -133,6 +133,10 @@ class RunConfig:
       50, 'save the whole run state every N rounds (0: only at the end)')
   resume: bool = setting(
       False, 'continue the run in `out_dir` from its last checkpoint')
+  stall_rounds: int = setting(
+      5, 'stop the run (checkpoint, summary, exit status 3) after this many '
+      'rounds in a row in which the server model did not move: every '
+      'client diverged or the aggregate was rejected (0: never stop)')
 
   def __post_init__(self):
     for name in ('rounds', 'clients_per_round', 'eval_every', 'eval_chunk'):
@@ -140,8 +144,9 @@ class RunConfig:
       require(value >= 1, f'`{name}` must be >= 1, got {value}')
     require(self.client_chunk is None or self.client_chunk >= 1,
             f'`client_chunk` must be >= 1, got {self.client_chunk}')
-    require(self.checkpoint_every >= 0,
-            f'`checkpoint_every` must be >= 0, got {self.checkpoint_every}')
+    for name in ('checkpoint_every', 'stall_rounds'):
+      value = getattr(self, name)
+      require(value >= 0, f'`{name}` must be >= 0, got {value}')
     require(0 <= self.seed < 2**32,
             f'`seed` must be in [0, 2**32), got {self.seed}')
     require(not self.resume or self.out_dir is not None,

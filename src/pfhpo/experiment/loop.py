@@ -5,14 +5,22 @@
 builds the run (`setup.build`: every check, nothing written), claims its
 directory (`outputs.RunDirectory`), starts from the initial state or the
 last checkpoint, and per round: samples the clients from (seed, round),
-takes their rows of per-client state, runs the round, puts the rows back.
-Every `eval_every` rounds it evaluates the global model and logs a
-`MetricsRow`; at the last round every client also fine-tunes (personalised
-accuracy). Choices are logged at evaluations and checkpoints, so no round
-waits for the host.
+takes their rows of per-client state, runs the round, puts the rows back;
+the next round's data is gathered while a round computes. Every
+`eval_every` rounds it evaluates the global model and logs a `MetricsRow`;
+at the last round every client also fine-tunes (personalised accuracy).
+Choices are logged at evaluations and checkpoints; the one figure read back
+every round is how many rounds in a row the server model has not moved.
+
+A run that cannot make progress stops: after `stall_rounds` rounds in a row
+in which every client diverged or the server rejected the aggregate
+(`pfhpo.federated.round`), it evaluates the last good model, writes its
+checkpoint and summary (`Summary.stopped` says why) and raises `RunStopped`
+naming the configurations the clients used and the fix.
 """
 from __future__ import annotations
 
+import collections
 import time
 
 import jax
@@ -28,6 +36,8 @@ from pfhpo.experiment.plots import plot_run
 from pfhpo.experiment.records import MetricsRow, Summary
 from pfhpo.experiment.setup import Experiment, build, keys, sample_clients
 from pfhpo.federated import put_rows, take_rows
+from pfhpo.errors import RunStopped
+from pfhpo.policies.space import describe
 from pfhpo.settings import require
 from pfhpo.types import RoundMetrics
 
@@ -48,8 +58,7 @@ def _train(exp: Experiment, out: RunDirectory) -> Summary:
   record = config_record(exp.cfg, exp.resolved)
   init_key, round_key = keys(run.seed)
   algorithm, table = exp.algorithm.init(init_key, data.num_clients)
-  zero = jnp.zeros((), jnp.int32)
-  state = RunState(0, algorithm, table, Totals(zero, zero), (), (), None, 0.0)
+  state = RunState(0, algorithm, table, Totals.zeros(), (), (), None, 0.0)
   checkpoints = RunCheckpoints(out.path)
   if run.resume:  # read before anything is written: a bad one changes nothing
     check_resumable(out.path, record)
@@ -61,6 +70,8 @@ def _train(exp: Experiment, out: RunDirectory) -> Summary:
   out.start(record, state.rows, state.round)
   start = time.perf_counter() - state.seconds
   pending = []  # rounds whose choices are not logged yet
+  recent = collections.deque(maxlen=max(run.stall_rounds, 1))
+  stopped = None
 
   categorical = exp.policy.probabilities is not None
 
@@ -76,24 +87,34 @@ def _train(exp: Experiment, out: RunDirectory) -> Summary:
     out.flush()
     return state.choice_counts + tuple(counts)
 
+  def round_input(r: int):
+    clients = sample_clients(run.seed, r, data.num_clients,
+                             run.clients_per_round)
+    return clients, exp.batch(clients)
+
+  if state.round < run.rounds:
+    clients, batch = round_input(state.round + 1)
   with tqdm(total=run.rounds, initial=state.round, unit='round',
             desc=f'{exp.cfg.policy.policy} {exp.cfg.data.dataset}/'
             f'{exp.cfg.model.model}', mininterval=2.0) as bar:
     for r in range(state.round + 1, run.rounds + 1):
-      clients = sample_clients(run.seed, r, data.num_clients,
-                               run.clients_per_round)
       algorithm, rows, metrics = exp.step(
-          state.algorithm, take_rows(state.client_table, clients),
-          exp.batch(clients), jax.random.fold_in(round_key, r))
+          state.algorithm, take_rows(state.client_table, clients), batch,
+          jax.random.fold_in(round_key, r))
+      if r < run.rounds:  # the next round's data while this one computes
+        next_input = round_input(r + 1)
       put_rows(state.client_table, clients, rows)
-      state = state._replace(round=r, algorithm=algorithm, totals=Totals(
-          state.totals.local_steps + metrics.local_steps_total,
-          state.totals.dropped_clients + metrics.dropped_clients))
+      state = state._replace(round=r, algorithm=algorithm,
+                             totals=state.totals.add(metrics))
       pending.append((r, clients, metrics))
+      recent.append(metrics)
       if state.first_round_seconds is None:
         jax.block_until_ready(algorithm)
         state = state._replace(first_round_seconds=time.perf_counter() - start)
-      last = r == run.rounds
+      stalled = int(state.totals.stalled_rounds) if run.stall_rounds else 0
+      if run.stall_rounds and stalled >= run.stall_rounds:
+        stopped = _stall_message(exp, r, stalled, recent, out.path)
+      last = r == run.rounds or stopped is not None
       if r % run.eval_every == 0 or last:
         state = state._replace(choice_counts=flush())
         row = _row(exp, state, metrics, time.perf_counter() - start, last)
@@ -106,11 +127,44 @@ def _train(exp: Experiment, out: RunDirectory) -> Summary:
                                seconds=time.perf_counter() - start)
         checkpoints.save(state)
       bar.update(1)
+      if last:
+        break
+      clients, batch = next_input
   checkpoints.close()
-  summary = _summary(exp, state, time.perf_counter() - start, resumed_from)
+  summary = _summary(exp, state, time.perf_counter() - start, resumed_from,
+                     stopped)
   out.write_summary(summary)
   plot_run(out.path, exp, state, summary)
+  if stopped is not None:
+    raise RunStopped(stopped)
   return summary
+
+
+def _stall_message(exp: Experiment, r: int, stalled: int, recent,
+                   out_path) -> str:
+  """Why the run stops at round `r`, the `stalled`-th round in a row that
+  moved no model: what its last rounds (`recent`, their RoundMetrics; fewer
+  than `stalled` after a resume) rejected, and the configurations used."""
+  used = collections.Counter()
+  rejected = 0
+  for m in recent:
+    rejected += int(m.rejected)
+    for z, lr, steps, b in zip(*map(np.asarray, (m.choices, *m.hparams))):
+      used[exp.space.describe(z) if z >= 0 else describe(lr, steps, b)] += 1
+  total = sum(used.values())
+  named = ', '.join(f'{c} ({n} of {total})' for c, n in used.most_common(3))
+  largest = max(float(jnp.max(m.hparams.lr)) for m in recent)
+  n = len(recent)
+  causes = [f'the server rejected {rejected} aggregates as exploded'
+            if rejected else '',
+            f'every client diverged in {n - rejected} rounds'
+            if n > rejected else '']
+  return (f'no update for {stalled} rounds in a row (rounds '
+          f'{r - stalled + 1}-{r}){"" if n == stalled else f"; of the last {n}"}'
+          f': {" and ".join(c for c in causes if c)}; the clients used '
+          f'{named}. Lower the learning rate (largest {largest:g}: `lrs`) or '
+          f'the `local_steps`, or pass `stall_rounds`=0 to go on; the last '
+          f"good model's checkpoint and summary are in {out_path}.")
 
 
 def _row(exp: Experiment, state: RunState, m: RoundMetrics, seconds: float,
@@ -133,13 +187,15 @@ def _row(exp: Experiment, state: RunState, m: RoundMetrics, seconds: float,
       local_steps_total=int(state.totals.local_steps),
       dropped_clients=int(m.dropped_clients),
       dropped_clients_total=int(state.totals.dropped_clients),
+      rejected_aggregates_total=int(state.totals.rejected_aggregates),
+      stalled_rounds=int(state.totals.stalled_rounds),
       seconds=round(seconds, 3),
       policy_entropy=optional(m.policy_entropy),
       local_val_loss=optional(m.local_val_loss), **personal)
 
 
 def _summary(exp: Experiment, state: RunState, seconds: float,
-             resumed_from: int | None) -> Summary:
+             resumed_from: int | None, stopped: str | None) -> Summary:
   final = state.rows[-1]
   everyone = jnp.arange(exp.data.num_clients, dtype=jnp.int32)
   return Summary(
@@ -152,4 +208,5 @@ def _summary(exp: Experiment, state: RunState, seconds: float,
       resumed_from_round=resumed_from,
       round_compilations=len(exp.traces),
       configurations=[exp.space.describe(z) for z in range(exp.space.size)],
-      policy=exp.policy.summarize(state.algorithm.policy, everyone))
+      policy=exp.policy.summarize(state.algorithm.policy, everyone),
+      stopped=stopped)

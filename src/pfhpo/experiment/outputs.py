@@ -149,8 +149,8 @@ def config_record(cfg, resolved: dict) -> dict:
 
 # What may differ between a run and its resumption: the length, the
 # checkpoint period, where the data now live, and the devices.
-RESUMABLE = ('rounds', 'resume', 'checkpoint_every', 'data_dir', 'out_dir',
-             'resolved.devices')
+RESUMABLE = ('rounds', 'resume', 'checkpoint_every', 'stall_rounds', 'data_dir',
+             'out_dir', 'resolved.devices')
 
 
 def check_resumable(out_dir: Path, record: dict) -> None:

@@ -21,6 +21,10 @@ class MetricsRow:
   local_steps_total: int
   dropped_clients: int  # left out of the round's aggregate as diverged
   dropped_clients_total: int
+  # Aggregates the server refused as exploded, from the start, and the
+  # latest rounds in a row in which the server model did not move.
+  rejected_aggregates_total: int
+  stalled_rounds: int
   seconds: float
   policy_entropy: float | None = None  # categorical policies
   local_val_loss: float | None = None  # policies learning from it (FedEx)
@@ -54,6 +58,9 @@ class Summary:
   round_compilations: int  # one per run; more is a bug
   configurations: list[str]  # the search space, in index order
   policy: dict  # where the policy ended (its own `summarize`)
+  # Why the run stopped before `rounds` (None: it ran them all); `final` is
+  # then the last round run, with the last model the server accepted.
+  stopped: str | None = None
 
   def to_json(self) -> dict:
     fields = {f.name: getattr(self, f.name)

@@ -27,11 +27,25 @@ set, or the round's clients' own splits: `pfhpo.data.validation`). L_i^val,
 which FedEx learns from, is client i's mean loss of its own trained model on
 its own validation split (`RoundBatch.local_val`).
 
-Divergence (`divergence.py`): a diverged client's update counts as zero and
-the others' weights are renormalised, Delta = sum_{i kept} w_i c_i Delta_i /
-sum_{i kept} w_i; a round in which every client diverged keeps the previous
-server state. The policy hears which clients diverged (`Feedback.diverged`)
-and penalises their configurations.
+Divergence (`divergence.py`), tested twice:
+  - per client: a diverged client's update counts as zero and the others'
+    weights are renormalised, Delta = sum_{i kept} w_i c_i Delta_i /
+    sum_{i kept} w_i;
+  - by the server: the aggregate is accepted only if its validation loss L
+    is finite and L <= EXPLODED * log(classes), ten times a uniform guess's
+    loss (23.0 for ten classes). A model above it predicts confidently
+    wrong on average, which no round of a learning model produces and an
+    exploding configuration does within a round or two; the client test
+    cannot see it when the server model itself is blowing up, and a bound
+    fixed by the task, unlike one relative to the last accepted model,
+    cannot be ratcheted up by a slowly exploding one (`make_rejected`).
+A rejected aggregate, or a round in which every client diverged, leaves the
+server state (model and optimizer) as it was: the server keeps the last
+good model.
+The policy hears which clients failed (`Feedback.diverged`): those that
+diverged, and every client of a rejected aggregate, and penalises their
+configurations. `RoundMetrics.updated` says whether the server moved, so a
+run can stop when it no longer does.
 
 Per-client state that outlives a round lives on the host
 (`client_rows.py`); `apply` receives the round's rows and returns them
@@ -48,7 +62,7 @@ import optax
 from jax.sharding import Mesh
 
 from pfhpo.federated.aggregate import aggregate_clients, example_weights
-from pfhpo.federated.divergence import make_diverged
+from pfhpo.federated.divergence import make_diverged, make_rejected
 from pfhpo.federated.local_update import make_local_update, make_masked_loss
 from pfhpo.federated.server import init_server, server_step
 from pfhpo.federated.sharding import replicate
@@ -91,6 +105,7 @@ def make_round(model: Model, features: Callable,
                                  track_alignment='alignment' in policy.needs)
   masked_loss = make_masked_loss(model, features)
   diverged_of = make_diverged(model.num_classes)
+  rejected_of = make_rejected(model.num_classes)
 
   def init(key: jax.Array, num_clients: int):
     model_key, policy_key = jax.random.split(key)
@@ -149,11 +164,16 @@ def make_round(model: Model, features: Callable,
       val_loss, (delta, aux, val_acc) = objective(ones)
       dl_dc = jnp.zeros(k, jnp.float32)
     stats, client_val_loss, diverged = aux  # per client: [K] each
-    # What the policy hears: also a client whose credit or loss overflowed.
-    failed = diverged | ~jnp.isfinite(dl_dc) | ~jnp.isfinite(client_val_loss)
-    # Every client diverged: keep the previous model and optimizer state.
+    trained = ~jnp.all(diverged)  # some client's update is in the aggregate
+    rejected = trained & rejected_of(val_loss)
+    updated = trained & ~rejected
+    # What the policy hears: also a client whose credit or loss overflowed,
+    # and every client of a rejected aggregate.
+    failed = (diverged | ~jnp.isfinite(dl_dc) | ~jnp.isfinite(client_val_loss)
+              | rejected)
+    # No update to take: keep the previous model and optimizer state.
     server = jax.tree_util.tree_map(
-        lambda new, old: jnp.where(jnp.all(diverged), old, new),
+        lambda new, old: jnp.where(updated, new, old),
         server_step(server_opt, server, delta), server)
     local_val = batch.local_val
     pstate = policy.update(state.policy, Feedback(
@@ -173,7 +193,8 @@ def make_round(model: Model, features: Callable,
         train_loss=jnp.sum(jnp.where(diverged, 0.0, kept * stats.loss)) /
         jnp.maximum(jnp.sum(kept), 1e-12),
         val_loss=val_loss, val_acc=val_acc,
-        dropped_clients=jnp.sum(diverged),
+        dropped_clients=jnp.sum(diverged), rejected=rejected,
+        updated=updated,
         local_steps_total=jnp.sum(hparams.local_steps),
         local_val_loss=local_val_loss, policy_entropy=entropy,
         choices=choices, hparams=hparams, credit=dl_dc)

@@ -79,7 +79,8 @@ class Policy(NamedTuple):
 
 
 def diverged_of(fb: Feedback) -> jax.Array:
-  """bool[K]: the clients whose update was non-finite (none if unreported)."""
+  """bool[K]: the clients whose update failed, diverged or rejected with its
+  aggregate (none if unreported)."""
   if fb.diverged is None:
     return jnp.zeros(fb.clients.shape, bool)
   return fb.diverged

@@ -22,7 +22,9 @@ Variance reduction:
     by default).
   normalize: divide the round's credits by their standard deviation (on in
     `GumbelConfig`: decisive on the constructed problem, neutral on real
-    data; BUILD_NOTES.md).
+    data; BUILD_NOTES.md), or, when they do not spread (every client of the
+    round failed, as in an aggregate the server rejected), by their
+    largest magnitude.
 """
 from __future__ import annotations
 
@@ -49,8 +51,11 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
   def update(state: PolicyState, fb: Feedback) -> PolicyState:
     raw = penalized(fb.credit, diverged_of(fb))
     credit = raw - state.baseline
-    if normalize:
-      credit = credit / (jnp.std(raw) + 1e-12)
+    if normalize:  # a round whose credits do not spread (every client
+      # failed): each moves by about one unit, not by 1/0
+      spread = jnp.std(raw)
+      credit = credit / jnp.where(
+          spread > 0, spread, jnp.maximum(jnp.max(jnp.abs(raw)), 1e-12))
     state = score_update(state, optimizer, fb.clients, fb.choices, credit)
     if baseline_decay is None:
       return state

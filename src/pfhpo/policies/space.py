@@ -36,8 +36,12 @@ class SearchSpace(NamedTuple):
 
   def describe(self, z: int) -> str:
     """'lr=0.1 steps=5 batch=16' for candidate z."""
-    return (f'lr={self.lr[z]:g} steps={self.local_steps[z]} '
-            f'batch={self.batch_size[z]}')
+    return describe(self.lr[z], self.local_steps[z], self.batch_size[z])
+
+
+def describe(lr: float, local_steps: int, batch_size: int) -> str:
+  """'lr=0.1 steps=5 batch=16': one configuration, on or off the grid."""
+  return f'lr={lr:g} steps={local_steps} batch={batch_size}'
 
 
 def make_space(lrs: Sequence[float], local_steps: Sequence[int],
