@@ -153,6 +153,22 @@ def test_a_round_where_every_client_failed_penalises_each_choice_boundedly(
     assert np.all(after < before - 1e-4), (before, after)
 
 
+def test_normalised_gumbel_credit_of_a_lone_client_is_one_unit():
+  """One client in the round: its credit has no spread to divide by. Once
+  it was divided by 1e-12 (a credit of 1e-3 became 1e9 and saturated the
+  row); now it moves the row as a unit credit of its sign does."""
+  policy = gumbel(SPACE, optax.sgd(0.5), normalize=True)
+  state = policy.init(None, 4)
+  for credit, worse in ((1e-3, True), (-1e-3, False)):
+    new = policy.update(state, _feedback([2], [3], credit=[credit]))
+    unit = policy.update(state, _feedback([2], [3], credit=[np.sign(credit)]))
+    p = np.asarray(policy.probabilities(new, jnp.array([2])))[0]
+    np.testing.assert_allclose(
+        p, np.asarray(policy.probabilities(unit, jnp.array([2])))[0],
+        rtol=1e-5)
+    assert (p[3] < 1 / 6) == worse and 0.05 < p[3] < 0.5, p
+
+
 def test_a_diverged_client_is_penalised_beyond_every_client_that_trained():
   diverged = jnp.array([False, True, False, False])
   values = jnp.array([0.2, jnp.nan, -0.1, 0.5])

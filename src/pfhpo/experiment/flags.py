@@ -72,18 +72,40 @@ def _shown(default) -> str:
   return f'default: {default}'
 
 
+# Tables of a preset that belong to another command than a single run:
+# [compare] is experiments/compare.py's grid.
+COMMAND_TABLES = ('compare',)
+
+
 def load_preset(path: str) -> dict:
-  """A preset file's settings, flat: {name: value}."""
+  """A preset file's settings, flat: {name: value}; its COMMAND_TABLES are
+  left to their commands (`load_table`)."""
+  return _settings(_tables(path), path)
+
+
+def load_table(path: str, name: str) -> dict:
+  """A preset's table `name` (one of COMMAND_TABLES) as it is; {} if none."""
+  table = _tables(path).get(name, {})
+  require(isinstance(table, dict), f'`config`={path}: [{name}] is not a table')
+  return table
+
+
+def _tables(path: str) -> dict:
   try:
-    tables = tomllib.loads(Path(path).read_text())
+    return tomllib.loads(Path(path).read_text())
   except OSError as e:
     raise ConfigError(f'cannot read `config`={path} ({e.strerror}); pass a '
                       f'preset file such as experiments/configs/*.toml') from None
   except tomllib.TOMLDecodeError as e:
     raise ConfigError(f'`config`={path} is not valid TOML ({e})') from None
+
+
+def _settings(tables: dict, path: str) -> dict:
   values = {}
   per_policy = policy_settings()
   for group, table in tables.items():
+    if group in COMMAND_TABLES:
+      continue
     require(group in GROUPS and isinstance(table, dict),
             f'`config`={path}: [{group}] is not a group; use '
             f'{", ".join(GROUPS)}')
@@ -103,8 +125,9 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
   return override(cfg, given)
 
 
-def flag_message(message: str) -> str:
-  """A library message with its `setting` names spelt as --flags."""
-  names = {*all_settings(), 'config'}
+def flag_message(message: str, more: Sequence[str] = ()) -> str:
+  """A library message with its `setting` names (and the `more` flags of
+  another command) spelt as --flags."""
+  names = {*all_settings(), 'config', *more}
   return re.sub(r'`(\w+)`', lambda m: f'--{m[1]}' if m[1] in names else m[0],
                 message)

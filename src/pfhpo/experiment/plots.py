@@ -78,3 +78,37 @@ def plot_choices(counts, labels: Sequence[str], path: Path, title: str) -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
+
+
+def plot_best_accuracy(curves: dict, path: Path, title: str) -> None:
+  """Best-so-far global accuracy against the round: per method, the mean
+  over its seeds and a band from their lowest to their highest.
+
+  curves: {method: [[(round, global_acc), ...] per seed]}.
+  """
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for method, runs in curves.items():
+    rounds = sorted({r for run in runs for r, _ in run})
+    best = []
+    for run in runs:  # best so far, carried to every evaluated round
+      acc = dict(run)
+      so_far, line = -np.inf, []
+      for r in rounds:
+        so_far = max(so_far, acc.get(r, -np.inf))
+        line.append(so_far)
+      best.append(line)
+    best = np.array(best)  # f[seeds, rounds]
+    best[~np.isfinite(best)] = np.nan
+    mean = np.nanmean(best, 0)
+    (handle,) = ax.plot(rounds, mean, label=method)
+    if len(runs) > 1:
+      ax.fill_between(rounds, np.nanmin(best, 0), np.nanmax(best, 0),
+                      color=handle.get_color(), alpha=0.2)
+  ax.set_xlabel('round')
+  ax.set_ylabel('best global test accuracy so far')
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)

@@ -1,0 +1,364 @@
+"""A comparison: methods x models x seeds on one data set, one budget.
+
+Every run of the grid starts from the same base `Config` (a preset) and
+differs only in its model, its method and its seed, so every method gets the
+same rounds, clients, search space, validation and evaluation. The methods
+are the learned policies named, and the static grid: every configuration
+of the space run as `static` (the tuned-FedAvg oracle is the best of them,
+and the grid's cost is all of them together).
+
+Each run is an independent unit with its own directory under
+`<out_dir>/runs/<model>/<method>/seed<k>`: a finished one (its summary.json
+written) is read, never redone; an interrupted one resumes from its last
+checkpoint (or starts again if it died before one); one that fails is
+recorded with its error and the others go on. `results.json`/`results.csv`
+hold a row per run, `table.md` the mean and spread over seeds, and
+`best_acc_<model>.png` the best-so-far global accuracy against the round.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import shutil
+import statistics
+import traceback
+from pathlib import Path
+from typing import Callable, NamedTuple, Sequence
+
+from pfhpo import models as model_zoo
+from pfhpo.errors import RunStopped
+from pfhpo.experiment.config import Config, override
+from pfhpo.experiment.loop import run
+from pfhpo.experiment.outputs import write_atomic
+from pfhpo.policies import REGISTRY
+from pfhpo.settings import check_choice, require, setting
+
+STATIC = 'static'
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareConfig:
+  """The grid of a comparison (a preset's [compare] table)."""
+  policies: tuple[str, ...] = setting(
+      ('gumbel', 'reinforce', 'random', 'fedex', 'pfedex', 'fathom'),
+      'the learned methods, each run on every model and seed')
+  models: tuple[str, ...] = setting(('mlp',), 'the models')
+  seeds: tuple[int, ...] = setting((0, 1, 2), 'the seeds')
+  static_grid: bool = setting(
+      True, "also run every configuration of the space as 'static'")
+  target_acc: float | None = setting(
+      None, 'global accuracy whose first round each run reports (unset: none)')
+
+  def __post_init__(self):
+    for name in ('policies', 'models', 'seeds'):
+      values = getattr(self, name)
+      require(len(values) > 0, f'`{name}` is empty; give at least one')
+      require(len(set(values)) == len(values),
+              f'`{name}` repeats a value ({list(values)}); list each once')
+    for policy in self.policies:
+      check_choice('policies', policy, tuple(p for p in REGISTRY
+                                             if p != STATIC))
+    for model in self.models:
+      check_choice('models', model, model_zoo.MODELS)
+    require(self.target_acc is None or 0 < self.target_acc <= 1,
+            f'`target_acc` must be in (0, 1], got {self.target_acc}')
+
+
+class RunSpec(NamedTuple):
+  """One run of the grid: a method on a model with a seed."""
+  model: str
+  method: str  # a policy's name, or 'static[z]' for configuration z
+  seed: int
+  settings: dict  # flat settings over the base config
+
+  @property
+  def key(self) -> tuple[str, str, int]:
+    return self.model, self.method, self.seed
+
+  def directory(self, root: Path) -> Path:
+    method = self.method.replace('[', '_').replace(']', '')
+    return root / 'runs' / self.model / method / f'seed{self.seed}'
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+  """One row of results.json / results.csv."""
+  model: str
+  method: str
+  seed: int
+  status: str  # 'done', 'stopped' (no progress: summary.stopped) or 'failed'
+  error: str | None = None
+  configuration: str | None = None  # the static grid's configuration
+  global_acc: float | None = None  # at the last round
+  best_global_acc: float | None = None  # the method's objective
+  personal_acc: float | None = None
+  personal_acc_p10: float | None = None
+  personal_acc_pooled: float | None = None
+  rounds_to_target: int | None = None  # first evaluated round >= target
+  local_steps_total: int | None = None
+  total_seconds: float | None = None
+  first_round_seconds: float | None = None  # including the compilation
+  # (round, global accuracy) at every evaluation
+  curve: tuple[tuple[int, float], ...] = ()
+
+
+def plan(base: Config, grid: CompareConfig) -> list[RunSpec]:
+  """Every run of the grid, checked (a bad setting is a ConfigError here,
+  before any run starts): per model, the static grid, then the policies,
+  each over the seeds."""
+  space = base.space.space()
+  methods = ([(f'{STATIC}[{z}]', {'policy': STATIC, 'static_index': z})
+              for z in range(space.size)] if grid.static_grid else [])
+  methods += [(p, {'policy': p}) for p in grid.policies]
+  specs = []
+  for model in grid.models:
+    for method, settings in methods:
+      if method == 'fathom':  # FATHOM starts from the space's first point
+        settings = {**settings, 'static_index': 0}
+      for seed in grid.seeds:
+        spec = RunSpec(model, method, seed, settings)
+        config_of(base, spec, Path('.'))  # checks it
+        specs.append(spec)
+  return specs
+
+
+def config_of(base: Config, spec: RunSpec, root: Path,
+              resume: bool = False) -> Config:
+  return override(base, {**spec.settings, 'model': spec.model,
+                         'seed': spec.seed,
+                         'out_dir': str(spec.directory(root)),
+                         'resume': resume})
+
+
+def run_all(base: Config, grid: CompareConfig, root: Path,
+            progress: Callable[[int, int, RunSpec, str], None] = None
+            ) -> list[RunResult]:
+  """Runs (or reads) every run of the grid into `root`; writes the results
+  after each, so an interrupted comparison loses at most the run going."""
+  specs = plan(base, grid)
+  root.mkdir(parents=True, exist_ok=True)
+  _check_same_comparison(root, base)
+  results = []
+  for i, spec in enumerate(specs):
+    done = (spec.directory(root) / 'summary.json').exists()
+    if progress:
+      progress(i + 1, len(specs), spec, 'read' if done else 'run')
+    results.append(run_one(base, spec, root, grid.target_acc))
+    write_results(results, root)
+  return results
+
+
+def run_one(base: Config, spec: RunSpec, root: Path,
+            target_acc: float | None) -> RunResult:
+  """The result of one run: read if finished, else run (resuming from its
+  last checkpoint). A run that raises is a 'failed' result."""
+  out = spec.directory(root)
+  if not (out / 'summary.json').exists():
+    resume = any((out / 'checkpoints').glob('[0-9]*'))
+    if out.exists() and not resume:  # died before its first checkpoint
+      shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    error_file = out.parent / f'seed{spec.seed}.error.txt'
+    error_file.unlink(missing_ok=True)  # an earlier attempt's
+    try:
+      run(config_of(base, spec, root, resume))
+    except RunStopped:
+      pass  # its summary says why
+    except Exception as e:  # noqa: BLE001 reported in the table, not fatal
+      line = str(e).splitlines()[0] if str(e) else type(e).__name__
+      error_file.write_text(traceback.format_exc())
+      return RunResult(*spec.key, status='failed',
+                       error=f'{type(e).__name__}: {line}'[:300])
+  return read_result(spec, out, target_acc)
+
+
+def read_result(spec: RunSpec, out: Path,
+                target_acc: float | None) -> RunResult:
+  """A finished run's RunResult, from its summary.json and metrics.jsonl."""
+  summary = json.loads((out / 'summary.json').read_text())
+  rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines()]
+  curve = tuple((r['round'], r['global_acc']) for r in rows)
+  reached = [r for r, acc in curve if target_acc is not None
+             and acc >= target_acc]
+  static = spec.settings.get('static_index') if spec.settings[
+      'policy'] == STATIC else None
+  return RunResult(
+      *spec.key, status='stopped' if summary.get('stopped') else 'done',
+      error=summary.get('stopped'),
+      configuration=(None if static is None
+                     else summary['configurations'][static]),
+      global_acc=summary['global_acc'],
+      best_global_acc=summary['best_global_acc'],
+      personal_acc=summary.get('personal_acc'),
+      personal_acc_p10=summary.get('personal_acc_p10'),
+      personal_acc_pooled=summary.get('personal_acc_pooled'),
+      rounds_to_target=reached[0] if reached else None,
+      local_steps_total=summary['local_steps_total'],
+      total_seconds=summary['total_seconds'],
+      first_round_seconds=summary['first_round_seconds'], curve=curve)
+
+
+def _check_same_comparison(root: Path, base: Config) -> None:
+  """A comparison directory holds runs of one base config: a later call may
+  add models, methods or seeds, never change the base."""
+  record = dataclasses.asdict(dataclasses.replace(
+      base, run=dataclasses.replace(base.run, out_dir=None, resume=False,
+                                    seed=0)))
+  record = json.loads(json.dumps(record))
+  path = root / 'comparison.json'
+  if path.exists():
+    stored = json.loads(path.read_text())
+    require(stored == record,
+            f'`out_dir`={root} holds a comparison of other settings; pass '
+            f'the same preset and settings to continue it, or a new '
+            f'`out_dir`.')
+  else:
+    write_atomic(path, json.dumps(record, indent=1))
+
+
+def write_results(results: Sequence[RunResult], root: Path) -> None:
+  """results.json (every field) and results.csv (all but the curve)."""
+  rows = [dataclasses.asdict(r) for r in results]
+  write_atomic(root / 'results.json', json.dumps(rows, indent=1))
+  fields = [f.name for f in dataclasses.fields(RunResult) if f.name != 'curve']
+  tmp = root / 'results.csv.tmp'
+  with tmp.open('w', newline='') as f:
+    writer = csv.DictWriter(f, fields, extrasaction='ignore')
+    writer.writeheader()
+    writer.writerows(rows)
+  tmp.replace(root / 'results.csv')
+
+
+class TableRow(NamedTuple):
+  """One line of table.md: a method on a model, over its seeds."""
+  model: str
+  method: str
+  runs: int  # runs that finished ('done' or 'stopped')
+  failed: int
+  cells: dict  # column -> (mean, std, runs with a value) or None
+
+
+COLUMNS = {  # column -> (RunResult field, better: max or min)
+    'best global acc': ('best_global_acc', max),
+    'final global acc': ('global_acc', max),
+    'personal acc': ('personal_acc', max),
+    'personal p10': ('personal_acc_p10', max),
+    'rounds to target': ('rounds_to_target', min),
+    'local steps': ('local_steps_total', min),
+    'seconds': ('total_seconds', min),
+}
+
+
+def table_rows(results: Sequence[RunResult]) -> list[TableRow]:
+  """Per model: each learned method, and from the static grid the best
+  configuration (by mean best global accuracy: the tuned-FedAvg oracle)
+  and the whole grid's cost (its local steps and seconds summed)."""
+  groups: dict[tuple[str, str], list[RunResult]] = {}
+  for r in results:
+    groups.setdefault((r.model, r.method), []).append(r)
+  out = []
+  for model in dict.fromkeys(r.model for r in results):
+    statics = {m: rs for (mo, m), rs in groups.items()
+               if mo == model and m.startswith(STATIC)}
+    if statics:
+      best = max(statics, key=lambda m: _mean(statics[m], 'best_global_acc'))
+      row = _row(model, f'{STATIC}: best of {len(statics)} '
+                 f'({statics[best][0].configuration})', statics[best])
+      out.append(row)
+      grid = [r for rs in statics.values() for r in rs]
+      seeds = len({r.seed for r in grid})
+      cost = {}
+      for col in ('local steps', 'seconds'):
+        field = COLUMNS[col][0]
+        total = sum(getattr(r, field) or 0 for r in grid)
+        cost[col] = (total / max(seeds, 1), 0.0, len(grid))
+      out.append(TableRow(model, f'{STATIC} grid: all {len(statics)} '
+                          '(cost per seed)', len(grid), 0, cost))
+    for (mo, method), rs in groups.items():
+      if mo == model and not method.startswith(STATIC):
+        out.append(_row(model, method, rs))
+  return out
+
+
+def _mean(rs: Sequence[RunResult], field: str) -> float:
+  values = [getattr(r, field) for r in rs if getattr(r, field) is not None]
+  return statistics.mean(values) if values else -math.inf
+
+
+def _row(model: str, method: str, rs: Sequence[RunResult]) -> TableRow:
+  ok = [r for r in rs if r.status != 'failed']
+  cells = {}
+  for col, (field, _) in COLUMNS.items():
+    values = [getattr(r, field) for r in ok if getattr(r, field) is not None]
+    cells[col] = ((statistics.mean(values),
+                   statistics.stdev(values) if len(values) > 1 else 0.0,
+                   len(values)) if values else None)
+  return TableRow(model, method, len(ok), len(rs) - len(ok), cells)
+
+
+def table_markdown(rows: Sequence[TableRow], title: str) -> str:
+  """table.md: mean ± std over seeds, a table per model, the best of each
+  column among the methods in bold (the grid's cost row excluded)."""
+  lines = [f'# {title}', '']
+  for model in dict.fromkeys(r.model for r in rows):
+    mine = [r for r in rows if r.model == model]
+    best = {}
+    for col, (_, better) in COLUMNS.items():
+      values = [r.cells[col][0] for r in mine
+                if r.cells.get(col) and 'grid' not in r.method]
+      best[col] = better(values) if values else None
+    lines += [f'## {model}', '',
+              '| method | runs | ' + ' | '.join(COLUMNS) + ' |',
+              '| --- | --- |' + ' --- |' * len(COLUMNS)]
+    for r in mine:
+      cells = []
+      for col in COLUMNS:
+        cell = r.cells.get(col)
+        if cell is None:
+          cells.append('-')
+          continue
+        text = _format(col, *cell[:2])
+        if cell[2] < r.runs:  # e.g. runs that never reached the target
+          text += f' ({cell[2]} of {r.runs})'
+        bold = 'grid' not in r.method and cell[0] == best[col]
+        cells.append(f'**{text}**' if bold else text)
+      runs = f'{r.runs}' + (f' ({r.failed} failed)' if r.failed else '')
+      lines.append(f'| {r.method} | {runs} | ' + ' | '.join(cells) + ' |')
+    lines.append('')
+  return '\n'.join(lines)
+
+
+ACCURACIES = ('best global acc', 'final global acc', 'personal acc',
+              'personal p10')
+
+
+def _format(col: str, mean: float, std: float) -> str:
+  if col in ACCURACIES:
+    return f'{mean:.3f} ± {std:.3f}'
+  return f'{mean:,.0f} ± {std:,.0f}' if std else f'{mean:,.0f}'
+
+
+def write_report(results: Sequence[RunResult], root: Path, title: str) -> str:
+  """table.md and best_acc_<model>.png from `results`; returns the table."""
+  from pfhpo.experiment.plots import plot_best_accuracy
+  rows = table_rows(results)
+  text = table_markdown(rows, title)
+  write_atomic(root / 'table.md', text)
+  for model in dict.fromkeys(r.model for r in results):
+    mine = [r for r in results if r.model == model and r.curve]
+    curves: dict[str, list] = {}
+    statics = {}
+    for r in mine:
+      if r.method.startswith(STATIC):
+        statics.setdefault(r.method, []).append(r)
+      else:
+        curves.setdefault(r.method, []).append(r.curve)
+    if statics:
+      best = max(statics, key=lambda m: _mean(statics[m], 'best_global_acc'))
+      curves = {f'static best ({statics[best][0].configuration})':
+                [r.curve for r in statics[best]], **curves}
+    plot_best_accuracy(curves, root / f'best_acc_{model}.png',
+                       title=f'{title}: {model}')
+  return text
