@@ -56,6 +56,10 @@ def test_gumbel_policy_run_writes_choices_and_policy(tmp_path, extra):
       steps[z] for c in choices for z in c['choices'])
   assert 0 <= rows[-1]['personal_acc_p10'] <= rows[-1]['personal_acc'] <= 1
   assert 'personal_acc' not in rows[0]  # fine-tuning every client: final only
+  # 6 rounds of 4 of digits' 20 writers: those never drawn are counted apart.
+  seen = {i for c in choices for i in c['clients']}
+  assert rows[-1]['unseen_clients'] == 20 - len(seen) > 0
+  assert 0 <= rows[-1]['personal_acc_unseen'] <= 1
   summary = json.loads((out / 'summary.json').read_text())
   assert summary['round_compilations'] == 1
   assert len(summary['configurations']) == 4

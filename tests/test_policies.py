@@ -153,6 +153,28 @@ def test_a_round_where_every_client_failed_penalises_each_choice_boundedly(
     assert np.all(after < before - 1e-4), (before, after)
 
 
+def test_prefer_breaks_ties_by_the_shared_preference_not_index_0():
+  """Clients 0 and 1 learned to avoid every configuration but 3; clients 2
+  and 3 were never in a round (uniform rows). They fine-tune with 3, the
+  configuration the clients prefer together, not with configuration 0 (the
+  smallest lr and steps); a policy that learned nothing gives the expected
+  configuration, off the grid."""
+  policy = gumbel(SPACE, optax.sgd(0.5))
+  fresh = policy.init(None, 4)
+  everyone = jnp.arange(4)
+  hp, choices = policy.prefer(fresh, everyone, None)
+  np.testing.assert_array_equal(choices, -1)
+  np.testing.assert_allclose(hp.lr, np.mean(SPACE.lr), rtol=1e-6)
+  np.testing.assert_array_equal(hp.local_steps,
+                                np.round(np.mean(SPACE.local_steps)))
+  state = fresh
+  for z in (0, 1, 2, 4, 5):  # a cost for every choice but 3
+    state = policy.update(state, _feedback([0, 1], [z, z], credit=[1.0, 0.5]))
+  hp, choices = policy.prefer(state, everyone, None)
+  np.testing.assert_array_equal(choices, [3, 3, 3, 3])
+  np.testing.assert_allclose(hp.lr, SPACE.lr[3])
+
+
 def test_normalised_gumbel_credit_of_a_lone_client_is_one_unit():
   """One client in the round: its credit has no spread to divide by. Once
   it was divided by 1e-12 (a credit of 1e-3 became 1e9 and saturated the

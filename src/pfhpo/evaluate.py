@@ -33,6 +33,10 @@ class PersonalMetrics(NamedTuple):
   mean: float
   p10: float  # bottom decile: the 10th percentile
   pooled: float  # weighted by test examples
+  # Of them, the clients never in a round (the policy never saw them), and
+  # their mean (NaN if none).
+  unseen: int = 0
+  unseen_mean: float = float('nan')
 
 
 class EvalSet(NamedTuple):
@@ -105,12 +109,16 @@ def make_personalized_evaluate(model: Model, features: Callable,
   return evaluate
 
 
-def summarize_personal(acc: np.ndarray,
-                       test_counts: np.ndarray) -> PersonalMetrics:
-  """acc: f32[C] (NaN: no test examples), test_counts: i32[C]."""
+def summarize_personal(acc: np.ndarray, test_counts: np.ndarray,
+                       seen: np.ndarray | None = None) -> PersonalMetrics:
+  """acc: f32[C] (NaN: no test examples), test_counts: i32[C], seen: bool[C]
+  the clients that were in a round (None: all)."""
   acc = np.asarray(acc)
   has_test = ~np.isnan(acc)
+  unseen = has_test & (False if seen is None else ~np.asarray(seen))
   n = np.asarray(test_counts)[has_test]
-  acc = acc[has_test]
-  return PersonalMetrics(float(acc.mean()), float(np.percentile(acc, 10)),
-                         float(np.sum(n * acc) / np.sum(n)))
+  mine = acc[has_test]
+  return PersonalMetrics(
+      float(mine.mean()), float(np.percentile(mine, 10)),
+      float(np.sum(n * mine) / np.sum(n)), int(unseen.sum()),
+      float(acc[unseen].mean()) if unseen.any() else float('nan'))

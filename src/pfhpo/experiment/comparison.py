@@ -96,6 +96,8 @@ class RunResult:
   personal_acc: float | None = None
   personal_acc_p10: float | None = None
   personal_acc_pooled: float | None = None
+  unseen_clients: int | None = None  # never in a round
+  personal_acc_unseen: float | None = None  # their mean
   rounds_to_target: int | None = None  # first evaluated round >= target
   local_steps_total: int | None = None
   total_seconds: float | None = None
@@ -194,6 +196,8 @@ def read_result(spec: RunSpec, out: Path,
       personal_acc=summary.get('personal_acc'),
       personal_acc_p10=summary.get('personal_acc_p10'),
       personal_acc_pooled=summary.get('personal_acc_pooled'),
+      unseen_clients=summary.get('unseen_clients'),
+      personal_acc_unseen=summary.get('personal_acc_unseen'),
       rounds_to_target=reached[0] if reached else None,
       local_steps_total=summary['local_steps_total'],
       total_seconds=summary['total_seconds'],

@@ -173,9 +173,16 @@ def _row(exp: Experiment, state: RunState, m: RoundMetrics, seconds: float,
   ev = exp.evaluate(state.algorithm.server.params)
   personal = {}
   if final:
-    p = exp.personalize(state.algorithm)
+    cfg = exp.cfg
+    seen = np.zeros(exp.data.num_clients, bool)
+    for r in range(1, state.round + 1):
+      seen[sample_clients(cfg.run.seed, r, exp.data.num_clients,
+                          cfg.run.clients_per_round)] = True
+    p = exp.personalize(state.algorithm, seen)
     personal = dict(personal_acc=p.mean, personal_acc_p10=p.p10,
-                    personal_acc_pooled=p.pooled)
+                    personal_acc_pooled=p.pooled, unseen_clients=p.unseen,
+                    personal_acc_unseen=None if p.unseen == 0
+                    else p.unseen_mean)
   optional = lambda v: None if np.isnan(v) else float(v)
   return MetricsRow(
       round=state.round, global_acc=float(ev.acc),

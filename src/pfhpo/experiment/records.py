@@ -33,6 +33,9 @@ class MetricsRow:
   personal_acc: float | None = None
   personal_acc_p10: float | None = None
   personal_acc_pooled: float | None = None
+  # Of them, the clients never in a round, and their mean personal accuracy.
+  unseen_clients: int | None = None
+  personal_acc_unseen: float | None = None
 
   def to_json(self) -> dict:
     return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}

@@ -38,7 +38,8 @@ class Experiment(NamedTuple):
   algorithm: FederatedAlgorithm
   step: Callable  # the jitted `algorithm.apply`
   evaluate: Callable  # params -> GlobalMetrics, jitted
-  personalize: Callable[[RoundState], PersonalMetrics]
+  # (state, bool[C] the clients that were in a round) -> PersonalMetrics
+  personalize: Callable[[RoundState, np.ndarray], PersonalMetrics]
   batch: Callable[[np.ndarray], RoundBatch]  # the round of these clients
   resolved: dict  # what the config resolved to, for config.json
   traces: list  # one entry per compilation of the round
@@ -100,14 +101,15 @@ def build(cfg: Config) -> Experiment:
       chunk or data.num_clients))
   everyone = jnp.arange(data.num_clients, dtype=jnp.int32)
 
-  def personalize(state: RoundState) -> PersonalMetrics:
-    """Every client fine-tunes with its policy's preferred configuration."""
+  def personalize(state: RoundState, seen: np.ndarray) -> PersonalMetrics:
+    """Every client fine-tunes with its policy's preferred configuration;
+    those never `seen` in a round are also summarised apart."""
     prefer_key, tune_key = jax.random.split(jax.random.fold_in(round_key, 0))
     preferred, _ = policy.prefer(state.policy, everyone, prefer_key)
     return summarize_personal(personal_eval(
         state.server.params, data.train.x, data.train.y, counts, preferred,
         jax.random.split(tune_key, data.num_clients), data.test.x,
-        data.test.y, data.test.mask), data.test.counts)
+        data.test.y, data.test.mask), data.test.counts, seen)
 
   server_val = (server_val_batch(data.val, cfg.data.val_size, run.seed)
                 if cfg.data.val_source == 'server' else None)

@@ -42,7 +42,7 @@ import optax
 from pfhpo.errors import ConfigError
 from pfhpo.policies.space import SearchSpace, hparams_for
 from pfhpo.settings import check_choice, setting
-from pfhpo.types import Feedback
+from pfhpo.types import ClientHParams, Feedback
 
 SCOPES = ('client', 'global')
 # What a policy may ask the round to measure (each costs compute):
@@ -191,13 +191,39 @@ def sample_of(space: SearchSpace, logits: Callable) -> Callable:
   return propose
 
 
+TIE = 1e-6  # probabilities closer than this are a tie
+
+
 def argmax_of(space: SearchSpace, logits: Callable) -> Callable:
-  """`prefer` of a categorical policy: each client's most likely candidate."""
+  """`prefer` of a categorical policy: each client's most likely candidate.
+
+  A row whose largest probability is tied (a client the policy never
+  updated has uniform logits) does not take the tie's first index, which
+  is the smallest value of every axis: it takes the candidate the asked
+  clients prefer together (the argmax of their mean distribution), and if
+  that is tied too (a policy that learned nothing), the row's expected
+  configuration E_p[lr, steps, batch] (steps and batch rounded; choice -1,
+  off the grid).
+  """
+  values = [jnp.asarray(a, jnp.float32)
+            for a in (space.lr, space.local_steps, space.batch_size)]
 
   def prefer(state, clients, key):
     del key
-    choices = jnp.argmax(logits(state, clients), axis=-1).astype(jnp.int32)
-    return hparams_for(space, choices), choices
+    p = jax.nn.softmax(logits(state, clients))  # f32[K, H]
+    tied = lambda q: jnp.sum(q >= q.max(-1, keepdims=True) - TIE, -1) > 1
+    shared = jnp.mean(p, 0)  # f32[H]
+    choices = jnp.where(tied(p), jnp.argmax(shared), jnp.argmax(p, -1))
+    choices = jnp.where(tied(shared[None])[0] & tied(p), -1,
+                        choices).astype(jnp.int32)
+    grid = hparams_for(space, jnp.maximum(choices, 0))
+    lr, steps, batch = (p @ v for v in values)  # f32[K] each
+    off = choices < 0
+    return ClientHParams(
+        jnp.where(off, lr, grid.lr),
+        jnp.where(off, jnp.round(steps).astype(jnp.int32), grid.local_steps),
+        jnp.where(off, jnp.round(batch).astype(jnp.int32),
+                  grid.batch_size)), choices
 
   return prefer
 
