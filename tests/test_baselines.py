@@ -167,3 +167,22 @@ def test_fathom_compute_penalty_buys_fewer_steps():
     np.testing.assert_allclose(got['batch_size'] / start['batch_size'],
                                np.exp(-0.1 * a), rtol=1e-5)
     assert got['lr'] == pytest.approx(start['lr'])  # round 1: no cosine yet
+
+
+@pytest.mark.parametrize('sign', [1, -1])
+def test_fathom_global_cosine_moves_epochs_and_lr_together(sign):
+  """N_t = H_t = -cos(Delta_sm, Delta_t): a second update along the first
+  (cos +1) grows E and eta by exp(gamma = 0.01), an opposed one (cos -1)
+  shrinks both; with alignment 0 (G_t = 0) the batch stays. A sign lost in
+  the epochs' global term fails it."""
+  policy = fathom(0.1, 8, 1.0, 50, 64, np.array([100, 100]), jnp.zeros(2))
+  fb = lambda d: _feedback([0, 1], [-1, -1], delta=jnp.asarray(d, jnp.float32),
+                           alignment=[0.0, 0.0])
+  first = policy.update(policy.init(None, 2), fb([1.0, -2.0]))
+  second = policy.update(first, fb([sign * 0.5, -sign * 1.0]))
+  before, after = hyperparameters(first), hyperparameters(second)
+  np.testing.assert_allclose(after['epochs'] / before['epochs'],
+                             np.exp(0.01 * sign), rtol=1e-5)
+  np.testing.assert_allclose(after['lr'] / before['lr'], np.exp(0.01 * sign),
+                             rtol=1e-5)
+  assert after['batch_size'] == pytest.approx(before['batch_size'])

@@ -14,7 +14,7 @@ import pytest
 
 from pfhpo.federated import make_round, put_rows, take_rows
 from pfhpo.federated.local_update import make_local_update
-from pfhpo.models import Model
+from pfhpo.models import Model, cross_entropy
 from pfhpo.policies import (Policy, fedex, gumbel, pfedex, random, reinforce,
                             static)
 from pfhpo.policies.space import hparams_for, make_space
@@ -108,6 +108,50 @@ def test_fedex_concentrates_on_the_best_shared_configuration():
   # Personalised FedEx learns the same per client, from its hypernetwork.
   probs, _ = run_policy(pfedex(SPACE, optax.adam(0.05)), rounds=40)
   assert probs[:, best].min() > 0.8, probs[:, best]
+
+
+@pytest.mark.parametrize('form', ['delta', 'params'])
+def test_the_rounds_credit_is_the_closed_form_of_each_form(form):
+  """dL/dc_i from the compiled round equals w_i <dL/dtheta_g, theta_i -
+  theta> ('delta') or w_i <dL/dtheta_g, theta_i> ('params'), with theta_i
+  trained again outside the round: a sign or a term lost in either path
+  fails it (they differ by w_i <dL/dtheta_g, theta>, nonzero here)."""
+  policy = gumbel(SPACE, optax.sgd(0.5), credit=form)
+  algorithm = make_round(linear_model(), lambda x: x, optax.sgd(1.0), SPACE,
+                         policy)
+  state, rows = algorithm.init(jax.random.PRNGKey(0), C)
+  # A nonzero starting model, so that the two forms differ.
+  theta = {'w': jnp.full((D, 2), 0.1).at[:, 1].set(-0.2), 'b': jnp.ones(2)}
+  state = state._replace(server=state.server._replace(params=theta))
+  batch = problem()
+  _, _, metrics = jax.jit(algorithm.apply)(state, rows, batch,
+                                            jax.random.PRNGKey(3))
+  one = make_local_update(linear_model(), lambda x: x, SPACE.max_steps,
+                          SPACE.max_batch)
+  keys = jax.random.split(jax.random.split(jax.random.PRNGKey(3))[1], C)
+  hp = metrics.hparams
+  trained = [one(theta, jnp.asarray(batch.train.x[i]),
+                 jnp.asarray(batch.train.y[i]), batch.train.count[i],
+                 hp.lr[i], hp.local_steps[i], hp.batch_size[i], keys[i])[0]
+             for i in range(C)]
+  w = batch.train.count / batch.train.count.sum()
+  flat = lambda t: jnp.concatenate([t['w'].ravel(), t['b'].ravel()])
+  theta_g = flat(theta) + sum(w[i] * (flat(trained[i]) - flat(theta))
+                              for i in range(C))
+
+  def val_loss(v):
+    params = {'w': v[:D * 2].reshape(D, 2), 'b': v[D * 2:]}
+    logits = linear_model().apply(params, jnp.asarray(batch.val.x))
+    return jnp.sum(batch.val.weight * cross_entropy(logits, batch.val.y))
+
+  g = jax.grad(val_loss)(theta_g)
+  base = 0.0 if form == 'params' else flat(theta)
+  closed = np.array([w[i] * jnp.dot(g, flat(trained[i]) - base)
+                     for i in range(C)])
+  np.testing.assert_allclose(metrics.credit, closed, rtol=2e-4, atol=1e-6)
+  other = np.array([w[i] * jnp.dot(g, flat(trained[i]) - flat(theta) + base)
+                    for i in range(C)])  # the other form's
+  assert np.max(np.abs(closed - other)) > 100 * 2e-4 * np.max(np.abs(closed))
 
 
 def _fixed_choices(choices):
