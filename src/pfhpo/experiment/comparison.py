@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import shutil
@@ -31,7 +32,7 @@ from pfhpo import models as model_zoo
 from pfhpo.errors import RunStopped
 from pfhpo.experiment.config import Config, override
 from pfhpo.experiment.loop import run
-from pfhpo.experiment.outputs import write_atomic
+from pfhpo.experiment.outputs import write_atomic, write_json
 from pfhpo.policies import REGISTRY
 from pfhpo.settings import check_choice, require, setting
 
@@ -219,20 +220,19 @@ def _check_same_comparison(root: Path, base: Config) -> None:
             f'the same preset and settings to continue it, or a new '
             f'`out_dir`.')
   else:
-    write_atomic(path, json.dumps(record, indent=1))
+    write_json(path, record)
 
 
 def write_results(results: Sequence[RunResult], root: Path) -> None:
   """results.json (every field) and results.csv (all but the curve)."""
   rows = [dataclasses.asdict(r) for r in results]
-  write_atomic(root / 'results.json', json.dumps(rows, indent=1))
+  write_json(root / 'results.json', rows)
   fields = [f.name for f in dataclasses.fields(RunResult) if f.name != 'curve']
-  tmp = root / 'results.csv.tmp'
-  with tmp.open('w', newline='') as f:
-    writer = csv.DictWriter(f, fields, extrasaction='ignore')
-    writer.writeheader()
-    writer.writerows(rows)
-  tmp.replace(root / 'results.csv')
+  text = io.StringIO()
+  writer = csv.DictWriter(text, fields, extrasaction='ignore')
+  writer.writeheader()
+  writer.writerows(rows)
+  write_atomic(root / 'results.csv', text.getvalue())
 
 
 class TableRow(NamedTuple):
