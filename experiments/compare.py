@@ -24,7 +24,8 @@ from pfhpo.errors import ConfigError
 from pfhpo.experiment.comparison import (CompareConfig, run_all,
                                          write_report)
 from pfhpo.experiment.config import Config, override
-from pfhpo.experiment.flags import flag_message, load_preset, load_table
+from pfhpo.experiment.flags import (OneLineParser, flag_message,
+                                    load_preset, load_table)
 from pfhpo.settings import coerce
 
 PRESET = 'experiments/configs/cross_silo.toml'
@@ -34,14 +35,8 @@ RUN_FLAGS = ('dataset', 'data_dir', 'max_clients', 'rounds',
 GRID_FLAGS = tuple(f.name for f in dataclasses.fields(CompareConfig))
 
 
-class _Parser(argparse.ArgumentParser):
-
-  def error(self, message):
-    raise ConfigError(message)
-
-
 def parser() -> argparse.ArgumentParser:
-  p = _Parser(description=__doc__.splitlines()[0])
+  p = OneLineParser(description=__doc__.splitlines()[0])
   p.add_argument('--config', default=PRESET, help=f'the preset ({PRESET})')
   p.add_argument('--out_dir', default=None,
                  help='where the comparison goes; the same one continues it '

@@ -33,6 +33,7 @@ from pfhpo.errors import RunStopped
 from pfhpo.experiment.config import Config, override
 from pfhpo.experiment.loop import run
 from pfhpo.experiment.outputs import write_atomic, write_json
+from pfhpo.experiment.plots import plot_best_accuracy
 from pfhpo.policies import REGISTRY
 from pfhpo.settings import check_choice, require, setting
 
@@ -346,7 +347,6 @@ def _format(col: str, mean: float, std: float) -> str:
 
 def write_report(results: Sequence[RunResult], root: Path, title: str) -> str:
   """table.md and best_acc_<model>.png from `results`; returns the table."""
-  from pfhpo.experiment.plots import plot_best_accuracy
   rows = table_rows(results)
   text = table_markdown(rows, title)
   write_atomic(root / 'table.md', text)

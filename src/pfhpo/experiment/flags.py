@@ -29,14 +29,15 @@ from pfhpo.experiment.config import (GROUP_OF, GROUPS, Config, all_settings,
 from pfhpo.settings import require
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
+  """argparse whose errors are ConfigErrors: one line, exit 2."""
 
-  def error(self, message):  # one line, exit 2, like every ConfigError
+  def error(self, message):
     raise ConfigError(message)
 
 
 def parser() -> argparse.ArgumentParser:
-  p = _Parser(description='Federated training with per-client '
+  p = OneLineParser(description='Federated training with per-client '
               'hyper-parameters chosen by a policy.')
   p.add_argument('--config', default=argparse.SUPPRESS,
                  help='a preset (TOML, tables named after the groups) that '
