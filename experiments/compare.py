@@ -32,7 +32,10 @@ PRESET = 'experiments/configs/cross_silo.toml'
 # The base run's settings the command line may change.
 RUN_FLAGS = ('dataset', 'data_dir', 'max_clients', 'rounds',
              'clients_per_round', 'eval_every')
-GRID_FLAGS = tuple(f.name for f in dataclasses.fields(CompareConfig))
+# The grid's settings the command line may change; the named methods
+# ([compare.methods.NAME]) are the preset's alone.
+GRID_FLAGS = tuple(f.name for f in dataclasses.fields(CompareConfig)
+                   if f.name != 'methods')
 
 
 def parser() -> argparse.ArgumentParser:
@@ -45,6 +48,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(f'--{name}', default=argparse.SUPPRESS,
                    help="the base run's setting (see femnist.py --help)")
   for f in dataclasses.fields(CompareConfig):
+    if f.name not in GRID_FLAGS:
+      continue
     p.add_argument(f'--{f.name}', default=argparse.SUPPRESS,
                    help=f"{f.metadata['help']} (the preset's [compare], else "
                    f'{f.default})')
@@ -63,8 +68,9 @@ def configs(argv=None) -> tuple[Config, CompareConfig, Path, str]:
   unknown = set(grid) - set(hints)
   if unknown:
     raise ConfigError(f'`config`={preset}: [compare] has no {sorted(unknown)}'
-                      f'; its settings are {", ".join(GRID_FLAGS)}')
-  grid = CompareConfig(**{k: coerce(v, hints[k], k) for k, v in grid.items()})
+                      f'; its settings are {", ".join(hints)}')
+  grid = CompareConfig(**{k: v if k == 'methods' else coerce(v, hints[k], k)
+                          for k, v in grid.items()})
   stem = Path(preset).stem
   out = Path(out_dir or f'runs/compare-{stem}-{time.strftime("%Y%m%d-%H%M%S")}')
   return base, grid, out, f'{stem}: {base.data.dataset}, {base.run.rounds} rounds'

@@ -149,6 +149,12 @@ def test_fathom_steps_follow_epochs_and_the_compiled_bounds():
     fathom(0.1, 10, 1.0, 5, 32, counts, jnp.zeros(2))
   with pytest.raises(ConfigError, match='batch 64.*`max_batch_size` >= 64'):
     fathom(0.1, 64, 1.0, 5, 32, counts, jnp.zeros(2))
+  # Unset E_0: one epoch where it fits, else the most the round holds,
+  # at batch 10 five steps on the largest client: E_0 = 0.5.
+  for batch, steps in ((40, [1, 3, 1]), (20, [2, 5, 1]), (10, [2, 5, 1])):
+    policy = fathom(0.1, batch, None, 5, 64, counts, jnp.zeros(2))
+    hp, _ = policy.propose(policy.init(None, 3), jnp.array([0, 1, 2]), None)
+    np.testing.assert_array_equal(hp.local_steps, steps)
 
 
 def test_fathom_compute_penalty_buys_fewer_steps():

@@ -1,6 +1,7 @@
 """experiments/compare.py: the grid's runs, resumable and fault-isolated,
 and the table, results and figures they make."""
 import csv
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -18,16 +19,19 @@ import compare  # noqa: E402  (experiments/compare.py)
 ARGV = ['--dataset=digits', '--max_clients=4', '--clients_per_round=4',
         '--rounds=3', '--eval_every=1', '--models=mlp', '--policies=gumbel',
         '--seeds=0,1', '--target_acc=0.5']
-PRESET = str(ROOT / 'experiments' / 'configs' / 'cross_silo.toml')
+PRESET_DIR = ROOT / 'experiments' / 'configs'
+PRESET = str(PRESET_DIR / 'cross_silo.toml')
 
 
-def _preset(tmp_path):
-  """The cross-silo preset with a space of two configurations."""
+def _preset(tmp_path, more='', steps=5):
+  """The cross-silo preset with a space of two configurations (`steps`
+  local steps; FATHOM starting from the second), and `more` TOML after it."""
   text = Path(PRESET).read_text().replace(
       'lrs = [0.01, 0.03, 0.1, 0.3]', 'lrs = [0.1, 0.3]').replace(
-          'local_steps = [1, 10]', 'local_steps = [5]')
+          'local_steps = [1, 10]', f'local_steps = [{steps}]').replace(
+              'static_index = 4', 'static_index = 1')
   path = tmp_path / 'small.toml'
-  path.write_text(text)
+  path.write_text(text + more)
   return f'--config={path}'
 
 
@@ -100,11 +104,83 @@ def test_a_failed_run_is_reported_and_the_others_go_on(tmp_path, monkeypatch,
   assert [r['status'] for r in rows] == ['done', 'done']
 
 
+def test_named_methods_run_with_their_own_settings(tmp_path, capsys):
+  """The preset's [compare.methods]: gumbel-global is gumbel with one shared
+  policy row; fathom starts from its configuration, and its one epoch
+  start (4 steps of 16 on the largest writer's 63 examples) is cut to the
+  3 steps the round is compiled for, not failed."""
+  out = tmp_path / 'cmp'
+  argv = ARGV + [_preset(tmp_path, steps=3), '--static_grid=0', '--seeds=0',
+                 '--policies=gumbel-global,fathom', f'--out_dir={out}']
+  assert compare.main(argv) == 0
+  rows = json.loads((out / 'results.json').read_text())
+  assert [(r['method'], r['status']) for r in rows] == [
+      ('gumbel-global', 'done'), ('fathom', 'done')]
+  runs = out / 'runs' / 'mlp'
+  config = json.loads((runs / 'gumbel-global' / 'seed0' / 'config.json'
+                       ).read_text())
+  assert config['policy']['policy'] == 'gumbel'
+  assert config['policy']['options']['policy_scope'] == 'global'
+  first = json.loads((runs / 'fathom' / 'seed0' / 'choices.jsonl'
+                      ).read_text().splitlines()[0])
+  assert first['lr'] == pytest.approx([0.3] * 4)  # configuration 1
+  assert max(first['local_steps']) == 3
+  # A method whose settings changed is not read from the old run.
+  changed = tmp_path / 'changed.toml'
+  changed.write_text((tmp_path / 'small.toml').read_text().replace(
+      'policy_scope = "global"', 'policy_scope = "client"'))
+  assert compare.main(ARGV + [f'--config={changed}', '--static_grid=0',
+                              '--seeds=0', '--policies=gumbel-global',
+                              f'--out_dir={out}']) == 2
+  err = capsys.readouterr().err
+  assert "used --policy_scope='global', not 'client'" in err
+
+
+def test_each_model_gets_its_table_and_figure(tmp_path):
+  out = tmp_path / 'cmp'
+  assert compare.main(ARGV + [_preset(tmp_path), '--static_grid=0',
+                              '--seeds=0', '--rounds=2', '--models=mlp,conv',
+                              f'--out_dir={out}']) == 0
+  rows = json.loads((out / 'results.json').read_text())
+  assert [(r['model'], r['status']) for r in rows] == [('mlp', 'done'),
+                                                       ('conv', 'done')]
+  assert all(r['compile_seconds'] > 0 for r in rows)
+  config = json.loads((out / 'runs' / 'conv' / 'gumbel' / 'seed0' /
+                       'config.json').read_text())
+  assert config['model']['model'] == 'conv'
+  table = (out / 'table.md').read_text()
+  assert table.index('## mlp') < table.index('## conv')
+  for model in ('mlp', 'conv'):
+    assert (out / f'best_acc_{model}.png').stat().st_size > 1000
+
+
+@pytest.mark.parametrize('table,match', [
+    ('[compare.methods.fast]\npolicy = "gumbel"\nrounds = 10',
+     '[compare.methods.fast]: --rounds is not a setting of policy gumbel'),
+    ('[compare.methods.tuned]\npolicy = "static"',
+     "--policy='static' is not a learned policy"),
+    ('[compare.methods.mine]\npolicy = "gumbel"\nbaseline_decay = "x"',
+     "--baseline_decay='x' is not a number"),
+    ('[compare.methods."a/b"]\npolicy = "gumbel"', "its runs' directory"),
+])
+def test_a_bad_method_table_is_one_line_exit_2(tmp_path, capsys, table,
+                                               match):
+  name = table.split(']')[0].rsplit('.', 1)[1]
+  out = tmp_path / 'cmp'
+  assert compare.main(ARGV + [_preset(tmp_path, '\n' + table + '\n'),
+                              f'--policies={name}', f'--out_dir={out}']) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and match in err[0], err
+  assert not out.exists()
+
+
 @pytest.mark.parametrize('flag,match', [
     ('--policies=gumbel,nope', "unknown --policies='nope'"),
     ('--models=mlp,mlp', '--models repeats'),
     ('--target_acc=2', '--target_acc must be in'),
     ('--seeds=a', '--seeds'),
+    (f'--config={PRESET_DIR / "femnist_fedavg.toml"}',
+     'but it holds one; give several --lrs'),
 ])
 def test_bad_grid_flags_are_one_line_exit_2(tmp_path, capsys, flag, match):
   out = tmp_path / 'cmp'
@@ -112,3 +188,24 @@ def test_bad_grid_flags_are_one_line_exit_2(tmp_path, capsys, flag, match):
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and match in err[0], err
   assert not out.exists()
+
+
+@pytest.mark.parametrize('preset', [
+    p for p in sorted(PRESET_DIR.glob('*.toml')) if '[compare]' in p.read_text()
+], ids=lambda p: p.name)
+def test_every_preset_plans_its_grid_and_its_named_methods(preset):
+  """Every run a preset's comparison would make is a valid config (checked
+  before any starts), and every named method of it too; FATHOM starts
+  where the preset's comment says: lr 0.1 at the preset's batch."""
+  base, grid, _, _ = compare.configs([f'--config={preset}'])
+  space = base.space.space()
+  specs = comparison.plan(base, grid)
+  assert len(specs) == len(grid.models) * len(grid.seeds) * (
+      space.size * grid.static_grid + len(grid.policies))
+  if grid.methods:
+    grid = dataclasses.replace(grid, policies=tuple(grid.methods))
+    specs = comparison.plan(base, grid)
+    assert {s.method for s in specs} >= set(grid.methods)
+  fathom = grid.methods.get('fathom')
+  if fathom:
+    assert space.lr[fathom['static_index']] == pytest.approx(0.1)

@@ -22,17 +22,19 @@ import dataclasses
 import io
 import json
 import math
+import re
 import shutil
 import statistics
 import traceback
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 from pfhpo import models as model_zoo
 from pfhpo.errors import RunStopped
 from pfhpo.experiment.config import Config, override
 from pfhpo.experiment.loop import run
-from pfhpo.experiment.outputs import write_atomic, write_json
+from pfhpo.experiment.outputs import (check_resumable, config_record,
+                                     write_atomic, write_json)
 from pfhpo.experiment.plots import plot_best_accuracy
 from pfhpo.policies import REGISTRY
 from pfhpo.settings import check_choice, require, setting
@@ -42,16 +44,32 @@ STATIC = 'static'
 
 @dataclasses.dataclass(frozen=True)
 class CompareConfig:
-  """The grid of a comparison (a preset's [compare] table)."""
+  """The grid of a comparison (a preset's [compare] table).
+
+  A method is a learned policy by name, or a variant a preset names in a
+  [compare.methods.NAME] table: its `policy` (default NAME) and settings of
+  that policy alone, e.g.
+
+      [compare.methods.gumbel-global]
+      policy = "gumbel"
+      policy_scope = "global"
+
+  so that every method runs with the same data, model, space and rounds.
+  """
   policies: tuple[str, ...] = setting(
       ('gumbel', 'reinforce', 'random', 'fedex', 'pfedex', 'fathom'),
-      'the learned methods, each run on every model and seed')
+      "the learned methods (policies, or the preset's [compare.methods]), "
+      'each run on every model and seed')
   models: tuple[str, ...] = setting(('mlp',), 'the models')
   seeds: tuple[int, ...] = setting((0, 1, 2), 'the seeds')
   static_grid: bool = setting(
       True, "also run every configuration of the space as 'static'")
   target_acc: float | None = setting(
       None, 'global accuracy whose first round each run reports (unset: none)')
+  methods: Mapping[str, Mapping[str, Any]] = dataclasses.field(
+      default_factory=dict, metadata={'help': (
+          'named methods: a policy and its own settings (a preset\'s '
+          '[compare.methods.NAME] tables)')})
 
   def __post_init__(self):
     for name in ('policies', 'models', 'seeds'):
@@ -59,13 +77,33 @@ class CompareConfig:
       require(len(values) > 0, f'`{name}` is empty; give at least one')
       require(len(set(values)) == len(values),
               f'`{name}` repeats a value ({list(values)}); list each once')
-    for policy in self.policies:
-      check_choice('policies', policy, tuple(p for p in REGISTRY
-                                             if p != STATIC))
+    learned = tuple(p for p in REGISTRY if p != STATIC)
+    for name, table in self.methods.items():
+      where = f'[compare.methods.{name}]'
+      require(re.fullmatch(r'[\w.-]+', name) is not None,
+              f'{where}: a method\'s name is its runs\' directory; use '
+              'letters, digits, ".", "-" and "_"')
+      require(isinstance(table, Mapping), f'{where} is not a table')
+      policy = table.get('policy', name)
+      require(policy in learned, f'{where}: `policy`={policy!r} is not a '
+              f'learned policy; choose one of {", ".join(learned)}')
+      own = [f.name for f in dataclasses.fields(REGISTRY[policy].config)]
+      for setting_ in set(table) - {'policy'}:
+        require(setting_ in own, f'{where}: `{setting_}` is not a setting of '
+                f'policy {policy} ({", ".join(own) or "it has none"}); every '
+                f'method runs with the same data, model, space and rounds')
+    for method in self.policies:
+      check_choice('policies', method, learned + tuple(
+          m for m in self.methods if m not in learned))
     for model in self.models:
       check_choice('models', model, model_zoo.MODELS)
     require(self.target_acc is None or 0 < self.target_acc <= 1,
             f'`target_acc` must be in (0, 1], got {self.target_acc}')
+
+  def settings_of(self, method: str) -> dict:
+    """A learned method's flat settings over the base run."""
+    table = dict(self.methods.get(method, {}))
+    return {'policy': table.pop('policy', method), **table}
 
 
 class RunSpec(NamedTuple):
@@ -104,6 +142,7 @@ class RunResult:
   local_steps_total: int | None = None
   total_seconds: float | None = None
   first_round_seconds: float | None = None  # including the compilation
+  compile_seconds: float | None = None  # tracing and compiling the round
   # (round, global accuracy) at every evaluation
   curve: tuple[tuple[int, float], ...] = ()
 
@@ -115,12 +154,16 @@ def plan(base: Config, grid: CompareConfig) -> list[RunSpec]:
   space = base.space.space()
   methods = ([(f'{STATIC}[{z}]', {'policy': STATIC, 'static_index': z})
               for z in range(space.size)] if grid.static_grid else [])
-  methods += [(p, {'policy': p}) for p in grid.policies]
+  methods += [(m, grid.settings_of(m)) for m in grid.policies]
+  searching = [m for m, s in methods if REGISTRY[s['policy']].searches
+               and s['policy'] != STATIC]
+  require(space.size > 1 or not searching,
+          f'{", ".join(searching)} choose among the search space\'s '
+          'configurations, but it holds one; give several `lrs`, '
+          '`local_steps` or `batch_sizes`.')
   specs = []
   for model in grid.models:
     for method, settings in methods:
-      if method == 'fathom':  # FATHOM starts from the space's first point
-        settings = {**settings, 'static_index': 0}
       for seed in grid.seeds:
         spec = RunSpec(model, method, seed, settings)
         config_of(base, spec, Path('.'))  # checks it
@@ -156,10 +199,13 @@ def run_all(base: Config, grid: CompareConfig, root: Path,
 
 def run_one(base: Config, spec: RunSpec, root: Path,
             target_acc: float | None) -> RunResult:
-  """The result of one run: read if finished, else run (resuming from its
-  last checkpoint). A run that raises is a 'failed' result."""
+  """The result of one run: read if finished (and run with the settings
+  it has now), else run (resuming from its last checkpoint). A run that
+  raises is a 'failed' result."""
   out = spec.directory(root)
-  if not (out / 'summary.json').exists():
+  if (out / 'summary.json').exists():
+    check_resumable(out, config_record(config_of(base, spec, root), {}))
+  else:
     resume = any((out / 'checkpoints').glob('[0-9]*'))
     if out.exists() and not resume:  # died before its first checkpoint
       shutil.rmtree(out)
@@ -203,7 +249,8 @@ def read_result(spec: RunSpec, out: Path,
       rounds_to_target=reached[0] if reached else None,
       local_steps_total=summary['local_steps_total'],
       total_seconds=summary['total_seconds'],
-      first_round_seconds=summary['first_round_seconds'], curve=curve)
+      first_round_seconds=summary['first_round_seconds'],
+      compile_seconds=summary.get('compile_seconds'), curve=curve)
 
 
 def _check_same_comparison(root: Path, base: Config) -> None:
@@ -324,7 +371,7 @@ def table_markdown(rows: Sequence[TableRow], title: str) -> str:
         if cell is None:
           cells.append('-')
           continue
-        text = _format(col, *cell[:2])
+        text = _format(col, *cell)
         if cell[2] < r.runs:  # e.g. runs that never reached the target
           text += f' ({cell[2]} of {r.runs})'
         bold = 'grid' not in r.method and cell[0] == best[col]
@@ -339,9 +386,10 @@ ACCURACIES = ('best global acc', 'final global acc', 'personal acc',
               'personal p10')
 
 
-def _format(col: str, mean: float, std: float) -> str:
+def _format(col: str, mean: float, std: float, count: int) -> str:
+  """`mean ± std` over the runs with a value; the mean alone for one."""
   if col in ACCURACIES:
-    return f'{mean:.3f} ± {std:.3f}'
+    return f'{mean:.3f} ± {std:.3f}' if count > 1 else f'{mean:.3f}'
   return f'{mean:,.0f} ± {std:,.0f}' if std else f'{mean:,.0f}'
 
 

@@ -42,6 +42,22 @@ from pfhpo.settings import require
 from pfhpo.types import RoundMetrics
 
 
+# The round's compile time, read from jax's own compile events: the seconds
+# spent tracing, lowering and compiling, summed over this process.
+COMPILE_EVENTS = ('/jax/core/compile/jaxpr_trace_duration',
+                  '/jax/core/compile/jaxpr_to_mlir_module_duration',
+                  '/jax/core/compile/backend_compile_duration')
+_compiling = [0.0]
+
+
+def _on_duration(event: str, duration: float, **_) -> None:
+  if event in COMPILE_EVENTS:
+    _compiling[0] += duration
+
+
+jax.monitoring.register_event_duration_secs_listener(_on_duration)
+
+
 def run(cfg: Config) -> Summary:
   """Runs `cfg`; returns the summary (also written to its directory)."""
   experiment = build(cfg)
@@ -69,6 +85,7 @@ def _train(exp: Experiment, out: RunDirectory) -> Summary:
   resumed_from = state.round if run.resume else None
   out.start(record, state.rows, state.round)
   start = time.perf_counter() - state.seconds
+  compile_seconds = 0.0  # the round's, in this process
   pending = []  # rounds whose choices are not logged yet
   recent = collections.deque(maxlen=max(run.stall_rounds, 1))
   stopped = None
@@ -98,9 +115,11 @@ def _train(exp: Experiment, out: RunDirectory) -> Summary:
             desc=f'{exp.cfg.policy.policy} {exp.cfg.data.dataset}/'
             f'{exp.cfg.model.model}', mininterval=2.0) as bar:
     for r in range(state.round + 1, run.rounds + 1):
+      compiled_before = _compiling[0]
       algorithm, rows, metrics = exp.step(
           state.algorithm, take_rows(state.client_table, clients), batch,
           jax.random.fold_in(round_key, r))
+      compile_seconds += _compiling[0] - compiled_before
       if r < run.rounds:  # the next round's data while this one computes
         next_input = round_input(r + 1)
       put_rows(state.client_table, clients, rows)
@@ -131,8 +150,8 @@ def _train(exp: Experiment, out: RunDirectory) -> Summary:
         break
       clients, batch = next_input
   checkpoints.close()
-  summary = _summary(exp, state, time.perf_counter() - start, resumed_from,
-                     stopped)
+  summary = _summary(exp, state, time.perf_counter() - start,
+                     compile_seconds, resumed_from, stopped)
   out.write_summary(summary)
   plot_run(out.path, exp, state, summary)
   if stopped is not None:
@@ -202,7 +221,8 @@ def _row(exp: Experiment, state: RunState, m: RoundMetrics, seconds: float,
 
 
 def _summary(exp: Experiment, state: RunState, seconds: float,
-             resumed_from: int | None, stopped: str | None) -> Summary:
+             compile_seconds: float, resumed_from: int | None,
+             stopped: str | None) -> Summary:
   final = state.rows[-1]
   everyone = jnp.arange(exp.data.num_clients, dtype=jnp.int32)
   return Summary(
@@ -212,6 +232,7 @@ def _summary(exp: Experiment, state: RunState, seconds: float,
       refine_error=1.0 - final.personal_acc_pooled,
       rounds=exp.cfg.run.rounds, total_seconds=round(seconds, 3),
       first_round_seconds=round(state.first_round_seconds, 3),
+      compile_seconds=round(compile_seconds, 3),
       resumed_from_round=resumed_from,
       round_compilations=len(exp.traces),
       configurations=[exp.space.describe(z) for z in range(exp.space.size)],

@@ -154,8 +154,9 @@ RESUMABLE = ('rounds', 'resume', 'checkpoint_every', 'stall_rounds', 'data_dir',
 
 
 def check_resumable(out_dir: Path, record: dict) -> None:
-  """A resumed run must be the run it continues: its config.json `record`
-  equal to the stored one but for RESUMABLE settings."""
+  """A resumed (or, in a comparison, reused) run must be the run it
+  continues: its config.json `record` equal to the stored one but for
+  RESUMABLE settings."""
   stored = json.loads((out_dir / 'config.json').read_text())
   require(isinstance(stored.get('resolved'), dict),
           f'`resume`: {out_dir} was written by an older pfhpo whose run state '
@@ -165,7 +166,7 @@ def check_resumable(out_dir: Path, record: dict) -> None:
     if name not in RESUMABLE and stored.get(name, now) != now:
       label = name if '.' in name else f'`{name}`'
       raise ConfigError(
-          f'`resume`: the run in {out_dir} used {label}={stored[name]!r}, '
+          f'the run in {out_dir} used {label}={stored[name]!r}, '
           f'not {now!r}; pass the same settings to continue it, or a new '
           f'`out_dir`.')
 

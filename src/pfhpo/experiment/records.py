@@ -56,7 +56,9 @@ class Summary:
   refine_error: float
   rounds: int
   total_seconds: float
-  first_round_seconds: float
+  first_round_seconds: float  # since the start, compilation included
+  compile_seconds: float  # tracing, lowering and compiling the round (this
+  # process's: a resumed run compiles again)
   resumed_from_round: int | None
   round_compilations: int  # one per run; more is a bug
   configurations: list[str]  # the search space, in index order

@@ -67,9 +67,9 @@ def build(cfg: Config) -> Experiment:
           f'use batches of at most {largest}.')
   small = int(np.sum(counts < max(cfg.space.batch_sizes)))
   if small:  # Not an error: FEMNIST has writers with a handful of examples.
-    print(f'note: {small} of {data.num_clients} clients hold fewer training '
+    _note(f'{small} of {data.num_clients} clients hold fewer training '
           f'examples than the largest batch ({max(cfg.space.batch_sizes)}); '
-          f'their batches repeat examples.', file=sys.stderr)
+          f'their batches repeat examples.')
   backend = jax.default_backend()
   conv_impl = cfg.model.conv_impl or models.default_conv_impl(backend)
   # XLA:CPU runs a lax convolution's backward pass ~14x slower inside a while
@@ -125,6 +125,16 @@ def build(cfg: Config) -> Experiment:
       lambda params: evaluate(params, eval_set), personalize,
       lambda clients: round_batch(data, clients, server_val, local_val),
       resolved, traces)
+
+
+_NOTED: set[str] = set()  # notes already printed by this process
+
+
+def _note(text: str) -> None:
+  """Prints a note once per process (a comparison builds many runs)."""
+  if text not in _NOTED:
+    _NOTED.add(text)
+    print(f'note: {text}', file=sys.stderr)
 
 
 def keys(seed: int) -> tuple[jax.Array, jax.Array]:

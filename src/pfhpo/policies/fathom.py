@@ -32,8 +32,10 @@ local gradients that turn against the way a client has already moved
 Bounds. The round is compiled for at most `max_steps` steps of at most
 `max_batch` examples, so B is kept in [1, max_batch] and E in the range
 where it still changes some client's step count, [B / n_max, max_steps B /
-n_min]; a start that needs more steps than compiled is a ConfigError, never
-a silent clip. eta is not bounded (the exponentiated update keeps it
+n_min]. The start E_0 is one epoch, or, where the largest client would then
+need more steps than compiled, the most epochs the round holds (max_steps
+B_0 / n_max); an E_0 given explicitly that needs more steps than compiled is
+a ConfigError, never a silent clip. eta is not bounded (the exponentiated update keeps it
 positive; the released code caps it at 0.5 for EMNIST).
 """
 from __future__ import annotations
@@ -60,14 +62,15 @@ class FathomState(NamedTuple):
   delta_sm: Any  # exponential average of the aggregate updates (server pytree)
 
 
-def fathom(lr: float, batch_size: int, epochs: float, max_steps: int,
+def fathom(lr: float, batch_size: int, epochs: float | None, max_steps: int,
            max_batch: int, train_counts: np.ndarray, params_like,
            steps: tuple[float, float, float] = (STEP_EPOCHS, STEP_LR,
                                                 STEP_BATCH)) -> Policy:
   """FATHOM starting from (lr, batch_size, epochs).
 
   Args:
-    lr, batch_size, epochs: eta_0, B_0, E_0.
+    lr, batch_size, epochs: eta_0, B_0, E_0 (None: one epoch, or fewer where
+      the largest client would need more than `max_steps` steps).
     max_steps, max_batch: the bounds the round is compiled for.
     train_counts: i32[C] every client's training examples n_i.
     params_like: a pytree shaped like the server model (arrays or
@@ -76,7 +79,9 @@ def fathom(lr: float, batch_size: int, epochs: float, max_steps: int,
   """
   counts = np.asarray(train_counts)
   n_min, n_max = max(int(counts.min()), 1), int(counts.max())
-  first = int(np.ceil(epochs * n_max / batch_size))
+  if epochs is None:
+    epochs = min(1.0, max_steps * batch_size / n_max)
+  first = int(np.ceil(epochs * n_max / batch_size - 1e-6))
   require(batch_size <= max_batch,
           f'fathom starts at batch {batch_size}, above the {max_batch} the '
           f'round is compiled for; pass `max_batch_size` >= {batch_size}.')
@@ -143,12 +148,13 @@ class FathomConfig:
   static_index: int = setting(
       0, 'the configuration whose learning rate and batch size FATHOM '
       'starts from')
-  fathom_epochs: float = setting(
-      1.0, 'epochs E_0 FATHOM starts from (bounded by `max_local_steps` and '
-      '`max_batch_size`)')
+  fathom_epochs: float | None = setting(
+      None, 'epochs E_0 FATHOM starts from (unset: one epoch, or the most '
+      'the round holds where the largest client would need more than '
+      '`max_local_steps` steps)')
 
   def __post_init__(self):
-    require(self.fathom_epochs > 0,
+    require(self.fathom_epochs is None or self.fathom_epochs > 0,
             f'`fathom_epochs` must be > 0, got {self.fathom_epochs}')
 
 
