@@ -77,6 +77,29 @@ def test_global_scope_shares_one_row():
                              -1.0 * (jax.nn.one_hot(1, 6) - 1 / 6), atol=1e-6)
 
 
+def test_shared_scope_is_a_shared_row_plus_per_client_offsets():
+  """alpha_i = a + b_i: a moves by every client's score, b_i by client i's
+  alone, each p_i = softmax(a + b_i)."""
+  policy = gumbel(SPACE, optax.sgd(0.5), scope='shared')
+  state = policy.init(jax.random.PRNGKey(0), 4)
+  assert state.logits.shape == (5, 6)  # the shared row, then 4 offsets
+  a, b1 = jnp.linspace(-1, 1, 6), jnp.linspace(0.5, -0.5, 6)
+  state = state._replace(logits=state.logits.at[0].set(a).at[2].set(b1))
+  p1, p3 = jax.nn.softmax(a + b1), jax.nn.softmax(a)
+  np.testing.assert_allclose(policy.probabilities(state, jnp.array([1, 3])),
+                             jnp.stack([p1, p3]), atol=1e-6)
+  new = policy.update(state, _feedback([1, 3], [2, 0], credit=[0.3, -0.2]))
+  score1 = 0.3 * (jax.nn.one_hot(2, 6) - p1)
+  score3 = -0.2 * (jax.nn.one_hot(0, 6) - p3)
+  np.testing.assert_allclose(new.logits[0], a - 0.5 * (score1 + score3),
+                             atol=1e-6)
+  np.testing.assert_allclose(new.logits[2], b1 - 0.5 * score1, atol=1e-6)
+  np.testing.assert_allclose(new.logits[4], -0.5 * score3, atol=1e-6)
+  # Clients 0 and 2 were not in the round: their offsets are untouched.
+  np.testing.assert_array_equal(new.logits[jnp.array([1, 3])],
+                                state.logits[jnp.array([1, 3])])
+
+
 def test_reinforce_constant_reward_has_zero_expected_update():
   """E_z[(R - b) grad log p(z)] = 0 for any constant R; and once the
   baseline has caught up (b = R) every update is exactly zero."""

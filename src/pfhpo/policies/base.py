@@ -17,7 +17,9 @@ categorical ones share `PolicyState`. Each policy module also registers
 its name and its own config (`registry.py`).
 
 The logits alpha are a table with one row per client (`scope='client'`,
-personalised) or a single shared row (`scope='global'`). Client i draws its
+personalised), a single shared row (`scope='global'`), or both (`'shared'`:
+alpha_i = a + b_i, a shared row that every client's update moves plus a
+per-client offset that only client i's moves). Client i draws its
 configuration z_i ~ Categorical(softmax(alpha_i)). Policies that learn move
 the logits with
 
@@ -44,7 +46,7 @@ from pfhpo.policies.space import SearchSpace, hparams_for
 from pfhpo.settings import check_choice, setting
 from pfhpo.types import ClientHParams, Feedback
 
-SCOPES = ('client', 'global')
+SCOPES = ('client', 'global', 'shared')
 # What a policy may ask the round to measure (each costs compute):
 #   'credit'     dL/dc_i, a backward pass through the aggregation (gumbel);
 #   'credit_params'  the same through theta_g(c) = sum_i w_i c_i theta_i;
@@ -58,7 +60,9 @@ CREDITS = {'delta': 'credit', 'params': 'credit_params'}
 
 
 class PolicyState(NamedTuple):
-  logits: jax.Array  # f32[R, H], R = num_clients ('client') or 1 ('global')
+  # f32[R, H]: R = C ('client'), 1 ('global'), 1 + C ('shared': row 0 is
+  # the shared row, row 1 + i client i's offset)
+  logits: jax.Array
   opt_state: Any  # optax state with a leading row axis R
   baseline: jax.Array  # f32[] running mean of the advantage signal
 
@@ -126,8 +130,8 @@ class LogitsConfig:
   policy_opt: str = setting('sgd', 'optax optimizer of the logits: sgd, adam')
   policy_lr: float = setting(0.5, 'learning rate of the logits')
   policy_scope: str = setting(
-      'client', "'client' (one row per client: personalised) or 'global' "
-      '(one shared row)')
+      'client', "'client' (one row per client: personalised), 'global' "
+      "(one shared row) or 'shared' (a shared row plus a per-client offset)")
 
   def __post_init__(self):
     optimizer_of(self.policy_opt, self.policy_lr)
@@ -152,17 +156,19 @@ def categorical_policy(space: SearchSpace,
                        optimizer: optax.GradientTransformation, scope: str,
                        update: Callable[[PolicyState, Feedback], PolicyState],
                        needs: frozenset = frozenset()) -> Policy:
-  """A learned categorical policy over `space`: one logits row per client
-  (`scope='client'`) or one shared row (`'global'`), sampled by `propose`
-  and moved by `update`."""
+  """A learned categorical policy over `space` with logits of `scope`
+  (SCOPES), sampled by `propose` and moved by `update` (which calls
+  `score_update` with the same scope)."""
   check_choice('policy_scope', scope, SCOPES)
 
   def init(key, num_clients):
     del key
-    return init_state(optimizer, num_clients if scope == 'client' else 1,
-                      space.size)
+    rows = {'client': num_clients, 'global': 1, 'shared': 1 + num_clients}
+    return init_state(optimizer, rows[scope], space.size)
 
-  return distribution_policy(space, init, logits_of, update, needs)
+  return distribution_policy(
+      space, init, lambda state, clients: logits_of(state, scope, clients),
+      update, needs)
 
 
 def distribution_policy(space: SearchSpace, init: Callable, logits: Callable,
@@ -176,9 +182,10 @@ def distribution_policy(space: SearchSpace, init: Callable, logits: Callable,
                 summarize_probabilities(probabilities), needs)
 
 
-def logits_of(state: PolicyState, clients: jax.Array) -> jax.Array:
-  """The logits row each client reads: f32[K, H]."""
-  return state.logits[rows_of(state, clients)]
+def logits_of(state: PolicyState, scope: str, clients: jax.Array
+              ) -> jax.Array:
+  """The logits each client reads: f32[K, H]."""
+  return jnp.sum(state.logits[rows_of(scope, clients)], axis=1)
 
 
 def sample_of(space: SearchSpace, logits: Callable) -> Callable:
@@ -236,11 +243,15 @@ def init_state(optimizer: optax.GradientTransformation, num_rows: int,
                      jnp.zeros((), jnp.float32))
 
 
-def rows_of(state: PolicyState, clients: jax.Array) -> jax.Array:
-  """Row of the logits table each client reads: i32[K]."""
-  if state.logits.shape[0] == 1:
+def rows_of(scope: str, clients: jax.Array) -> jax.Array:
+  """The rows of the logits table whose sum each client reads: i32[K, 1]
+  ('client', 'global') or i32[K, 2] ('shared': the shared row, the offset)."""
+  clients = clients[:, None]
+  if scope == 'client':
+    return clients
+  if scope == 'global':
     return jnp.zeros_like(clients)
-  return clients
+  return jnp.concatenate([jnp.zeros_like(clients), 1 + clients], axis=1)
 
 
 def mean_entropy(p: jax.Array) -> jax.Array:
@@ -250,25 +261,26 @@ def mean_entropy(p: jax.Array) -> jax.Array:
 
 
 def score_update(state: PolicyState, optimizer: optax.GradientTransformation,
-                 clients: jax.Array, choices: jax.Array,
+                 scope: str, clients: jax.Array, choices: jax.Array,
                  advantage: jax.Array) -> PolicyState:
   """One optimizer step on S(alpha) = sum_i a_i log p_alpha(z_i).
 
   grad_alpha log p(z) = onehot(z) - softmax(alpha), summed into the rows
-  the clients read; the optimizer minimises S, so a positive advantage
-  (a cost) makes z_i less likely.
+  the clients read (for 'shared', into the shared row from every client and
+  into each offset from its own client); the optimizer minimises S, so a
+  positive advantage (a cost) makes z_i less likely.
   """
-  rows = rows_of(state, clients)
+  rows = rows_of(scope, clients)  # i32[K, 1 or 2]
 
-  def surrogate(logits):
-    log_p = jax.nn.log_softmax(logits[rows])  # f32[K, H]
+  def surrogate(table):
+    log_p = jax.nn.log_softmax(jnp.sum(table[rows], axis=1))  # f32[K, H]
     return jnp.sum(advantage * jnp.take_along_axis(
         log_p, choices[:, None], axis=1)[:, 0])
 
   grads = jax.grad(surrogate)(state.logits)  # f32[R, H]
   updates, opt_state = jax.vmap(optimizer.update)(grads, state.opt_state,
                                                   state.logits)
-  touched = jnp.zeros(state.logits.shape[0], bool).at[rows].set(True)
+  touched = jnp.zeros(state.logits.shape[0], bool).at[rows.ravel()].set(True)
   keep = lambda new, old: jnp.where(
       touched.reshape(-1, *[1] * (new.ndim - 1)), new, old)
   return state._replace(

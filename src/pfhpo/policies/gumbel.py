@@ -56,7 +56,8 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
       spread = jnp.std(raw)
       credit = credit / jnp.where(
           spread > 0, spread, jnp.maximum(jnp.max(jnp.abs(raw)), 1e-12))
-    state = score_update(state, optimizer, fb.clients, fb.choices, credit)
+    state = score_update(state, optimizer, scope, fb.clients, fb.choices,
+                         credit)
     if baseline_decay is None:
       return state
     return state._replace(baseline=baseline_decay * state.baseline +

@@ -36,7 +36,8 @@ def reinforce(space: SearchSpace, optimizer: optax.GradientTransformation,
     reward = fb.val_acc
     # A client whose update diverged gets the worst reward, accuracy 0.
     advantage = -(jnp.where(diverged_of(fb), 0.0, reward) - state.baseline)
-    state = score_update(state, optimizer, fb.clients, fb.choices, advantage)
+    state = score_update(state, optimizer, scope, fb.clients, fb.choices,
+                         advantage)
     if baseline_decay is None:
       return state
     return state._replace(baseline=baseline_decay * state.baseline +
