@@ -72,9 +72,14 @@ def test_a_comparison_runs_its_grid_writes_its_table_and_resumes(
   monkeypatch.setattr(comparison, 'run', lambda cfg: pytest.fail('re-ran'))
   assert compare.main(argv) == 0
   assert json.loads((out / 'results.json').read_text()) == rows
-  # A different base is refused, with one line.
+  # One written before pfhpo gained a setting goes on (the setting is at
+  # its default); a different base is refused, with one line naming it.
+  stored = json.loads((out / 'comparison.json').read_text())
+  del stored['policy']['options']['credit_at']
+  (out / 'comparison.json').write_text(json.dumps(stored))
+  assert compare.main(argv) == 0
   assert compare.main(argv[:-1] + ['--rounds=4', f'--out_dir={out}']) == 2
-  assert 'error: --out_dir=' in capsys.readouterr().err
+  assert '(--rounds=3, not 4)' in capsys.readouterr().err
 
 
 def test_a_failed_run_is_reported_and_the_others_go_on(tmp_path, monkeypatch,

@@ -110,13 +110,17 @@ def test_fedex_concentrates_on_the_best_shared_configuration():
   assert probs[:, best].min() > 0.8, probs[:, best]
 
 
-@pytest.mark.parametrize('form', ['delta', 'params'])
-def test_the_rounds_credit_is_the_closed_form_of_each_form(form):
-  """dL/dc_i from the compiled round equals w_i <dL/dtheta_g, theta_i -
-  theta> ('delta') or w_i <dL/dtheta_g, theta_i> ('params'), with theta_i
-  trained again outside the round: a sign or a term lost in either path
-  fails it (they differ by w_i <dL/dtheta_g, theta>, nonzero here)."""
-  policy = gumbel(SPACE, optax.sgd(0.5), credit=form)
+@pytest.mark.parametrize('form,t', [('delta', 1.0), ('params', 1.0),
+                                    ('delta', 0.5), ('params', 0.5)])
+def test_the_rounds_credit_is_the_closed_form_of_each_form(form, t):
+  """dL/dc_i from the compiled round, at c = t 1, equals w_i <dL/dtheta(c),
+  theta_i - theta> ('delta') or w_i <dL/dtheta(c), theta_i> ('params'),
+  with theta(c) = theta + t sum_i w_i (theta_i - theta) or t sum_i w_i
+  theta_i, and theta_i trained again outside the round: a sign or a term
+  lost in either path fails it (they differ by w_i <dL/dtheta(c), theta>,
+  nonzero here). Whatever t, the server moves to, and reports the loss of,
+  the aggregate at c = 1."""
+  policy = gumbel(SPACE, optax.sgd(0.5), credit=form, credit_at=t)
   algorithm = make_round(linear_model(), lambda x: x, optax.sgd(1.0), SPACE,
                          policy)
   state, rows = algorithm.init(jax.random.PRNGKey(0), C)
@@ -124,8 +128,8 @@ def test_the_rounds_credit_is_the_closed_form_of_each_form(form):
   theta = {'w': jnp.full((D, 2), 0.1).at[:, 1].set(-0.2), 'b': jnp.ones(2)}
   state = state._replace(server=state.server._replace(params=theta))
   batch = problem()
-  _, _, metrics = jax.jit(algorithm.apply)(state, rows, batch,
-                                            jax.random.PRNGKey(3))
+  new, _, metrics = jax.jit(algorithm.apply)(state, rows, batch,
+                                              jax.random.PRNGKey(3))
   one = make_local_update(linear_model(), lambda x: x, SPACE.max_steps,
                           SPACE.max_batch)
   keys = jax.random.split(jax.random.split(jax.random.PRNGKey(3))[1], C)
@@ -144,7 +148,12 @@ def test_the_rounds_credit_is_the_closed_form_of_each_form(form):
     logits = linear_model().apply(params, jnp.asarray(batch.val.x))
     return jnp.sum(batch.val.weight * cross_entropy(logits, batch.val.y))
 
-  g = jax.grad(val_loss)(theta_g)
+  np.testing.assert_allclose(flat(new.server.params), theta_g, rtol=1e-5,
+                             atol=1e-6)
+  np.testing.assert_allclose(metrics.val_loss, val_loss(theta_g), rtol=1e-5)
+  at = (t * theta_g if form == 'params'
+        else flat(theta) + t * (theta_g - flat(theta)))
+  g = jax.grad(val_loss)(at)
   base = 0.0 if form == 'params' else flat(theta)
   closed = np.array([w[i] * jnp.dot(g, flat(trained[i]) - base)
                      for i in range(C)])

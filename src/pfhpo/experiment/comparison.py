@@ -33,8 +33,8 @@ from pfhpo import models as model_zoo
 from pfhpo.errors import RunStopped
 from pfhpo.experiment.config import Config, override
 from pfhpo.experiment.loop import run
-from pfhpo.experiment.outputs import (check_resumable, config_record,
-                                     write_atomic, write_json)
+from pfhpo.experiment.outputs import (changed_setting, check_resumable,
+                                     config_record, write_atomic, write_json)
 from pfhpo.experiment.plots import plot_best_accuracy
 from pfhpo.policies import REGISTRY
 from pfhpo.settings import check_choice, require, setting
@@ -256,17 +256,16 @@ def read_result(spec: RunSpec, out: Path,
 def _check_same_comparison(root: Path, base: Config) -> None:
   """A comparison directory holds runs of one base config: a later call may
   add models, methods or seeds, never change the base."""
-  record = dataclasses.asdict(dataclasses.replace(
-      base, run=dataclasses.replace(base.run, out_dir=None, resume=False,
-                                    seed=0)))
-  record = json.loads(json.dumps(record))
+  record = config_record(base, {})
   path = root / 'comparison.json'
   if path.exists():
-    stored = json.loads(path.read_text())
-    require(stored == record,
-            f'`out_dir`={root} holds a comparison of other settings; pass '
-            f'the same preset and settings to continue it, or a new '
-            f'`out_dir`.')
+    changed = changed_setting(json.loads(path.read_text()), record,
+                              ('out_dir', 'resume', 'seed'))
+    require(changed is None,
+            f'`out_dir`={root} holds a comparison of other settings'
+            + (f' ({changed[0]}={changed[1]!r}, not {changed[2]!r})'
+               if changed else '') + '; pass the same preset and settings '
+            'to continue it, or a new `out_dir`.')
   else:
     write_json(path, record)
 

@@ -26,6 +26,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -161,20 +162,31 @@ def check_resumable(out_dir: Path, record: dict) -> None:
   require(isinstance(stored.get('resolved'), dict),
           f'`resume`: {out_dir} was written by an older pfhpo whose run state '
           f'this one cannot read; start a new `out_dir`.')
+  changed = changed_setting(stored, record, RESUMABLE)
+  if changed:
+    name, before, now = changed
+    raise ConfigError(
+        f'the run in {out_dir} used {name}={before!r}, not {now!r}; pass the '
+        f'same settings to continue it, or a new `out_dir`.')
+
+
+def changed_setting(stored: dict, record: dict, allowed: Sequence[str] = ()
+                    ) -> tuple[str, Any, Any] | None:
+  """(name, stored value, value now) of the first setting in which config
+  records `record` and `stored` differ, but for `allowed`; None if none. A
+  setting `stored` lacks (one pfhpo gained since) counts as unchanged: it
+  is at its default, which is what the older run did."""
   stored = _flat(stored)
   for name, now in _flat(json.loads(json.dumps(record))).items():
-    if name not in RESUMABLE and stored.get(name, now) != now:
-      label = name if '.' in name else f'`{name}`'
-      raise ConfigError(
-          f'the run in {out_dir} used {label}={stored[name]!r}, '
-          f'not {now!r}; pass the same settings to continue it, or a new '
-          f'`out_dir`.')
+    if name not in allowed and stored.get(name, now) != now:
+      return (name if '.' in name else f'`{name}`'), stored[name], now
+  return None
 
 
 def _flat(record: dict) -> dict:
   """{setting: value} of a config.json: the groups' settings by name, what
   they resolved to as 'resolved.<name>'."""
-  out = {f'resolved.{k}': v for k, v in record['resolved'].items()}
+  out = {f'resolved.{k}': v for k, v in record.get('resolved', {}).items()}
   for group, settings in record.items():
     if group != 'resolved':
       for name, value in settings.items():

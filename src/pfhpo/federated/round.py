@@ -20,7 +20,13 @@ configuration (`fedavg`). The policy says what the round measures
 sum_i w_i c_i theta_i, equal at c = 1, giving dL/dc_i = w_i <dL/dtheta_g,
 theta_i> where 'credit' gives w_i <dL/dtheta_g, theta_i - theta>), the
 clients' validation losses for 'local_val', the step-gradient alignment for
-'alignment'.
+'alignment'. A policy may take the credit at c = t 1 instead of 1
+(`Policy.credit_at`): dL/dc_i(t 1) integrated over t in [0, 1] sums, over
+the clients, to the round's loss change L(theta_g(1)) - L(theta) (the
+Aumann-Shapley shares of the change), and t = 1/2 is that integral's
+midpoint estimate, where t = 1 is the marginal value of each update at the
+aggregate. The server still moves to, and validates, theta_g(1) (one more
+forward pass of the validation set).
 
 The validation loss is a weighted sum over `RoundBatch.val` (a server-held
 set, or the round's clients' own splits: `pfhpo.data.validation`). L_i^val,
@@ -158,8 +164,13 @@ def make_round(model: Model, features: Callable,
 
     ones = jnp.ones(k, jnp.float32)
     if credit:
+      t = policy.credit_at  # a Python float: the round is compiled for it
       (val_loss, (delta, aux, val_acc)), dl_dc = jax.value_and_grad(
-          objective, has_aux=True)(ones)
+          objective, has_aux=True)(t * ones)
+      if t != 1.0:  # the update and its validation at c = 1
+        delta = jax.tree_util.tree_map(lambda d: d / t, delta)
+        val_loss, val_acc = val_metrics(jax.tree_util.tree_map(
+            jnp.add, server.params, delta), batch.val)
     else:
       val_loss, (delta, aux, val_acc) = objective(ones)
       dl_dc = jnp.zeros(k, jnp.float32)

@@ -80,6 +80,9 @@ class Policy(NamedTuple):
   # (state, clients) -> {name: JSON-able value}: where the policy ended
   summarize: Callable[..., dict]
   needs: frozenset = frozenset()  # a subset of MEASUREMENTS
+  # Where the round takes a 'credit' measurement: dL/dc at c = credit_at 1
+  # (1: the aggregate's own gradient; see pfhpo.federated.round).
+  credit_at: float = 1.0
 
 
 def diverged_of(fb: Feedback) -> jax.Array:

@@ -38,16 +38,19 @@ from pfhpo.policies.base import (CREDITS, LogitsConfig, Policy, PolicyState,
                                  penalized, score_update)
 from pfhpo.policies.registry import PolicyContext, register
 from pfhpo.policies.space import SearchSpace
-from pfhpo.settings import check_choice, setting
+from pfhpo.settings import check_choice, require, setting
 from pfhpo.types import Feedback
 
 
 def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
            scope: str = 'client', baseline_decay: float | None = None,
-           normalize: bool = False, credit: str = 'delta') -> Policy:
+           normalize: bool = False, credit: str = 'delta',
+           credit_at: float = 1.0) -> Policy:
   """`credit`: differentiate the aggregate through the update ('delta') or
-  the parameters ('params'); see `pfhpo.federated.round`."""
+  the parameters ('params'); `credit_at`: the point c = t 1 where dL/dc is
+  taken (see `pfhpo.federated.round`)."""
   check_choice('credit', credit, CREDITS)
+  check_credit_at(credit_at)
   def update(state: PolicyState, fb: Feedback) -> PolicyState:
     raw = penalized(fb.credit, diverged_of(fb))
     credit = raw - state.baseline
@@ -64,7 +67,12 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
                           (1 - baseline_decay) * jnp.mean(raw))
 
   return categorical_policy(space, optimizer, scope, update,
-                            frozenset({CREDITS[credit]}))
+                            frozenset({CREDITS[credit]}))._replace(
+                                credit_at=credit_at)
+
+
+def check_credit_at(t: float) -> None:
+  require(0 < t <= 1, f'`credit_at` must be in (0, 1], got {t}')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,14 +84,20 @@ class GumbelConfig(LogitsConfig):
       True, "divide the round's credits by their standard deviation")
   baseline_decay: float | None = setting(
       None, 'decay of a running-mean baseline of the credits (unset: none)')
+  credit_at: float = setting(
+      1.0, 'where dL/dc is taken, c = t 1: 1 (the aggregate\'s gradient) or '
+      'e.g. 0.5 (the midpoint estimate of each client\'s share of the '
+      'round\'s loss change)')
 
   def __post_init__(self):
     super().__post_init__()
     check_choice('credit', self.credit, CREDITS)
+    check_credit_at(self.credit_at)
     check_decay(self.baseline_decay, closed=False)
 
 
 @register('gumbel', GumbelConfig)
 def _build(config: GumbelConfig, context: PolicyContext) -> Policy:
   return gumbel(context.space, config.optimizer(), config.policy_scope,
-                config.baseline_decay, config.credit_normalize, config.credit)
+                config.baseline_decay, config.credit_normalize, config.credit,
+                config.credit_at)
