@@ -100,6 +100,24 @@ def test_shared_scope_is_a_shared_row_plus_per_client_offsets():
                                 state.logits[jnp.array([1, 3])])
 
 
+def test_the_entropy_bonus_pulls_towards_uniform_by_its_gradient():
+  """With zero credits the update is lr * beta * grad H(p): it raises the
+  entropy, leaves a uniform row alone, and equals the closed form
+  dH/dalpha = -p (log p + H)."""
+  policy = gumbel(SPACE, optax.sgd(0.5), entropy_weight=0.2)
+  state = policy.init(None, 2)
+  alpha = jnp.linspace(-1, 2, 6)
+  state = state._replace(logits=state.logits.at[0].set(alpha))
+  new = policy.update(state, _feedback([0, 1], [3, 3], credit=[0.0, 0.0]))
+  p = jax.nn.softmax(alpha)
+  h = -jnp.sum(p * jnp.log(p))
+  np.testing.assert_allclose(new.logits[0] - alpha,
+                             0.5 * 0.2 * -p * (jnp.log(p) + h), atol=1e-6)
+  np.testing.assert_allclose(new.logits[1], 0.0, atol=1e-7)
+  entropy = lambda a: -jnp.sum(jax.nn.softmax(a) * jax.nn.log_softmax(a))
+  assert entropy(new.logits[0]) > h
+
+
 def test_reinforce_constant_reward_has_zero_expected_update():
   """E_z[(R - b) grad log p(z)] = 0 for any constant R; and once the
   baseline has caught up (b = R) every update is exactly zero."""

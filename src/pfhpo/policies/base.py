@@ -265,20 +265,24 @@ def mean_entropy(p: jax.Array) -> jax.Array:
 
 def score_update(state: PolicyState, optimizer: optax.GradientTransformation,
                  scope: str, clients: jax.Array, choices: jax.Array,
-                 advantage: jax.Array) -> PolicyState:
-  """One optimizer step on S(alpha) = sum_i a_i log p_alpha(z_i).
+                 advantage: jax.Array, entropy_weight: float = 0.0
+                 ) -> PolicyState:
+  """One optimizer step on S(alpha) = sum_i [a_i log p_alpha(z_i) - beta
+  H(p_alpha_i)], beta = `entropy_weight` (an exploration bonus; 0: none).
 
   grad_alpha log p(z) = onehot(z) - softmax(alpha), summed into the rows
   the clients read (for 'shared', into the shared row from every client and
   into each offset from its own client); the optimizer minimises S, so a
-  positive advantage (a cost) makes z_i less likely.
+  positive advantage (a cost) makes z_i less likely, and beta > 0 pulls
+  each client's distribution towards uniform.
   """
   rows = rows_of(scope, clients)  # i32[K, 1 or 2]
 
   def surrogate(table):
     log_p = jax.nn.log_softmax(jnp.sum(table[rows], axis=1))  # f32[K, H]
+    entropy = -jnp.sum(jnp.exp(log_p) * log_p, axis=1)  # f32[K]
     return jnp.sum(advantage * jnp.take_along_axis(
-        log_p, choices[:, None], axis=1)[:, 0])
+        log_p, choices[:, None], axis=1)[:, 0] - entropy_weight * entropy)
 
   grads = jax.grad(surrogate)(state.logits)  # f32[R, H]
   updates, opt_state = jax.vmap(optimizer.update)(grads, state.opt_state,

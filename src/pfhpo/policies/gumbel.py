@@ -45,10 +45,11 @@ from pfhpo.types import Feedback
 def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
            scope: str = 'client', baseline_decay: float | None = None,
            normalize: bool = False, credit: str = 'delta',
-           credit_at: float = 1.0) -> Policy:
+           credit_at: float = 1.0, entropy_weight: float = 0.0) -> Policy:
   """`credit`: differentiate the aggregate through the update ('delta') or
   the parameters ('params'); `credit_at`: the point c = t 1 where dL/dc is
-  taken (see `pfhpo.federated.round`)."""
+  taken (see `pfhpo.federated.round`); `entropy_weight`: the exploration
+  bonus of `base.score_update`."""
   check_choice('credit', credit, CREDITS)
   check_credit_at(credit_at)
   def update(state: PolicyState, fb: Feedback) -> PolicyState:
@@ -60,7 +61,7 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
       credit = credit / jnp.where(
           spread > 0, spread, jnp.maximum(jnp.max(jnp.abs(raw)), 1e-12))
     state = score_update(state, optimizer, scope, fb.clients, fb.choices,
-                         credit)
+                         credit, entropy_weight)
     if baseline_decay is None:
       return state
     return state._replace(baseline=baseline_decay * state.baseline +
@@ -89,10 +90,16 @@ class GumbelConfig(LogitsConfig):
       'e.g. 0.5 (the midpoint estimate of each client\'s share of the '
       'round\'s loss change)')
 
+  entropy_weight: float = setting(
+      0.0, "weight of each client's policy entropy in the update (an "
+      'exploration bonus; 0: none)')
+
   def __post_init__(self):
     super().__post_init__()
     check_choice('credit', self.credit, CREDITS)
     check_credit_at(self.credit_at)
+    require(self.entropy_weight >= 0,
+            f'`entropy_weight` must be >= 0, got {self.entropy_weight}')
     check_decay(self.baseline_decay, closed=False)
 
 
@@ -100,4 +107,4 @@ class GumbelConfig(LogitsConfig):
 def _build(config: GumbelConfig, context: PolicyContext) -> Policy:
   return gumbel(context.space, config.optimizer(), config.policy_scope,
                 config.baseline_decay, config.credit_normalize, config.credit,
-                config.credit_at)
+                config.credit_at, config.entropy_weight)
