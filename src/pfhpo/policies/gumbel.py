@@ -25,6 +25,16 @@ Variance reduction:
     data; BUILD_NOTES.md), or, when they do not spread (every client of the
     round failed, as in an aggregate the server rejected), by their
     largest magnitude.
+
+Where the credit is taken and how far the policy explores (issue 12's
+ablation, BUILD_NOTES.md):
+  credit_at: dL/dc at c = t 1; t = 1/2 estimates each client's share of
+    the round's loss change instead of its update's marginal value at the
+    aggregate (`pfhpo.federated.round`).
+  entropy_weight: an entropy bonus in the score update
+    (`base.score_update`).
+  policy_scope: 'shared' adds a row every client's credit moves to the
+    per-client rows (`base`).
 """
 from __future__ import annotations
 
