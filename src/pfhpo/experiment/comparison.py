@@ -155,8 +155,7 @@ def plan(base: Config, grid: CompareConfig) -> list[RunSpec]:
   methods = ([(f'{STATIC}[{z}]', {'policy': STATIC, 'static_index': z})
               for z in range(space.size)] if grid.static_grid else [])
   methods += [(m, grid.settings_of(m)) for m in grid.policies]
-  searching = [m for m, s in methods if REGISTRY[s['policy']].searches
-               and s['policy'] != STATIC]
+  searching = [m for m, s in methods if REGISTRY[s['policy']].searches]
   require(space.size > 1 or not searching,
           f'{", ".join(searching)} choose among the search space\'s '
           'configurations, but it holds one; give several `lrs`, '

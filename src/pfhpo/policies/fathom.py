@@ -35,8 +35,8 @@ where it still changes some client's step count, [B / n_max, max_steps B /
 n_min]. The start E_0 is one epoch, or, where the largest client would then
 need more steps than compiled, the most epochs the round holds (max_steps
 B_0 / n_max); an E_0 given explicitly that needs more steps than compiled is
-a ConfigError, never a silent clip. eta is not bounded (the exponentiated update keeps it
-positive; the released code caps it at 0.5 for EMNIST).
+a ConfigError, never a silent clip. eta is not bounded (the exponentiated
+update keeps it positive; the released code caps it at 0.5 for EMNIST).
 """
 from __future__ import annotations
 
