@@ -214,3 +214,16 @@ def test_every_preset_plans_its_grid_and_its_named_methods(preset):
   fathom = grid.methods.get('fathom')
   if fathom:
     assert space.lr[fathom['static_index']] == pytest.approx(0.1)
+
+
+def test_a_named_method_called_static_something_is_not_in_the_grid():
+  """Only 'static[z]' runs are the static grid; a method a preset names
+  'staticky' is a learned method with its own row."""
+  result = lambda method, acc: comparison.RunResult(
+      'mlp', method, 0, 'done', configuration='lr=0.1',
+      best_global_acc=acc, local_steps_total=10, total_seconds=1.0)
+  rows = comparison.table_rows([result('static[0]', 0.5),
+                                result('staticky', 0.9)])
+  assert [r.method for r in rows] == [
+      'static: best of 1 (lr=0.1)', 'static grid: all 1 (cost per seed)',
+      'staticky']

@@ -71,8 +71,8 @@ class RoundMetrics(NamedTuple):
   val_loss: jax.Array  # validation loss of the aggregated model
   val_acc: jax.Array  # validation accuracy of the aggregated model
   dropped_clients: jax.Array  # clients left out as diverged
-  rejected: jax.Array  # bool: the server's divergence test refused the aggregate
-  updated: jax.Array  # bool: the server model moved (some client kept, accepted)
+  rejected: jax.Array  # bool: the server's divergence test refused it
+  updated: jax.Array  # bool: the server moved (a client kept, aggregate taken)
   local_steps_total: jax.Array  # local steps the round's clients took
   local_val_loss: jax.Array  # clients' own validation loss (NaN: unmeasured)
   policy_entropy: jax.Array  # mean entropy of the round's rows (NaN: none)

@@ -227,7 +227,8 @@ def read_result(spec: RunSpec, out: Path,
                 target_acc: float | None) -> RunResult:
   """A finished run's RunResult, from its summary.json and metrics.jsonl."""
   summary = json.loads((out / 'summary.json').read_text())
-  rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines()]
+  rows = [json.loads(line) for line in
+          (out / 'metrics.jsonl').read_text().splitlines()]
   curve = tuple((r['round'], r['global_acc']) for r in rows)
   reached = [r for r, acc in curve if target_acc is not None
              and acc >= target_acc]
@@ -311,9 +312,9 @@ def table_rows(results: Sequence[RunResult]) -> list[TableRow]:
   out = []
   for model in dict.fromkeys(r.model for r in results):
     statics = {m: rs for (mo, m), rs in groups.items()
-               if mo == model and m.startswith(STATIC)}
+               if mo == model and _in_grid(m)}
     if statics:
-      best = max(statics, key=lambda m: _mean(statics[m], 'best_global_acc'))
+      best = _best_static(statics)
       row = _row(model, f'{STATIC}: best of {len(statics)} '
                  f'({statics[best][0].configuration})', statics[best])
       out.append(row)
@@ -327,9 +328,21 @@ def table_rows(results: Sequence[RunResult]) -> list[TableRow]:
       out.append(TableRow(model, f'{STATIC} grid: all {len(statics)} '
                           '(cost per seed)', len(grid), 0, cost))
     for (mo, method), rs in groups.items():
-      if mo == model and not method.startswith(STATIC):
+      if mo == model and not _in_grid(method):
         out.append(_row(model, method, rs))
   return out
+
+
+def _in_grid(method: str) -> bool:
+  """Whether `method` is one of the static grid's runs, 'static[z]' (a
+  named method may start with 'static' too)."""
+  return method.startswith(f'{STATIC}[')
+
+
+def _best_static(statics: dict[str, Sequence[RunResult]]) -> str:
+  """The grid's run with the best mean best global accuracy: the
+  tuned-FedAvg oracle."""
+  return max(statics, key=lambda m: _mean(statics[m], 'best_global_acc'))
 
 
 def _mean(rs: Sequence[RunResult], field: str) -> float:
@@ -401,12 +414,12 @@ def write_report(results: Sequence[RunResult], root: Path, title: str) -> str:
     curves: dict[str, list] = {}
     statics = {}
     for r in mine:
-      if r.method.startswith(STATIC):
+      if _in_grid(r.method):
         statics.setdefault(r.method, []).append(r)
       else:
         curves.setdefault(r.method, []).append(r.curve)
     if statics:
-      best = max(statics, key=lambda m: _mean(statics[m], 'best_global_acc'))
+      best = _best_static(statics)
       curves = {f'static best ({statics[best][0].configuration})':
                 [r.curve for r in statics[best]], **curves}
     plot_best_accuracy(curves, root / f'best_acc_{model}.png',

@@ -1,18 +1,18 @@
 """Divergence tests: of each client (what its local training reports) and of
 the server's aggregate (its validation loss).
 
-Client side. A client's update is left out of the aggregate when its parameters or its
-training loss come back non-finite, or when a loss ends above EXPLODED
-times the larger of its first step's loss at the starting parameters
-(`LocalStats.start_loss`) and a uniform guess's, log(classes): its mean
-training loss over its steps (an explosion during training), or its trained
-model's loss on that first batch (`end_loss`: finite weights whose logits
-overflowed after the last step). That is the mark of a learning rate that
-explodes: tenfold is far above what a working step does to a client's own
-training loss and far below what an exploding one does (the loss of a
-client at lr 1e3 reaches 1e4 or more within its first steps). Both losses
-come out of the local update: the test costs one forward pass of one batch
-per client.
+Client side. A client's update is left out of the aggregate when its
+parameters or its training loss come back non-finite, or when a loss ends
+above EXPLODED times the larger of its first step's loss at the starting
+parameters (`LocalStats.start_loss`) and a uniform guess's, log(classes):
+its mean training loss over its steps (an explosion during training), or
+its trained model's loss on that first batch (`end_loss`: finite weights
+whose logits overflowed after the last step). That is the mark of a
+learning rate that explodes: tenfold is far above what a working step does
+to a client's own training loss and far below what an exploding one does
+(the loss of a client at lr 1e3 reaches 1e4 or more within its first
+steps). Both losses come out of the local update: the test costs one
+forward pass of one batch per client.
 
 Server side. The client test compares a client with the model it started
 from, so it cannot see a server model that is itself blowing up: every
