@@ -3,11 +3,15 @@ and the table, results and figures they make."""
 import csv
 import dataclasses
 import json
+import statistics
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+import pfhpo.data
+from pfhpo.data.groups import GROUPS, with_groups
 from pfhpo.experiment import comparison
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -227,3 +231,67 @@ def test_a_named_method_called_static_something_is_not_in_the_grid():
   assert [r.method for r in rows] == [
       'static: best of 1 (lr=0.1)', 'static grid: all 1 (cost per seed)',
       'staticky']
+
+
+def test_the_per_group_oracle_is_found_by_a_scan_and_run_on_every_seed(
+    tmp_path):
+  """A federation of groups (1 noisy, 1 few, 2 clean digits writers): after
+  the static grid and the methods, each group tries the other configuration
+  with the rest on the best static one (first seed), each takes its best,
+  and that vector runs on both seeds; the table reports every method per
+  group, with its policy's mass on the group's oracle configuration."""
+  out = tmp_path / 'cmp'
+  more = ('\n[data]\nnoisy_fraction = 0.25\nfew_fraction = 0.25\n'
+          'few_examples = 8\n')
+  preset = Path(_preset(tmp_path)[len('--config='):])
+  text = preset.read_text().replace('[data]\n', more.lstrip('\n'), 1)
+  preset.write_text(text)
+  assert compare.main(ARGV + [f'--config={preset}', f'--out_dir={out}']) == 0
+  rows = json.loads((out / 'results.json').read_text())
+  acc = {(r['method'], r['seed']): r['best_global_acc'] for r in rows}
+  best = max((0, 1), key=lambda z: acc[f'static[{z}]', 0] +
+             acc[f'static[{z}]', 1])
+  scans = [r['method'] for r in rows if r['method'].startswith('group-scan')]
+  vectors = [comparison._vector_of(m) for m in scans]
+  assert sorted(vectors) == sorted(
+      tuple(1 - best if h == g else best for h in range(3)) for g in range(3))
+  assert all(r['seed'] == 0 for r in rows if r['method'] in scans)
+  oracle = tuple(
+      max((best, 1 - best), key=lambda z: acc[
+          'static[%d]' % best if z == best else
+          'group-scan[%s]' % ','.join(str(z if h == g else best)
+                                      for h in range(3)), 0])
+      for g in range(3))
+  name = 'group-oracle[%s]' % ','.join(map(str, oracle))
+  assert [r['seed'] for r in rows if r['method'] == name] == [0, 1]
+  assert [r['method'] for r in rows][-2:] == [name, name]
+
+  # Each group's figures: its clients, and the global accuracy pooled over
+  # its test examples, which pool back to the run's own.
+  data = with_groups(pfhpo.data.load('digits', seed=0, max_clients=4),
+                     0.25, 0.8, 0.25, 8, seed=0)
+  gumbel = next(r for r in rows if r['method'] == 'gumbel' and r['seed'] == 0)
+  counts = np.bincount(data.client_group, data.test.counts, 3)
+  assert {g: f['clients'] for g, f in gumbel['groups'].items()} == {
+      'clean': 2, 'noisy': 1, 'few': 1}
+  pooled = sum(counts[GROUPS.index(g)] * f['global_acc']
+               for g, f in gumbel['groups'].items()) / counts.sum()
+  assert pooled == pytest.approx(gumbel['global_acc'], abs=1e-6)
+
+  table = (out / 'table.md').read_text()
+  assert 'per-group oracle (clean: ' in table
+  assert 'per-group scan: 3 runs (cost, one seed)' in table
+  group_table = table[table.index('By client group'):]
+  cells = [[c.strip(' *') for c in line.strip('|').split('|')]
+           for line in group_table.splitlines() if line.startswith('| ')]
+  header, rows_ = cells[0], {c[0]: c for c in cells[2:]}
+  static_row = next(v for k, v in rows_.items() if k.startswith('static'))
+  mass = lambda row, g: float(
+      row[header.index(f'{g} oracle mass')].split()[0])
+  for g, name_ in enumerate(GROUPS):
+    assert mass(static_row, name_) == float(oracle[g] == best)
+    gumbel_mass = statistics.mean(
+        r['groups'][name_]['mean_probabilities'][oracle[g]]
+        for r in rows if r['method'] == 'gumbel')
+    assert mass(rows_['gumbel'], name_) == pytest.approx(gumbel_mass,
+                                                         abs=5e-4)

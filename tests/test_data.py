@@ -15,6 +15,7 @@ import pytest
 import pfhpo.data
 from pfhpo.data import digits, fashion_mnist, femnist, synthetic
 from pfhpo.data.federated import ClientSplit, FederatedData
+from pfhpo.data.groups import GROUPS, with_groups
 from pfhpo.data.partition import client_sizes, dirichlet_partition
 from pfhpo.errors import ConfigError
 
@@ -407,3 +408,45 @@ def test_unknown_dataset():
     pfhpo.data.load('nope')
   for name in pfhpo.data.DATASETS:
     assert name in str(e.value)
+
+
+def test_client_groups_corrupt_only_their_own_training_split():
+  """Noisy writers: about `noise_rate` of their training labels, and none of
+  their validation or test labels, changed, each to another class; few
+  writers: their first `few_examples` training examples; clean writers and
+  every validation and test split as they were."""
+  data = pfhpo.data.load('digits', seed=0, num_clients=40, alpha=0.5)
+  mixed = with_groups(data, noisy_fraction=0.25, noise_rate=0.6,
+                      few_fraction=0.5, few_examples=5, seed=0)
+  group = mixed.client_group
+  assert mixed.groups == GROUPS
+  assert np.bincount(group, minlength=3).tolist() == [10, 10, 20]
+  noisy, few, clean = (group == GROUPS.index(g) for g in
+                       ('noisy', 'few', 'clean'))
+  for split in ('val', 'test'):
+    assert_same_split(getattr(mixed, split), getattr(data, split))
+  mask = mixed.train.mask
+  changed = (mixed.train.y != data.train.y) & mask
+  assert not changed[~noisy].any()
+  rate = changed[noisy].sum() / mask[noisy].sum()
+  assert abs(rate - 0.6) < 0.05  # ~1,000 labels: a 5-point band is 3 sigma
+  np.testing.assert_array_equal(mixed.train.counts[few],
+                                np.minimum(data.train.counts[few], 5))
+  np.testing.assert_array_equal(mixed.train.counts[~few],
+                                data.train.counts[~few])
+  assert_prefix_mask(mixed.train)
+  np.testing.assert_array_equal(mixed.train.y[clean], data.train.y[clean])
+  np.testing.assert_array_equal(mixed.train.x[mask], data.train.x[mask])
+  # The same seed draws the same groups and flips; another seed others.
+  again = with_groups(data, 0.25, 0.6, 0.5, 5, seed=0)
+  np.testing.assert_array_equal(again.train.y, mixed.train.y)
+  assert not np.array_equal(with_groups(data, 0.25, 0.6, 0.5, 5,
+                                        seed=1).client_group, group)
+  assert with_groups(data, 0.0, 0.6, 0.0, 5, seed=0) is data
+  with pytest.raises(ConfigError, match='few_fraction'):
+    with_groups(data, 0.6, 0.6, 0.5, 5, seed=0)
+
+
+def assert_same_split(a: ClientSplit, b: ClientSplit) -> None:
+  for field in ('x', 'y', 'mask'):
+    np.testing.assert_array_equal(getattr(a, field), getattr(b, field))

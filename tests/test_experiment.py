@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pfhpo.experiment.setup import trained_clients
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'experiments'))
 import femnist  # noqa: E402  (experiments/femnist.py)
@@ -65,6 +67,37 @@ def test_gumbel_policy_run_writes_choices_and_policy(tmp_path, extra):
   assert len(summary['configurations']) == 4
   assert (out / 'policy.png').stat().st_size > 1000
   assert (out / 'choices.png').stat().st_size > 1000
+
+
+def test_held_out_clients_of_each_group_are_reported_apart(tmp_path):
+  """A federation of groups with a fifth of its writers held out: no round
+  samples them, and the summary reports them per group, with the mass the
+  'features' policy gives them from their features alone."""
+  out = tmp_path / 'run'
+  argv = ['--dataset=digits', '--model=mlp', '--policy=gumbel',
+          '--policy_scope=features', '--lrs=0.01,0.3', '--local_steps=1,5',
+          '--batch_sizes=8', '--noisy_fraction=0.25', '--few_fraction=0.25',
+          '--few_examples=8', '--holdout_fraction=0.2',
+          '--clients_per_round=16', '--rounds=4', '--eval_every=2',
+          f'--out_dir={out}']
+  assert femnist.main(argv) == 0
+  held = sorted(set(range(20)) - set(trained_clients(0, 20, 0.2).tolist()))
+  assert len(held) == 4
+  choices = [json.loads(l) for l in (out / 'choices.jsonl').read_text().splitlines()]
+  assert all(sorted(c['clients']) == sorted(set(range(20)) - set(held))
+             for c in choices)
+  summary = json.loads((out / 'summary.json').read_text())
+  assert summary['round_compilations'] == 1
+  assert summary['unseen_clients'] == 4
+  groups = summary['groups']
+  assert {g: f['clients'] for g, f in groups.items()} == {
+      'clean': 10, 'noisy': 5, 'few': 5}
+  assert sum(f['unseen']['clients'] for f in groups.values()
+             if 'unseen' in f) == 4
+  for f in groups.values():
+    for part in (f, f.get('unseen', f)):
+      assert sum(part['mean_probabilities']) == pytest.approx(1, abs=1e-3)
+      assert 0 <= part['personal_acc'] <= 1
 
 
 @pytest.mark.parametrize('policy', ['fedex', 'pfedex', 'fathom'])

@@ -10,6 +10,8 @@ from pfhpo.errors import ConfigError
 from pfhpo.policies import create, gumbel, reinforce, static
 from pfhpo.types import Feedback
 from pfhpo.policies.base import penalized
+from pfhpo.policies.features import client_features
+from pfhpo.policies.fixed import StaticConfig
 from pfhpo.policies.space import hparams_for, make_space
 
 SPACE = make_space([0.01, 0.1, 1.0], [1, 5], [16])  # H = 6
@@ -164,6 +166,49 @@ def test_static_always_proposes_its_index():
   np.testing.assert_array_equal(choices, 4)
   with pytest.raises(ConfigError, match='static_index'):
     static(SPACE, 6)
+
+
+def test_client_features_are_size_label_histogram_and_spread_standardised():
+  """phi = [log(1 + n), histogram, entropy / log(classes)], each column
+  standardised over the clients: a client of one label has the lowest
+  entropy, one of every label the highest."""
+  y = np.array([[0, 0, 0, 0], [0, 1, 2, 3], [1, 1, 0, 0]])
+  mask = np.array([[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 0, 0]], bool)
+  phi = client_features(y, mask, num_classes=4)
+  raw = np.array([[np.log(5), 1, 0, 0, 0, 0],
+                  [np.log(5), .25, .25, .25, .25, 1],
+                  [np.log(3), 0, 1, 0, 0, 0]])
+  std = raw.std(0)
+  np.testing.assert_allclose(
+      phi, (raw - raw.mean(0)) / np.where(std > 0, std, 1), atol=1e-6)
+  assert phi.shape == (3, 6) and phi.dtype == np.float32
+
+
+def test_static_groups_fixes_each_groups_configuration():
+  """`static_groups`: client i uses its group's configuration, every round,
+  and prefers it; one configuration per group is required."""
+  group = np.array([0, 2, 1, 1, 0, 2, 2])  # i32[C]
+  policy = create('static', SPACE, StaticConfig(static_groups=(5, 0, 3)),
+                  groups=('clean', 'noisy', 'few'), client_group=group)
+  state = policy.init(None, 7)
+  clients = jnp.array([6, 1, 2, 0])
+  expected = np.array([5, 0, 3])[group[clients]]
+  for key in range(2):
+    hp, choices = policy.propose(state, clients, jax.random.PRNGKey(key))
+    np.testing.assert_array_equal(choices, expected)
+    np.testing.assert_allclose(hp.lr, np.asarray(SPACE.lr)[expected])
+  np.testing.assert_array_equal(policy.prefer(state, clients, None)[1],
+                                expected)
+  np.testing.assert_array_equal(policy.probabilities(state, clients),
+                                jax.nn.one_hot(expected, 6))
+  with pytest.raises(ConfigError, match='one per group'):
+    create('static', SPACE, StaticConfig(static_groups=(5, 0)),
+           groups=('clean', 'noisy', 'few'), client_group=group)
+  with pytest.raises(ConfigError, match='static_groups'):
+    create('static', SPACE, StaticConfig(static_groups=(5, 0, 6)),
+           groups=('clean', 'noisy', 'few'), client_group=group)
+  with pytest.raises(ConfigError, match='give one'):
+    StaticConfig(static_index=1, static_groups=(5, 0, 3))
 
 
 @pytest.mark.parametrize('name', ['reinforce', 'gumbel', 'fedex', 'pfedex'])

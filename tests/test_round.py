@@ -82,6 +82,31 @@ def test_gumbel_finds_each_groups_best_configuration(chunk):
   assert not any(bool(m.rejected) for m in history)  # an ordinary run
 
 
+def test_the_feature_policy_gives_unseen_clients_their_groups_configuration():
+  """Scope 'features' with phi_i = +-1 (flipped or clean): trained on six
+  clients, the two never in a round (3: flipped, 7: clean) read g_w(phi)
+  alone and prefer their group's best configuration; per-client rows
+  ('client') leave them uniform."""
+  phi = np.where(FLIPPED, 1.0, -1.0)[:, None].astype(np.float32)  # f32[C, 1]
+  trained, unseen = np.array([0, 1, 2, 4, 5, 6]), np.array([3, 7])
+  batch = problem()
+  part = lambda b: ClientBatch(b.x[trained], b.y[trained], b.count[trained])
+  batch = RoundBatch(trained, part(batch.train), batch.val,
+                     part(batch.local_val))
+  for scope, low, high in (('features', 0.8, 1.0), ('client', 0.3, 0.34)):
+    policy = gumbel(SPACE, optax.sgd(0.5), scope, normalize=True,
+                    features=phi)
+    algorithm = make_round(linear_model(), lambda x: x, optax.sgd(1.0), SPACE,
+                           policy)
+    step = jax.jit(algorithm.apply)
+    state, rows = algorithm.init(jax.random.PRNGKey(0), C)
+    for r in range(20):
+      state, rows, _ = step(state, rows, batch, jax.random.PRNGKey(r))
+    p = np.asarray(policy.probabilities(state.policy, jnp.asarray(unseen)))
+    p_best = p[np.arange(2), BEST[unseen]]
+    assert np.all((low < p_best) & (p_best < high)), (scope, p_best)
+
+
 def test_baselines_do_not_separate_the_groups():
   probs, _ = run_policy(random(SPACE))
   np.testing.assert_allclose(probs, 1 / 3)

@@ -37,6 +37,7 @@ class PersonalMetrics(NamedTuple):
   # their mean (NaN if none).
   unseen: int = 0
   unseen_mean: float = float('nan')
+  client_acc: np.ndarray | None = None  # f32[C] (NaN: no test examples)
 
 
 class EvalSet(NamedTuple):
@@ -121,4 +122,17 @@ def summarize_personal(acc: np.ndarray, test_counts: np.ndarray,
   return PersonalMetrics(
       float(mine.mean()), float(np.percentile(mine, 10)),
       float(np.sum(n * mine) / np.sum(n)), int(unseen.sum()),
-      float(acc[unseen].mean()) if unseen.any() else float('nan'))
+      float(acc[unseen].mean()) if unseen.any() else float('nan'), acc)
+
+
+def group_means(values: np.ndarray, weights: np.ndarray, group: np.ndarray,
+                num_groups: int) -> np.ndarray:
+  """Per group g, sum_{i in g} n_i v_i / sum_{i in g} n_i over its clients
+  with weight n_i > 0 and a value (NaN for a group with none). values,
+  weights: [C]; group: i32[C] in [0, num_groups). f64[num_groups]."""
+  values, weights = np.asarray(values, np.float64), np.asarray(weights)
+  ok = (weights > 0) & ~np.isnan(values)
+  w = np.where(ok, weights, 0)
+  total = np.bincount(group, w, num_groups)
+  summed = np.bincount(group, np.where(ok, w * values, 0), num_groups)
+  return np.where(total > 0, summed / np.where(total > 0, total, 1), np.nan)

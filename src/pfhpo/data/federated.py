@@ -51,10 +51,19 @@ class FederatedData:
   test: ClientSplit
   num_classes: int
   x_scale: float  # float features = x * x_scale
+  # Kinds of clients (`groups.py`), and each client's index into them:
+  # i32[C] (None: one group, every client in it).
+  groups: tuple[str, ...] = ('all',)
+  client_group: np.ndarray | None = None
 
   @property
   def num_clients(self) -> int:
     return len(self.client_ids)
+
+  @property
+  def group_of(self) -> np.ndarray:  # i32[C]
+    return (np.zeros(self.num_clients, np.int32) if self.client_group is None
+            else self.client_group)
 
   @property
   def feature_shape(self) -> tuple[int, ...]:

@@ -7,6 +7,17 @@ are the learned policies named, and the static grid: every configuration
 of the space run as `static` (the tuned-FedAvg oracle is the best of them,
 and the grid's cost is all of them together).
 
+On a federation of client groups (`pfhpo.data.groups`) the comparison
+also computes the per-group oracle: each group on its own best static
+configuration. It is found by one coordinate step from the best static
+configuration z*: for each group g and configuration z != z*, a `static`
+run with group g on z and the others on z* (`group-scan[...]`, on the
+first seed only; the scan's cost is reported); each group then takes the
+configuration whose run had the best best-global accuracy (z* included),
+and that vector runs on every seed (`group-oracle[...]`). table.md then
+also shows, per group, each method's accuracy and the mass its policy puts
+on the group's oracle configuration.
+
 Each run is an independent unit with its own directory under
 `<out_dir>/runs/<model>/<method>/seed<k>`: a finished one (its summary.json
 written) is read, never redone; an interrupted one resumes from its last
@@ -30,7 +41,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 from pfhpo import models as model_zoo
-from pfhpo.errors import RunStopped
+from pfhpo.data.groups import GROUPS
+from pfhpo.errors import ConfigError, RunStopped
 from pfhpo.experiment.config import Config, override
 from pfhpo.experiment.loop import run
 from pfhpo.experiment.outputs import (changed_setting, check_resumable,
@@ -66,6 +78,10 @@ class CompareConfig:
       True, "also run every configuration of the space as 'static'")
   target_acc: float | None = setting(
       None, 'global accuracy whose first round each run reports (unset: none)')
+  group_oracle: bool = setting(
+      True, 'on a federation of client groups (`noisy_fraction`, '
+      '`few_fraction`), also find and run the per-group oracle (needs the '
+      'static grid)')
   methods: Mapping[str, Mapping[str, Any]] = dataclasses.field(
       default_factory=dict, metadata={'help': (
           'named methods: a policy and its own settings (a preset\'s '
@@ -143,6 +159,7 @@ class RunResult:
   total_seconds: float | None = None
   first_round_seconds: float | None = None  # including the compilation
   compile_seconds: float | None = None  # tracing and compiling the round
+  groups: dict | None = None  # per client group (MetricsRow.groups)
   # (round, global accuracy) at every evaluation
   curve: tuple[tuple[int, float], ...] = ()
 
@@ -181,26 +198,117 @@ def config_of(base: Config, spec: RunSpec, root: Path,
 def run_all(base: Config, grid: CompareConfig, root: Path,
             progress: Callable[[int, int, RunSpec, str], None] = None
             ) -> list[RunResult]:
-  """Runs (or reads) every run of the grid into `root`; writes the results
-  after each, so an interrupted comparison loses at most the run going."""
+  """Runs (or reads) every run of the grid into `root`, then the per-group
+  oracle's scan and runs where they apply; writes the results after each
+  run, so an interrupted comparison loses at most the run going."""
   specs = plan(base, grid)
   root.mkdir(parents=True, exist_ok=True)
   _check_same_comparison(root, base)
-  results = []
-  for i, spec in enumerate(specs):
-    done = (spec.directory(root) / 'summary.json').exists()
-    if progress:
-      progress(i + 1, len(specs), spec, 'read' if done else 'run')
-    results.append(run_one(base, spec, root, grid.target_acc))
-    write_results(results, root)
+  results: list[RunResult] = []
+  for phase in (lambda: specs, lambda: scan_plan(base, grid, results),
+                lambda: oracle_plan(base, grid, results)):
+    todo = phase()
+    for i, spec in enumerate(todo):
+      done = (spec.directory(root) / 'summary.json').exists()
+      if progress:
+        progress(i + 1, len(todo), spec, 'read' if done else 'run')
+      results.append(run_one(base, spec, root, grid.target_acc))
+      write_results(results, root)
   return results
+
+
+SCAN, ORACLE = 'group-scan', 'group-oracle'
+
+
+def group_names(base: Config) -> tuple[str, ...]:
+  """The client groups of the base run's federation."""
+  d = base.data
+  return GROUPS if d.noisy_fraction or d.few_fraction else ('all',)
+
+
+def _vector_method(prefix: str, vector: Sequence[int]) -> str:
+  return f'{prefix}[{",".join(map(str, vector))}]'
+
+
+def _best_static_index(results: Sequence[RunResult], model: str
+                       ) -> int | None:
+  """The best static configuration z* of `model` (None if no run of the
+  grid finished)."""
+  statics = _statics(results, model)
+  if not statics or _mean(statics[_best_static(statics)],
+                          'best_global_acc') == -math.inf:
+    return None
+  return int(_best_static(statics)[len(STATIC) + 1:-1])
+
+
+def scan_plan(base: Config, grid: CompareConfig,
+              results: Sequence[RunResult]) -> list[RunSpec]:
+  """The per-group oracle's scan, on the first seed: per model, each group
+  on each configuration but the best static z*, the others on z*."""
+  groups = group_names(base)
+  if not (grid.group_oracle and grid.static_grid and len(groups) > 1):
+    return []
+  specs = []
+  for model in grid.models:
+    best = _best_static_index(results, model)
+    for g in range(len(groups)):
+      for z in range(base.space.space().size):
+        if best is not None and z != best:
+          vector = [best] * len(groups)
+          vector[g] = z
+          specs.append(_static_groups_spec(model, SCAN, vector,
+                                           grid.seeds[0]))
+  return specs
+
+
+def oracle_plan(base: Config, grid: CompareConfig,
+                results: Sequence[RunResult]) -> list[RunSpec]:
+  """The per-group oracle on every seed: per model, each group on the
+  configuration of its best scan run (or z*'s own, if none beat it)."""
+  groups = group_names(base)
+  if not (grid.group_oracle and grid.static_grid and len(groups) > 1):
+    return []
+  specs = []
+  for model in grid.models:
+    best = _best_static_index(results, model)
+    if best is None:
+      continue
+    first = grid.seeds[0]
+    accuracy = {}  # vector -> best global accuracy on the first seed
+    for r in results:
+      if r.model == model and r.seed == first and r.best_global_acc is not None:
+        if r.method == f'{STATIC}[{best}]':
+          accuracy[(best,) * len(groups)] = r.best_global_acc
+        elif r.method.startswith(f'{SCAN}['):
+          accuracy[_vector_of(r.method)] = r.best_global_acc
+    vector = []
+    for g in range(len(groups)):
+      mine = {v[g]: acc for v, acc in accuracy.items()
+              if all(z == best for h, z in enumerate(v) if h != g)}
+      vector.append(max(mine, key=mine.get) if mine else best)
+    specs += [_static_groups_spec(model, ORACLE, vector, seed)
+              for seed in grid.seeds]
+  return specs
+
+
+def _static_groups_spec(model: str, prefix: str, vector: Sequence[int],
+                        seed: int) -> RunSpec:
+  return RunSpec(model, _vector_method(prefix, vector), seed,
+                 {'policy': STATIC, 'static_groups': tuple(vector)})
+
+
+def _vector_of(method: str) -> tuple[int, ...]:
+  """The configuration vector of a 'group-scan[...]' or 'group-oracle[...]'
+  method."""
+  return tuple(int(z) for z in method[method.index('[') + 1:-1].split(','))
 
 
 def run_one(base: Config, spec: RunSpec, root: Path,
             target_acc: float | None) -> RunResult:
   """The result of one run: read if finished (and run with the settings
   it has now), else run (resuming from its last checkpoint). A run that
-  raises is a 'failed' result."""
+  raises is a 'failed' result, but for bad input (a ConfigError), which
+  stops the comparison."""
   out = spec.directory(root)
   if (out / 'summary.json').exists():
     check_resumable(out, config_record(config_of(base, spec, root), {}))
@@ -215,6 +323,9 @@ def run_one(base: Config, spec: RunSpec, root: Path,
       run(config_of(base, spec, root, resume))
     except RunStopped:
       pass  # its summary says why
+    except ConfigError:
+      raise  # bad input (e.g. more clients a round than the data holds)
+      # fails every run alike: the command line's one line, exit status 2
     except Exception as e:  # noqa: BLE001 reported in the table, not fatal
       line = str(e).splitlines()[0] if str(e) else type(e).__name__
       error_file.write_text(traceback.format_exc())
@@ -232,13 +343,17 @@ def read_result(spec: RunSpec, out: Path,
   curve = tuple((r['round'], r['global_acc']) for r in rows)
   reached = [r for r, acc in curve if target_acc is not None
              and acc >= target_acc]
-  static = spec.settings.get('static_index') if spec.settings[
-      'policy'] == STATIC else None
+  names = summary['configurations']
+  settings = spec.settings
+  configuration = None
+  if settings.get('static_index') is not None:
+    configuration = names[settings['static_index']]
+  elif settings.get('static_groups') is not None:
+    configuration = '; '.join(
+        f'{g}: {names[z]}' for g, z in zip(GROUPS, settings['static_groups']))
   return RunResult(
       *spec.key, status='stopped' if summary.get('stopped') else 'done',
-      error=summary.get('stopped'),
-      configuration=(None if static is None
-                     else summary['configurations'][static]),
+      error=summary.get('stopped'), configuration=configuration,
       global_acc=summary['global_acc'],
       best_global_acc=summary['best_global_acc'],
       personal_acc=summary.get('personal_acc'),
@@ -250,7 +365,8 @@ def read_result(spec: RunSpec, out: Path,
       local_steps_total=summary['local_steps_total'],
       total_seconds=summary['total_seconds'],
       first_round_seconds=summary['first_round_seconds'],
-      compile_seconds=summary.get('compile_seconds'), curve=curve)
+      compile_seconds=summary.get('compile_seconds'),
+      groups=summary.get('groups'), curve=curve)
 
 
 def _check_same_comparison(root: Path, base: Config) -> None:
@@ -274,7 +390,8 @@ def write_results(results: Sequence[RunResult], root: Path) -> None:
   """results.json (every field) and results.csv (all but the curve)."""
   rows = [dataclasses.asdict(r) for r in results]
   write_json(root / 'results.json', rows)
-  fields = [f.name for f in dataclasses.fields(RunResult) if f.name != 'curve']
+  fields = [f.name for f in dataclasses.fields(RunResult)
+            if f.name not in ('curve', 'groups')]
   text = io.StringIO()
   writer = csv.DictWriter(text, fields, extrasaction='ignore')
   writer.writeheader()
@@ -289,6 +406,9 @@ class TableRow(NamedTuple):
   runs: int  # runs that finished ('done' or 'stopped')
   failed: int
   cells: dict  # column -> (mean, std, runs with a value) or None
+  cost: bool = False  # a grid's summed cost, not a method's figures
+  # client group -> GROUP_COLUMNS' column -> (mean, std, runs) or None
+  group_cells: dict | None = None
 
 
 COLUMNS = {  # column -> (RunResult field, better: max or min)
@@ -302,35 +422,69 @@ COLUMNS = {  # column -> (RunResult field, better: max or min)
 }
 
 
+# Per client group, at the last round: the global model's accuracy on the
+# group's test examples, its clients' personal accuracy, and the mean
+# probability the policy gives them of the group's oracle configuration.
+GROUP_COLUMNS = ('global acc', 'personal acc', 'oracle mass')
+
+
 def table_rows(results: Sequence[RunResult]) -> list[TableRow]:
-  """Per model: each learned method, and from the static grid the best
-  configuration (by mean best global accuracy: the tuned-FedAvg oracle)
-  and the whole grid's cost (its local steps and seconds summed)."""
-  groups: dict[tuple[str, str], list[RunResult]] = {}
+  """Per model: from the static grid the best configuration (by mean best
+  global accuracy: the tuned-FedAvg oracle) and the whole grid's cost
+  (its local steps and seconds summed), the per-group oracle and its
+  scan's cost where there is one, then each learned method."""
+  by_method: dict[tuple[str, str], list[RunResult]] = {}
   for r in results:
-    groups.setdefault((r.model, r.method), []).append(r)
+    by_method.setdefault((r.model, r.method), []).append(r)
   out = []
   for model in dict.fromkeys(r.model for r in results):
-    statics = {m: rs for (mo, m), rs in groups.items()
-               if mo == model and _in_grid(m)}
+    oracles = [m for mo, m in by_method if mo == model
+               and m.startswith(f'{ORACLE}[')]
+    vector = _vector_of(oracles[-1]) if oracles else None
+    statics = _statics(results, model)
     if statics:
       best = _best_static(statics)
-      row = _row(model, f'{STATIC}: best of {len(statics)} '
-                 f'({statics[best][0].configuration})', statics[best])
-      out.append(row)
-      grid = [r for rs in statics.values() for r in rs]
-      seeds = len({r.seed for r in grid})
-      cost = {}
-      for col in ('local steps', 'seconds'):
-        field = COLUMNS[col][0]
-        total = sum(getattr(r, field) or 0 for r in grid)
-        cost[col] = (total / max(seeds, 1), 0.0, len(grid))
-      out.append(TableRow(model, f'{STATIC} grid: all {len(statics)} '
-                          '(cost per seed)', len(grid), 0, cost))
-    for (mo, method), rs in groups.items():
-      if mo == model and not _in_grid(method):
-        out.append(_row(model, method, rs))
+      out.append(_method_row(
+          model, f'{STATIC}: best of {len(statics)} '
+          f'({statics[best][0].configuration})', statics[best], vector))
+      out.append(_cost_row(model, f'{STATIC} grid: all {len(statics)} '
+                           '(cost per seed)', statics))
+    scan = {m: rs for (mo, m), rs in by_method.items()
+            if mo == model and m.startswith(f'{SCAN}[')}
+    for (mo, method), rs in by_method.items():
+      if mo == model and method.startswith(f'{ORACLE}['):
+        out.append(_method_row(
+            model, f'per-group oracle ({rs[0].configuration})', rs, vector))
+    if scan:
+      out.append(_cost_row(model, f'per-group scan: {len(scan)} runs '
+                           '(cost, one seed)', scan))
+    for (mo, method), rs in by_method.items():
+      if mo == model and not _in_grid(method) and not method.startswith(
+          (f'{SCAN}[', f'{ORACLE}[')):
+        out.append(_method_row(model, method, rs, vector))
   return out
+
+
+def _statics(results: Sequence[RunResult], model: str
+             ) -> dict[str, list[RunResult]]:
+  """The static grid's runs of `model`, by method."""
+  statics: dict[str, list[RunResult]] = {}
+  for r in results:
+    if r.model == model and _in_grid(r.method):
+      statics.setdefault(r.method, []).append(r)
+  return statics
+
+
+def _cost_row(model: str, label: str,
+              runs: Mapping[str, Sequence[RunResult]]) -> TableRow:
+  """A grid's cost: its local steps and seconds summed, per seed."""
+  grid = [r for rs in runs.values() for r in rs]
+  seeds = len({r.seed for r in grid})
+  cost = {}
+  for col in ('local steps', 'seconds'):
+    total = sum(getattr(r, COLUMNS[col][0]) or 0 for r in grid)
+    cost[col] = (total / max(seeds, 1), 0.0, len(grid))
+  return TableRow(model, label, len(grid), 0, cost, cost=True)
 
 
 def _in_grid(method: str) -> bool:
@@ -350,15 +504,36 @@ def _mean(rs: Sequence[RunResult], field: str) -> float:
   return statistics.mean(values) if values else -math.inf
 
 
-def _row(model: str, method: str, rs: Sequence[RunResult]) -> TableRow:
+def _method_row(model: str, method: str, rs: Sequence[RunResult],
+                oracle: Sequence[int] | None) -> TableRow:
+  """A method's figures over its runs; per group too where the runs have
+  groups (the mass on `oracle`, the per-group oracle's vector, if known)."""
   ok = [r for r in rs if r.status != 'failed']
-  cells = {}
-  for col, (field, _) in COLUMNS.items():
-    values = [getattr(r, field) for r in ok if getattr(r, field) is not None]
-    cells[col] = ((statistics.mean(values),
-                   statistics.stdev(values) if len(values) > 1 else 0.0,
-                   len(values)) if values else None)
-  return TableRow(model, method, len(ok), len(rs) - len(ok), cells)
+  cells = {col: _spread([getattr(r, field) for r in ok])
+           for col, (field, _) in COLUMNS.items()}
+  group_cells = None
+  if any(r.groups for r in ok):
+    group_cells = {}
+    for g, name in enumerate(GROUPS):
+      per_run = [r.groups[name] for r in ok if r.groups and name in r.groups]
+      if per_run:
+        mass = ([f['mean_probabilities'][oracle[g]] for f in per_run
+                 if 'mean_probabilities' in f] if oracle else [])
+        group_cells[name] = {
+            'global acc': _spread([f['global_acc'] for f in per_run]),
+            'personal acc': _spread([f['personal_acc'] for f in per_run]),
+            'oracle mass': _spread(mass)}
+  return TableRow(model, method, len(ok), len(rs) - len(ok), cells,
+                  group_cells=group_cells)
+
+
+def _spread(values: Sequence[float | None]) -> tuple | None:
+  """(mean, std, count) of the values given (None and NaN left out)."""
+  values = [v for v in values if v is not None and not math.isnan(v)]
+  if not values:
+    return None
+  return (statistics.mean(values),
+          statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
 
 
 def table_markdown(rows: Sequence[TableRow], title: str) -> str:
@@ -370,7 +545,7 @@ def table_markdown(rows: Sequence[TableRow], title: str) -> str:
     best = {}
     for col, (_, better) in COLUMNS.items():
       values = [r.cells[col][0] for r in mine
-                if r.cells.get(col) and 'grid' not in r.method]
+                if r.cells.get(col) and not r.cost]
       best[col] = better(values) if values else None
     lines += [f'## {model}', '',
               '| method | runs | ' + ' | '.join(COLUMNS) + ' |',
@@ -385,12 +560,35 @@ def table_markdown(rows: Sequence[TableRow], title: str) -> str:
         text = _format(col, *cell)
         if cell[2] < r.runs:  # e.g. runs that never reached the target
           text += f' ({cell[2]} of {r.runs})'
-        bold = 'grid' not in r.method and cell[0] == best[col]
+        bold = not r.cost and cell[0] == best[col]
         cells.append(f'**{text}**' if bold else text)
       runs = f'{r.runs}' + (f' ({r.failed} failed)' if r.failed else '')
       lines.append(f'| {r.method} | {runs} | ' + ' | '.join(cells) + ' |')
     lines.append('')
+    lines += _group_table(mine)
   return '\n'.join(lines)
+
+
+def _group_table(rows: Sequence[TableRow]) -> list[str]:
+  """table.md's lines per client group (none for a federation of one)."""
+  rows = [r for r in rows if r.group_cells]
+  names = [g for g in GROUPS if any(g in r.group_cells for r in rows)]
+  if not names:
+    return []
+  header = [f'{g} {col}' for g in names for col in GROUP_COLUMNS]
+  lines = ['By client group, at the last round: the global model\'s accuracy '
+           "on the group's test examples, its clients' mean personal "
+           "accuracy, and the mean probability its policy gives the group's "
+           'per-group oracle configuration.', '',
+           '| method | ' + ' | '.join(header) + ' |',
+           '| --- |' + ' --- |' * len(header)]
+  for r in rows:
+    cells = [r.group_cells.get(g, {}).get(col) for g in names
+             for col in GROUP_COLUMNS]
+    lines.append(f'| {r.method} | ' + ' | '.join(
+        '-' if c is None else _format('personal acc', *c) for c in cells)
+        + ' |')
+  return lines + ['']
 
 
 ACCURACIES = ('best global acc', 'final global acc', 'personal acc',
@@ -416,7 +614,7 @@ def write_report(results: Sequence[RunResult], root: Path, title: str) -> str:
     for r in mine:
       if _in_grid(r.method):
         statics.setdefault(r.method, []).append(r)
-      else:
+      elif not r.method.startswith(f'{SCAN}['):
         curves.setdefault(r.method, []).append(r.curve)
     if statics:
       best = _best_static(statics)

@@ -22,6 +22,7 @@ from typing import Any, Mapping
 from pfhpo import data as datasets
 from pfhpo import models
 from pfhpo.data.batches import VAL_SOURCES
+from pfhpo.data.groups import check_groups
 from pfhpo.federated.server import server_optimizer
 from pfhpo.policies import registry
 from pfhpo.policies.space import SearchSpace, make_space
@@ -39,9 +40,21 @@ class DataConfig:
       'server', "'server' (a held-out set drawn from the clients' validation "
       "splits) or 'federated' (the round's clients' own splits)")
   val_size: int = setting(1000, 'examples in the server validation set')
+  noisy_fraction: float = setting(
+      0.0, 'fraction of clients whose training labels are noisy '
+      '(pfhpo.data.groups)')
+  noise_rate: float = setting(
+      0.8, "fraction of a noisy client's training labels flipped to another "
+      'class')
+  few_fraction: float = setting(
+      0.0, 'fraction of clients that keep only `few_examples` training '
+      'examples')
+  few_examples: int = setting(16, "a 'few' client's training examples")
 
   def __post_init__(self):
     check_choice('dataset', self.dataset, datasets.DATASETS)
+    check_groups(self.noisy_fraction, self.noise_rate, self.few_fraction,
+                 self.few_examples)
     check_choice('val_source', self.val_source, VAL_SOURCES)
     require(self.val_size >= 1, f'`val_size` must be >= 1, got {self.val_size}')
     require(self.max_clients is None or self.max_clients >= 1,
@@ -118,6 +131,10 @@ class PolicyConfig:
 class RunConfig:
   rounds: int = setting(30, 'rounds to run')
   clients_per_round: int = setting(10, 'clients sampled per round')
+  holdout_fraction: float = setting(
+      0.0, 'fraction of the clients never sampled for a round (drawn from '
+      'the seed): their personal accuracy shows how the policy fares on '
+      'clients it never saw')
   eval_every: int = setting(5, 'evaluate every N rounds (and at the last)')
   eval_chunk: int = setting(512, 'examples per evaluation step')
   client_chunk: int | None = setting(
@@ -142,6 +159,8 @@ class RunConfig:
     for name in ('rounds', 'clients_per_round', 'eval_every', 'eval_chunk'):
       value = getattr(self, name)
       require(value >= 1, f'`{name}` must be >= 1, got {value}')
+    require(0 <= self.holdout_fraction < 1, '`holdout_fraction` must be in '
+            f'[0, 1), got {self.holdout_fraction}')
     require(self.client_chunk is None or self.client_chunk >= 1,
             f'`client_chunk` must be >= 1, got {self.client_chunk}')
     for name in ('checkpoint_every', 'stall_rounds'):

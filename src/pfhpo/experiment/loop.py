@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from pfhpo.evaluate import group_means
 from pfhpo.experiment.checkpoints import RunCheckpoints, RunState, Totals
 from pfhpo.experiment.config import Config
 from pfhpo.experiment.outputs import (RunDirectory, check_resumable,
@@ -105,8 +106,7 @@ def _train(exp: Experiment, out: RunDirectory) -> Summary:
     return state.choice_counts + tuple(counts)
 
   def round_input(r: int):
-    clients = sample_clients(run.seed, r, data.num_clients,
-                             run.clients_per_round)
+    clients = sample_clients(run.seed, r, exp.pool, run.clients_per_round)
     return clients, exp.batch(clients)
 
   if state.round < run.rounds:
@@ -195,13 +195,15 @@ def _row(exp: Experiment, state: RunState, m: RoundMetrics, seconds: float,
     cfg = exp.cfg
     seen = np.zeros(exp.data.num_clients, bool)
     for r in range(1, state.round + 1):
-      seen[sample_clients(cfg.run.seed, r, exp.data.num_clients,
+      seen[sample_clients(cfg.run.seed, r, exp.pool,
                           cfg.run.clients_per_round)] = True
     p = exp.personalize(state.algorithm, seen)
     personal = dict(personal_acc=p.mean, personal_acc_p10=p.p10,
                     personal_acc_pooled=p.pooled, unseen_clients=p.unseen,
                     personal_acc_unseen=None if p.unseen == 0
-                    else p.unseen_mean)
+                    else p.unseen_mean,
+                    groups=_group_figures(exp, state, ev.client_acc,
+                                          p.client_acc, seen))
   optional = lambda v: None if np.isnan(v) else float(v)
   return MetricsRow(
       round=state.round, global_acc=float(ev.acc),
@@ -218,6 +220,40 @@ def _row(exp: Experiment, state: RunState, m: RoundMetrics, seconds: float,
       seconds=round(seconds, 3),
       policy_entropy=optional(m.policy_entropy),
       local_val_loss=optional(m.local_val_loss), **personal)
+
+
+def _group_figures(exp: Experiment, state: RunState, global_acc,
+                   personal_acc, seen: np.ndarray) -> dict | None:
+  """MetricsRow.groups: per client group, the global model's accuracy on
+  its test examples, its clients' personal accuracy and where the policy
+  put their mass, and the same for those never `seen` in a round (None
+  for a federation of one group)."""
+  data = exp.data
+  if len(data.groups) < 2:
+    return None
+  group, counts = data.group_of, data.test.counts
+  pooled = group_means(np.asarray(global_acc), counts, group,
+                       len(data.groups))
+
+  def figures(mine: np.ndarray) -> dict:  # mine: i32[n] clients of a group
+    acc = np.asarray(personal_acc)[mine]
+    out = {'clients': int(mine.size),
+           'personal_acc': float(np.nanmean(acc)) if np.any(~np.isnan(acc))
+           else float('nan')}
+    if exp.policy.probabilities is not None and mine.size:
+      p = np.asarray(exp.policy.probabilities(state.algorithm.policy,
+                                              jnp.asarray(mine)))
+      out['mean_probabilities'] = p.mean(0).round(4).tolist()
+    return out
+
+  out = {}
+  for g, name in enumerate(data.groups):
+    mine = np.flatnonzero(group == g).astype(np.int32)
+    out[name] = {**figures(mine), 'global_acc': float(pooled[g])}
+    unseen = mine[~seen[mine]]
+    if unseen.size:
+      out[name]['unseen'] = figures(unseen)
+  return out
 
 
 def _summary(exp: Experiment, state: RunState, seconds: float,

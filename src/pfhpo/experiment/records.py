@@ -36,6 +36,12 @@ class MetricsRow:
   # Of them, the clients never in a round, and their mean personal accuracy.
   unseen_clients: int | None = None
   personal_acc_unseen: float | None = None
+  # At the last round, per client group of a heterogeneous federation
+  # (pfhpo.data.groups): {group: {'clients', 'global_acc' (pooled over the
+  # group's test examples), 'personal_acc' (its clients' mean), for a
+  # categorical policy 'mean_probabilities' (its clients' mean), and
+  # 'unseen' (the same for its clients never in a round, if any)}}.
+  groups: dict | None = None
 
   def to_json(self) -> dict:
     return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}

@@ -19,6 +19,7 @@ from pfhpo import data as datasets
 from pfhpo import models
 from pfhpo.data.batches import round_batch, server_val_batch
 from pfhpo.data.federated import FederatedData
+from pfhpo.data.groups import with_groups
 from pfhpo.evaluate import (PersonalMetrics, make_eval_set, make_evaluate,
                             make_personalized_evaluate, summarize_personal)
 from pfhpo.experiment.config import Config
@@ -26,6 +27,7 @@ from pfhpo.federated import FederatedAlgorithm, client_mesh, make_round
 from pfhpo.federated.local_update import (default_client_chunk,
                                           make_local_update)
 from pfhpo.policies import Policy, SearchSpace, create
+from pfhpo.policies.features import client_features
 from pfhpo.settings import require
 from pfhpo.types import RoundBatch, RoundState
 
@@ -41,17 +43,24 @@ class Experiment(NamedTuple):
   # (state, bool[C] the clients that were in a round) -> PersonalMetrics
   personalize: Callable[[RoundState, np.ndarray], PersonalMetrics]
   batch: Callable[[np.ndarray], RoundBatch]  # the round of these clients
+  pool: np.ndarray  # i32[C'] the clients rounds sample from (not held out)
   resolved: dict  # what the config resolved to, for config.json
   traces: list  # one entry per compilation of the round
 
 
 def build(cfg: Config) -> Experiment:
   run = cfg.run
-  data = datasets.load(cfg.data.dataset, data_dir=cfg.data.data_dir,
-                       seed=run.seed, max_clients=cfg.data.max_clients)
-  require(run.clients_per_round <= data.num_clients,
+  data = with_groups(
+      datasets.load(cfg.data.dataset, data_dir=cfg.data.data_dir,
+                    seed=run.seed, max_clients=cfg.data.max_clients),
+      cfg.data.noisy_fraction, cfg.data.noise_rate, cfg.data.few_fraction,
+      cfg.data.few_examples, run.seed)
+  pool = trained_clients(run.seed, data.num_clients, run.holdout_fraction)
+  require(run.clients_per_round <= len(pool),
           f'`clients_per_round`={run.clients_per_round} exceeds the '
-          f'{data.num_clients} clients of {cfg.data.dataset}; lower it.')
+          f'{len(pool)} clients of {cfg.data.dataset}'
+          + (f' not held out (`holdout_fraction`={run.holdout_fraction})'
+             if len(pool) < data.num_clients else '') + '; lower it.')
   mesh = client_mesh()
   if mesh is not None:
     require(run.clients_per_round % mesh.size == 0,
@@ -81,7 +90,10 @@ def build(cfg: Config) -> Experiment:
                         conv_impl=conv_impl)
   init_key, round_key = keys(run.seed)
   policy = create(cfg.policy.policy, space, cfg.policy.options,
-                  train_counts=counts,
+                  train_counts=counts, groups=data.groups,
+                  client_group=data.group_of,
+                  client_features=client_features(
+                      data.train.y, data.train.mask, data.num_classes),
                   params_like=jax.eval_shape(model.init, init_key))
   algorithm = make_round(model, data.features, cfg.server.optimizer(), space,
                          policy, cfg.space.momentum, unroll, chunk, mesh)
@@ -124,7 +136,7 @@ def build(cfg: Config) -> Experiment:
       jax.jit(traced, donate_argnums=(0,)),
       lambda params: evaluate(params, eval_set), personalize,
       lambda clients: round_batch(data, clients, server_val, local_val),
-      resolved, traces)
+      pool, resolved, traces)
 
 
 _NOTED: set[str] = set()  # notes already printed by this process
@@ -142,8 +154,18 @@ def keys(seed: int) -> tuple[jax.Array, jax.Array]:
   return tuple(jax.random.split(jax.random.PRNGKey(seed)))
 
 
-def sample_clients(seed: int, round_: int, num_clients: int,
+def trained_clients(seed: int, num_clients: int,
+                    holdout_fraction: float) -> np.ndarray:
+  """The clients rounds sample from, sorted: all but round(holdout_fraction
+  C) held out at random (seeded). i32[C']."""
+  held = round(holdout_fraction * num_clients)
+  order = np.random.default_rng([seed, 2]).permutation(num_clients)
+  return np.sort(order[held:]).astype(np.int32)
+
+
+def sample_clients(seed: int, round_: int, pool: np.ndarray,
                    k: int) -> np.ndarray:
-  """Round `round_`'s k clients, sorted: a function of (seed, round) alone."""
+  """Round `round_`'s k clients of `pool`, sorted: a function of (seed,
+  round) alone (and with no client held out, of (seed, round, C))."""
   rng = np.random.default_rng([seed, round_])
-  return np.sort(rng.choice(num_clients, k, replace=False)).astype(np.int32)
+  return np.sort(rng.choice(pool, k, replace=False)).astype(np.int32)

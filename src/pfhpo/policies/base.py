@@ -19,7 +19,10 @@ its name and its own config (`registry.py`).
 The logits alpha are a table with one row per client (`scope='client'`,
 personalised), a single shared row (`scope='global'`), or both (`'shared'`:
 alpha_i = a + b_i, a shared row that every client's update moves plus a
-per-client offset that only client i's moves). Client i draws its
+per-client offset that only client i's moves), or a network of the
+client's features plus the offset (`'features'`: alpha_i = g_w(phi_i) +
+b_i, `features.py`, so a client never in a round starts from what similar
+clients learned). Client i draws its
 configuration z_i ~ Categorical(softmax(alpha_i)). Policies that learn move
 the logits with
 
@@ -42,11 +45,12 @@ import numpy as np
 import optax
 
 from pfhpo.errors import ConfigError
+from pfhpo.policies.features import apply_net, init_net
 from pfhpo.policies.space import SearchSpace, hparams_for
 from pfhpo.settings import check_choice, setting
 from pfhpo.types import ClientHParams, Feedback
 
-SCOPES = ('client', 'global', 'shared')
+SCOPES = ('client', 'global', 'shared', 'features')
 # What a policy may ask the round to measure (each costs compute):
 #   'credit'     dL/dc_i, a backward pass through the aggregation (gumbel);
 #   'credit_params'  the same through theta_g(c) = sum_i w_i c_i theta_i;
@@ -60,11 +64,14 @@ CREDITS = {'delta': 'credit', 'params': 'credit_params'}
 
 
 class PolicyState(NamedTuple):
-  # f32[R, H]: R = C ('client'), 1 ('global'), 1 + C ('shared': row 0 is
-  # the shared row, row 1 + i client i's offset)
+  # f32[R, H]: R = C ('client', 'features': client i's offset), 1
+  # ('global'), 1 + C ('shared': row 0 is the shared row, row 1 + i client
+  # i's offset)
   logits: jax.Array
   opt_state: Any  # optax state with a leading row axis R
   baseline: jax.Array  # f32[] running mean of the advantage signal
+  net: Any = ()  # 'features': g_w's parameters (`features.py`)
+  net_opt_state: Any = ()  # and their optax state
 
 
 class Policy(NamedTuple):
@@ -134,7 +141,8 @@ class LogitsConfig:
   policy_lr: float = setting(0.5, 'learning rate of the logits')
   policy_scope: str = setting(
       'client', "'client' (one row per client: personalised), 'global' "
-      "(one shared row) or 'shared' (a shared row plus a per-client offset)")
+      "(one shared row), 'shared' (a shared row plus a per-client offset) "
+      "or 'features' (a network of the client's features plus the offset)")
 
   def __post_init__(self):
     optimizer_of(self.policy_opt, self.policy_lr)
@@ -158,19 +166,26 @@ def summarize_probabilities(probabilities: Callable) -> Callable:
 def categorical_policy(space: SearchSpace,
                        optimizer: optax.GradientTransformation, scope: str,
                        update: Callable[[PolicyState, Feedback], PolicyState],
-                       needs: frozenset = frozenset()) -> Policy:
+                       needs: frozenset = frozenset(),
+                       features: np.ndarray | None = None) -> Policy:
   """A learned categorical policy over `space` with logits of `scope`
   (SCOPES), sampled by `propose` and moved by `update` (which calls
-  `score_update` with the same scope)."""
+  `score_update` with the same scope and `features`, f32[C, F], the
+  clients' phi that the 'features' scope reads)."""
   check_choice('policy_scope', scope, SCOPES)
+  if scope == 'features' and features is None:
+    raise ConfigError("`policy_scope`='features' needs the clients' "
+                      'features (a run gives them; pass `features`)')
 
   def init(key, num_clients):
-    del key
-    rows = {'client': num_clients, 'global': 1, 'shared': 1 + num_clients}
-    return init_state(optimizer, rows[scope], space.size)
+    rows = {'global': 1, 'shared': 1 + num_clients}.get(scope, num_clients)
+    net = (init_net(key, features.shape[1], space.size)
+           if scope == 'features' else ())
+    return init_state(optimizer, rows, space.size, net)
 
   return distribution_policy(
-      space, init, lambda state, clients: logits_of(state, scope, clients),
+      space, init,
+      lambda state, clients: logits_of(state, scope, clients, features),
       update, needs)
 
 
@@ -185,10 +200,19 @@ def distribution_policy(space: SearchSpace, init: Callable, logits: Callable,
                 summarize_probabilities(probabilities), needs)
 
 
-def logits_of(state: PolicyState, scope: str, clients: jax.Array
-              ) -> jax.Array:
+def logits_of(state: PolicyState, scope: str, clients: jax.Array,
+              features: np.ndarray | None = None) -> jax.Array:
   """The logits each client reads: f32[K, H]."""
-  return jnp.sum(state.logits[rows_of(scope, clients)], axis=1)
+  return read_logits(state.logits, state.net, scope, clients, features)
+
+
+def read_logits(table: jax.Array, net: Any, scope: str, clients: jax.Array,
+                features: np.ndarray | None) -> jax.Array:
+  """alpha_i from the table's rows (and, for 'features', g_w(phi_i))."""
+  alpha = jnp.sum(table[rows_of(scope, clients)], axis=1)  # f32[K, H]
+  if scope == 'features':
+    alpha = alpha + apply_net(net, jnp.asarray(features)[clients])
+  return alpha
 
 
 def sample_of(space: SearchSpace, logits: Callable) -> Callable:
@@ -239,18 +263,21 @@ def argmax_of(space: SearchSpace, logits: Callable) -> Callable:
 
 
 def init_state(optimizer: optax.GradientTransformation, num_rows: int,
-               size: int) -> PolicyState:
-  """Uniform logits (zeros), one optimizer state per row."""
+               size: int, net: Any = ()) -> PolicyState:
+  """Zero logits, one optimizer state per row, and `net` (g_w's parameters,
+  if any) with its own optimizer state."""
   logits = jnp.zeros((num_rows, size), jnp.float32)
   return PolicyState(logits, jax.vmap(optimizer.init)(logits),
-                     jnp.zeros((), jnp.float32))
+                     jnp.zeros((), jnp.float32), net,
+                     optimizer.init(net) if net else ())
 
 
 def rows_of(scope: str, clients: jax.Array) -> jax.Array:
   """The rows of the logits table whose sum each client reads: i32[K, 1]
-  ('client', 'global') or i32[K, 2] ('shared': the shared row, the offset)."""
+  ('client', 'global', 'features') or i32[K, 2] ('shared': the shared row,
+  the offset)."""
   clients = clients[:, None]
-  if scope == 'client':
+  if scope in ('client', 'features'):
     return clients
   if scope == 'global':
     return jnp.zeros_like(clients)
@@ -265,26 +292,37 @@ def mean_entropy(p: jax.Array) -> jax.Array:
 
 def score_update(state: PolicyState, optimizer: optax.GradientTransformation,
                  scope: str, clients: jax.Array, choices: jax.Array,
-                 advantage: jax.Array, entropy_weight: float = 0.0
-                 ) -> PolicyState:
+                 advantage: jax.Array, entropy_weight: float = 0.0,
+                 features: np.ndarray | None = None) -> PolicyState:
   """One optimizer step on S(alpha) = sum_i [a_i log p_alpha(z_i) - beta
   H(p_alpha_i)], beta = `entropy_weight` (an exploration bonus; 0: none).
 
   grad_alpha log p(z) = onehot(z) - softmax(alpha), summed into the rows
   the clients read (for 'shared', into the shared row from every client and
-  into each offset from its own client); the optimizer minimises S, so a
-  positive advantage (a cost) makes z_i less likely, and beta > 0 pulls
-  each client's distribution towards uniform.
+  into each offset from its own client, and for 'features' through g_w
+  into its parameters from every client, by the same optimizer); the
+  optimizer minimises S, so a positive advantage (a cost) makes z_i less
+  likely, and beta > 0 pulls each client's distribution towards uniform.
   """
   rows = rows_of(scope, clients)  # i32[K, 1 or 2]
 
-  def surrogate(table):
-    log_p = jax.nn.log_softmax(jnp.sum(table[rows], axis=1))  # f32[K, H]
+  def surrogate(table, net):
+    log_p = jax.nn.log_softmax(read_logits(table, net, scope, clients,
+                                           features))  # f32[K, H]
     entropy = -jnp.sum(jnp.exp(log_p) * log_p, axis=1)  # f32[K]
     return jnp.sum(advantage * jnp.take_along_axis(
         log_p, choices[:, None], axis=1)[:, 0] - entropy_weight * entropy)
 
-  grads = jax.grad(surrogate)(state.logits)  # f32[R, H]
+  grads, net_grads = jax.grad(surrogate, argnums=(0, 1))(state.logits,
+                                                         state.net)
+  if state.net:  # the round's mean score: g_w, which every client reads,
+    # moves as fast as one client's offset, not K times faster
+    net_grads = jax.tree_util.tree_map(lambda g: g / clients.shape[0],
+                                       net_grads)
+    net_updates, net_opt_state = optimizer.update(
+        net_grads, state.net_opt_state, state.net)
+    state = state._replace(net=optax.apply_updates(state.net, net_updates),
+                           net_opt_state=net_opt_state)
   updates, opt_state = jax.vmap(optimizer.update)(grads, state.opt_state,
                                                   state.logits)
   touched = jnp.zeros(state.logits.shape[0], bool).at[rows.ravel()].set(True)

@@ -2,6 +2,8 @@
 
 static: every client uses configuration `static_index` every round;
 sweeping it over the H candidates is the grid of tuned FedAvg baselines.
+With `static_groups`, each client group (`pfhpo.data.groups`) has its own
+fixed configuration: the per-group oracle of the comparison.
 random: each client draws its configuration uniformly, independently each
 round (the random-search baseline of Li et al., "Hyperband", JMLR 2018, run
 online); having no preference, it also fine-tunes with a uniform draw.
@@ -12,6 +14,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from pfhpo.policies.base import Policy, summarize_probabilities
 from pfhpo.policies.registry import PolicyContext, register
@@ -24,26 +27,36 @@ def _nothing(key, num_clients):
   return ()  # nothing to learn
 
 
-def static(space: SearchSpace, static_index: int | None = None) -> Policy:
+def static(space: SearchSpace, static_index: int | None = None,
+           per_client: np.ndarray | None = None) -> Policy:
   """Every client on configuration `static_index` (None: the space must
-  hold exactly one)."""
-  if static_index is None:
-    require(space.size == 1,
-            f'`policy`=static runs one configuration of the {space.size} in '
-            f'the search space: pass `static_index` in [0, {space.size}), or '
-            f'a space of one configuration.')
-    static_index = 0
-  require(0 <= static_index < space.size,
-          f'`static_index`={static_index} is outside the {space.size} '
-          f'configurations of the search space')
+  hold exactly one), or client i on `per_client[i]` (i32[C]: a fixed
+  configuration per client, e.g. per group for the per-group oracle)."""
+  if per_client is not None:
+    table = np.asarray(per_client, np.int32)  # i32[C]
+    require(bool(np.all((table >= 0) & (table < space.size))),
+            f'a per-client configuration (`static_groups`) is outside the '
+            f'{space.size} configurations of the search space')
+    choose = lambda clients: jnp.asarray(table)[clients]
+  else:
+    if static_index is None:
+      require(space.size == 1,
+              f'`policy`=static runs one configuration of the {space.size} '
+              f'in the search space: pass `static_index` in [0, '
+              f'{space.size}), or a space of one configuration.')
+      static_index = 0
+    require(0 <= static_index < space.size,
+            f'`static_index`={static_index} is outside the {space.size} '
+            f'configurations of the search space')
+    choose = lambda clients: jnp.full(clients.shape, static_index, jnp.int32)
 
   def propose(state, clients, key):
     del state, key
-    choices = jnp.full(clients.shape, static_index, jnp.int32)
+    choices = choose(clients)
     return hparams_for(space, choices), choices
 
-  probabilities = lambda state, clients: jax.nn.one_hot(
-      jnp.full(clients.shape, static_index), space.size)
+  probabilities = lambda state, clients: jax.nn.one_hot(choose(clients),
+                                                         space.size)
   return Policy(_nothing, propose, lambda state, feedback: state, propose,
                 probabilities, summarize_probabilities(probabilities))
 
@@ -67,6 +80,14 @@ class StaticConfig:
   static_index: int | None = setting(
       None, 'the configuration every client uses (unset: the search space '
       'must hold one)')
+  static_groups: tuple[int, ...] | None = setting(
+      None, "one configuration per client group (the data's `groups`), "
+      'instead of `static_index`')
+
+  def __post_init__(self):
+    require(self.static_index is None or self.static_groups is None,
+            '`static_index` and `static_groups` are two ways to fix the '
+            'configurations; give one')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +97,15 @@ class RandomConfig:
 
 @register('static', StaticConfig, searches=False)
 def _static(config: StaticConfig, context: PolicyContext) -> Policy:
-  return static(context.space, config.static_index)
+  if config.static_groups is None:
+    return static(context.space, config.static_index)
+  groups = context.groups or ('all',)
+  require(len(config.static_groups) == len(groups),
+          f'`static_groups` gives {len(config.static_groups)} configurations '
+          f'for the {len(groups)} client groups ({", ".join(groups)}); give '
+          'one per group')
+  return static(context.space, per_client=np.asarray(
+      config.static_groups)[context.client_group])
 
 
 @register('random', RandomConfig)

@@ -41,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from pfhpo.policies.base import (CREDITS, LogitsConfig, Policy, PolicyState,
@@ -55,11 +56,13 @@ from pfhpo.types import Feedback
 def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
            scope: str = 'client', baseline_decay: float | None = None,
            normalize: bool = False, credit: str = 'delta',
-           credit_at: float = 1.0, entropy_weight: float = 0.0) -> Policy:
+           credit_at: float = 1.0, entropy_weight: float = 0.0,
+           features: np.ndarray | None = None) -> Policy:
   """`credit`: differentiate the aggregate through the update ('delta') or
   the parameters ('params'); `credit_at`: the point c = t 1 where dL/dc is
   taken (see `pfhpo.federated.round`); `entropy_weight`: the exploration
-  bonus of `base.score_update`."""
+  bonus of `base.score_update`; `features`: f32[C, F] the clients' phi,
+  for the 'features' scope (`features.py`)."""
   check_choice('credit', credit, CREDITS)
   check_credit_at(credit_at)
   def update(state: PolicyState, fb: Feedback) -> PolicyState:
@@ -71,14 +74,14 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
       credit = credit / jnp.where(
           spread > 0, spread, jnp.maximum(jnp.max(jnp.abs(raw)), 1e-12))
     state = score_update(state, optimizer, scope, fb.clients, fb.choices,
-                         credit, entropy_weight)
+                         credit, entropy_weight, features)
     if baseline_decay is None:
       return state
     return state._replace(baseline=baseline_decay * state.baseline +
                           (1 - baseline_decay) * jnp.mean(raw))
 
   return categorical_policy(space, optimizer, scope, update,
-                            frozenset({CREDITS[credit]}))._replace(
+                            frozenset({CREDITS[credit]}), features)._replace(
                                 credit_at=credit_at)
 
 
@@ -117,4 +120,5 @@ class GumbelConfig(LogitsConfig):
 def _build(config: GumbelConfig, context: PolicyContext) -> Policy:
   return gumbel(context.space, config.optimizer(), config.policy_scope,
                 config.baseline_decay, config.credit_normalize, config.credit,
-                config.credit_at, config.entropy_weight)
+                config.credit_at, config.entropy_weight,
+                context.client_features)

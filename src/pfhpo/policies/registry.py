@@ -29,6 +29,9 @@ class PolicyContext(NamedTuple):
   space: SearchSpace
   train_counts: np.ndarray | None = None  # i32[C] training examples n_i
   params_like: Any = None  # the server model's shapes (a pytree)
+  groups: tuple[str, ...] | None = None  # the data's client groups
+  client_group: np.ndarray | None = None  # i32[C] each client's group
+  client_features: np.ndarray | None = None  # f32[C, F] phi (`features.py`)
 
 
 class PolicyEntry(NamedTuple):

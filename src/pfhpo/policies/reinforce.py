@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from pfhpo.policies.base import (LogitsConfig, Policy, PolicyState,
@@ -31,19 +32,23 @@ from pfhpo.types import Feedback
 
 def reinforce(space: SearchSpace, optimizer: optax.GradientTransformation,
               scope: str = 'client',
-              baseline_decay: float | None = 0.9) -> Policy:
+              baseline_decay: float | None = 0.9,
+              features: np.ndarray | None = None) -> Policy:
+  """`features`: f32[C, F] the clients' phi, for the 'features' scope."""
+
   def update(state: PolicyState, fb: Feedback) -> PolicyState:
     reward = fb.val_acc
     # A client whose update diverged gets the worst reward, accuracy 0.
     advantage = -(jnp.where(diverged_of(fb), 0.0, reward) - state.baseline)
     state = score_update(state, optimizer, scope, fb.clients, fb.choices,
-                         advantage)
+                         advantage, features=features)
     if baseline_decay is None:
       return state
     return state._replace(baseline=baseline_decay * state.baseline +
                           (1 - baseline_decay) * reward)
 
-  return categorical_policy(space, optimizer, scope, update)
+  return categorical_policy(space, optimizer, scope, update,
+                            features=features)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,4 +64,4 @@ class ReinforceConfig(LogitsConfig):
 @register('reinforce', ReinforceConfig)
 def _build(config: ReinforceConfig, context: PolicyContext) -> Policy:
   return reinforce(context.space, config.optimizer(), config.policy_scope,
-                   config.baseline_decay)
+                   config.baseline_decay, context.client_features)

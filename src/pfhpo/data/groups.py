@@ -1,0 +1,73 @@
+"""Client groups that need different configurations: a heterogeneous
+federation made from a homogeneous one.
+
+A fraction of the clients become `noisy` writers: each of their training
+labels is, with probability `noise_rate`, replaced by one of the other
+classes drawn uniformly (symmetric label noise, as in Han et al., NeurIPS
+2018, "Co-teaching", and the noisy-client studies of federated learning,
+e.g. Xu et al., CVPR 2022, "FedCorr"). Another fraction become `few`
+writers, keeping only their first `few_examples` training examples. The
+rest stay `clean`. Only the training splits change: validation and test
+labels stay true and complete, so the aggregate is still judged on every
+writer's real task.
+
+The groups are drawn once from the data seed: client i's group is
+`FederatedData.client_group[i]`, an index into `FederatedData.groups`.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from pfhpo.data.federated import ClientSplit, FederatedData
+from pfhpo.settings import require
+
+GROUPS = ('clean', 'noisy', 'few')
+
+
+def check_groups(noisy_fraction: float, noise_rate: float,
+                 few_fraction: float, few_examples: int) -> None:
+  """The group settings, each in its range (a ConfigError naming it)."""
+  for name, value in (('noisy_fraction', noisy_fraction),
+                      ('few_fraction', few_fraction),
+                      ('noise_rate', noise_rate)):
+    require(0 <= value <= 1, f'`{name}` must be in [0, 1], got {value}')
+  require(noisy_fraction + few_fraction <= 1,
+          f'`noisy_fraction` + `few_fraction` must be at most 1, got '
+          f'{noisy_fraction} + {few_fraction}')
+  require(few_examples >= 1,
+          f'`few_examples` must be >= 1, got {few_examples}')
+
+
+def with_groups(data: FederatedData, noisy_fraction: float, noise_rate: float,
+                few_fraction: float, few_examples: int,
+                seed: int) -> FederatedData:
+  """`data` with round(noisy_fraction C) noisy and round(few_fraction C) few
+  writers, drawn at random (seeded); `data` itself when both fractions
+  are 0."""
+  check_groups(noisy_fraction, noise_rate, few_fraction, few_examples)
+  if noisy_fraction == few_fraction == 0:
+    return data
+  c = data.num_clients
+  n_noisy, n_few = round(noisy_fraction * c), round(few_fraction * c)
+  rng = np.random.default_rng([seed, 1])  # apart from the partition's draws
+  order = rng.permutation(c)
+  group = np.zeros(c, np.int32)  # i32[C]
+  group[order[:n_noisy]] = GROUPS.index('noisy')
+  group[order[n_noisy:n_noisy + n_few]] = GROUPS.index('few')
+  train = data.train
+  y = train.y.copy()  # i32[C, N_max]
+  noisy = (group == GROUPS.index('noisy'))[:, None] & train.mask
+  flip = noisy & (rng.random(y.shape) < noise_rate)
+  # another class, uniformly: y + 1 + U{0, ..., classes - 2} (mod classes)
+  other = (y + 1 + rng.integers(0, data.num_classes - 1, y.shape)
+           ) % data.num_classes
+  y = np.where(flip, other, y).astype(np.int32)
+  few = (group == GROUPS.index('few'))[:, None]
+  mask = train.mask & ~(few & (np.arange(train.mask.shape[1]) >= few_examples))
+  x = train.x.copy()
+  x[~mask] = 0  # padding is zero
+  return dataclasses.replace(
+      data, train=ClientSplit(x, np.where(mask, y, 0), mask),
+      groups=GROUPS, client_group=group)

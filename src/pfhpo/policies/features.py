@@ -1,0 +1,54 @@
+"""Client features and the small network that maps them to logits (the
+'features' policy scope, `base.py`).
+
+A client is described by what it could report before it ever trains:
+
+    phi_i = [log(1 + n_i), its label histogram (num_classes), the entropy
+             of that histogram / log(num_classes)]
+
+each column standardised over the federation's clients. The 'features'
+scope reads alpha_i = g_w(phi_i) + b_i, a one-hidden-layer network shared
+by every client plus the client's own offset, so that a client never seen
+in a round (b_i = 0) starts from what clients like it learned: a writer
+whose labels are noisy has a flat histogram, one with few examples a small
+n_i. The same amortisation over clients is pFedHN's (Shamsian et al., ICML
+2021, "Personalized Federated Learning using Hypernetworks"), here for the
+configuration policy instead of the model. The last layer starts at zero:
+the policy starts uniform.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+HIDDEN = 16  # units of the hidden layer
+
+
+def client_features(y: np.ndarray, mask: np.ndarray,
+                    num_classes: int) -> np.ndarray:
+  """phi: f32[C, 2 + num_classes], standardised per column (a column that
+  does not vary is 0). y: i32[C, N_max] training labels; mask: bool[C,
+  N_max]."""
+  counts = mask.sum(1)  # i64[C]
+  hist = np.stack([np.bincount(row[m], minlength=num_classes)
+                   for row, m in zip(y, mask)]).astype(np.float64)
+  hist /= np.maximum(counts, 1)[:, None]  # f64[C, classes]
+  plogp = np.where(hist > 0, hist * np.log(np.where(hist > 0, hist, 1)), 0)
+  entropy = -plogp.sum(1) / np.log(num_classes)
+  phi = np.column_stack([np.log1p(counts), hist, entropy])
+  std = phi.std(0)
+  return ((phi - phi.mean(0)) / np.where(std > 0, std, 1)).astype(np.float32)
+
+
+def init_net(key: jax.Array, num_features: int, size: int) -> dict:
+  """g_w's parameters: w1 ~ N(0, 1/num_features), the rest zeros."""
+  return {'w1': jax.random.normal(key, (num_features, HIDDEN)) /
+                jnp.sqrt(num_features),
+          'b1': jnp.zeros(HIDDEN), 'w2': jnp.zeros((HIDDEN, size)),
+          'b2': jnp.zeros(size)}
+
+
+def apply_net(net: dict, phi: jax.Array) -> jax.Array:
+  """g_w(phi) = tanh(phi w1 + b1) w2 + b2: f32[K, F] -> f32[K, H]."""
+  return jnp.tanh(phi @ net['w1'] + net['b1']) @ net['w2'] + net['b2']
