@@ -31,7 +31,9 @@ from pfhpo.settings import coerce
 PRESET = 'experiments/configs/cross_silo.toml'
 # The base run's settings the command line may change.
 RUN_FLAGS = ('dataset', 'data_dir', 'max_clients', 'rounds',
-             'clients_per_round', 'holdout_fraction', 'eval_every')
+             'clients_per_round', 'holdout_fraction', 'eval_every',
+             'noisy_fraction', 'noise_rate', 'noise_kind', 'few_fraction',
+             'few_examples')
 # The grid's settings the command line may change; the named methods
 # ([compare.methods.NAME]) are the preset's alone.
 GRID_FLAGS = tuple(f.name for f in dataclasses.fields(CompareConfig)

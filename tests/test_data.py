@@ -443,6 +443,12 @@ def test_client_groups_corrupt_only_their_own_training_split():
   assert not np.array_equal(with_groups(data, 0.25, 0.6, 0.5, 5,
                                         seed=1).client_group, group)
   assert with_groups(data, 0.0, 0.6, 0.0, 5, seed=0) is data
+  # Pair noise: each flipped label is the next class.
+  pair = with_groups(data, 0.25, 0.6, 0.5, 5, seed=0, noise_kind='pair')
+  flipped = (pair.train.y != data.train.y) & pair.train.mask
+  assert abs(flipped[noisy].sum() / mask[noisy].sum() - 0.6) < 0.05
+  np.testing.assert_array_equal(pair.train.y[flipped],
+                                (data.train.y[flipped] + 1) % 10)
   with pytest.raises(ConfigError, match='few_fraction'):
     with_groups(data, 0.6, 0.6, 0.5, 5, seed=0)
 

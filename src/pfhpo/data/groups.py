@@ -2,10 +2,15 @@
 federation made from a homogeneous one.
 
 A fraction of the clients become `noisy` writers: each of their training
-labels is, with probability `noise_rate`, replaced by one of the other
-classes drawn uniformly (symmetric label noise, as in Han et al., NeurIPS
-2018, "Co-teaching", and the noisy-client studies of federated learning,
-e.g. Xu et al., CVPR 2022, "FedCorr"). Another fraction become `few`
+labels is, with probability `noise_rate`, replaced by another class: one
+drawn uniformly (`noise_kind='symmetric'`) or the next one, c -> c + 1 mod
+classes (`'pair'`, an annotator who confuses two neighbouring classes
+consistently). Both are Han et al.'s (NeurIPS 2018, "Co-teaching"), as in
+the noisy-client studies of federated learning (e.g. Xu et al., CVPR 2022,
+"FedCorr"). Symmetric noise below 1 - 1/classes keeps the true class the
+most frequent label, so averaging still recovers it; pair noise above 1/2
+makes the wrong class the majority, and such a client teaches the model a
+wrong mapping. Another fraction become `few`
 writers, keeping only their first `few_examples` training examples. The
 rest stay `clean`. Only the training splits change: validation and test
 labels stay true and complete, so the aggregate is still judged on every
@@ -21,14 +26,17 @@ import dataclasses
 import numpy as np
 
 from pfhpo.data.federated import ClientSplit, FederatedData
-from pfhpo.settings import require
+from pfhpo.settings import check_choice, require
 
 GROUPS = ('clean', 'noisy', 'few')
+NOISE_KINDS = ('symmetric', 'pair')
 
 
 def check_groups(noisy_fraction: float, noise_rate: float,
-                 few_fraction: float, few_examples: int) -> None:
+                 few_fraction: float, few_examples: int,
+                 noise_kind: str = 'symmetric') -> None:
   """The group settings, each in its range (a ConfigError naming it)."""
+  check_choice('noise_kind', noise_kind, NOISE_KINDS)
   for name, value in (('noisy_fraction', noisy_fraction),
                       ('few_fraction', few_fraction),
                       ('noise_rate', noise_rate)):
@@ -41,12 +49,13 @@ def check_groups(noisy_fraction: float, noise_rate: float,
 
 
 def with_groups(data: FederatedData, noisy_fraction: float, noise_rate: float,
-                few_fraction: float, few_examples: int,
-                seed: int) -> FederatedData:
+                few_fraction: float, few_examples: int, seed: int,
+                noise_kind: str = 'symmetric') -> FederatedData:
   """`data` with round(noisy_fraction C) noisy and round(few_fraction C) few
   writers, drawn at random (seeded); `data` itself when both fractions
   are 0."""
-  check_groups(noisy_fraction, noise_rate, few_fraction, few_examples)
+  check_groups(noisy_fraction, noise_rate, few_fraction, few_examples,
+               noise_kind)
   if noisy_fraction == few_fraction == 0:
     return data
   c = data.num_clients
@@ -60,9 +69,10 @@ def with_groups(data: FederatedData, noisy_fraction: float, noise_rate: float,
   y = train.y.copy()  # i32[C, N_max]
   noisy = (group == GROUPS.index('noisy'))[:, None] & train.mask
   flip = noisy & (rng.random(y.shape) < noise_rate)
-  # another class, uniformly: y + 1 + U{0, ..., classes - 2} (mod classes)
-  other = (y + 1 + rng.integers(0, data.num_classes - 1, y.shape)
-           ) % data.num_classes
+  # another class: y + 1 + U{0, ..., classes - 2}, or y + 1 (mod classes)
+  shift = (rng.integers(0, data.num_classes - 1, y.shape)
+           if noise_kind == 'symmetric' else 0)
+  other = (y + 1 + shift) % data.num_classes
   y = np.where(flip, other, y).astype(np.int32)
   few = (group == GROUPS.index('few'))[:, None]
   mask = train.mask & ~(few & (np.arange(train.mask.shape[1]) >= few_examples))

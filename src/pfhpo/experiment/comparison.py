@@ -241,20 +241,28 @@ def _best_static_index(results: Sequence[RunResult], model: str
   return int(_best_static(statics)[len(STATIC) + 1:-1])
 
 
+def _oracle_bases(base: Config, grid: CompareConfig,
+                  results: Sequence[RunResult]) -> list[tuple[str, int, int]]:
+  """(model, its best static configuration z*, the number of groups) for
+  each model whose per-group oracle applies: a federation of groups, the
+  oracle asked for and a static grid with a finished run."""
+  groups = len(group_names(base))
+  if not (grid.group_oracle and grid.static_grid and groups > 1):
+    return []
+  return [(model, best, groups) for model in grid.models
+          if (best := _best_static_index(results, model)) is not None]
+
+
 def scan_plan(base: Config, grid: CompareConfig,
               results: Sequence[RunResult]) -> list[RunSpec]:
   """The per-group oracle's scan, on the first seed: per model, each group
   on each configuration but the best static z*, the others on z*."""
-  groups = group_names(base)
-  if not (grid.group_oracle and grid.static_grid and len(groups) > 1):
-    return []
   specs = []
-  for model in grid.models:
-    best = _best_static_index(results, model)
-    for g in range(len(groups)):
+  for model, best, groups in _oracle_bases(base, grid, results):
+    for g in range(groups):
       for z in range(base.space.space().size):
-        if best is not None and z != best:
-          vector = [best] * len(groups)
+        if z != best:
+          vector = [best] * groups
           vector[g] = z
           specs.append(_static_groups_spec(model, SCAN, vector,
                                            grid.seeds[0]))
@@ -265,24 +273,18 @@ def oracle_plan(base: Config, grid: CompareConfig,
                 results: Sequence[RunResult]) -> list[RunSpec]:
   """The per-group oracle on every seed: per model, each group on the
   configuration of its best scan run (or z*'s own, if none beat it)."""
-  groups = group_names(base)
-  if not (grid.group_oracle and grid.static_grid and len(groups) > 1):
-    return []
   specs = []
-  for model in grid.models:
-    best = _best_static_index(results, model)
-    if best is None:
-      continue
-    first = grid.seeds[0]
+  first = grid.seeds[0]
+  for model, best, groups in _oracle_bases(base, grid, results):
     accuracy = {}  # vector -> best global accuracy on the first seed
     for r in results:
       if r.model == model and r.seed == first and r.best_global_acc is not None:
         if r.method == f'{STATIC}[{best}]':
-          accuracy[(best,) * len(groups)] = r.best_global_acc
+          accuracy[(best,) * groups] = r.best_global_acc
         elif r.method.startswith(f'{SCAN}['):
           accuracy[_vector_of(r.method)] = r.best_global_acc
     vector = []
-    for g in range(len(groups)):
+    for g in range(groups):
       mine = {v[g]: acc for v, acc in accuracy.items()
               if all(z == best for h, z in enumerate(v) if h != g)}
       vector.append(max(mine, key=mine.get) if mine else best)

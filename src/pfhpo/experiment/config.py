@@ -46,6 +46,9 @@ class DataConfig:
   noise_rate: float = setting(
       0.8, "fraction of a noisy client's training labels flipped to another "
       'class')
+  noise_kind: str = setting(
+      'symmetric', "'symmetric' (to any other class) or 'pair' (to the "
+      'next class)')
   few_fraction: float = setting(
       0.0, 'fraction of clients that keep only `few_examples` training '
       'examples')
@@ -54,7 +57,7 @@ class DataConfig:
   def __post_init__(self):
     check_choice('dataset', self.dataset, datasets.DATASETS)
     check_groups(self.noisy_fraction, self.noise_rate, self.few_fraction,
-                 self.few_examples)
+                 self.few_examples, self.noise_kind)
     check_choice('val_source', self.val_source, VAL_SOURCES)
     require(self.val_size >= 1, f'`val_size` must be >= 1, got {self.val_size}')
     require(self.max_clients is None or self.max_clients >= 1,

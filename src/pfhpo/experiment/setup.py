@@ -54,7 +54,7 @@ def build(cfg: Config) -> Experiment:
       datasets.load(cfg.data.dataset, data_dir=cfg.data.data_dir,
                     seed=run.seed, max_clients=cfg.data.max_clients),
       cfg.data.noisy_fraction, cfg.data.noise_rate, cfg.data.few_fraction,
-      cfg.data.few_examples, run.seed)
+      cfg.data.few_examples, run.seed, cfg.data.noise_kind)
   pool = trained_clients(run.seed, data.num_clients, run.holdout_fraction)
   require(run.clients_per_round <= len(pool),
           f'`clients_per_round`={run.clients_per_round} exceeds the '
