@@ -107,6 +107,29 @@ def test_the_feature_policy_gives_unseen_clients_their_groups_configuration():
     assert np.all((low < p_best) & (p_best < high)), (scope, p_best)
 
 
+def test_the_feature_policy_observes_each_clients_loss_before_it_trains():
+  """'pre_loss': before proposing, the round records log L_train_i(theta)
+  of the server model it starts from, each client's own training data."""
+  phi = np.zeros((C, 1), np.float32)
+  policy = gumbel(SPACE, optax.sgd(0.5), 'features', normalize=True,
+                  features=phi)
+  assert 'pre_loss' in policy.needs
+  algorithm = make_round(linear_model(), lambda x: x, optax.sgd(1.0), SPACE,
+                         policy)
+  step = jax.jit(algorithm.apply)
+  batch = problem()
+  state, rows = algorithm.init(jax.random.PRNGKey(0), C)
+  assert np.isnan(np.asarray(state.policy.seen_loss)).all()
+  state, rows, _ = step(state, rows, batch, jax.random.PRNGKey(0))
+  params = state.server.params  # what round 2 starts from
+  state, rows, _ = step(state, rows, batch, jax.random.PRNGKey(1))
+  x, y = batch.train.x, batch.train.y
+  logits = x @ np.asarray(params['w']) + np.asarray(params['b'])  # [C, N, 2]
+  want = np.log(np.asarray(cross_entropy(
+      logits.reshape(C * N, 2), y.reshape(-1))).reshape(C, N).mean(1))
+  np.testing.assert_allclose(state.policy.seen_loss, want, rtol=1e-5)
+
+
 def test_baselines_do_not_separate_the_groups():
   probs, _ = run_policy(random(SPACE))
   np.testing.assert_allclose(probs, 1 / 3)

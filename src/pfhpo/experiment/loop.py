@@ -134,6 +134,8 @@ def _train(exp: Experiment, out: RunDirectory) -> Summary:
       if run.stall_rounds and stalled >= run.stall_rounds:
         stopped = _stall_message(exp, r, stalled, recent, out.path)
       last = r == run.rounds or stopped is not None
+      if last:  # what the policy sees of every client, for its figures
+        state = state._replace(algorithm=exp.observe_all(state.algorithm))
       if r % run.eval_every == 0 or last:
         state = state._replace(choice_counts=flush())
         row = _row(exp, state, metrics, time.perf_counter() - start, last)

@@ -25,7 +25,7 @@ from pfhpo.evaluate import (PersonalMetrics, make_eval_set, make_evaluate,
 from pfhpo.experiment.config import Config
 from pfhpo.federated import FederatedAlgorithm, client_mesh, make_round
 from pfhpo.federated.local_update import (default_client_chunk,
-                                          make_local_update)
+                                          make_local_update, make_masked_loss)
 from pfhpo.policies import Policy, SearchSpace, create
 from pfhpo.policies.features import client_features
 from pfhpo.settings import require
@@ -42,6 +42,10 @@ class Experiment(NamedTuple):
   evaluate: Callable  # params -> GlobalMetrics, jitted
   # (state, bool[C] the clients that were in a round) -> PersonalMetrics
   personalize: Callable[[RoundState, np.ndarray], PersonalMetrics]
+  # state -> state: the policy observes every client's loss before
+  # training under the server model (for the 'pre_loss' measurement; the
+  # same state for a policy without it), before the final figures
+  observe_all: Callable[[RoundState], RoundState]
   batch: Callable[[np.ndarray], RoundBatch]  # the round of these clients
   pool: np.ndarray  # i32[C'] the clients rounds sample from (not held out)
   resolved: dict  # what the config resolved to, for config.json
@@ -123,6 +127,16 @@ def build(cfg: Config) -> Experiment:
         jax.random.split(tune_key, data.num_clients), data.test.x,
         data.test.y, data.test.mask), data.test.counts, seen)
 
+  masked_loss = jax.jit(lambda params: jax.lax.map(
+      lambda a: make_masked_loss(model, data.features)(params, *a),
+      (data.train.x, data.train.y, counts), batch_size=chunk))
+
+  def observe_all(state: RoundState) -> RoundState:
+    if policy.observe is None:
+      return state
+    return state._replace(policy=policy.observe(
+        state.policy, everyone, masked_loss(state.server.params)))
+
   server_val = (server_val_batch(data.val, cfg.data.val_size, run.seed)
                 if cfg.data.val_source == 'server' else None)
   local_val = 'local_val' in policy.needs
@@ -134,7 +148,7 @@ def build(cfg: Config) -> Experiment:
   return Experiment(
       cfg, data, space, policy, algorithm,
       jax.jit(traced, donate_argnums=(0,)),
-      lambda params: evaluate(params, eval_set), personalize,
+      lambda params: evaluate(params, eval_set), personalize, observe_all,
       lambda clients: round_batch(data, clients, server_val, local_val),
       pool, resolved, traces)
 

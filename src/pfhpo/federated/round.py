@@ -5,6 +5,7 @@ Communication-Efficient Learning of Deep Networks from Decentralized Data.
 
 For the round's K clients, in one jitted function compiled once per run:
 
+    l_i              = L_train_i(theta)           (if the policy needs it)
     z_i, hparams_i   = policy.propose(policy_state, clients)        (per client)
     theta_i          = LocalSGD(theta, hparams_i)                    (vmapped)
     L_i^val          = L_val_i(theta_i)           (if the policy needs it)
@@ -20,7 +21,9 @@ configuration (`fedavg`). The policy says what the round measures
 sum_i w_i c_i theta_i, equal at c = 1, giving dL/dc_i = w_i <dL/dtheta_g,
 theta_i> where 'credit' gives w_i <dL/dtheta_g, theta_i - theta>), the
 clients' validation losses for 'local_val', the step-gradient alignment for
-'alignment'. A policy may take the credit at c = t 1 instead of 1
+'alignment', and for 'pre_loss' each client's loss l_i of the server model
+on its training data before it trains, which `policy.observe` records
+before the policy proposes. A policy may take the credit at c = t 1 instead of 1
 (`Policy.credit_at`): dL/dc_i(t 1) integrated over t in [0, 1] sums, over
 the clients, to the round's loss change L(theta_g(1)) - L(theta) (the
 Aumann-Shapley shares of the change), and t = 1/2 is that integral's
@@ -130,7 +133,13 @@ def make_round(model: Model, features: Callable,
     chex.assert_equal_shape([clients, data.count])
     k = clients.shape[0]
     propose_key, train_key = jax.random.split(key)
-    hparams, choices = policy.propose(state.policy, clients, propose_key)
+    pstate = state.policy
+    if 'pre_loss' in policy.needs:  # before it trains: the server model's
+      # loss on each client's training data
+      pstate = policy.observe(pstate, clients, jax.vmap(
+          masked_loss, in_axes=(None, 0, 0, 0))(server.params, data.x,
+                                                data.y, data.count))
+    hparams, choices = policy.propose(pstate, clients, propose_key)
     weights = example_weights(data.count)  # f32[K]
     args = (data.x, data.y, data.count, *hparams,
             jax.random.split(train_key, k))
@@ -187,7 +196,7 @@ def make_round(model: Model, features: Callable,
         lambda new, old: jnp.where(updated, new, old),
         server_step(server_opt, server, delta), server)
     local_val = batch.local_val
-    pstate = policy.update(state.policy, Feedback(
+    pstate = policy.update(pstate, Feedback(
         clients, choices, dl_dc, val_loss, val_acc, stats.loss,
         client_val_loss, None if local_val is None else local_val.count,
         delta, stats.alignment, failed))

@@ -45,7 +45,7 @@ import numpy as np
 import optax
 
 from pfhpo.errors import ConfigError
-from pfhpo.policies.features import apply_net, init_net
+from pfhpo.policies.features import apply_net, init_net, relative_log_loss
 from pfhpo.policies.space import SearchSpace, hparams_for
 from pfhpo.settings import check_choice, setting
 from pfhpo.types import ClientHParams, Feedback
@@ -58,7 +58,11 @@ SCOPES = ('client', 'global', 'shared', 'features')
 #                (FedEx, personalised FedEx);
 #   'alignment'  each client's min over local steps of the cosine between
 #                its gradient and its cumulative update (FATHOM).
-MEASUREMENTS = ('credit', 'credit_params', 'local_val', 'alignment')
+#   'pre_loss'   each client's loss of the server model on its training
+#                data, before it trains, given to `Policy.observe` before
+#                the round proposes (the 'features' scope).
+MEASUREMENTS = ('credit', 'credit_params', 'local_val', 'alignment',
+                'pre_loss')
 # Which credit measurement each form of the aggregate asks for.
 CREDITS = {'delta': 'credit', 'params': 'credit_params'}
 
@@ -72,6 +76,8 @@ class PolicyState(NamedTuple):
   baseline: jax.Array  # f32[] running mean of the advantage signal
   net: Any = ()  # 'features': g_w's parameters (`features.py`)
   net_opt_state: Any = ()  # and their optax state
+  seen_loss: Any = ()  # 'features': f32[C] log of each client's last
+  # loss before training (NaN: not measured yet)
 
 
 class Policy(NamedTuple):
@@ -90,6 +96,9 @@ class Policy(NamedTuple):
   # Where the round takes a 'credit' measurement: dL/dc at c = credit_at 1
   # (1: the aggregate's own gradient; see pfhpo.federated.round).
   credit_at: float = 1.0
+  # (state, clients, f32[K] losses) -> state: records the 'pre_loss'
+  # measurement (None for a policy that does not ask for it)
+  observe: Callable | None = None
 
 
 def diverged_of(fb: Feedback) -> jax.Array:
@@ -179,14 +188,24 @@ def categorical_policy(space: SearchSpace,
 
   def init(key, num_clients):
     rows = {'global': 1, 'shared': 1 + num_clients}.get(scope, num_clients)
-    net = (init_net(key, features.shape[1], space.size)
-           if scope == 'features' else ())
-    return init_state(optimizer, rows, space.size, net)
+    if scope != 'features':
+      return init_state(optimizer, rows, space.size)
+    return init_state(optimizer, rows, space.size,
+                      init_net(key, features.shape[1] + 1, space.size)
+                      )._replace(seen_loss=jnp.full(num_clients, jnp.nan))
 
-  return distribution_policy(
+  policy = distribution_policy(
       space, init,
       lambda state, clients: logits_of(state, scope, clients, features),
-      update, needs)
+      update, needs | ({'pre_loss'} if scope == 'features' else set()))
+  if scope != 'features':
+    return policy
+
+  def observe(state, clients, pre_loss):
+    return state._replace(seen_loss=state.seen_loss.at[clients].set(
+        jnp.log(jnp.maximum(pre_loss, 1e-6))))
+
+  return policy._replace(observe=observe)
 
 
 def distribution_policy(space: SearchSpace, init: Callable, logits: Callable,
@@ -203,15 +222,20 @@ def distribution_policy(space: SearchSpace, init: Callable, logits: Callable,
 def logits_of(state: PolicyState, scope: str, clients: jax.Array,
               features: np.ndarray | None = None) -> jax.Array:
   """The logits each client reads: f32[K, H]."""
-  return read_logits(state.logits, state.net, scope, clients, features)
+  return read_logits(state.logits, state.net, state.seen_loss, scope,
+                     clients, features)
 
 
-def read_logits(table: jax.Array, net: Any, scope: str, clients: jax.Array,
-                features: np.ndarray | None) -> jax.Array:
-  """alpha_i from the table's rows (and, for 'features', g_w(phi_i))."""
+def read_logits(table: jax.Array, net: Any, seen_loss: Any, scope: str,
+                clients: jax.Array, features: np.ndarray | None
+                ) -> jax.Array:
+  """alpha_i from the table's rows (and, for 'features', g_w(phi_i), phi_i
+  the client's `features` row and its relative loss, `features.py`)."""
   alpha = jnp.sum(table[rows_of(scope, clients)], axis=1)  # f32[K, H]
   if scope == 'features':
-    alpha = alpha + apply_net(net, jnp.asarray(features)[clients])
+    phi = jnp.concatenate([jnp.asarray(features)[clients],
+                           relative_log_loss(seen_loss)[clients, None]], 1)
+    alpha = alpha + apply_net(net, phi)
   return alpha
 
 
@@ -307,8 +331,8 @@ def score_update(state: PolicyState, optimizer: optax.GradientTransformation,
   rows = rows_of(scope, clients)  # i32[K, 1 or 2]
 
   def surrogate(table, net):
-    log_p = jax.nn.log_softmax(read_logits(table, net, scope, clients,
-                                           features))  # f32[K, H]
+    log_p = jax.nn.log_softmax(read_logits(
+        table, net, state.seen_loss, scope, clients, features))  # f32[K, H]
     entropy = -jnp.sum(jnp.exp(log_p) * log_p, axis=1)  # f32[K]
     return jnp.sum(advantage * jnp.take_along_axis(
         log_p, choices[:, None], axis=1)[:, 0] - entropy_weight * entropy)

@@ -1,17 +1,22 @@
 """Client features and the small network that maps them to logits (the
 'features' policy scope, `base.py`).
 
-A client is described by what it could report before it ever trains:
+A client is described by what it could report before it trains:
 
     phi_i = [log(1 + n_i), its label histogram (num_classes), the entropy
-             of that histogram / log(num_classes)]
+             of that histogram / log(num_classes), log l_i - mean_j log l_j]
 
-each column standardised over the federation's clients. The 'features'
+the first three standardised over the federation's clients, and l_i the
+server model's loss on the client's training data, measured when the client
+is next asked (`observe`: the round measures it for its clients before
+proposing, a run's end for every client), relative to the mean over the
+clients measured (0 for a client not measured yet). The 'features'
 scope reads alpha_i = g_w(phi_i) + b_i, a one-hidden-layer network shared
 by every client plus the client's own offset, so that a client never seen
 in a round (b_i = 0) starts from what clients like it learned: a writer
-whose labels are noisy has a flat histogram, one with few examples a small
-n_i. The same amortisation over clients is pFedHN's (Shamsian et al., ICML
+with few examples has a small n_i, one whose labels are noisy a flat
+histogram (symmetric noise) or a high loss under the shared model (any
+noise that contradicts the other writers, pair noise included). The same amortisation over clients is pFedHN's (Shamsian et al., ICML
 2021, "Personalized Federated Learning using Hypernetworks"), here for the
 configuration policy instead of the model. The last layer starts at zero:
 the policy starts uniform.
@@ -39,6 +44,14 @@ def client_features(y: np.ndarray, mask: np.ndarray,
   phi = np.column_stack([np.log1p(counts), hist, entropy])
   std = phi.std(0)
   return ((phi - phi.mean(0)) / np.where(std > 0, std, 1)).astype(np.float32)
+
+
+def relative_log_loss(seen: jax.Array) -> jax.Array:
+  """The loss column of phi: log l_i minus its mean over the clients
+  measured, 0 for a client not measured (NaN). seen: f32[C] -> f32[C]."""
+  known = ~jnp.isnan(seen)
+  mean = jnp.sum(jnp.where(known, seen, 0.0)) / jnp.maximum(jnp.sum(known), 1)
+  return jnp.where(known, seen - mean, 0.0)
 
 
 def init_net(key: jax.Array, num_features: int, size: int) -> dict:
