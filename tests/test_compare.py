@@ -199,6 +199,20 @@ def test_bad_grid_flags_are_one_line_exit_2(tmp_path, capsys, flag, match):
   assert not out.exists()
 
 
+def test_bad_input_that_needs_the_data_stops_the_comparison_in_one_line(
+    tmp_path, capsys):
+  """A setting that only the data shows to be wrong fails every run alike:
+  the first one stops the comparison, exit status 2, one line."""
+  out = tmp_path / 'cmp'
+  assert compare.main(ARGV + [_preset(tmp_path), '--clients_per_round=5',
+                              f'--out_dir={out}']) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err[-1] == ('error: --clients_per_round=5 exceeds the 4 clients of '
+                     'digits; lower it.')
+  assert sum(line.startswith('error') for line in err) == 1
+  assert not (out / 'runs' / 'mlp' / 'static_0' / 'seed0').exists()
+
+
 @pytest.mark.parametrize('preset', [
     p for p in sorted(PRESET_DIR.glob('*.toml')) if '[compare]' in p.read_text()
 ], ids=lambda p: p.name)
