@@ -77,11 +77,20 @@ def test_a_comparison_runs_its_grid_writes_its_table_and_resumes(
   assert compare.main(argv) == 0
   assert json.loads((out / 'results.json').read_text()) == rows
   # One written before pfhpo gained a setting goes on (the setting is at
-  # its default); a different base is refused, with one line naming it.
-  stored = json.loads((out / 'comparison.json').read_text())
-  del stored['policy']['options']['credit_at']
-  (out / 'comparison.json').write_text(json.dumps(stored))
+  # its default); one that lacks a setting whose default changed since ran
+  # with its first default, and is refused now, as is a different base,
+  # with one line naming it.
+  path = out / 'comparison.json'
+  stored = json.loads(path.read_text())
+  del stored['policy']['options']['entropy_weight']
+  path.write_text(json.dumps(stored))
   assert compare.main(argv) == 0
+  del stored['policy']['options']['credit_at']
+  path.write_text(json.dumps(stored))
+  assert compare.main(argv) == 2
+  assert '(--credit_at=1.0, not 0.5)' in capsys.readouterr().err
+  stored['policy']['options']['credit_at'] = 0.5
+  path.write_text(json.dumps(stored))
   assert compare.main(argv[:-1] + ['--rounds=4', f'--out_dir={out}']) == 2
   assert '(--rounds=3, not 4)' in capsys.readouterr().err
 

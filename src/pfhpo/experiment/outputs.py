@@ -170,16 +170,22 @@ def check_resumable(out_dir: Path, record: dict) -> None:
         f'same settings to continue it, or a new `out_dir`.')
 
 
+# Settings whose default changed after they were introduced: the value
+# they had at first, which is what a run recorded without them did.
+FIRST_DEFAULTS = {'credit_at': 1.0}  # 0.5 since issue 12's ablation
+
+
 def changed_setting(stored: dict, record: dict, allowed: Sequence[str] = ()
                     ) -> tuple[str, Any, Any] | None:
   """(name, stored value, value now) of the first setting in which config
   records `record` and `stored` differ, but for `allowed`; None if none. A
-  setting `stored` lacks (one pfhpo gained since) counts as unchanged: it
-  is at its default, which is what the older run did."""
+  setting `stored` lacks (one pfhpo gained since) counts as the value the
+  older run used: its first default (FIRST_DEFAULTS), else today's."""
   stored = _flat(stored)
   for name, now in _flat(json.loads(json.dumps(record))).items():
-    if name not in allowed and stored.get(name, now) != now:
-      return (name if '.' in name else f'`{name}`'), stored[name], now
+    before = stored.get(name, FIRST_DEFAULTS.get(name, now))
+    if name not in allowed and before != now:
+      return (name if '.' in name else f'`{name}`'), before, now
   return None
 
 

@@ -56,7 +56,7 @@ from pfhpo.types import Feedback
 def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
            scope: str = 'client', baseline_decay: float | None = None,
            normalize: bool = False, credit: str = 'delta',
-           credit_at: float = 1.0, entropy_weight: float = 0.0,
+           credit_at: float = 0.5, entropy_weight: float = 0.0,
            features: np.ndarray | None = None) -> Policy:
   """`credit`: differentiate the aggregate through the update ('delta') or
   the parameters ('params'); `credit_at`: the point c = t 1 where dL/dc is
@@ -99,10 +99,9 @@ class GumbelConfig(LogitsConfig):
   baseline_decay: float | None = setting(
       None, 'decay of a running-mean baseline of the credits (unset: none)')
   credit_at: float = setting(
-      1.0, 'where dL/dc is taken, c = t 1: 1 (the aggregate\'s gradient) or '
-      'e.g. 0.5 (the midpoint estimate of each client\'s share of the '
-      'round\'s loss change)')
-
+      0.5, 'where dL/dc is taken, c = t 1: 0.5 (the midpoint estimate of '
+      'each client\'s share of the round\'s loss change) or 1 (the '
+      'aggregate\'s gradient: the marginal value of each update)')
   entropy_weight: float = setting(
       0.0, "weight of each client's policy entropy in the update (an "
       'exploration bonus; 0: none)')
