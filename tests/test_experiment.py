@@ -334,3 +334,23 @@ def test_cli_exit_status_is_2_in_a_real_process(tmp_path):
       capture_output=True, text=True, timeout=120)
   assert proc.returncode == 2
   assert proc.stderr.strip().startswith('error: unknown --dataset')
+
+
+def test_a_finished_run_extended_by_resume_is_the_longer_run(tmp_path):
+  """The final figures' view (the policy observing every client's loss,
+  held-out ones included) is not checkpointed: a 'features' run of 4
+  rounds resumed to 8 chooses, round by round, what an 8-round run does."""
+  args = ['--dataset=digits', '--model=mlp', '--policy=gumbel',
+          '--policy_scope=features', '--lrs=0.01,0.3', '--local_steps=1,5',
+          '--batch_sizes=8', '--holdout_fraction=0.2',
+          '--clients_per_round=8', '--eval_every=2']
+  straight, extended = tmp_path / 'straight', tmp_path / 'extended'
+  assert femnist.main(args + ['--rounds=8', f'--out_dir={straight}']) == 0
+  assert femnist.main(args + ['--rounds=4', f'--out_dir={extended}']) == 0
+  assert femnist.main(args + ['--rounds=8', '--resume',
+                              f'--out_dir={extended}']) == 0
+  read = lambda out, name: (out / name).read_text().splitlines()
+  assert read(extended, 'choices.jsonl') == read(straight, 'choices.jsonl')
+  final = lambda out: {k: v for k, v in json.loads(read(
+      out, 'metrics.jsonl')[-1]).items() if k != 'seconds'}
+  assert final(extended) == final(straight)

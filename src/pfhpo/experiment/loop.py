@@ -88,6 +88,7 @@ def _train(exp: Experiment, out: RunDirectory) -> Summary:
   start = time.perf_counter() - state.seconds
   compile_seconds = 0.0  # the round's, in this process
   pending = []  # rounds whose choices are not logged yet
+  final = None  # the last round's state as its figures see it
   recent = collections.deque(maxlen=max(run.stall_rounds, 1))
   stopped = None
 
@@ -134,11 +135,13 @@ def _train(exp: Experiment, out: RunDirectory) -> Summary:
       if run.stall_rounds and stalled >= run.stall_rounds:
         stopped = _stall_message(exp, r, stalled, recent, out.path)
       last = r == run.rounds or stopped is not None
-      if last:  # what the policy sees of every client, for its figures
-        state = state._replace(algorithm=exp.observe_all(state.algorithm))
       if r % run.eval_every == 0 or last:
         state = state._replace(choice_counts=flush())
-        row = _row(exp, state, metrics, time.perf_counter() - start, last)
+        if last:  # the final figures' view: the policy also sees every
+          # client (`observe_all`); the checkpointed state stays the run's
+          final = exp.observe_all(state.algorithm)
+        row = _row(exp, state._replace(algorithm=final) if last else state,
+                   metrics, time.perf_counter() - start, last)
         state = state._replace(rows=state.rows + (row,))
         out.log_metrics(row)
         bar.set_postfix(acc=f'{row.global_acc:.3f}',
@@ -152,10 +155,12 @@ def _train(exp: Experiment, out: RunDirectory) -> Summary:
         break
       clients, batch = next_input
   checkpoints.close()
-  summary = _summary(exp, state, time.perf_counter() - start,
+  view = state._replace(algorithm=final if final is not None
+                        else exp.observe_all(state.algorithm))
+  summary = _summary(exp, view, time.perf_counter() - start,
                      compile_seconds, resumed_from, stopped)
   out.write_summary(summary)
-  plot_run(out.path, exp, state, summary)
+  plot_run(out.path, exp, view, summary)
   if stopped is not None:
     raise RunStopped(stopped)
   return summary
