@@ -48,6 +48,13 @@ def check_groups(noisy_fraction: float, noise_rate: float,
           f'`few_examples` must be >= 1, got {few_examples}')
 
 
+def group_names(noisy_fraction: float, few_fraction: float
+                ) -> tuple[str, ...]:
+  """The groups `with_groups` makes: GROUPS, or the one group every loader
+  returns when both fractions are 0."""
+  return GROUPS if noisy_fraction or few_fraction else ('all',)
+
+
 def with_groups(data: FederatedData, noisy_fraction: float, noise_rate: float,
                 few_fraction: float, few_examples: int, seed: int,
                 noise_kind: str = 'symmetric') -> FederatedData:
@@ -56,7 +63,7 @@ def with_groups(data: FederatedData, noisy_fraction: float, noise_rate: float,
   are 0."""
   check_groups(noisy_fraction, noise_rate, few_fraction, few_examples,
                noise_kind)
-  if noisy_fraction == few_fraction == 0:
+  if len(group_names(noisy_fraction, few_fraction)) == 1:
     return data
   c = data.num_clients
   n_noisy, n_few = round(noisy_fraction * c), round(few_fraction * c)

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 from pfhpo import models as model_zoo
-from pfhpo.data.groups import GROUPS
+from pfhpo.data.groups import GROUPS, group_names
 from pfhpo.errors import ConfigError, RunStopped
 from pfhpo.experiment.config import Config, override
 from pfhpo.experiment.loop import run
@@ -220,12 +220,6 @@ def run_all(base: Config, grid: CompareConfig, root: Path,
 SCAN, ORACLE = 'group-scan', 'group-oracle'
 
 
-def group_names(base: Config) -> tuple[str, ...]:
-  """The client groups of the base run's federation."""
-  d = base.data
-  return GROUPS if d.noisy_fraction or d.few_fraction else ('all',)
-
-
 def _vector_method(prefix: str, vector: Sequence[int]) -> str:
   return f'{prefix}[{",".join(map(str, vector))}]'
 
@@ -235,10 +229,10 @@ def _best_static_index(results: Sequence[RunResult], model: str
   """The best static configuration z* of `model` (None if no run of the
   grid finished)."""
   statics = _statics(results, model)
-  if not statics or _mean(statics[_best_static(statics)],
-                          'best_global_acc') == -math.inf:
+  best = _best_static(statics) if statics else None
+  if best is None or _mean(statics[best], 'best_global_acc') == -math.inf:
     return None
-  return int(_best_static(statics)[len(STATIC) + 1:-1])
+  return _vector_of(best)[0]
 
 
 def _oracle_bases(base: Config, grid: CompareConfig,
@@ -246,7 +240,7 @@ def _oracle_bases(base: Config, grid: CompareConfig,
   """(model, its best static configuration z*, the number of groups) for
   each model whose per-group oracle applies: a federation of groups, the
   oracle asked for and a static grid with a finished run."""
-  groups = len(group_names(base))
+  groups = len(group_names(base.data.noisy_fraction, base.data.few_fraction))
   if not (grid.group_oracle and grid.static_grid and groups > 1):
     return []
   return [(model, best, groups) for model in grid.models
@@ -281,7 +275,7 @@ def oracle_plan(base: Config, grid: CompareConfig,
       if r.model == model and r.seed == first and r.best_global_acc is not None:
         if r.method == f'{STATIC}[{best}]':
           accuracy[(best,) * groups] = r.best_global_acc
-        elif r.method.startswith(f'{SCAN}['):
+        elif _is(r.method, SCAN):
           accuracy[_vector_of(r.method)] = r.best_global_acc
     vector = []
     for g in range(groups):
@@ -300,8 +294,8 @@ def _static_groups_spec(model: str, prefix: str, vector: Sequence[int],
 
 
 def _vector_of(method: str) -> tuple[int, ...]:
-  """The configuration vector of a 'group-scan[...]' or 'group-oracle[...]'
-  method."""
+  """The configuration vector of a 'static[z]', 'group-scan[...]' or
+  'group-oracle[...]' method."""
   return tuple(int(z) for z in method[method.index('[') + 1:-1].split(','))
 
 
@@ -441,7 +435,7 @@ def table_rows(results: Sequence[RunResult]) -> list[TableRow]:
   out = []
   for model in dict.fromkeys(r.model for r in results):
     oracles = [m for mo, m in by_method if mo == model
-               and m.startswith(f'{ORACLE}[')]
+               and _is(m, ORACLE)]
     vector = _vector_of(oracles[-1]) if oracles else None
     statics = _statics(results, model)
     if statics:
@@ -452,17 +446,17 @@ def table_rows(results: Sequence[RunResult]) -> list[TableRow]:
       out.append(_cost_row(model, f'{STATIC} grid: all {len(statics)} '
                            '(cost per seed)', statics))
     scan = {m: rs for (mo, m), rs in by_method.items()
-            if mo == model and m.startswith(f'{SCAN}[')}
+            if mo == model and _is(m, SCAN)}
     for (mo, method), rs in by_method.items():
-      if mo == model and method.startswith(f'{ORACLE}['):
+      if mo == model and _is(method, ORACLE):
         out.append(_method_row(
             model, f'per-group oracle ({rs[0].configuration})', rs, vector))
     if scan:
       out.append(_cost_row(model, f'per-group scan: {len(scan)} runs '
                            '(cost, one seed)', scan))
     for (mo, method), rs in by_method.items():
-      if mo == model and not _in_grid(method) and not method.startswith(
-          (f'{SCAN}[', f'{ORACLE}[')):
+      if mo == model and not any(_is(method, kind)
+                                 for kind in (STATIC, SCAN, ORACLE)):
         out.append(_method_row(model, method, rs, vector))
   return out
 
@@ -472,7 +466,7 @@ def _statics(results: Sequence[RunResult], model: str
   """The static grid's runs of `model`, by method."""
   statics: dict[str, list[RunResult]] = {}
   for r in results:
-    if r.model == model and _in_grid(r.method):
+    if r.model == model and _is(r.method, STATIC):
       statics.setdefault(r.method, []).append(r)
   return statics
 
@@ -489,10 +483,11 @@ def _cost_row(model: str, label: str,
   return TableRow(model, label, len(grid), 0, cost, cost=True)
 
 
-def _in_grid(method: str) -> bool:
-  """Whether `method` is one of the static grid's runs, 'static[z]' (a
-  named method may start with 'static' too)."""
-  return method.startswith(f'{STATIC}[')
+def _is(method: str, kind: str) -> bool:
+  """Whether `method` is one of the comparison's own runs of `kind`:
+  STATIC ('static[z]', the static grid), SCAN or ORACLE (a named method
+  may start with the same word, never with its '[')."""
+  return method.startswith(f'{kind}[')
 
 
 def _best_static(statics: dict[str, Sequence[RunResult]]) -> str:
@@ -614,9 +609,9 @@ def write_report(results: Sequence[RunResult], root: Path, title: str) -> str:
     curves: dict[str, list] = {}
     statics = {}
     for r in mine:
-      if _in_grid(r.method):
+      if _is(r.method, STATIC):
         statics.setdefault(r.method, []).append(r)
-      elif not r.method.startswith(f'{SCAN}['):
+      elif not _is(r.method, SCAN):
         curves.setdefault(r.method, []).append(r.curve)
     if statics:
       best = _best_static(statics)

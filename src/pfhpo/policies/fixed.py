@@ -99,7 +99,10 @@ class RandomConfig:
 def _static(config: StaticConfig, context: PolicyContext) -> Policy:
   if config.static_groups is None:
     return static(context.space, config.static_index)
-  groups = context.groups or ('all',)
+  require(context.client_group is not None,
+          "`static_groups` needs each client's group (a run gives it; pass "
+          '`groups` and `client_group`)')
+  groups = context.groups
   require(len(config.static_groups) == len(groups),
           f'`static_groups` gives {len(config.static_groups)} configurations '
           f'for the {len(groups)} client groups ({", ".join(groups)}); give '
