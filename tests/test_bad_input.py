@@ -62,6 +62,12 @@ CASES = {
     'fathom start above the compiled maximum': (
         ['--policy=fathom', '--local_steps=1', '--fathom_epochs=3'],
         'pass --max_local_steps >='),
+    "another algorithm's setting": (
+        ['--ditto_lambda=1'], '--ditto_lambda applies only to --algorithm=ditto'),
+    'FedRep body steps above the compiled maximum': (
+        ['--algorithm=fedrep', '--body_steps=9'], 'raise --max_local_steps'),
+    'label skew for a data set with its own clients': (
+        ['--dataset=synthetic', '--alpha=0.1'], '--alpha does not apply'),
     'client with zero examples': ('empty_client', "'b' has no training"),
     'NaN pixels': ('nan_pixels', "'c' has 1 NaN or infinite pixels"),
     'truncated SQLite file': ('truncated', 'not a valid fedjax FEMNIST'),

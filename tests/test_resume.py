@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = 30
 ARGS = ['--dataset=digits', '--model=mlp', f'--rounds={ROUNDS}',
         '--eval_every=1', '--clients_per_round=5', '--policy=gumbel',
+        '--algorithm=ditto',  # per-client rows in the checkpoint too
         '--policy_opt=adam', '--policy_lr=0.1', '--lrs=0.05,0.3',
         '--local_steps=5,20', '--batch_sizes=16', '--checkpoint_every=3']
 TIMING = ('seconds', 'total_seconds', 'first_round_seconds', 'compile_seconds',

@@ -84,28 +84,32 @@ def make_evaluate(model: Model, features: Callable, num_clients: int,
 
 
 def make_personalized_evaluate(model: Model, features: Callable,
-                               local_update: Callable, chunk: int) -> Callable:
-  """Personalised accuracy: each client fine-tunes the global model on its
-  own train split with its preferred configuration, then is measured on its
-  own test split (the "refine" evaluation of Khodak et al., NeurIPS 2021).
+                               personalize: Callable, chunk: int) -> Callable:
+  """Personalised accuracy: each client's personal model, given the
+  configuration its policy prefers, measured on its own test split. For
+  FedAvg the personal model is the global model fine-tuned on the client's
+  train split (the "refine" evaluation of Khodak et al., NeurIPS 2021);
+  `personalize` is the algorithm's (`ClientAlgorithm.personalize`).
 
-  evaluate(params, train: ClientSplit arrays, test: ClientSplit arrays,
-           hparams (per client), keys) -> f32[C] accuracy (NaN for a client
-           without test examples). Clients are walked `chunk` at a time.
+  evaluate(params, table (per-client rows [C, ...]), train: ClientSplit
+           arrays, hparams (per client), keys, test: ClientSplit arrays)
+    -> f32[C] accuracy (NaN for a client without test examples). Clients
+  are walked `chunk` at a time.
   """
 
-  def one_client(params, x, y, count, lr, steps, batch, key, tx, ty, tmask):
-    tuned, _ = local_update(params, x, y, count, lr, steps, batch, key)
+  def one_client(params, row, x, y, count, lr, steps, batch, key, tx, ty,
+                 tmask):
+    tuned = personalize(params, row, x, y, count, lr, steps, batch, key)
     correct = model.apply(tuned, features(tx)).argmax(-1) == ty
     n = jnp.sum(tmask)
     return jnp.where(n > 0, jnp.sum(correct * tmask) / jnp.maximum(n, 1),
                      jnp.nan)
 
-  def evaluate(params, train_x, train_y, train_count, hparams, keys, test_x,
-               test_y, test_mask):
+  def evaluate(params, table, train_x, train_y, train_count, hparams, keys,
+               test_x, test_y, test_mask):
     return jax.lax.map(lambda a: one_client(params, *a),
-                       (train_x, train_y, train_count, *hparams, keys, test_x,
-                        test_y, test_mask), batch_size=chunk)
+                       (table, train_x, train_y, train_count, *hparams, keys,
+                        test_x, test_y, test_mask), batch_size=chunk)
 
   return evaluate
 

@@ -32,6 +32,8 @@ from pfhpo.settings import check_choice
 
 Params = Any
 MODELS = ('mlp', 'conv', 'resnet18')
+# Each model's classifier layer: the last dense layer, by flax's auto-name.
+HEADS = {'mlp': 'Dense_2', 'conv': 'Dense_1', 'resnet18': 'Dense_0'}
 CONV_IMPLS = ('lax', 'patches')
 
 
@@ -45,6 +47,9 @@ class Model(NamedTuple):
   apply: Callable[..., jax.Array]
   name: str
   num_classes: int
+  # The top-level parameter name of the classifier layer, the "head" that
+  # FedRep keeps per client (None: the model is not split).
+  head: str | None = None
 
 
 def default_conv_impl(backend: str | None = None) -> str:
@@ -217,7 +222,7 @@ def create(name: str, feature_shape: Sequence[int], num_classes: int,
     rngs = {'dropout': rng} if train and rng is not None else None
     return module.apply({'params': params}, x, train=train, rngs=rngs)
 
-  return Model(init, apply, name, num_classes)
+  return Model(init, apply, name, num_classes, HEADS[name])
 
 
 def cross_entropy(logits: jax.Array, y: jax.Array) -> jax.Array:

@@ -17,7 +17,12 @@ from pfhpo.settings import check_choice
 
 DATASETS = ('femnist', 'fashion_mnist', 'digits', 'synthetic')
 
-__all__ = ['DATASETS', 'ClientSplit', 'FederatedData', 'load']
+# The data sets cut into clients by a Dirichlet label skew of concentration
+# `alpha` (`partition.dirichlet_partition`); synthetic's `alpha` is another
+# thing (FedProx's model heterogeneity) and femnist's clients are writers.
+LABEL_SKEWED = ('digits', 'fashion_mnist')
+
+__all__ = ['DATASETS', 'LABEL_SKEWED', 'ClientSplit', 'FederatedData', 'load']
 
 
 def load(name: str, **kwargs: Any) -> FederatedData:

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 from pfhpo import models as model_zoo
+from pfhpo.algorithms import AlgorithmConfig
 from pfhpo.data.groups import GROUPS, group_names
 from pfhpo.errors import ConfigError, RunStopped
 from pfhpo.experiment.config import Config, override
@@ -54,17 +55,30 @@ from pfhpo.settings import check_choice, require, setting
 STATIC = 'static'
 
 
+# What a method may set besides its policy's settings: the federated
+# algorithm, its own settings, and the server optimizer it is defined with
+# (FedMeta's Adam).
+METHOD_SETTINGS = tuple(f.name for f in dataclasses.fields(AlgorithmConfig)) + (
+    'server_opt', 'server_lr')
+
+
 @dataclasses.dataclass(frozen=True)
 class CompareConfig:
   """The grid of a comparison (a preset's [compare] table).
 
   A method is a learned policy by name, or a variant a preset names in a
-  [compare.methods.NAME] table: its `policy` (default NAME) and settings of
-  that policy alone, e.g.
+  [compare.methods.NAME] table: its `policy` (default NAME; `static` with a
+  `static_index`), settings of that policy, and the federated algorithm
+  with its settings and server optimizer (METHOD_SETTINGS), e.g.
 
       [compare.methods.gumbel-global]
       policy = "gumbel"
       policy_scope = "global"
+
+      [compare.methods.ditto]
+      policy = "static"
+      static_index = 5
+      algorithm = "ditto"
 
   so that every method runs with the same data, model, space and rounds.
   """
@@ -101,13 +115,18 @@ class CompareConfig:
               'letters, digits, ".", "-" and "_"')
       require(isinstance(table, Mapping), f'{where} is not a table')
       policy = table.get('policy', name)
-      require(policy in learned, f'{where}: `policy`={policy!r} is not a '
-              f'learned policy; choose one of {", ".join(learned)}')
+      require(policy in learned or (policy == STATIC and 'static_index' in
+                                    table),
+              f'{where}: `policy`={policy!r} is not a learned policy; choose '
+              f'one of {", ".join(learned)}, or {STATIC} with a '
+              '`static_index`')
       own = [f.name for f in dataclasses.fields(REGISTRY[policy].config)]
       for setting_ in set(table) - {'policy'}:
-        require(setting_ in own, f'{where}: `{setting_}` is not a setting of '
-                f'policy {policy} ({", ".join(own) or "it has none"}); every '
-                f'method runs with the same data, model, space and rounds')
+        require(setting_ in own or setting_ in METHOD_SETTINGS,
+                f'{where}: `{setting_}` is not a setting of policy {policy} '
+                f'({", ".join(own) or "it has none"}) or of the algorithm '
+                f'({", ".join(METHOD_SETTINGS)}); every method runs with the '
+                'same data, model, space and rounds')
     for method in self.policies:
       check_choice('policies', method, learned + tuple(
           m for m in self.methods if m not in learned))

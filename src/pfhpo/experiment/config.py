@@ -1,7 +1,8 @@
-"""A run's configuration: six groups of settings, each checked where it lives.
+"""A run's configuration: seven groups of settings, each checked where it lives.
 
     Config(data=DataConfig(...), model=ModelConfig(...), space=SpaceConfig(...),
-           server=ServerConfig(...), policy=PolicyConfig(...), run=RunConfig(...))
+           server=ServerConfig(...), algorithm=AlgorithmConfig(...),
+           policy=PolicyConfig(...), run=RunConfig(...))
 
 Every group is a frozen dataclass of `setting`s that checks its own values
 when it is made; what needs the data (clients per round against the
@@ -21,6 +22,7 @@ from typing import Any, Mapping
 
 from pfhpo import data as datasets
 from pfhpo import models
+from pfhpo.algorithms import AlgorithmConfig
 from pfhpo.data.batches import VAL_SOURCES
 from pfhpo.data.groups import check_groups
 from pfhpo.federated.server import server_optimizer
@@ -36,6 +38,9 @@ class DataConfig:
       None, 'directory that already holds the data set files')
   max_clients: int | None = setting(
       None, 'keep only the first N clients (quick runs)')
+  alpha: float | None = setting(
+      None, "Dirichlet concentration of the clients' label skew, smaller "
+      'is more skewed (digits, fashion_mnist; unset: 0.5)')
   val_source: str = setting(
       'server', "'server' (a held-out set drawn from the clients' validation "
       "splits) or 'federated' (the round's clients' own splits)")
@@ -56,6 +61,11 @@ class DataConfig:
 
   def __post_init__(self):
     check_choice('dataset', self.dataset, datasets.DATASETS)
+    if self.alpha is not None:
+      require(self.dataset in datasets.LABEL_SKEWED,
+              f'`alpha` does not apply to `dataset`={self.dataset} (its '
+              'clients are its own); drop it.')
+      require(self.alpha > 0, f'`alpha` must be > 0, got {self.alpha}')
     check_groups(self.noisy_fraction, self.noise_rate, self.few_fraction,
                  self.few_examples, self.noise_kind)
     check_choice('val_source', self.val_source, VAL_SOURCES)
@@ -181,6 +191,7 @@ class Config:
   model: ModelConfig = ModelConfig()
   space: SpaceConfig = SpaceConfig()
   server: ServerConfig = ServerConfig()
+  algorithm: AlgorithmConfig = AlgorithmConfig()
   policy: PolicyConfig = PolicyConfig()
   run: RunConfig = RunConfig()
 

@@ -204,7 +204,7 @@ def _row(exp: Experiment, state: RunState, m: RoundMetrics, seconds: float,
     for r in range(1, state.round + 1):
       seen[sample_clients(cfg.run.seed, r, exp.pool,
                           cfg.run.clients_per_round)] = True
-    p = exp.personalize(state.algorithm, seen)
+    p = exp.personalize(state.algorithm, state.client_table, seen)
     personal = dict(personal_acc=p.mean, personal_acc_p10=p.p10,
                     personal_acc_pooled=p.pooled, unseen_clients=p.unseen,
                     personal_acc_unseen=None if p.unseen == 0

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pfhpo import algorithms
 from pfhpo import data as datasets
 from pfhpo import models
 from pfhpo.data.batches import round_batch, server_val_batch
@@ -25,7 +26,7 @@ from pfhpo.evaluate import (PersonalMetrics, make_eval_set, make_evaluate,
 from pfhpo.experiment.config import Config
 from pfhpo.federated import FederatedAlgorithm, client_mesh, make_round
 from pfhpo.federated.local_update import (default_client_chunk,
-                                          make_local_update, make_masked_loss)
+                                          make_masked_loss)
 from pfhpo.policies import Policy, SearchSpace, create
 from pfhpo.policies.features import client_features
 from pfhpo.settings import require
@@ -40,8 +41,9 @@ class Experiment(NamedTuple):
   algorithm: FederatedAlgorithm
   step: Callable  # the jitted `algorithm.apply`
   evaluate: Callable  # params -> GlobalMetrics, jitted
-  # (state, bool[C] the clients that were in a round) -> PersonalMetrics
-  personalize: Callable[[RoundState, np.ndarray], PersonalMetrics]
+  # (state, the per-client table, bool[C] the clients that were in a
+  # round) -> PersonalMetrics
+  personalize: Callable[[RoundState, object, np.ndarray], PersonalMetrics]
   # state -> state: the policy observes every client's loss before
   # training under the server model (for the 'pre_loss' measurement; the
   # same state for a policy without it), before the final figures
@@ -56,7 +58,8 @@ def build(cfg: Config) -> Experiment:
   run = cfg.run
   data = with_groups(
       datasets.load(cfg.data.dataset, data_dir=cfg.data.data_dir,
-                    seed=run.seed, max_clients=cfg.data.max_clients),
+                    seed=run.seed, max_clients=cfg.data.max_clients,
+                    alpha=cfg.data.alpha),
       cfg.data.noisy_fraction, cfg.data.noise_rate, cfg.data.few_fraction,
       cfg.data.few_examples, run.seed, cfg.data.noise_kind)
   pool = trained_clients(run.seed, data.num_clients, run.holdout_fraction)
@@ -99,8 +102,11 @@ def build(cfg: Config) -> Experiment:
                   client_features=client_features(
                       data.train.y, data.train.mask, data.num_classes),
                   params_like=jax.eval_shape(model.init, init_key))
+  client = algorithms.create(
+      cfg.algorithm, model, data.features, space.max_steps, space.max_batch,
+      cfg.space.momentum, unroll, track_alignment='alignment' in policy.needs)
   algorithm = make_round(model, data.features, cfg.server.optimizer(), space,
-                         policy, cfg.space.momentum, unroll, chunk, mesh)
+                         policy, client_chunk=chunk, mesh=mesh, client=client)
   traces = []
 
   def traced(*args):
@@ -111,20 +117,20 @@ def build(cfg: Config) -> Experiment:
   evaluate = jax.jit(make_evaluate(model, data.features, data.num_clients,
                                    run.eval_chunk))
   personal_eval = jax.jit(make_personalized_evaluate(
-      model, data.features,
-      make_local_update(model, data.features, space.max_steps,
-                        space.max_batch, cfg.space.momentum, unroll),
-      chunk or data.num_clients))
+      model, data.features, client.personalize, chunk or data.num_clients))
   everyone = jnp.arange(data.num_clients, dtype=jnp.int32)
 
-  def personalize(state: RoundState, seen: np.ndarray) -> PersonalMetrics:
-    """Every client fine-tunes with its policy's preferred configuration;
-    those never `seen` in a round are also summarised apart."""
+  def personalize(state: RoundState, table,
+                  seen: np.ndarray) -> PersonalMetrics:
+    """Every client's personal model (`ClientAlgorithm.personalize`: for
+    FedAvg, fine-tuning) with its policy's preferred configuration, from
+    its row of the per-client `table`; those never `seen` in a round are
+    also summarised apart."""
     prefer_key, tune_key = jax.random.split(jax.random.fold_in(round_key, 0))
     preferred, _ = policy.prefer(state.policy, everyone, prefer_key)
     return summarize_personal(personal_eval(
-        state.server.params, data.train.x, data.train.y, counts, preferred,
-        jax.random.split(tune_key, data.num_clients), data.test.x,
+        state.server.params, table, data.train.x, data.train.y, counts,
+        preferred, jax.random.split(tune_key, data.num_clients), data.test.x,
         data.test.y, data.test.mask), data.test.counts, seen)
 
   masked_loss = jax.jit(lambda params: jax.lax.map(

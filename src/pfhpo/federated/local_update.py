@@ -19,6 +19,17 @@ therefore *wraps*: its batch holds every example once and some twice. This is
 fedjax's `shuffle_repeat_batch(skip_shuffle=True)` applied to the data in
 `order`, which the equivalence tests rely on.
 
+Two variants for the personalisation algorithms (`pfhpo.algorithms`):
+`trainable` freezes part of the model (its gradient is taken as zero:
+FedRep's head or body), and an `anchor` with strength `lam` adds the
+proximal step of Ditto's personal objective F_i(v) + lam/2 |v - anchor|^2,
+taken in closed form after each SGD step,
+
+    v <- (v' + lr_i lam anchor) / (1 + lr_i lam),   v' the SGD step,
+
+which is stable for every lam (lam -> inf pins v to the anchor; lam = 0 is
+plain SGD).
+
 Alignment (for FATHOM, Kan 2022, eq. 12 as in its released code): with
 `track_alignment`, a client also reports
 
@@ -58,7 +69,8 @@ def example_order(key: jax.Array, count: jax.Array, n_max: int) -> jax.Array:
 
 def make_local_update(model: Model, features: Callable, max_steps: int,
                       max_batch: int, momentum: float = 0.0,
-                      unroll: bool = False, track_alignment: bool = False):
+                      unroll: bool = False, track_alignment: bool = False,
+                      trainable: Callable[[Any], Any] | None = None):
   """Builds `local_update` for one client; `jax.vmap` it over clients.
 
   Args:
@@ -72,15 +84,20 @@ def make_local_update(model: Model, features: Callable, max_steps: int,
       `'patches'` convolution is dots and slices, fast in a loop).
     track_alignment: measure `LocalStats.alignment` (three dot products
       over the parameters per step).
+    trainable: params -> the same pytree of Python bools, False where the
+      parameters stay fixed (None: all are trained).
 
   Returns:
     local_update(params, x: [N_max, ...], y: i32[N_max], count: i32[],
-                 lr: f32[], local_steps: i32[], batch_size: i32[], key)
+                 lr: f32[], local_steps: i32[], batch_size: i32[], key,
+                 anchor=None, lam=None)
       -> (new_params, LocalStats)
   """
   opt = lambda lr: optax.sgd(lr, momentum=momentum or None)
 
-  def local_update(params, x, y, count, lr, local_steps, batch_size, key):
+  def local_update(params, x, y, count, lr, local_steps, batch_size, key,
+                   anchor=None, lam=None):
+    mask = None if trainable is None else trainable(params)
     order_key, dropout_key = jax.random.split(key)
     order = example_order(order_key, count, y.shape[0])  # i32[N_max]
     rows = jnp.arange(max_batch)
@@ -95,8 +112,14 @@ def make_local_update(model: Model, features: Callable, max_steps: int,
       p, opt_state = carry
       idx = order[(step * batch_size + rows) % jnp.maximum(count, 1)]  # i32[B]
       loss, grads = jax.value_and_grad(batch_loss)(p, x[idx], y[idx], step)
+      if mask is not None:
+        grads = jax.tree_util.tree_map(
+            lambda g, t: g if t else jnp.zeros_like(g), grads, mask)
       updates, new_state = opt(lr).update(grads, opt_state, p)
       new_p = optax.apply_updates(p, updates)
+      if anchor is not None:  # Ditto's proximal step towards the anchor
+        new_p = jax.tree_util.tree_map(
+            lambda v, a: (v + lr * lam * a) / (1 + lr * lam), new_p, anchor)
       active = step < local_steps
       keep = lambda new, old: jnp.where(active, new, old)
       cos = (tree_cosine(grads, jax.tree_util.tree_map(jnp.subtract, params,

@@ -56,9 +56,12 @@ diverged, and every client of a rejected aggregate, and penalises their
 configurations. `RoundMetrics.updated` says whether the server moved, so a
 run can stop when it no longer does.
 
-Per-client state that outlives a round lives on the host
-(`client_rows.py`); `apply` receives the round's rows and returns them
-updated. The policy round keeps none: its table is `()`.
+What a client does is the algorithm's (`pfhpo.algorithms`: FedAvg's local
+SGD by default, or a personalisation algorithm's client): it returns the
+theta_i the round aggregates, and its updated row of per-client state,
+which outlives the round on the host (`client_rows.py`); `apply` receives
+the round's rows and returns them updated (a failed client keeps its old
+row). FedAvg keeps none: its table is `()`.
 """
 from __future__ import annotations
 
@@ -70,6 +73,8 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
+from pfhpo.algorithms.base import ClientAlgorithm
+from pfhpo.algorithms.fedavg import fedavg as fedavg_client
 from pfhpo.federated.aggregate import aggregate_clients, example_weights
 from pfhpo.federated.divergence import make_diverged, make_rejected
 from pfhpo.federated.local_update import make_local_update, make_masked_loss
@@ -98,29 +103,33 @@ def make_round(model: Model, features: Callable,
                server_opt: optax.GradientTransformation, space: SearchSpace,
                policy: Policy, momentum: float = 0.0, unroll: bool = False,
                client_chunk: int | None = None,
-               mesh: Mesh | None = None) -> FederatedAlgorithm:
+               mesh: Mesh | None = None,
+               client: ClientAlgorithm | None = None) -> FederatedAlgorithm:
   """The round of `policy` over `space`, compiled for the space's bounds.
 
   `client_chunk` sets how many clients train side by side, and `mesh` the
   devices the client axis is split over (`aggregate_clients`); `init`
-  places the state on every device of `mesh`.
+  places the state on every device of `mesh`. `client` is the algorithm's
+  client side (`pfhpo.algorithms.create`, built for this space; unset:
+  FedAvg's local SGD with `momentum` and `unroll`).
   """
   unknown = policy.needs - set(MEASUREMENTS)
   if unknown:
     raise ValueError(f'policy needs unknown measurements {sorted(unknown)}')
   credit = policy.needs & {'credit', 'credit_params'}
-  one_client = make_local_update(model, features, space.max_steps,
-                                 space.max_batch, momentum, unroll,
-                                 track_alignment='alignment' in policy.needs)
+  client = client or fedavg_client(lambda: make_local_update(
+      model, features, space.max_steps, space.max_batch, momentum, unroll,
+      track_alignment='alignment' in policy.needs))
   masked_loss = make_masked_loss(model, features)
   diverged_of = make_diverged(model.num_classes)
   rejected_of = make_rejected(model.num_classes)
 
   def init(key: jax.Array, num_clients: int):
     model_key, policy_key = jax.random.split(key)
-    state = RoundState(init_server(server_opt, model.init(model_key)),
+    params = model.init(model_key)
+    state = RoundState(init_server(server_opt, params),
                        policy.init(policy_key, num_clients))
-    return replicate(state, mesh), ()
+    return replicate(state, mesh), client.init_rows(params, num_clients)
 
   def val_metrics(params, val: ValBatch):
     logits = model.apply(params, features(val.x))
@@ -141,22 +150,23 @@ def make_round(model: Model, features: Callable,
                                                 data.y, data.count))
     hparams, choices = policy.propose(pstate, clients, propose_key)
     weights = example_weights(data.count)  # f32[K]
-    args = (data.x, data.y, data.count, *hparams,
+    args = (rows, data.x, data.y, data.count, *hparams,
             jax.random.split(train_key, k))
     if 'local_val' in policy.needs:
       chex.assert_equal_shape([clients, batch.local_val.count])
       args += tuple(batch.local_val)
 
-    def train(x, y, count, lr, steps, batch_size, key, *val_split):
-      params, stats = one_client(server.params, x, y, count, lr, steps,
-                                 batch_size, key)
+    def train(row, x, y, count, lr, steps, batch_size, key, *val_split):
+      params, new_row, stats, own = client.local(
+          server.params, row, x, y, count, lr, steps, batch_size, key)
       diverged = diverged_of(params, stats)
-      # A diverged client contributes theta_i - theta = 0.
-      params = jax.tree_util.tree_map(
-          lambda p, s: jnp.where(diverged, s, p), params, server.params)
-      val_loss = (masked_loss(params, *val_split) if val_split
+      # A diverged client contributes theta_i - theta = 0 and keeps its row.
+      keep = lambda new, old: jax.tree_util.tree_map(
+          lambda a, b: jnp.where(diverged, b, a), new, old)
+      params = keep(params, server.params)
+      val_loss = (masked_loss(own, *val_split) if val_split
                   else jnp.zeros_like(stats.loss))
-      return params, (stats, val_loss, diverged)
+      return params, (stats, val_loss, diverged, keep(new_row, row))
 
     def objective(coeffs):
       delta, aux = aggregate_clients(
@@ -183,7 +193,7 @@ def make_round(model: Model, features: Callable,
     else:
       val_loss, (delta, aux, val_acc) = objective(ones)
       dl_dc = jnp.zeros(k, jnp.float32)
-    stats, client_val_loss, diverged = aux  # per client: [K] each
+    stats, client_val_loss, diverged, rows = aux  # per client: [K] each
     trained = ~jnp.all(diverged)  # some client's update is in the aggregate
     rejected = trained & rejected_of(val_loss)
     updated = trained & ~rejected

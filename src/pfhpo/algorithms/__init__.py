@@ -1,0 +1,79 @@
+"""Federated algorithms on the one round: FedAvg and the personalisation
+algorithms, each a `ClientAlgorithm` (the client's side and its per-client
+rows; `base.py`), chosen with `AlgorithmConfig.algorithm`."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable
+
+from pfhpo.algorithms.base import ClientAlgorithm, repeat_rows
+from pfhpo.algorithms.ditto import ditto
+from pfhpo.algorithms.fedavg import fedavg
+from pfhpo.algorithms.fedmeta import ORDERS, fedmeta
+from pfhpo.algorithms.fedrep import fedrep
+from pfhpo.federated.local_update import make_local_update, make_masked_loss
+from pfhpo.models import Model
+from pfhpo.settings import check_choice, require, setting
+
+ALGORITHMS = ('fedavg', 'ditto', 'fedrep', 'fedmeta')
+# Each algorithm's own settings; given to another algorithm, an error.
+OWN = {'ditto_lambda': 'ditto', 'body_steps': 'fedrep',
+       'meta_order': 'fedmeta', 'query_fraction': 'fedmeta'}
+
+
+@dataclasses.dataclass(frozen=True)
+class AlgorithmConfig:
+  algorithm: str = setting('fedavg', ', '.join(ALGORITHMS) + ' (the client '
+                           'side of the round; pfhpo.algorithms)')
+  ditto_lambda: float = setting(
+      0.1, "Ditto's pull of each personal model towards the global one")
+  body_steps: int = setting(
+      10, "FedRep's local steps on the body after the head's")
+  meta_order: str = setting(
+      'maml', "FedMeta's meta-gradient: 'maml' (through the inner loop) or "
+      "'fomaml' (first order)")
+  query_fraction: float = setting(
+      0.5, "FedMeta: the fraction of a client's training examples in its "
+      'query set')
+
+  def __post_init__(self):
+    check_choice('algorithm', self.algorithm, ALGORITHMS)
+    for name, owner in OWN.items():
+      field = self.__dataclass_fields__[name]
+      require(self.algorithm == owner or getattr(self, name) == field.default,
+              f'`{name}` applies only to `algorithm`={owner}, not '
+              f'{self.algorithm}; drop it.')
+    require(self.ditto_lambda >= 0,
+            f'`ditto_lambda` must be >= 0, got {self.ditto_lambda}')
+    require(self.body_steps >= 1,
+            f'`body_steps` must be >= 1, got {self.body_steps}')
+    check_choice('meta_order', self.meta_order, ORDERS)
+    require(0 < self.query_fraction < 1, '`query_fraction` must be in (0, 1), '
+            f'got {self.query_fraction}')
+
+
+def create(config: AlgorithmConfig, model: Model, features: Callable,
+           max_steps: int, max_batch: int, momentum: float = 0.0,
+           unroll: bool = False,
+           track_alignment: bool = False) -> ClientAlgorithm:
+  """The client side of `config.algorithm`, its local SGD compiled for
+  `max_steps` steps of `max_batch` examples (`make_local_update`)."""
+  sgd = functools.partial(make_local_update, model, features, max_steps,
+                          max_batch, momentum, unroll, track_alignment)
+  name = config.algorithm
+  if name == 'ditto':
+    return ditto(sgd, config.ditto_lambda)
+  if name == 'fedrep':
+    require(config.body_steps <= max_steps,
+            f'`body_steps`={config.body_steps} exceeds the {max_steps} local '
+            f'steps the round is compiled for; raise `max_local_steps`.')
+    return fedrep(sgd, model.head, config.body_steps)
+  if name == 'fedmeta':
+    return fedmeta(sgd, make_masked_loss(model, features), config.meta_order,
+                   config.query_fraction)
+  return fedavg(sgd)
+
+
+__all__ = ['ALGORITHMS', 'AlgorithmConfig', 'ClientAlgorithm', 'create',
+           'ditto', 'fedavg', 'fedmeta', 'fedrep', 'repeat_rows']

@@ -1,0 +1,46 @@
+"""What a federated algorithm does on a client, as pure functions.
+
+The one round (`pfhpo.federated.round`) trains the round's clients side by
+side, aggregates theta_g(c) = theta + sum_i w_i c_i (theta_i - theta) and
+takes the credit dL/dc through that aggregation for every algorithm. What
+differs between FedAvg and the personalisation algorithms is the client's
+side, and the per-client state it keeps between rounds (a row of the
+host-resident table, `pfhpo.federated.client_rows`):
+
+    init_rows(params, C)  -> table          numpy [C, ...] per leaf; () if none
+    local(theta, row, x, y, count, lr, steps, batch, key)
+                          -> (theta_i, row', LocalStats, own_i)
+    personalize(theta, row, x, y, count, lr, steps, batch, key)
+                          -> the client's personal model
+
+`theta_i` is what the client sends: the round aggregates theta_i - theta
+(a FedRep client sends the server's head back unchanged, so only its body
+is averaged); `own_i` is the model the client holds after the round (its
+personal model; theta_i for FedAvg), whose loss on the client's own
+validation split is what FedEx learns from. `personalize` is the model a client is tested with for
+personalised accuracy, given the configuration its policy prefers. The
+hyper-parameters (lr, steps, batch: f32[], i32[], i32[]) are the client's
+configuration, chosen by the policy, so every policy tunes every algorithm.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import numpy as np
+
+ClientTable = Any  # pytree of np.ndarray [C, ...]
+
+
+class ClientAlgorithm(NamedTuple):
+  name: str
+  init_rows: Callable[[Any, int], ClientTable]
+  local: Callable[..., tuple[Any, Any, Any]]
+  personalize: Callable[..., Any]
+
+
+def repeat_rows(row, num_clients: int) -> ClientTable:
+  """A table whose C rows all start as `row` (a pytree of arrays): numpy,
+  writable, [C, ...] per leaf."""
+  return jax.tree_util.tree_map(
+      lambda a: np.repeat(np.asarray(a)[None], num_clients, axis=0), row)

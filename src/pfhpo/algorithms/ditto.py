@@ -1,0 +1,55 @@
+"""Ditto: a global model by FedAvg and a personal model per client.
+
+Ditto: Fair and Robust Federated Learning Through Personalization.
+  T. Li, S. Hu, A. Beirami, V. Smith. ICML 2021.
+  https://arxiv.org/abs/2012.04221
+
+Client i, in a round with server model theta (Algorithm 1):
+
+    theta_i = LocalSGD(theta; F_i)                       sent, averaged
+    v_i    <- argmin_v F_i(v) + lam/2 |v - theta|^2      kept, personal
+
+the personal objective taken by the same number of SGD steps, at the same
+learning rate and batch, each step's proximal part in closed form
+(`make_local_update`'s anchor): v <- (v' + lr lam theta) / (1 + lr lam).
+lam -> inf gives v_i = theta (FedAvg's global model); lam = 0 local
+training alone. v_i starts, the first time client i is in a round, from
+that round's theta. Its personal model for evaluation is one more such
+update against the final global model.
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pfhpo.algorithms.base import ClientAlgorithm, repeat_rows
+from pfhpo.types import Params
+
+
+class DittoRow(NamedTuple):
+  model: Params  # v_i, the personal model
+  started: jax.Array  # bool[]: v_i has been trained
+
+
+def ditto(sgd: Callable, lam: float) -> ClientAlgorithm:
+  train = sgd()
+
+  def personal(theta, row: DittoRow, x, y, count, lr, steps, batch, key):
+    start = jax.tree_util.tree_map(lambda v, s: jnp.where(row.started, v, s),
+                                   row.model, theta)
+    return train(start, x, y, count, lr, steps, batch, key, anchor=theta,
+                 lam=lam)[0]
+
+  def local(theta, row: DittoRow, x, y, count, lr, steps, batch, key):
+    global_key, personal_key = jax.random.split(key)
+    params, stats = train(theta, x, y, count, lr, steps, batch, global_key)
+    v = personal(theta, row, x, y, count, lr, steps, batch, personal_key)
+    return params, DittoRow(v, jnp.ones_like(row.started)), stats, v
+
+  def init_rows(params, num_clients: int):
+    return repeat_rows(DittoRow(params, np.bool_(False)), num_clients)
+
+  return ClientAlgorithm('ditto', init_rows, local, personal)

@@ -1,0 +1,74 @@
+"""FedMeta: the server learns an initialisation that adapts well per client.
+
+Federated Meta-Learning with Fast Convergence and Efficient Communication.
+  F. Chen, M. Luo, Z. Dong, Z. Li, X. He. 2018.
+  https://arxiv.org/abs/1802.07876
+Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks.
+  C. Finn, P. Abbeel, S. Levine. ICML 2017. https://arxiv.org/abs/1703.03400
+
+Client i splits its training examples at random into a support set S_i
+and a query set Q_i (`query_fraction` of them), adapts the server model on
+the support set and returns the meta-gradient of the query loss:
+
+    phi_i(theta) = LocalSGD(theta on S_i; lr_i, steps_i, batch_i)
+    g_i          = d/dtheta L_{Q_i}(phi_i(theta))            MAML
+                 = grad L_{Q_i}(phi_i)   (d phi_i / d theta := I)   FO-MAML
+
+and sends theta_i = theta - g_i, so the round's aggregate is the
+pseudo-gradient sum_i w_i g_i, weighted by the client's examples (its query
+set is a fixed fraction of them), for the server optimizer: Adam in the
+paper (`--server_opt=adam`). MAML differentiates through the inner loop
+with `jax.grad`. A client's personal model is the final theta adapted on
+all its training examples with the configuration its policy prefers.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from pfhpo.algorithms.base import ClientAlgorithm
+
+ORDERS = ('maml', 'fomaml')
+
+
+def support_query(key, x, y, count, query_fraction: float):
+  """The client's `count` real examples in a random order, cut into the
+  support set (first) and the query set: (xs, ys, ns, xq, yq, nq), each
+  padded to N_max with its real examples first; nq = round(query_fraction
+  count), at least 1 each when count >= 2."""
+  n_max = y.shape[0]
+  u = jax.random.uniform(key, (n_max,))
+  order = jnp.argsort(jnp.where(jnp.arange(n_max) < count, u, 2.0))
+  nq = jnp.clip(jnp.round(query_fraction * count).astype(jnp.int32), 1,
+                jnp.maximum(count - 1, 1))
+  ns = jnp.maximum(count - nq, 1)
+  xs, ys = x[order], y[order]
+  return (xs, ys, ns, jnp.roll(xs, -ns, axis=0), jnp.roll(ys, -ns, axis=0),
+          nq)
+
+
+def fedmeta(sgd: Callable, masked_loss: Callable, order: str,
+            query_fraction: float) -> ClientAlgorithm:
+  """`masked_loss(params, x, y, count)`: the mean loss on the first count."""
+  adapt = sgd()
+
+  def local(theta, row, x, y, count, lr, steps, batch, key):
+    split_key, adapt_key = jax.random.split(key)
+    xs, ys, ns, xq, yq, nq = support_query(split_key, x, y, count,
+                                           query_fraction)
+
+    def query_loss(t):
+      phi, stats = adapt(t, xs, ys, ns, lr, steps, batch, adapt_key)
+      if order == 'fomaml':  # the same phi, with d phi / d t taken as I
+        phi = jax.tree_util.tree_map(
+            lambda a, b: a + jax.lax.stop_gradient(b - a), t, phi)
+      return masked_loss(phi, xq, yq, nq), (stats, phi)
+
+    (_, (stats, phi)), g = jax.value_and_grad(query_loss, has_aux=True)(theta)
+    return jax.tree_util.tree_map(jnp.subtract, theta, g), row, stats, phi
+
+  return ClientAlgorithm(
+      'fedmeta', lambda params, num_clients: (), local,
+      lambda theta, row, *config: adapt(theta, *config)[0])
