@@ -12,14 +12,16 @@ from pfhpo.algorithms.ditto import ditto
 from pfhpo.algorithms.fedavg import fedavg
 from pfhpo.algorithms.fedmeta import ORDERS, fedmeta
 from pfhpo.algorithms.fedrep import fedrep
+from pfhpo.algorithms.per_fedavg import make_meta_steps, per_fedavg
 from pfhpo.federated.local_update import make_local_update, make_masked_loss
 from pfhpo.models import Model
 from pfhpo.settings import check_choice, require, setting
 
-ALGORITHMS = ('fedavg', 'ditto', 'fedrep', 'fedmeta')
+ALGORITHMS = ('fedavg', 'ditto', 'fedrep', 'fedmeta', 'per_fedavg')
 # Each algorithm's own settings; given to another algorithm, an error.
-OWN = {'ditto_lambda': 'ditto', 'body_steps': 'fedrep',
-       'meta_order': 'fedmeta', 'query_fraction': 'fedmeta'}
+OWN = {'ditto_lambda': ('ditto',), 'body_steps': ('fedrep',),
+       'meta_order': ('fedmeta', 'per_fedavg'),
+       'query_fraction': ('fedmeta',), 'meta_lr': ('per_fedavg',)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,24 +33,28 @@ class AlgorithmConfig:
   body_steps: int = setting(
       10, "FedRep's local steps on the body after the head's")
   meta_order: str = setting(
-      'maml', "FedMeta's meta-gradient: 'maml' (through the inner loop) or "
-      "'fomaml' (first order)")
+      'maml', "FedMeta's and Per-FedAvg's meta-gradient: 'maml' (through the "
+      "inner loop; Per-FedAvg's HF) or 'fomaml' (first order; its FO)")
   query_fraction: float = setting(
       0.5, "FedMeta: the fraction of a client's training examples in its "
       'query set')
+  meta_lr: float = setting(
+      0.1, "Per-FedAvg's outer step beta (its inner step is the client's "
+      'learning rate)')
 
   def __post_init__(self):
     check_choice('algorithm', self.algorithm, ALGORITHMS)
-    for name, owner in OWN.items():
+    for name, owners in OWN.items():
       field = self.__dataclass_fields__[name]
-      require(self.algorithm == owner or getattr(self, name) == field.default,
-              f'`{name}` applies only to `algorithm`={owner}, not '
-              f'{self.algorithm}; drop it.')
+      require(self.algorithm in owners or getattr(self, name) == field.default,
+              f'`{name}` applies only to `algorithm`={" or ".join(owners)}, '
+              f'not {self.algorithm}; drop it.')
     require(self.ditto_lambda >= 0,
             f'`ditto_lambda` must be >= 0, got {self.ditto_lambda}')
     require(self.body_steps >= 1,
             f'`body_steps` must be >= 1, got {self.body_steps}')
     check_choice('meta_order', self.meta_order, ORDERS)
+    require(self.meta_lr > 0, f'`meta_lr` must be > 0, got {self.meta_lr}')
     require(0 < self.query_fraction < 1, '`query_fraction` must be in (0, 1), '
             f'got {self.query_fraction}')
 
@@ -72,8 +78,12 @@ def create(config: AlgorithmConfig, model: Model, features: Callable,
   if name == 'fedmeta':
     return fedmeta(sgd, make_masked_loss(model, features), config.meta_order,
                    config.query_fraction)
+  if name == 'per_fedavg':
+    return per_fedavg(sgd, make_meta_steps(
+        model, features, max_steps, max_batch, config.meta_order,
+        config.meta_lr))
   return fedavg(sgd)
 
 
 __all__ = ['ALGORITHMS', 'AlgorithmConfig', 'ClientAlgorithm', 'create',
-           'ditto', 'fedavg', 'fedmeta', 'fedrep', 'repeat_rows']
+           'ditto', 'fedavg', 'fedmeta', 'fedrep', 'per_fedavg', 'repeat_rows']
