@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pfhpo.data.federated import ClientSplit
+from pfhpo.federated.client_rows import take_rows
 from pfhpo.models import Model, cross_entropy
 
 
@@ -84,17 +85,22 @@ def make_evaluate(model: Model, features: Callable, num_clients: int,
 
 
 def make_personalized_evaluate(model: Model, features: Callable,
-                               personalize: Callable, chunk: int) -> Callable:
+                               personalize: Callable, chunk: int,
+                               block: int = 256) -> Callable:
   """Personalised accuracy: each client's personal model, given the
   configuration its policy prefers, measured on its own test split. For
   FedAvg the personal model is the global model fine-tuned on the client's
   train split (the "refine" evaluation of Khodak et al., NeurIPS 2021);
   `personalize` is the algorithm's (`ClientAlgorithm.personalize`).
 
-  evaluate(params, table (per-client rows [C, ...]), train: ClientSplit
-           arrays, hparams (per client), keys, test: ClientSplit arrays)
-    -> f32[C] accuracy (NaN for a client without test examples). Clients
-  are walked `chunk` at a time.
+  evaluate(params, table (per-client rows [C, ...], host), train:
+           ClientSplit, hparams (per client), keys, test: ClientSplit)
+    -> f32[C] accuracy (NaN for a client without test examples).
+
+  The clients are walked `block` at a time from the host (the last block
+  padded with repeats of the last client), so only a block's rows and data
+  are on the device at once, whatever C; within a block `chunk` clients
+  fine-tune side by side. One compilation for every block.
   """
 
   def one_client(params, row, x, y, count, lr, steps, batch, key, tx, ty,
@@ -105,11 +111,25 @@ def make_personalized_evaluate(model: Model, features: Callable,
     return jnp.where(n > 0, jnp.sum(correct * tmask) / jnp.maximum(n, 1),
                      jnp.nan)
 
-  def evaluate(params, table, train_x, train_y, train_count, hparams, keys,
-               test_x, test_y, test_mask):
-    return jax.lax.map(lambda a: one_client(params, *a),
-                       (table, train_x, train_y, train_count, *hparams, keys,
-                        test_x, test_y, test_mask), batch_size=chunk)
+  @jax.jit
+  def one_block(params, *clients):
+    return jax.lax.map(lambda a: one_client(params, *a), clients,
+                       batch_size=chunk)
+
+  def evaluate(params, table, train: ClientSplit, hparams, keys,
+               test: ClientSplit) -> np.ndarray:
+    num = train.num_clients
+    size = min(block, num)
+    hparams, keys = [np.asarray(h) for h in hparams], np.asarray(keys)
+    acc = np.empty(num, np.float32)
+    for start in range(0, num, size):
+      idx = np.minimum(np.arange(start, start + size), num - 1)
+      take = lambda a: a[idx]
+      got = one_block(params, take_rows(table, idx), train.x[idx],
+                      train.y[idx], train.counts[idx], *map(take, hparams),
+                      keys[idx], test.x[idx], test.y[idx], test.mask[idx])
+      acc[start:start + size] = np.asarray(got)[:min(size, num - start)]
+    return acc
 
   return evaluate
 

@@ -116,8 +116,8 @@ def build(cfg: Config) -> Experiment:
   eval_set = jax.device_put(make_eval_set(data.test, run.eval_chunk))
   evaluate = jax.jit(make_evaluate(model, data.features, data.num_clients,
                                    run.eval_chunk))
-  personal_eval = jax.jit(make_personalized_evaluate(
-      model, data.features, client.personalize, chunk or data.num_clients))
+  personal_eval = make_personalized_evaluate(
+      model, data.features, client.personalize, chunk or data.num_clients)
   everyone = jnp.arange(data.num_clients, dtype=jnp.int32)
 
   def personalize(state: RoundState, table,
@@ -129,9 +129,9 @@ def build(cfg: Config) -> Experiment:
     prefer_key, tune_key = jax.random.split(jax.random.fold_in(round_key, 0))
     preferred, _ = policy.prefer(state.policy, everyone, prefer_key)
     return summarize_personal(personal_eval(
-        state.server.params, table, data.train.x, data.train.y, counts,
-        preferred, jax.random.split(tune_key, data.num_clients), data.test.x,
-        data.test.y, data.test.mask), data.test.counts, seen)
+        state.server.params, table, data.train, preferred,
+        jax.random.split(tune_key, data.num_clients), data.test),
+        data.test.counts, seen)
 
   masked_loss = jax.jit(lambda params: jax.lax.map(
       lambda a: make_masked_loss(model, data.features)(params, *a),
