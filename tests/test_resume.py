@@ -157,6 +157,7 @@ def test_every_policys_state_round_trips_through_a_checkpoint(tmp_path):
     got = RunCheckpoints(tmp_path / name).restore(fresh)
     assert got[:1] + got[4:] == state[:1] + state[4:], name
     assert isinstance(got.client_table['head'], np.ndarray)
+    np.testing.assert_array_equal(got.client_table['head'], table['head'])
     assert jax.tree_util.tree_structure(got.arrays()) == (
         jax.tree_util.tree_structure(state.arrays())), name
     for a, b in zip(jax.tree_util.tree_leaves(got.arrays()),
