@@ -7,6 +7,7 @@ persistent heads, Ditto's two limits of lambda; and, end to end, that on
 strongly label-skewed clients each personal model beats the FedAvg model.
 """
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -76,18 +77,24 @@ def flat(tree):
 
 # FedMeta ---------------------------------------------------------------------
 
-def test_maml_meta_gradient_matches_finite_differences():
+@pytest.mark.parametrize('learner', ['maml', 'metasgd'])
+def test_meta_gradient_matches_finite_differences(learner):
   """g = d/dtheta L_Q(phi(theta)) through two inner SGD steps, against
-  central differences of that same function (float64)."""
+  central differences of that same function (float64). Meta-SGD's server
+  also holds log alpha, the per-parameter inner rates: they get their
+  gradient too."""
   with jax.enable_x64(True):
     model = two_layer_model()
     space = make_space([0.5], [2], [4])
-    client = client_of('fedmeta', model, space)
+    client = client_of('fedmeta', model, space, meta_learner=learner)
     batch = problem()
     x, y = jnp.asarray(batch.train.x[0], jnp.float64), jnp.asarray(batch.train.y[0])
     count = jnp.int32(N)
-    theta = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64),
-                                   model.init(jax.random.PRNGKey(1)))
+    theta = client.server.init(jax.random.PRNGKey(0), jax.tree_util.tree_map(
+        lambda a: a.astype(jnp.float64), model.init(jax.random.PRNGKey(1))))
+    if learner == 'metasgd':  # rates other than 1, so that alpha matters
+      theta['log_alpha'] = jax.tree_util.tree_map(
+          lambda a: jnp.full_like(a, -0.3), theta['log_alpha'])
     config = (jnp.float64(0.5), jnp.int32(2), jnp.int32(4))
     key = jax.random.PRNGKey(3)
     sent, _, _, _ = client.local(theta, (), x, y, count, *config, key)
@@ -95,7 +102,6 @@ def test_maml_meta_gradient_matches_finite_differences():
 
     split_key, adapt_key = jax.random.split(key)
     xs, ys, ns, xq, yq, nq = support_query(split_key, x, y, count, 0.5)
-    adapt = make_local_update(model, lambda v: v, 2, 4)
     loss = make_masked_loss(model, lambda v: v)
     leaves, tree = jax.tree_util.tree_flatten(theta)
     sizes = [a.size for a in leaves]
@@ -105,7 +111,7 @@ def test_maml_meta_gradient_matches_finite_differences():
       parts = jnp.split(vector, np.cumsum(sizes)[:-1])
       t = jax.tree_util.tree_unflatten(
           tree, [p.reshape(a.shape) for p, a in zip(parts, leaves)])
-      phi, _ = adapt(t, xs, ys, ns, *config, adapt_key)
+      phi = client.personalize(t, (), xs, ys, ns, *config, adapt_key)
       return loss(phi, xq, yq, nq)
 
     v, eps = flat(theta), 1e-5
@@ -114,6 +120,8 @@ def test_maml_meta_gradient_matches_finite_differences():
     np.testing.assert_allclose(np.asarray(flat(g)), fd, rtol=1e-5,
                                atol=1e-8)
     assert np.abs(fd).max() > 1e-2  # a gradient, not zeros
+    if learner == 'metasgd':
+      assert np.abs(np.asarray(flat(g['log_alpha']))).max() > 1e-3
 
 
 def test_fomaml_is_maml_without_the_second_order_term():
@@ -132,7 +140,7 @@ def test_fomaml_is_maml_without_the_second_order_term():
     key = jax.random.PRNGKey(5)
     g = {}
     for order in ('maml', 'fomaml'):
-      client = client_of('fedmeta', model, space, meta_order=order)
+      client = client_of('fedmeta', model, space, meta_learner=order)
       sent, _, _, _ = client.local(theta, (), x, y, jnp.int32(n), *config,
                                    key)
       g[order] = flat(jax.tree_util.tree_map(jnp.subtract, theta, sent))
@@ -182,7 +190,7 @@ def test_per_fedavg_step_is_the_papers_update():
             'maml': t - b * (g - a * jax.hessian(f)(t) @ g)}
     for order, expected in want.items():
       client = algorithms.create(
-          algorithms.AlgorithmConfig('per_fedavg', meta_order=order,
+          algorithms.AlgorithmConfig('per_fedavg', meta_learner=order,
                                      meta_lr=b),
           model, lambda v: v, 1, n)
       sent, _, _, _ = client.local(theta, (), x, y, jnp.int32(n),
@@ -191,6 +199,53 @@ def test_per_fedavg_step_is_the_papers_update():
       np.testing.assert_allclose(np.asarray(flat(sent)), expected,
                                  rtol=1e-9, err_msg=order)
     assert np.abs(want['maml'] - want['fomaml']).max() > 1e-4
+
+
+# pFedHN ----------------------------------------------------------------------
+
+def test_pfedhn_update_is_the_chain_rule_through_the_hypernetwork():
+  """phi and v_i move by J^T (theta_i - theta~_i), J the Jacobian of
+  theta_i = h(v_i; phi) computed directly (float64), and the personal
+  model is h(v_i; phi)."""
+  with jax.enable_x64(True):
+    model = two_layer_model()
+    space = make_space([0.3], [3], [8])
+    client = client_of('pfedhn', model, space, embed_dim=3, embed_lr=0.5)
+    params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64),
+                                    model.init(jax.random.PRNGKey(0)))
+    server = jax.tree_util.tree_map(
+        lambda a: a.astype(jnp.float64),
+        client.server.init(jax.random.PRNGKey(1), params))
+    v = jnp.array([0.3, -0.2, 0.5])
+    batch = problem()
+    x, y = jnp.asarray(batch.train.x[3], jnp.float64), jnp.asarray(batch.train.y[3])
+    config = (jnp.float64(0.3), jnp.int32(3), jnp.int32(8))
+    key = jax.random.PRNGKey(2)
+    sent, v_new, _, trained = client.local(server, v, x, y, jnp.int32(N),
+                                           *config, key)
+
+    phi_flat, unravel_phi = jax.flatten_util.ravel_pytree(server)
+    theta = lambda p, e: flat(client.personalize(unravel_phi(p), e))
+    t0 = theta(phi_flat, v)
+    local = make_local_update(model, lambda a: a, 3, 8)
+    want_trained, _ = local(unravel_theta(params, t0), x, y, jnp.int32(N),
+                            *config, key)
+    residual = t0 - flat(want_trained)
+    j_phi = jax.jacobian(theta, argnums=0)(phi_flat, v)  # [P, |phi|]
+    j_v = jax.jacobian(theta, argnums=1)(phi_flat, v)  # [P, 3]
+    np.testing.assert_allclose(np.asarray(flat(trained)),
+                               np.asarray(flat(want_trained)), rtol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(jax.flatten_util.ravel_pytree(sent)[0]),
+        phi_flat - j_phi.T @ residual, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(v_new),
+                               v - 0.5 * j_v.T @ residual, rtol=1e-9)
+    assert np.abs(j_v.T @ residual).max() > 1e-6  # the embedding moves
+
+
+def unravel_theta(like, vector):
+  """`vector` in the shapes of pytree `like` (leaves in tree order)."""
+  return jax.flatten_util.ravel_pytree(like)[1](vector)
 
 
 # FedRep ----------------------------------------------------------------------
@@ -283,12 +338,15 @@ def test_ditto_with_lambda_zero_is_local_training_alone():
 
 def skewed_run(out, algorithm, **extra):
   """Digits cut into 20 clients with Dirichlet(0.1) label skew, 15 rounds of
-  10 clients on lr 0.1 x 10 steps: the final metrics row."""
-  return run(override(Config(), {
+  10 clients on lr 0.1 x 10 steps: the final metrics row, from a run that
+  compiled its round once."""
+  summary = run(override(Config(), {
       'dataset': 'digits', 'model': 'mlp', 'alpha': 0.1, 'rounds': 15,
       'clients_per_round': 10, 'policy': 'static', 'static_index': 5,
       'eval_every': 15, 'algorithm': algorithm, 'out_dir': str(out),
-      **extra})).final
+      **extra}))
+  assert summary.round_compilations == 1, algorithm
+  return summary.final
 
 
 @pytest.fixture(scope='module')
@@ -297,12 +355,13 @@ def fedavg_on_skewed_clients(tmp_path_factory):
 
 
 @pytest.mark.parametrize('name', ['ditto', 'fedrep', 'fedmeta',
-                                  'per_fedavg'])
+                                  'per_fedavg', 'pfedhn'])
 def test_personal_models_beat_fedavg_on_label_skewed_clients(
     tmp_path, name, fedavg_on_skewed_clients):
   """Each algorithm's mean personal accuracy is above the FedAvg model's
-  mean accuracy over the clients (about 0.84 against 0.94-0.97)."""
-  extra = {'server_opt': 'adam', 'server_lr': 0.01} if name == 'fedmeta' else {}
+  mean accuracy over the clients (about 0.84 against 0.94-0.98)."""
+  extra = ({'server_opt': 'adam', 'server_lr': 0.01}
+           if name in ('fedmeta', 'pfedhn') else {})
   personal = skewed_run(tmp_path / name, name, **extra).personal_acc
   fedavg = fedavg_on_skewed_clients.client_acc_mean
   assert personal > fedavg + 0.05, (name, personal, fedavg)

@@ -17,10 +17,16 @@ host-resident table, `pfhpo.federated.client_rows`):
 (a FedRep client sends the server's head back unchanged, so only its body
 is averaged); `own_i` is the model the client holds after the round (its
 personal model; theta_i for FedAvg), whose loss on the client's own
-validation split is what FedEx learns from. `personalize` is the model a client is tested with for
-personalised accuracy, given the configuration its policy prefers. The
-hyper-parameters (lr, steps, batch: f32[], i32[], i32[]) are the client's
-configuration, chosen by the policy, so every policy tunes every algorithm.
+validation split is what FedEx learns from. `personalize` is the model a
+client is tested with for personalised accuracy, given the configuration
+its policy prefers. The hyper-parameters (lr, steps, batch: f32[], i32[],
+i32[]) are the client's configuration, chosen by the policy, so every
+policy tunes every algorithm.
+
+What the server learns is the model's parameters, or more
+(`ServerModel`: Meta-SGD's server also learns per-parameter inner
+learning rates); theta above is that pytree, and `ServerModel.model`
+reads the global model out of it for validation and evaluation.
 """
 from __future__ import annotations
 
@@ -32,11 +38,27 @@ import numpy as np
 ClientTable = Any  # pytree of np.ndarray [C, ...]
 
 
+def _same(params):
+  return params
+
+
+def _own(key, params):
+  return params
+
+
+class ServerModel(NamedTuple):
+  """init: (key, the model's initial parameters) -> the server's; model:
+  the server's -> the global model's parameters."""
+  init: Callable[[jax.Array, Any], Any] = _own
+  model: Callable[[Any], Any] = _same
+
+
 class ClientAlgorithm(NamedTuple):
   name: str
   init_rows: Callable[[Any, int], ClientTable]
-  local: Callable[..., tuple[Any, Any, Any]]
+  local: Callable[..., tuple[Any, Any, Any, Any]]
   personalize: Callable[..., Any]
+  server: ServerModel = ServerModel()
 
 
 def repeat_rows(row, num_clients: int) -> ClientTable:

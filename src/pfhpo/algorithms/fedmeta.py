@@ -5,6 +5,8 @@ Federated Meta-Learning with Fast Convergence and Efficient Communication.
   https://arxiv.org/abs/1802.07876
 Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks.
   C. Finn, P. Abbeel, S. Levine. ICML 2017. https://arxiv.org/abs/1703.03400
+Meta-SGD: Learning to Learn Quickly for Few-Shot Learning.
+  Z. Li, F. Zhou, F. Chen, H. Li. 2017. https://arxiv.org/abs/1707.09835
 
 Client i splits its training examples at random into a support set S_i
 and a query set Q_i (`query_fraction` of them), adapts the server model on
@@ -13,6 +15,11 @@ the support set and returns the meta-gradient of the query loss:
     phi_i(theta) = LocalSGD(theta on S_i; lr_i, steps_i, batch_i)
     g_i          = d/dtheta L_{Q_i}(phi_i(theta))            MAML
                  = grad L_{Q_i}(phi_i)   (d phi_i / d theta := I)   FO-MAML
+
+Meta-SGD learns the inner step too: the server holds (theta, log alpha),
+alpha one learning rate per parameter (1 at the start), each inner step is
+phi <- phi - lr_i alpha * grad L_S(phi), and g_i is the gradient of the
+query loss with respect to both, through the inner loop.
 
 and sends theta_i = theta - g_i, so the round's aggregate is the
 pseudo-gradient sum_i w_i g_i, weighted by the client's examples (its query
@@ -28,9 +35,14 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from pfhpo.algorithms.base import ClientAlgorithm
+from pfhpo.algorithms.base import ClientAlgorithm, ServerModel
 
-ORDERS = ('maml', 'fomaml')
+LEARNERS = ('maml', 'fomaml', 'metasgd')
+# Meta-SGD's server: the model and the log of its per-parameter inner rates.
+META_SGD = ServerModel(
+    lambda key, params: {'model': params, 'log_alpha':
+                         jax.tree_util.tree_map(jnp.zeros_like, params)},
+    lambda server: server['model'])
 
 
 def support_query(key, x, y, count, query_fraction: float):
@@ -49,10 +61,17 @@ def support_query(key, x, y, count, query_fraction: float):
           nq)
 
 
-def fedmeta(sgd: Callable, masked_loss: Callable, order: str,
+def fedmeta(sgd: Callable, masked_loss: Callable, learner: str,
             query_fraction: float) -> ClientAlgorithm:
   """`masked_loss(params, x, y, count)`: the mean loss on the first count."""
-  adapt = sgd()
+  local_sgd = sgd()
+  server = META_SGD if learner == 'metasgd' else ServerModel()
+
+  def adapt(theta, *config):  # phi from the server's theta
+    if learner == 'metasgd':
+      return local_sgd(theta['model'], *config, scale=jax.tree_util.tree_map(
+          jnp.exp, theta['log_alpha']))
+    return local_sgd(theta, *config)
 
   def local(theta, row, x, y, count, lr, steps, batch, key):
     split_key, adapt_key = jax.random.split(key)
@@ -61,7 +80,7 @@ def fedmeta(sgd: Callable, masked_loss: Callable, order: str,
 
     def query_loss(t):
       phi, stats = adapt(t, xs, ys, ns, lr, steps, batch, adapt_key)
-      if order == 'fomaml':  # the same phi, with d phi / d t taken as I
+      if learner == 'fomaml':  # the same phi, with d phi / d t taken as I
         phi = jax.tree_util.tree_map(
             lambda a, b: a + jax.lax.stop_gradient(b - a), t, phi)
       return masked_loss(phi, xq, yq, nq), (stats, phi)
@@ -71,4 +90,4 @@ def fedmeta(sgd: Callable, masked_loss: Callable, order: str,
 
   return ClientAlgorithm(
       'fedmeta', lambda params, num_clients: (), local,
-      lambda theta, row, *config: adapt(theta, *config)[0])
+      lambda theta, row, *config: adapt(theta, *config)[0], server)

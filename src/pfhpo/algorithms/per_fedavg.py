@@ -33,7 +33,7 @@ from pfhpo.types import LocalStats
 
 
 def make_meta_steps(model: Model, features: Callable, max_steps: int,
-                    max_batch: int, order: str, meta_lr: float) -> Callable:
+                    max_batch: int, learner: str, meta_lr: float) -> Callable:
   """meta_steps(w, x, y, count, lr, steps, batch, key) -> (w', LocalStats):
   `steps` Per-FedAvg steps, masked like `make_local_update`'s (the loop
   runs `max_steps` times over batches of `max_batch` rows). Step s takes
@@ -59,7 +59,7 @@ def make_meta_steps(model: Model, features: Callable, max_steps: int,
       first, g0 = jax.value_and_grad(loss)(p, 3 * s)
       temp = axpy(-lr, p, g0)
       g = grad(temp, 3 * s + 1)
-      if order == 'maml':  # (I - a H) g, H on the third batch
+      if learner == 'maml':  # (I - a H) g, H on the third batch
         hvp = jax.jvp(lambda q: grad(q, 3 * s + 2), (p,), (g,))[1]
         g = axpy(-lr, g, hvp)
       new = axpy(-meta_lr, p, g)

@@ -40,7 +40,7 @@ class Experiment(NamedTuple):
   policy: Policy
   algorithm: FederatedAlgorithm
   step: Callable  # the jitted `algorithm.apply`
-  evaluate: Callable  # params -> GlobalMetrics, jitted
+  evaluate: Callable  # the server's params -> GlobalMetrics, jitted
   # (state, the per-client table, bool[C] the clients that were in a
   # round) -> PersonalMetrics
   personalize: Callable[[RoundState, object, np.ndarray], PersonalMetrics]
@@ -101,7 +101,9 @@ def build(cfg: Config) -> Experiment:
                   client_group=data.group_of,
                   client_features=client_features(
                       data.train.y, data.train.mask, data.num_classes),
-                  params_like=jax.eval_shape(model.init, init_key))
+                  params_like=jax.eval_shape(lambda key: algorithms.server_model(
+                      cfg.algorithm, model.init(key)).init(
+                          key, model.init(key)), init_key))
   client = algorithms.create(
       cfg.algorithm, model, data.features, space.max_steps, space.max_batch,
       cfg.space.momentum, unroll, track_alignment='alignment' in policy.needs)
@@ -141,7 +143,8 @@ def build(cfg: Config) -> Experiment:
     if policy.observe is None:
       return state
     return state._replace(policy=policy.observe(
-        state.policy, everyone, masked_loss(state.server.params)))
+        state.policy, everyone,
+        masked_loss(client.server.model(state.server.params))))
 
   server_val = (server_val_batch(data.val, cfg.data.val_size, run.seed)
                 if cfg.data.val_source == 'server' else None)
@@ -154,7 +157,9 @@ def build(cfg: Config) -> Experiment:
   return Experiment(
       cfg, data, space, policy, algorithm,
       jax.jit(traced, donate_argnums=(0,)),
-      lambda params: evaluate(params, eval_set), personalize, observe_all,
+      lambda server_params: evaluate(client.server.model(server_params),
+                                     eval_set),
+      personalize, observe_all,
       lambda clients: round_batch(data, clients, server_val, local_val),
       pool, resolved, traces)
 

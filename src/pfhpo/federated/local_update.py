@@ -28,7 +28,8 @@ taken in closed form after each SGD step,
     v <- (v' + lr_i lam anchor) / (1 + lr_i lam),   v' the SGD step,
 
 which is stable for every lam (lam -> inf pins v to the anchor; lam = 0 is
-plain SGD).
+plain SGD). A `scale` pytree multiplies the gradient leaf by leaf, a
+learning rate per parameter (Meta-SGD's alpha) under the client's lr_i.
 
 Alignment (for FATHOM, Kan 2022, eq. 12 as in its released code): with
 `track_alignment`, a client also reports
@@ -90,13 +91,13 @@ def make_local_update(model: Model, features: Callable, max_steps: int,
   Returns:
     local_update(params, x: [N_max, ...], y: i32[N_max], count: i32[],
                  lr: f32[], local_steps: i32[], batch_size: i32[], key,
-                 anchor=None, lam=None)
+                 anchor=None, lam=None, scale=None)
       -> (new_params, LocalStats)
   """
   opt = lambda lr: optax.sgd(lr, momentum=momentum or None)
 
   def local_update(params, x, y, count, lr, local_steps, batch_size, key,
-                   anchor=None, lam=None):
+                   anchor=None, lam=None, scale=None):
     mask = None if trainable is None else trainable(params)
     order_key, dropout_key = jax.random.split(key)
     order = example_order(order_key, count, y.shape[0])  # i32[N_max]
@@ -112,6 +113,8 @@ def make_local_update(model: Model, features: Callable, max_steps: int,
       p, opt_state = carry
       idx = order[(step * batch_size + rows) % jnp.maximum(count, 1)]  # i32[B]
       loss, grads = jax.value_and_grad(batch_loss)(p, x[idx], y[idx], step)
+      if scale is not None:
+        grads = jax.tree_util.tree_map(jnp.multiply, grads, scale)
       if mask is not None:
         grads = jax.tree_util.tree_map(
             lambda g, t: g if t else jnp.zeros_like(g), grads, mask)

@@ -127,12 +127,13 @@ def make_round(model: Model, features: Callable,
   def init(key: jax.Array, num_clients: int):
     model_key, policy_key = jax.random.split(key)
     params = model.init(model_key)
-    state = RoundState(init_server(server_opt, params),
+    state = RoundState(init_server(server_opt, client.server.init(
+        jax.random.fold_in(model_key, 1), params)),
                        policy.init(policy_key, num_clients))
     return replicate(state, mesh), client.init_rows(params, num_clients)
 
-  def val_metrics(params, val: ValBatch):
-    logits = model.apply(params, features(val.x))
+  def val_metrics(server_params, val: ValBatch):
+    logits = model.apply(client.server.model(server_params), features(val.x))
     loss = jnp.sum(val.weight * cross_entropy(logits, val.y))
     acc = jnp.sum(val.weight * (logits.argmax(-1) == val.y))
     return loss, acc
@@ -146,8 +147,8 @@ def make_round(model: Model, features: Callable,
     if 'pre_loss' in policy.needs:  # before it trains: the server model's
       # loss on each client's training data
       pstate = policy.observe(pstate, clients, jax.vmap(
-          masked_loss, in_axes=(None, 0, 0, 0))(server.params, data.x,
-                                                data.y, data.count))
+          masked_loss, in_axes=(None, 0, 0, 0))(
+              client.server.model(server.params), data.x, data.y, data.count))
     hparams, choices = policy.propose(pstate, clients, propose_key)
     weights = example_weights(data.count)  # f32[K]
     args = (rows, data.x, data.y, data.count, *hparams,

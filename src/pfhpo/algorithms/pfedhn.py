@@ -1,0 +1,97 @@
+"""pFedHN: a server hypernetwork that writes each client's model.
+
+Personalized Federated Learning using Hypernetworks.
+  A. Shamsian, A. Navon, E. Fetaya, G. Chechik. ICML 2021.
+  https://arxiv.org/abs/2103.04628
+
+The server holds a hypernetwork h(.; phi) and each client an embedding v_i
+(a row of the host table). In a round, client i (Algorithm 1):
+
+    theta_i  = h(v_i; phi)
+    theta~_i = LocalSGD(theta_i; lr_i, steps_i, batch_i)
+    g_phi_i, g_v_i = (d theta_i / d(phi, v_i))^T (theta_i - theta~_i)
+
+a vector-Jacobian product through h; the server moves phi by the
+pseudo-gradient sum_i w_i g_phi_i (the round's server optimizer: the
+client sends phi - g_phi_i, and the aggregate is the mean of those), and
+the embedding by its own step, v_i <- v_i - embed_lr g_v_i. A client's
+personal model is h(v_i; phi). There is no global model; the round
+validates (and reports as global) h(0; phi), the model of the embeddings'
+centre.
+
+h: v (embed_dim) -> 100 -> 100 (ReLU) -> every parameter of the client
+model, flattened. Its output layer starts at small weights and with the
+model's own initial parameters as its bias, so every client starts from
+the model's ordinary initialisation; embeddings start at N(0, 0.1^2).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from pfhpo.algorithms.base import ClientAlgorithm, ServerModel
+
+HIDDEN = (100, 100)
+
+
+def hypernetwork(params_like, embed_dim: int):
+  """(init(key, params) -> phi, apply(phi, v: f32[embed_dim]) -> the
+  model's params) for models shaped like `params_like`; `params` are the
+  model's initial parameters, the output layer's bias."""
+  flat_like, unravel = ravel_pytree(jax.tree_util.tree_map(
+      lambda a: jnp.zeros(a.shape, a.dtype), params_like))
+  size = flat_like.size
+
+  def init(key, params):
+    sizes = (embed_dim, *HIDDEN)
+    keys = jax.random.split(key, len(sizes))
+    dense = lambda k, n, m, scale: (
+        scale * jax.random.normal(k, (n, m)) / np.sqrt(n))
+    layers = [(dense(k, n, m, 1.0), jnp.zeros(m))
+              for k, n, m in zip(keys, sizes[:-1], sizes[1:])]
+    out = (dense(keys[-1], HIDDEN[-1], size, 0.01), ravel_pytree(params)[0])
+    return {'layers': layers, 'out': out}
+
+  def apply(phi, v):
+    h = v
+    for w, b in phi['layers']:
+      h = jax.nn.relu(h @ w + b)
+    w, b = phi['out']
+    return unravel(h @ w + b)
+
+  return init, apply
+
+
+def pfedhn_server(params_like, embed_dim: int) -> ServerModel:
+  """The server's {'hnet': phi}, and h(0; phi) as its global model."""
+  init, h = hypernetwork(params_like, embed_dim)
+  return ServerModel(lambda key, params: {'hnet': init(key, params)},
+                     lambda server: h(server['hnet'], jnp.zeros(embed_dim)))
+
+
+def pfedhn(sgd: Callable, params_like, embed_dim: int,
+           embed_lr: float) -> ClientAlgorithm:
+  """`params_like`: the client model's parameters or their shapes."""
+  _, h = hypernetwork(params_like, embed_dim)
+  train = sgd()
+
+  def local(server, v, x, y, count, lr, steps, batch, key):
+    theta, vjp = jax.vjp(h, server['hnet'], v)
+    trained, stats = train(theta, x, y, count, lr, steps, batch, key)
+    g_phi, g_v = vjp(jax.tree_util.tree_map(jnp.subtract, theta, trained))
+    sent = {'hnet': jax.tree_util.tree_map(jnp.subtract, server['hnet'],
+                                           g_phi)}
+    return sent, v - embed_lr * g_v, stats, trained
+
+  def init_rows(params, num_clients: int):
+    rng = np.random.default_rng(0)
+    return 0.1 * rng.standard_normal((num_clients, embed_dim)).astype(
+        np.float32)
+
+  return ClientAlgorithm('pfedhn', init_rows, local,
+                         lambda server, v, *config: h(server['hnet'], v),
+                         pfedhn_server(params_like, embed_dim))
