@@ -72,7 +72,7 @@ def tree_close(a, b, **tol):
 
 
 def flat(tree):
-  return jnp.concatenate([a.ravel() for a in jax.tree_util.tree_leaves(tree)])
+  return jax.flatten_util.ravel_pytree(tree)[0]
 
 
 # FedMeta ---------------------------------------------------------------------
@@ -103,14 +103,11 @@ def test_meta_gradient_matches_finite_differences(learner):
     split_key, adapt_key = jax.random.split(key)
     xs, ys, ns, xq, yq, nq = support_query(split_key, x, y, count, 0.5)
     loss = make_masked_loss(model, lambda v: v)
-    leaves, tree = jax.tree_util.tree_flatten(theta)
-    sizes = [a.size for a in leaves]
+    unflat = jax.flatten_util.ravel_pytree(theta)[1]
 
     @jax.jit
     def query_loss(vector):
-      parts = jnp.split(vector, np.cumsum(sizes)[:-1])
-      t = jax.tree_util.tree_unflatten(
-          tree, [p.reshape(a.shape) for p, a in zip(parts, leaves)])
+      t = unflat(vector)
       phi = client.personalize(t, (), xs, ys, ns, *config, adapt_key)
       return loss(phi, xq, yq, nq)
 
@@ -148,11 +145,7 @@ def test_fomaml_is_maml_without_the_second_order_term():
     xs, ys, ns, xq, yq, nq = support_query(jax.random.split(key)[0], x, y,
                                            jnp.int32(n), 0.5)
     loss = make_masked_loss(model, lambda v: v)
-    leaves, tree = jax.tree_util.tree_flatten(theta)
-    sizes = [v.size for v in leaves]
-    unflat = lambda vec: jax.tree_util.tree_unflatten(tree, [
-        p.reshape(v.shape) for p, v in zip(
-            jnp.split(vec, np.cumsum(sizes)[:-1]), leaves)])
+    unflat = jax.flatten_util.ravel_pytree(theta)[1]
     support = lambda vec: loss(unflat(vec), xs, ys, ns)
     query = lambda vec: loss(unflat(vec), xq, yq, nq)
     t = flat(theta)
@@ -178,11 +171,7 @@ def test_per_fedavg_step_is_the_papers_update():
     theta = jax.tree_util.tree_map(lambda v: v.astype(jnp.float64),
                                    model.init(jax.random.PRNGKey(4)))
     loss = make_masked_loss(model, lambda v: v)
-    leaves, tree = jax.tree_util.tree_flatten(theta)
-    sizes = [v.size for v in leaves]
-    unflat = lambda vec: jax.tree_util.tree_unflatten(tree, [
-        p.reshape(v.shape) for p, v in zip(
-            jnp.split(vec, np.cumsum(sizes)[:-1]), leaves)])
+    unflat = jax.flatten_util.ravel_pytree(theta)[1]
     f = lambda vec: loss(unflat(vec), x, y, jnp.int32(n))
     t = flat(theta)
     g = jax.grad(f)(t - a * jax.grad(f)(t))
@@ -228,7 +217,7 @@ def test_pfedhn_update_is_the_chain_rule_through_the_hypernetwork():
     theta = lambda p, e: flat(client.personalize(unravel_phi(p), e))
     t0 = theta(phi_flat, v)
     local = make_local_update(model, lambda a: a, 3, 8)
-    want_trained, _ = local(unravel_theta(params, t0), x, y, jnp.int32(N),
+    want_trained, _ = local(jax.flatten_util.ravel_pytree(params)[1](t0), x, y, jnp.int32(N),
                             *config, key)
     residual = t0 - flat(want_trained)
     j_phi = jax.jacobian(theta, argnums=0)(phi_flat, v)  # [P, |phi|]
@@ -241,11 +230,6 @@ def test_pfedhn_update_is_the_chain_rule_through_the_hypernetwork():
     np.testing.assert_allclose(np.asarray(v_new),
                                v - 0.5 * j_v.T @ residual, rtol=1e-9)
     assert np.abs(j_v.T @ residual).max() > 1e-6  # the embedding moves
-
-
-def unravel_theta(like, vector):
-  """`vector` in the shapes of pytree `like` (leaves in tree order)."""
-  return jax.flatten_util.ravel_pytree(like)[1](vector)
 
 
 # FedRep ----------------------------------------------------------------------
