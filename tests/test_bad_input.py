@@ -54,7 +54,7 @@ def _femnist_files(directory: Path, spoil: str) -> Path:
 
 CASES = {
     'unknown dataset': (['--dataset=cifar'], 'choose one of femnist'),
-    'unknown model': (['--model=transformer'], 'choose one of mlp'),
+    'unknown model': (['--model=transformer'], 'choose one of logreg'),
     'unknown policy': (['--policy=bayes'], 'choose one of static'),
     'steps above the compiled maximum': (
         ['--local_steps=5,50', '--max_local_steps=20'],
@@ -66,6 +66,19 @@ CASES = {
         ['--ditto_lambda=1'], '--ditto_lambda applies only to --algorithm=ditto'),
     'FedRep body steps above the compiled maximum': (
         ['--algorithm=fedrep', '--body_steps=9'], 'raise --max_local_steps'),
+    'algorithm values for an algorithm with no client setting': (
+        ['--algorithm_values=1,2'], '--algorithm=fedavg has no client setting'),
+    "algorithm values with a setting's own value": (
+        ['--algorithm=ditto', '--ditto_lambda=1', '--algorithm_values=0,1'],
+        'not both'),
+    'fathom over algorithm values': (
+        ['--algorithm=ditto', '--algorithm_values=0,1', '--policy=fathom'],
+        'fathom tunes the learning rate'),
+    'mocha on a model that is not convex': (
+        ['--algorithm=mocha'], 'use --model=logreg'),
+    'mocha with a server optimizer': (
+        ['--algorithm=mocha', '--model=logreg', '--server_opt=adam'],
+        "mocha's server step is its own closed form"),
     'label skew for a data set with its own clients': (
         ['--dataset=synthetic', '--alpha=0.1'], '--alpha does not apply'),
     'client with zero examples': ('empty_client', "'b' has no training"),

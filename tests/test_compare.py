@@ -12,6 +12,7 @@ import pytest
 
 import pfhpo.data
 from pfhpo.data.groups import GROUPS, with_groups
+from pfhpo.errors import ConfigError
 from pfhpo.experiment import comparison
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -230,14 +231,23 @@ def test_every_preset_plans_its_grid_and_its_named_methods(preset):
   before any starts), and every named method of it too; FATHOM starts
   where the preset's comment says: lr 0.1 at the preset's batch."""
   base, grid, _, _ = compare.configs([f'--config={preset}'])
-  space = base.space.space()
+  space = base.search_space()
   specs = comparison.plan(base, grid)
   assert len(specs) == len(grid.models) * len(grid.seeds) * (
       space.size * grid.static_grid + len(grid.policies))
-  if grid.methods:
-    grid = dataclasses.replace(grid, policies=tuple(grid.methods))
-    specs = comparison.plan(base, grid)
-    assert {s.method for s in specs} >= set(grid.methods)
+  if grid.methods:  # MOCHA's methods on the convex model they need
+    convex = {m for m, t in grid.methods.items() if t.get('algorithm') == 'mocha'}
+    planned = set()
+    for names, models in ((set(grid.methods) - convex, grid.models),
+                          (convex, ('logreg',))):
+      if names:
+        planned |= {s.method for s in comparison.plan(base, dataclasses.replace(
+            grid, policies=tuple(sorted(names)), models=models))}
+    assert planned >= set(grid.methods)
+    if convex:  # and on another model, refused before any run starts
+      with pytest.raises(ConfigError, match='use `model`=logreg'):
+        comparison.plan(base, dataclasses.replace(
+            grid, policies=tuple(convex), models=('mlp',)))
   fathom = grid.methods.get('fathom')
   if fathom:
     assert space.lr[fathom['static_index']] == pytest.approx(0.1)

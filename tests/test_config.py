@@ -27,7 +27,7 @@ def test_every_setting_is_a_flag_once():
 def test_the_default_searches_a_space_of_several_configurations():
   cfg = config_from_args([])
   assert cfg.policy.policy == 'gumbel'
-  assert cfg.space.space().size == 8
+  assert cfg.search_space().size == 8
   assert cfg.policy.options == GumbelConfig()
 
 

@@ -278,7 +278,7 @@ def _fails(argv, capsys, match):
 
 @pytest.mark.parametrize('flag,match', [
     ('--dataset=cifar', 'choose one of femnist'),
-    ('--model=transformer', 'choose one of mlp'),
+    ('--model=transformer', 'choose one of logreg'),
     ('--lrs=-0.1', '--lrs must be positive'),
     ('--lrs=fast', 'comma-separated list'),
     ('--local_steps=0', '--local_steps must be integers >= 1'),

@@ -184,7 +184,7 @@ def test_the_rounds_credit_is_the_closed_form_of_each_form(form, t):
   hp = metrics.hparams
   trained = [one(theta, jnp.asarray(batch.train.x[i]),
                  jnp.asarray(batch.train.y[i]), batch.train.count[i],
-                 hp.lr[i], hp.local_steps[i], hp.batch_size[i], keys[i])[0]
+                 *(v[i] for v in hp.sgd), keys[i])[0]
              for i in range(C)]
   w = batch.train.count / batch.train.count.sum()
   flat = lambda t: jnp.concatenate([t['w'].ravel(), t['b'].ravel()])

@@ -103,10 +103,9 @@ def make_personalized_evaluate(model: Model, features: Callable,
   fine-tune side by side. One compilation for every block.
   """
 
-  def one_client(params, row, x, y, count, lr, steps, batch, key, tx, ty,
-                 tmask):
-    tuned = personalize(params, row, x, y, count, lr, steps, batch, key)
-    correct = model.apply(tuned, features(tx)).argmax(-1) == ty
+  def one_client(params, row, x, y, count, hp, key, tx, ty, tmask):
+    personal = personalize(params, row, x, y, count, hp, key)
+    correct = model.apply(personal, features(tx)).argmax(-1) == ty
     n = jnp.sum(tmask)
     return jnp.where(n > 0, jnp.sum(correct * tmask) / jnp.maximum(n, 1),
                      jnp.nan)
@@ -120,14 +119,16 @@ def make_personalized_evaluate(model: Model, features: Callable,
                test: ClientSplit) -> np.ndarray:
     num = train.num_clients
     size = min(block, num)
-    hparams, keys = [np.asarray(h) for h in hparams], np.asarray(keys)
+    hparams = jax.tree_util.tree_map(np.asarray, hparams)
+    keys = np.asarray(keys)
     acc = np.empty(num, np.float32)
     for start in range(0, num, size):
       idx = np.minimum(np.arange(start, start + size), num - 1)
       take = lambda a: a[idx]
       got = one_block(params, take_rows(table, idx), train.x[idx],
-                      train.y[idx], train.counts[idx], *map(take, hparams),
-                      keys[idx], test.x[idx], test.y[idx], test.mask[idx])
+                      train.y[idx], train.counts[idx],
+                      jax.tree_util.tree_map(take, hparams), keys[idx],
+                      test.x[idx], test.y[idx], test.mask[idx])
       acc[start:start + size] = np.asarray(got)[:min(size, num - start)]
     return acc
 

@@ -1,4 +1,5 @@
-"""Flax models: `mlp`, `conv` (the FEMNIST CNN) and `resnet18` (GroupNorm).
+"""Flax models: `logreg` (multinomial logistic regression, convex), `mlp`,
+`conv` (the FEMNIST CNN) and `resnet18` (GroupNorm).
 
 Every model is a `Model(init, apply)` pair of pure functions over a params
 pytree, built for a data set's feature shape and class count:
@@ -31,9 +32,10 @@ from pfhpo.errors import ConfigError
 from pfhpo.settings import check_choice
 
 Params = Any
-MODELS = ('mlp', 'conv', 'resnet18')
+MODELS = ('logreg', 'mlp', 'conv', 'resnet18')
 # Each model's classifier layer: the last dense layer, by flax's auto-name.
-HEADS = {'mlp': 'Dense_2', 'conv': 'Dense_1', 'resnet18': 'Dense_0'}
+HEADS = {'logreg': 'Dense_0', 'mlp': 'Dense_2', 'conv': 'Dense_1',
+         'resnet18': 'Dense_0'}
 CONV_IMPLS = ('lax', 'patches')
 
 
@@ -118,7 +120,8 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
 
 
 class MLP(nn.Module):
-  """Two hidden ReLU layers (fedjax's EMNIST dense model)."""
+  """Two hidden ReLU layers (fedjax's EMNIST dense model); with none,
+  multinomial logistic regression on the flattened inputs."""
   num_classes: int
   hidden: Sequence[int] = (200, 200)
 
@@ -201,8 +204,8 @@ def create(name: str, feature_shape: Sequence[int], num_classes: int,
   check_choice('model', name, MODELS)
   conv_impl = conv_impl or default_conv_impl()
   check_choice('conv_impl', conv_impl, CONV_IMPLS)
-  if name == 'mlp':
-    module = MLP(num_classes)
+  if name in ('mlp', 'logreg'):
+    module = MLP(num_classes, () if name == 'logreg' else (200, 200))
   else:
     if len(feature_shape) != 3:
       raise ConfigError(

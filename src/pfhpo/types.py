@@ -21,10 +21,19 @@ class ServerState(NamedTuple):
 
 
 class ClientHParams(NamedTuple):
-  """Per-client hyper-parameters: traced arrays, one entry per client."""
+  """Per-client hyper-parameters: traced arrays, one entry per client (or
+  one client's scalars, inside the vmapped round)."""
   lr: jax.Array  # f32[K]
   local_steps: jax.Array  # i32[K]
   batch_size: jax.Array  # i32[K]
+  # f32[K] the algorithm's own searched setting (Ditto's lambda, FedRep's
+  # body steps: `pfhpo.algorithms.TUNED`); 0 for an algorithm without one
+  tuned: jax.Array
+
+  @property
+  def sgd(self) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(lr, local_steps, batch_size): what `make_local_update` takes."""
+    return self.lr, self.local_steps, self.batch_size
 
 
 class LocalStats(NamedTuple):

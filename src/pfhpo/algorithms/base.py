@@ -8,9 +8,9 @@ side, and the per-client state it keeps between rounds (a row of the
 host-resident table, `pfhpo.federated.client_rows`):
 
     init_rows(params, C)  -> table          numpy [C, ...] per leaf; () if none
-    local(theta, row, x, y, count, lr, steps, batch, key)
+    local(theta, row, x, y, count, hp, key)
                           -> (theta_i, row', LocalStats, own_i)
-    personalize(theta, row, x, y, count, lr, steps, batch, key)
+    personalize(theta, row, x, y, count, hp, key)
                           -> the client's personal model
 
 `theta_i` is what the client sends: the round aggregates theta_i - theta
@@ -19,11 +19,14 @@ is averaged); `own_i` is the model the client holds after the round (its
 personal model; theta_i for FedAvg), whose loss on the client's own
 validation split is what FedEx learns from. `personalize` is the model a
 client is tested with for personalised accuracy, given the configuration
-its policy prefers. The hyper-parameters (lr, steps, batch: f32[], i32[],
-i32[]) are the client's configuration, chosen by the policy, so every
-policy tunes every algorithm.
+its policy prefers. The hyper-parameters `hp` (a `ClientHParams` of
+scalars: lr, steps, batch, and the algorithm's own tuned setting, such as
+Ditto's lambda) are the client's configuration, chosen by the policy, so
+every policy tunes every algorithm.
 
-What the server learns is the model's parameters, or more
+The round aggregates with weights w_i = D_i / D, or the algorithm's own
+(`ClientAlgorithm.weights`: Reptile's are uniform once its FedAvg phase
+is over). What the server learns is the model's parameters, or more
 (`ServerModel`: Meta-SGD's server also learns per-parameter inner
 learning rates); theta above is that pytree, and `ServerModel.model`
 reads the global model out of it for validation and evaluation.
@@ -59,6 +62,9 @@ class ClientAlgorithm(NamedTuple):
   local: Callable[..., tuple[Any, Any, Any, Any]]
   personalize: Callable[..., Any]
   server: ServerModel = ServerModel()
+  # (count: i32[K], ServerState) -> f32[K] the aggregation weights w_i
+  # (None: D_i / D, `example_weights`)
+  weights: Callable[[jax.Array, Any], jax.Array] | None = None
 
 
 def repeat_rows(row, num_clients: int) -> ClientTable:

@@ -10,7 +10,8 @@ Client i, in a round with server model theta (Algorithm 1):
     v_i    <- argmin_v F_i(v) + lam/2 |v - theta|^2      kept, personal
 
 the personal objective taken by the same number of SGD steps, at the same
-learning rate and batch, each step's proximal part in closed form
+learning rate and batch, with the client's lam (`ClientHParams.tuned`, so
+a policy may choose each client's), each step's proximal part in closed form
 (`make_local_update`'s anchor): v <- (v' + lr lam theta) / (1 + lr lam).
 lam -> inf gives v_i = theta (FedAvg's global model); lam = 0 local
 training alone. v_i starts, the first time client i is in a round, from
@@ -26,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pfhpo.algorithms.base import ClientAlgorithm, repeat_rows
-from pfhpo.types import Params
+from pfhpo.types import ClientHParams, Params
 
 
 class DittoRow(NamedTuple):
@@ -34,19 +35,19 @@ class DittoRow(NamedTuple):
   started: jax.Array  # bool[]: v_i has been trained
 
 
-def ditto(sgd: Callable, lam: float) -> ClientAlgorithm:
+def ditto(sgd: Callable) -> ClientAlgorithm:
   train = sgd()
 
-  def personal(theta, row: DittoRow, x, y, count, lr, steps, batch, key):
+  def personal(theta, row: DittoRow, x, y, count, hp: ClientHParams, key):
     start = jax.tree_util.tree_map(lambda v, s: jnp.where(row.started, v, s),
                                    row.model, theta)
-    return train(start, x, y, count, lr, steps, batch, key, anchor=theta,
-                 lam=lam)[0]
+    return train(start, x, y, count, *hp.sgd, key, anchor=theta,
+                 lam=hp.tuned)[0]
 
-  def local(theta, row: DittoRow, x, y, count, lr, steps, batch, key):
+  def local(theta, row: DittoRow, x, y, count, hp: ClientHParams, key):
     global_key, personal_key = jax.random.split(key)
-    params, stats = train(theta, x, y, count, lr, steps, batch, global_key)
-    v = personal(theta, row, x, y, count, lr, steps, batch, personal_key)
+    params, stats = train(theta, x, y, count, *hp.sgd, global_key)
+    v = personal(theta, row, x, y, count, hp, personal_key)
     return params, DittoRow(v, jnp.ones_like(row.started)), stats, v
 
   def init_rows(params, num_clients: int):

@@ -16,15 +16,19 @@ from __future__ import annotations
 from typing import Callable
 
 from pfhpo.algorithms.base import ClientAlgorithm
+from pfhpo.types import ClientHParams
 
 
 def fedavg(sgd: Callable) -> ClientAlgorithm:
   """`sgd(trainable=None)` -> `make_local_update`'s local update."""
   train = sgd()
 
-  def local(theta, row, *config):
-    params, stats = train(theta, *config)
+  def personal(theta, row, x, y, count, hp: ClientHParams, key):
+    return train(theta, x, y, count, *hp.sgd, key)[0]
+
+  def local(theta, row, x, y, count, hp: ClientHParams, key):
+    params, stats = train(theta, x, y, count, *hp.sgd, key)
     return params, row, stats, params
 
   return ClientAlgorithm('fedavg', lambda params, num_clients: (), local,
-                         lambda theta, row, *config: train(theta, *config)[0])
+                         personal)

@@ -23,7 +23,8 @@ query loss with respect to both, through the inner loop.
 
 and sends theta_i = theta - g_i, so the round's aggregate is the
 pseudo-gradient sum_i w_i g_i, weighted by the client's examples (its query
-set is a fixed fraction of them), for the server optimizer: Adam in the
+set is a fraction of them, the client's tuned setting `query_fraction`:
+`ClientHParams.tuned`), for the server optimizer: Adam in the
 paper (`--server_opt=adam`). MAML differentiates through the inner loop
 with `jax.grad`. A client's personal model is the final theta adapted on
 all its training examples with the configuration its policy prefers.
@@ -36,6 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from pfhpo.algorithms.base import ClientAlgorithm, ServerModel
+from pfhpo.types import ClientHParams
 
 LEARNERS = ('maml', 'fomaml', 'metasgd')
 # Meta-SGD's server: the model and the log of its per-parameter inner rates.
@@ -61,25 +63,25 @@ def support_query(key, x, y, count, query_fraction: float):
           nq)
 
 
-def fedmeta(sgd: Callable, masked_loss: Callable, learner: str,
-            query_fraction: float) -> ClientAlgorithm:
+def fedmeta(sgd: Callable, masked_loss: Callable,
+            learner: str) -> ClientAlgorithm:
   """`masked_loss(params, x, y, count)`: the mean loss on the first count."""
   local_sgd = sgd()
   server = META_SGD if learner == 'metasgd' else ServerModel()
 
-  def adapt(theta, *config):  # phi from the server's theta
+  def adapt(theta, x, y, count, hp: ClientHParams, key):  # phi from theta
     if learner == 'metasgd':
-      return local_sgd(theta['model'], *config, scale=jax.tree_util.tree_map(
-          jnp.exp, theta['log_alpha']))
-    return local_sgd(theta, *config)
+      return local_sgd(theta['model'], x, y, count, *hp.sgd, key,
+                       scale=jax.tree_util.tree_map(jnp.exp,
+                                                    theta['log_alpha']))
+    return local_sgd(theta, x, y, count, *hp.sgd, key)
 
-  def local(theta, row, x, y, count, lr, steps, batch, key):
+  def local(theta, row, x, y, count, hp: ClientHParams, key):
     split_key, adapt_key = jax.random.split(key)
-    xs, ys, ns, xq, yq, nq = support_query(split_key, x, y, count,
-                                           query_fraction)
+    xs, ys, ns, xq, yq, nq = support_query(split_key, x, y, count, hp.tuned)
 
     def query_loss(t):
-      phi, stats = adapt(t, xs, ys, ns, lr, steps, batch, adapt_key)
+      phi, stats = adapt(t, xs, ys, ns, hp, adapt_key)
       if learner == 'fomaml':  # the same phi, with d phi / d t taken as I
         phi = jax.tree_util.tree_map(
             lambda a, b: a + jax.lax.stop_gradient(b - a), t, phi)
@@ -90,4 +92,4 @@ def fedmeta(sgd: Callable, masked_loss: Callable, learner: str,
 
   return ClientAlgorithm(
       'fedmeta', lambda params, num_clients: (), local,
-      lambda theta, row, *config: adapt(theta, *config)[0], server)
+      lambda theta, row, *data: adapt(theta, *data)[0], server)

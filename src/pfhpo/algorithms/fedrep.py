@@ -7,11 +7,13 @@ Exploiting Shared Representations for Personalized Federated Learning.
 Client i, in a round with server body phi (Algorithm 1):
 
     h_i  <- LocalSGD over h with phi fixed, from its own h_i   (its configuration)
-    phi_i = LocalSGD over phi with h_i fixed                   (`body_steps`)
+    phi_i = LocalSGD over phi with h_i fixed                   (body steps)
     sends (phi_i, the server's head): only the body is averaged
 
 at the client's learning rate and batch size; the head's steps are the
-client's configuration, so a policy chooses each client's head training.
+client's configuration's local steps and the body's its tuned setting
+(`ClientHParams.tuned`, `body_steps`), so a policy chooses each client's
+head and body training.
 h_i lives in the host table and persists across rounds, through rounds the
 client is not in. Its personal model for evaluation is (phi, h_i) after
 one more head update. The server's head is never trained: the global
@@ -26,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from pfhpo.algorithms.base import ClientAlgorithm, repeat_rows
+from pfhpo.types import ClientHParams
 
 
 def part_of(head: str, of_head: bool) -> Callable:
@@ -36,19 +39,19 @@ def part_of(head: str, of_head: bool) -> Callable:
       for name, sub in params.items()}
 
 
-def fedrep(sgd: Callable, head: str, body_steps: int) -> ClientAlgorithm:
+def fedrep(sgd: Callable, head: str) -> ClientAlgorithm:
   train_head, train_body = sgd(part_of(head, True)), sgd(part_of(head, False))
   with_head = lambda theta, h: {**theta, head: h}
 
-  def personal(theta, row, x, y, count, lr, steps, batch, key):
-    return train_head(with_head(theta, row), x, y, count, lr, steps, batch,
-                      key)[0]
+  def personal(theta, row, x, y, count, hp: ClientHParams, key):
+    return train_head(with_head(theta, row), x, y, count, *hp.sgd, key)[0]
 
-  def local(theta, row, x, y, count, lr, steps, batch, key):
+  def local(theta, row, x, y, count, hp: ClientHParams, key):
     head_key, body_key = jax.random.split(key)
-    params = personal(theta, row, x, y, count, lr, steps, batch, head_key)
-    params, stats = train_body(params, x, y, count, lr,
-                               jnp.int32(body_steps), batch, body_key)
+    params = personal(theta, row, x, y, count, hp, head_key)
+    params, stats = train_body(params, x, y, count, hp.lr,
+                               jnp.round(hp.tuned).astype(jnp.int32),
+                               hp.batch_size, body_key)
     return with_head(params, theta[head]), params[head], stats, params
 
   return ClientAlgorithm(

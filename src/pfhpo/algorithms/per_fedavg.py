@@ -29,19 +29,21 @@ import jax.numpy as jnp
 from pfhpo.algorithms.base import ClientAlgorithm
 from pfhpo.federated.local_update import example_order
 from pfhpo.models import Model, cross_entropy
-from pfhpo.types import LocalStats
+from pfhpo.types import ClientHParams, LocalStats
 
 
 def make_meta_steps(model: Model, features: Callable, max_steps: int,
-                    max_batch: int, learner: str, meta_lr: float) -> Callable:
-  """meta_steps(w, x, y, count, lr, steps, batch, key) -> (w', LocalStats):
-  `steps` Per-FedAvg steps, masked like `make_local_update`'s (the loop
+                    max_batch: int, learner: str) -> Callable:
+  """meta_steps(w, x, y, count, hp: ClientHParams, key) -> (w', LocalStats):
+  hp.local_steps Per-FedAvg steps of inner step hp.lr and outer step
+  beta = hp.tuned (`meta_lr`), masked like `make_local_update`'s (the loop
   runs `max_steps` times over batches of `max_batch` rows). Step s takes
   its three batches at positions 3s, 3s+1, 3s+2 of a cyclic walk through
   a random order of the client's examples."""
   rows = jnp.arange(max_batch)
 
-  def meta_steps(w, x, y, count, lr, steps, batch, key):
+  def meta_steps(w, x, y, count, hp: ClientHParams, key):
+    lr, steps, batch, meta_lr = hp
     order_key, dropout_key = jax.random.split(key)
     walk = example_order(order_key, count, y.shape[0])  # i32[N_max]
     weight = (rows < batch) / batch.astype(jnp.float32)  # f32[B]
@@ -88,9 +90,12 @@ def per_fedavg(sgd: Callable, meta_steps: Callable) -> ClientAlgorithm:
   """`meta_steps` from `make_meta_steps`; `sgd()` the personal adaptation."""
   adapt = sgd()
 
-  def local(theta, row, *config):
-    w, stats = meta_steps(theta, *config)
-    return w, row, stats, adapt(w, *config)[0]
+  def personal(theta, row, x, y, count, hp: ClientHParams, key):
+    return adapt(theta, x, y, count, *hp.sgd, key)[0]
+
+  def local(theta, row, x, y, count, hp: ClientHParams, key):
+    w, stats = meta_steps(theta, x, y, count, hp, key)
+    return w, row, stats, personal(w, row, x, y, count, hp, key)
 
   return ClientAlgorithm('per_fedavg', lambda params, num_clients: (), local,
-                         lambda theta, row, *config: adapt(theta, *config)[0])
+                         personal)

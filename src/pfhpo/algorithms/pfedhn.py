@@ -34,6 +34,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from pfhpo.algorithms.base import ClientAlgorithm, ServerModel
+from pfhpo.types import ClientHParams
 
 HIDDEN = (100, 100)
 
@@ -73,19 +74,19 @@ def pfedhn_server(params_like, embed_dim: int) -> ServerModel:
                      lambda server: h(server['hnet'], jnp.zeros(embed_dim)))
 
 
-def pfedhn(sgd: Callable, params_like, embed_dim: int,
-           embed_lr: float) -> ClientAlgorithm:
-  """`params_like`: the client model's parameters or their shapes."""
+def pfedhn(sgd: Callable, params_like, embed_dim: int) -> ClientAlgorithm:
+  """`params_like`: the client model's parameters or their shapes. The
+  embedding's step is the client's tuned setting (`embed_lr`)."""
   _, h = hypernetwork(params_like, embed_dim)
   train = sgd()
 
-  def local(server, v, x, y, count, lr, steps, batch, key):
+  def local(server, v, x, y, count, hp: ClientHParams, key):
     theta, vjp = jax.vjp(h, server['hnet'], v)
-    trained, stats = train(theta, x, y, count, lr, steps, batch, key)
+    trained, stats = train(theta, x, y, count, *hp.sgd, key)
     g_phi, g_v = vjp(jax.tree_util.tree_map(jnp.subtract, theta, trained))
     sent = {'hnet': jax.tree_util.tree_map(jnp.subtract, server['hnet'],
                                            g_phi)}
-    return sent, v - embed_lr * g_v, stats, trained
+    return sent, v - hp.tuned * g_v, stats, trained
 
   def init_rows(params, num_clients: int):
     rng = np.random.default_rng(0)

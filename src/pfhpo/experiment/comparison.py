@@ -187,7 +187,7 @@ def plan(base: Config, grid: CompareConfig) -> list[RunSpec]:
   """Every run of the grid, checked (a bad setting is a ConfigError here,
   before any run starts): per model, the static grid, then the policies,
   each over the seeds."""
-  space = base.space.space()
+  space = base.search_space()
   methods = ([(f'{STATIC}[{z}]', {'policy': STATIC, 'static_index': z})
               for z in range(space.size)] if grid.static_grid else [])
   methods += [(m, grid.settings_of(m)) for m in grid.policies]
@@ -273,7 +273,7 @@ def scan_plan(base: Config, grid: CompareConfig,
   specs = []
   for model, best, groups in _oracle_bases(base, grid, results):
     for g in range(groups):
-      for z in range(base.space.space().size):
+      for z in range(base.search_space().size):
         if z != best:
           vector = [best] * groups
           vector[g] = z

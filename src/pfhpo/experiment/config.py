@@ -107,9 +107,12 @@ class SpaceConfig:
     require(0 <= self.momentum < 1,
             f'`momentum` must be in [0, 1), got {self.momentum}')
 
-  def space(self) -> SearchSpace:
+  def space(self, tuned: tuple[tuple[float, ...], str] = ((0.0,), '')
+            ) -> SearchSpace:
+    """The space, with the algorithm's tuned axis (values, name:
+    `AlgorithmConfig.tuned`)."""
     return make_space(self.lrs, self.local_steps, self.batch_sizes,
-                      self.max_local_steps, self.max_batch_size)
+                      self.max_local_steps, self.max_batch_size, *tuned)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +197,22 @@ class Config:
   algorithm: AlgorithmConfig = AlgorithmConfig()
   policy: PolicyConfig = PolicyConfig()
   run: RunConfig = RunConfig()
+
+  def __post_init__(self):
+    """What one group's setting means for another's."""
+    algorithm, model = self.algorithm.algorithm, self.model.model
+    require(algorithm != 'mocha' or model == 'logreg', 'mocha learns convex '
+            f'per-client models: use `model`=logreg, not {model}.')
+    require(algorithm != 'fedrep' or model != 'logreg', 'fedrep trains a body '
+            'below the head, and `model`=logreg has none; use mlp or conv.')
+    require(algorithm != 'mocha' or self.server == ServerConfig(),
+            "mocha's server step is its own closed form; drop `server_opt` "
+            'and `server_lr`.')
+
+  def search_space(self) -> SearchSpace:
+    """The client configurations the policy chooses among: the space
+    group's axes and the algorithm's tuned setting."""
+    return self.space.space(self.algorithm.tuned())
 
 
 GROUPS = tuple(f.name for f in dataclasses.fields(Config))

@@ -175,8 +175,9 @@ def _stall_message(exp: Experiment, r: int, stalled: int, recent,
   rejected = 0
   for m in recent:
     rejected += int(m.rejected)
-    for z, lr, steps, b in zip(*map(np.asarray, (m.choices, *m.hparams))):
-      used[exp.space.describe(z) if z >= 0 else describe(lr, steps, b)] += 1
+    for z, *hp in zip(*map(np.asarray, (m.choices, *m.hparams))):
+      used[exp.space.describe(z) if z >= 0 else
+           describe(*hp, exp.space.tuned_name)] += 1
   total = sum(used.values())
   named = ', '.join(f'{c} ({n} of {total})' for c, n in used.most_common(3))
   largest = max(float(jnp.max(m.hparams.lr)) for m in recent)

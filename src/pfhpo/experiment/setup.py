@@ -74,7 +74,7 @@ def build(cfg: Config) -> Experiment:
             f'`clients_per_round`={run.clients_per_round} must be a multiple '
             f'of the {mesh.size} devices the clients are sharded over; use '
             f'{mesh.size * max(1, run.clients_per_round // mesh.size)}.')
-  space = cfg.space.space()
+  space = cfg.search_space()
   counts = data.train.counts
   largest = int(counts.max())
   require(space.max_batch <= largest,
@@ -102,12 +102,15 @@ def build(cfg: Config) -> Experiment:
                   client_features=client_features(
                       data.train.y, data.train.mask, data.num_classes),
                   params_like=jax.eval_shape(lambda key: algorithms.server_model(
-                      cfg.algorithm, model.init(key)).init(
+                      cfg.algorithm, model.init(key), data.num_clients).init(
                           key, model.init(key)), init_key))
   client = algorithms.create(
       cfg.algorithm, model, data.features, space.max_steps, space.max_batch,
-      cfg.space.momentum, unroll, track_alignment='alignment' in policy.needs)
-  algorithm = make_round(model, data.features, cfg.server.optimizer(), space,
+      cfg.space.momentum, unroll, track_alignment='alignment' in policy.needs,
+      num_clients=data.num_clients, clients_per_round=run.clients_per_round)
+  server_opt = algorithms.server_optimizer(
+      cfg.algorithm, cfg.server.optimizer(), run.clients_per_round)
+  algorithm = make_round(model, data.features, server_opt, space,
                          policy, client_chunk=chunk, mesh=mesh, client=client)
   traces = []
 

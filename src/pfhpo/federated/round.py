@@ -150,16 +150,17 @@ def make_round(model: Model, features: Callable,
           masked_loss, in_axes=(None, 0, 0, 0))(
               client.server.model(server.params), data.x, data.y, data.count))
     hparams, choices = policy.propose(pstate, clients, propose_key)
-    weights = example_weights(data.count)  # f32[K]
-    args = (rows, data.x, data.y, data.count, *hparams,
+    weights = (example_weights(data.count) if client.weights is None
+               else client.weights(data.count, server))  # f32[K]
+    args = (rows, data.x, data.y, data.count, hparams,
             jax.random.split(train_key, k))
     if 'local_val' in policy.needs:
       chex.assert_equal_shape([clients, batch.local_val.count])
       args += tuple(batch.local_val)
 
-    def train(row, x, y, count, lr, steps, batch_size, key, *val_split):
+    def train(row, x, y, count, hp, key, *val_split):
       params, new_row, stats, own = client.local(
-          server.params, row, x, y, count, lr, steps, batch_size, key)
+          server.params, row, x, y, count, hp, key)
       diverged = diverged_of(params, stats)
       # A diverged client contributes theta_i - theta = 0 and keeps its row.
       keep = lambda new, old: jax.tree_util.tree_map(

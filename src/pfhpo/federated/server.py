@@ -20,6 +20,11 @@ from pfhpo.types import Params, ServerState
 SERVER_OPTS = ('sgd', 'momentum', 'adam')
 
 
+def fedadam(lr: float) -> optax.GradientTransformation:
+  """Adam with Reddi et al.'s tau = 1e-3 as its epsilon."""
+  return optax.adam(lr, b1=0.9, b2=0.99, eps=1e-3)
+
+
 def server_optimizer(server_opt: str, server_lr: float
                      ) -> optax.GradientTransformation:
   """FedAvg (`'sgd'`), FedAvgM (`'momentum'`) or FedAdam (`'adam'`, with
@@ -30,7 +35,7 @@ def server_optimizer(server_opt: str, server_lr: float
     return optax.sgd(server_lr)
   if server_opt == 'momentum':
     return optax.sgd(server_lr, momentum=0.9)
-  return optax.adam(server_lr, b1=0.9, b2=0.99, eps=1e-3)
+  return fedadam(server_lr)
 
 
 def init_server(server_opt: optax.GradientTransformation,

@@ -260,11 +260,12 @@ def argmax_of(space: SearchSpace, logits: Callable) -> Callable:
   is the smallest value of every axis: it takes the candidate the asked
   clients prefer together (the argmax of their mean distribution), and if
   that is tied too (a policy that learned nothing), the row's expected
-  configuration E_p[lr, steps, batch] (steps and batch rounded; choice -1,
-  off the grid).
+  configuration E_p[lr, steps, batch, tuned] (steps and batch rounded;
+  choice -1, off the grid).
   """
   values = [jnp.asarray(a, jnp.float32)
-            for a in (space.lr, space.local_steps, space.batch_size)]
+            for a in (space.lr, space.local_steps, space.batch_size,
+                      space.tuned)]
 
   def prefer(state, clients, key):
     del key
@@ -275,13 +276,13 @@ def argmax_of(space: SearchSpace, logits: Callable) -> Callable:
     choices = jnp.where(tied(shared[None])[0] & tied(p), -1,
                         choices).astype(jnp.int32)
     grid = hparams_for(space, jnp.maximum(choices, 0))
-    lr, steps, batch = (p @ v for v in values)  # f32[K] each
+    lr, steps, batch, tuned = (p @ v for v in values)  # f32[K] each
     off = choices < 0
     return ClientHParams(
         jnp.where(off, lr, grid.lr),
         jnp.where(off, jnp.round(steps).astype(jnp.int32), grid.local_steps),
-        jnp.where(off, jnp.round(batch).astype(jnp.int32),
-                  grid.batch_size)), choices
+        jnp.where(off, jnp.round(batch).astype(jnp.int32), grid.batch_size),
+        jnp.where(off, tuned, grid.tuned)), choices
 
   return prefer
 

@@ -65,7 +65,8 @@ class FathomState(NamedTuple):
 def fathom(lr: float, batch_size: int, epochs: float | None, max_steps: int,
            max_batch: int, train_counts: np.ndarray, params_like,
            steps: tuple[float, float, float] = (STEP_EPOCHS, STEP_LR,
-                                                STEP_BATCH)) -> Policy:
+                                                STEP_BATCH),
+           tuned: float = 0.0) -> Policy:
   """FATHOM starting from (lr, batch_size, epochs).
 
   Args:
@@ -76,6 +77,7 @@ def fathom(lr: float, batch_size: int, epochs: float | None, max_steps: int,
     params_like: a pytree shaped like the server model (arrays or
       `jax.ShapeDtypeStruct`s), for Delta_sm.
     steps: (gamma_E, gamma_eta, gamma_B).
+    tuned: the algorithm's own setting (`ClientHParams.tuned`), held fixed.
   """
   counts = np.asarray(train_counts)
   n_min, n_max = max(int(counts.min()), 1), int(counts.max())
@@ -114,7 +116,8 @@ def fathom(lr: float, batch_size: int, epochs: float | None, max_steps: int,
     k = jnp.ceil(e * counts[clients] / b).astype(jnp.int32)
     hparams = ClientHParams(jnp.full(clients.shape, eta),
                             jnp.clip(k, 1, max_steps),
-                            jnp.full(clients.shape, b))
+                            jnp.full(clients.shape, b),
+                            jnp.full(clients.shape, tuned, jnp.float32))
     return hparams, jnp.full(clients.shape, -1, jnp.int32)  # not a grid index
 
   def update(state: FathomState, fb: Feedback) -> FathomState:
@@ -164,6 +167,11 @@ def _build(config: FathomConfig, context: PolicyContext) -> Policy:
   require(0 <= index < space.size,
           f'`static_index`={index} is outside the {space.size} '
           f'configurations of the search space')
+  require(not space.tuned_name,
+          f'fathom tunes the learning rate, epochs and batch size, not '
+          f'`{space.tuned_name}`; drop `algorithm_values` or choose another '
+          f'policy.')
   return fathom(float(space.lr[index]), int(space.batch_size[index]),
                 config.fathom_epochs, space.max_steps, space.max_batch,
-                context.train_counts, context.params_like)
+                context.train_counts, context.params_like,
+                tuned=float(space.tuned[index]))

@@ -1,8 +1,10 @@
 """The hyper-parameter search space: H candidate client configurations.
 
 The space is the Cartesian product of the values given for each axis
-(lrs 0.01, 0.1 x local_steps 1, 5 x batch_sizes 16 is H = 4 candidates),
-held as three arrays so that a client's configuration is an index z in
+(lrs 0.01, 0.1 x local_steps 1, 5 x batch_sizes 16 is H = 4 candidates,
+times the values of the algorithm's own tuned setting where it has one and
+they are searched: Ditto's lambda, FedRep's body steps), held as four
+arrays so that a client's configuration is an index z in
 [0, H) and `hparams_for(space, z)` gathers its values inside the compiled
 round. The most steps and the largest batch a client may take fix the
 round's static shapes: by default the space's own largest values, or larger
@@ -22,34 +24,43 @@ from pfhpo.types import ClientHParams
 
 
 class SearchSpace(NamedTuple):
-  """H candidate configurations, in row-major order of (lr, steps, batch),
-  and the bounds the round is compiled for."""
+  """H candidate configurations, in row-major order of (lr, steps, batch,
+  tuned), and the bounds the round is compiled for."""
   lr: np.ndarray  # f32[H]
   local_steps: np.ndarray  # i32[H]
   batch_size: np.ndarray  # i32[H]
+  tuned: np.ndarray  # f32[H] the algorithm's setting (0 where it has none)
   max_steps: int  # the step loop's length
   max_batch: int  # rows of every batch
+  tuned_name: str = ''  # the tuned setting's name where it is searched
 
   @property
   def size(self) -> int:
     return len(self.lr)
 
   def describe(self, z: int) -> str:
-    """'lr=0.1 steps=5 batch=16' for candidate z."""
-    return describe(self.lr[z], self.local_steps[z], self.batch_size[z])
+    """'lr=0.1 steps=5 batch=16' (and ' ditto_lambda=0.1' where the
+    algorithm's setting is searched) for candidate z."""
+    return describe(self.lr[z], self.local_steps[z], self.batch_size[z],
+                    self.tuned[z], self.tuned_name)
 
 
-def describe(lr: float, local_steps: int, batch_size: int) -> str:
+def describe(lr: float, local_steps: int, batch_size: int, tuned: float = 0.0,
+             tuned_name: str = '') -> str:
   """'lr=0.1 steps=5 batch=16': one configuration, on or off the grid."""
-  return f'lr={lr:g} steps={local_steps} batch={batch_size}'
+  text = f'lr={lr:g} steps={local_steps} batch={batch_size}'
+  return f'{text} {tuned_name}={tuned:g}' if tuned_name else text
 
 
 def make_space(lrs: Sequence[float], local_steps: Sequence[int],
                batch_sizes: Sequence[int], max_local_steps: int | None = None,
-               max_batch_size: int | None = None) -> SearchSpace:
-  """The Cartesian product of the three axes, compiled for `max_local_steps`
-  and `max_batch_size` (None: the axes' largest values); a bad axis is a
-  ConfigError."""
+               max_batch_size: int | None = None,
+               tuned: Sequence[float] = (0.0,),
+               tuned_name: str = '') -> SearchSpace:
+  """The Cartesian product of the axes, compiled for `max_local_steps` and
+  `max_batch_size` (None: the axes' largest values); a bad axis is a
+  ConfigError. `tuned` holds the values of the algorithm's own setting
+  (`AlgorithmConfig.tuned`), an axis named `tuned_name` where searched."""
   axes = {'lrs': lrs, 'local_steps': local_steps, 'batch_sizes': batch_sizes}
   for name, values in axes.items():
     require(len(values) > 0, f'`{name}` is empty; give at least one value')
@@ -71,14 +82,17 @@ def make_space(lrs: Sequence[float], local_steps: Sequence[int],
             f'round is compiled for; raise `{bound_name}` to {top} or drop '
             f'the value.')
     bounds.append(top if bound is None else int(bound))
-  grid = list(itertools.product(lrs, local_steps, batch_sizes))
+  grid = list(itertools.product(lrs, local_steps, batch_sizes, tuned))
   return SearchSpace(np.array([g[0] for g in grid], np.float32),
                      np.array([g[1] for g in grid], np.int32),
-                     np.array([g[2] for g in grid], np.int32), *bounds)
+                     np.array([g[2] for g in grid], np.int32),
+                     np.array([g[3] for g in grid], np.float32), *bounds,
+                     tuned_name)
 
 
 def hparams_for(space: SearchSpace, choices) -> ClientHParams:
   """Per-client hyper-parameters of the chosen candidates: i32[K] -> [K] each."""
   return ClientHParams(jnp.asarray(space.lr)[choices],
                        jnp.asarray(space.local_steps)[choices],
-                       jnp.asarray(space.batch_size)[choices])
+                       jnp.asarray(space.batch_size)[choices],
+                       jnp.asarray(space.tuned)[choices])
