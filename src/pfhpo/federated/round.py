@@ -14,7 +14,8 @@ For the round's K clients, in one jitted function compiled once per run:
     theta           <- ServerOpt(theta, -(theta_g(1) - theta))
     policy_state    <- policy.update(policy_state, feedback)
 
-with w_i = D_i / D. FedAvg is this round with the `static` policy of one
+with w_i = D_i / D, or the algorithm's own (`ClientAlgorithm.weights`:
+uniform for Reptile's second phase and for MOCHA). FedAvg is this round with the `static` policy of one
 configuration (`fedavg`). The policy says what the round measures
 (`policy.needs`): the backward pass through the aggregation for 'credit'
 (or 'credit_params', which differentiates the faithful form theta_g(c) =
