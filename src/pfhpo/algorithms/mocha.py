@@ -108,8 +108,8 @@ def mocha(sgd: Callable, params_like, lam: float, num_clients: int,
     trained, stats = train(unravel(w[t]), x, y, count, *hp.sgd, key,
                            anchor=unravel(-b / a[t, t]), lam=lam * a[t, t])
     move = clients_per_round * (ravel_pytree(trained)[0] - w[t])
-    sent = {'W': w.at[t].add(move), 'A': a, 'seen': server['seen'].at[t].set(
-        server['seen'][t] + 1.0)}
+    sent = {'W': w.at[t].add(move), 'A': a,
+            'seen': server['seen'].at[t].add(1.0)}
     return sent, t, stats, trained
 
   def uniform(count, server):
