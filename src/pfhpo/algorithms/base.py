@@ -36,7 +36,9 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
 ClientTable = Any  # pytree of np.ndarray [C, ...]
 
@@ -65,6 +67,14 @@ class ClientAlgorithm(NamedTuple):
   # (count: i32[K], ServerState) -> f32[K] the aggregation weights w_i
   # (None: D_i / D, `example_weights`)
   weights: Callable[[jax.Array, Any], jax.Array] | None = None
+
+
+def ravel_like(params_like) -> tuple[jax.Array, Callable]:
+  """(zeros f32[P], unravel) of a model's parameters or their shapes
+  (`jax.ShapeDtypeStruct`s): `jax.flatten_util.ravel_pytree` without the
+  values."""
+  return ravel_pytree(jax.tree_util.tree_map(
+      lambda a: jnp.zeros(a.shape, a.dtype), params_like))
 
 
 def repeat_rows(row, num_clients: int) -> ClientTable:

@@ -45,7 +45,8 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from pfhpo.algorithms.base import ClientAlgorithm, ServerModel
+from pfhpo.algorithms.base import ClientAlgorithm, ServerModel, ravel_like
+from pfhpo.federated.aggregate import uniform_weights
 from pfhpo.types import ClientHParams
 
 EPS = 1e-3  # Omega's eigenvalue floor, a fraction of the mean eigenvalue
@@ -64,8 +65,7 @@ def relationship(rows: jax.Array) -> jax.Array:
 def mocha_server_model(params_like, num_clients: int) -> ServerModel:
   """The server's {W: every client's row (all start at the model's initial
   parameters), A: I, seen: 0}, and the mean row as its global model."""
-  flat_like, unravel = ravel_pytree(jax.tree_util.tree_map(
-      lambda a: jnp.zeros(a.shape, a.dtype), params_like))
+  _, unravel = ravel_like(params_like)
 
   def init(key, params):
     flat = ravel_pytree(params)[0]
@@ -95,8 +95,7 @@ def mocha_server(clients_per_round: int) -> optax.GradientTransformation:
 def mocha(sgd: Callable, params_like, lam: float, num_clients: int,
           clients_per_round: int) -> ClientAlgorithm:
   """Rows: each client's index t into the server's W."""
-  _, unravel = ravel_pytree(jax.tree_util.tree_map(
-      lambda a: jnp.zeros(a.shape, a.dtype), params_like))
+  _, unravel = ravel_like(params_like)
   train = sgd()
 
   def personal(server, t, *config):
@@ -112,10 +111,8 @@ def mocha(sgd: Callable, params_like, lam: float, num_clients: int,
             'seen': server['seen'].at[t].add(1.0)}
     return sent, t, stats, trained
 
-  def uniform(count, server):
-    return jnp.full(count.shape, 1.0 / count.shape[0], jnp.float32)
-
   return ClientAlgorithm(
       'mocha', lambda params, num_clients: np.arange(num_clients,
                                                      dtype=np.int32),
-      local, personal, mocha_server_model(params_like, num_clients), uniform)
+      local, personal, mocha_server_model(params_like, num_clients),
+      lambda count, server: uniform_weights(count))

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from pfhpo.algorithms.base import ClientAlgorithm, ServerModel
+from pfhpo.algorithms.base import ClientAlgorithm, ServerModel, ravel_like
 from pfhpo.types import ClientHParams
 
 HIDDEN = (100, 100)
@@ -43,8 +43,7 @@ def hypernetwork(params_like, embed_dim: int):
   """(init(key, params) -> phi, apply(phi, v: f32[embed_dim]) -> the
   model's params) for models shaped like `params_like`; `params` are the
   model's initial parameters, the output layer's bias."""
-  flat_like, unravel = ravel_pytree(jax.tree_util.tree_map(
-      lambda a: jnp.zeros(a.shape, a.dtype), params_like))
+  flat_like, unravel = ravel_like(params_like)
   size = flat_like.size
 
   def init(key, params):

@@ -30,7 +30,7 @@ import optax
 
 from pfhpo.algorithms.base import ClientAlgorithm
 from pfhpo.algorithms.fedavg import fedavg
-from pfhpo.federated.aggregate import example_weights
+from pfhpo.federated.aggregate import example_weights, uniform_weights
 from pfhpo.federated.server import fedadam
 from pfhpo.types import ServerState
 
@@ -75,8 +75,7 @@ def reptile(sgd: Callable, start: int) -> ClientAlgorithm:
   steps and uniform weights after (the server runs `reptile_server`)."""
 
   def weights(count: jax.Array, server: ServerState) -> jax.Array:
-    uniform = jnp.full(count.shape, 1.0 / count.shape[0], jnp.float32)
     return jnp.where(server.opt_state.count < start, example_weights(count),
-                     uniform)
+                     uniform_weights(count))
 
   return fedavg(sgd)._replace(name='reptile', weights=weights)

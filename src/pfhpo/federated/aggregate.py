@@ -23,6 +23,12 @@ def example_weights(counts: jax.Array) -> jax.Array:
   return counts / jnp.sum(counts)
 
 
+def uniform_weights(counts: jax.Array) -> jax.Array:
+  """w_i = 1 / K whatever the clients' sizes: i32[K] -> f32[K] (Reptile,
+  MOCHA)."""
+  return jnp.full(counts.shape, 1.0 / counts.shape[0], jnp.float32)
+
+
 def weighted_delta(server_params, client_params, weights: jax.Array,
                    coeffs: jax.Array):
   """sum_i w_i c_i (theta_i - theta_server).

@@ -15,9 +15,9 @@ For the round's K clients, in one jitted function compiled once per run:
     policy_state    <- policy.update(policy_state, feedback)
 
 with w_i = D_i / D, or the algorithm's own (`ClientAlgorithm.weights`:
-uniform for Reptile's second phase and for MOCHA). FedAvg is this round with the `static` policy of one
-configuration (`fedavg`). The policy says what the round measures
-(`policy.needs`): the backward pass through the aggregation for 'credit'
+uniform for Reptile's second phase and for MOCHA). FedAvg is this round
+with the `static` policy of one configuration (`fedavg`). The policy says
+what the round measures (`policy.needs`): the backward pass through the aggregation for 'credit'
 (or 'credit_params', which differentiates the faithful form theta_g(c) =
 sum_i w_i c_i theta_i, equal at c = 1, giving dL/dc_i = w_i <dL/dtheta_g,
 theta_i> where 'credit' gives w_i <dL/dtheta_g, theta_i - theta>), the
