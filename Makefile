@@ -28,12 +28,13 @@ test: $(STAMP)
 	$(VENV)/bin/python -m pytest -n 2
 
 # Throughput on one device, then sharded over one host device per core;
-# then what the gumbel policy costs over a static round, and what the
+# the round over 1, 2 and 4 processes (jax.distributed); then what the gumbel policy costs over a static round, and what the
 # round's divergence test and validation cost over a bare FedAvg round.
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/round_throughput.py
 	XLA_FLAGS=--xla_force_host_platform_device_count=$$(nproc) \
 	  $(VENV)/bin/python benchmarks/round_throughput.py
+	$(VENV)/bin/python benchmarks/process_scaling.py
 	$(VENV)/bin/python benchmarks/policy_overhead.py
 	$(VENV)/bin/python benchmarks/guard_overhead.py
 

@@ -81,6 +81,12 @@ CASES = {
         "mocha's server step is its own closed form"),
     'label skew for a data set with its own clients': (
         ['--dataset=synthetic', '--alpha=0.1'], '--alpha does not apply'),
+    'many processes without a coordinator': (
+        ['--num_processes=2', '--process_id=0'],
+        'needs --coordinator_address'),
+    'a process id past the process count': (
+        ['--num_processes=2', '--process_id=2',
+         '--coordinator_address=localhost:1'], 'must be in 0..1'),
     'client with zero examples': ('empty_client', "'b' has no training"),
     'NaN pixels': ('nan_pixels', "'c' has 1 NaN or infinite pixels"),
     'truncated SQLite file': ('truncated', 'not a valid fedjax FEMNIST'),

@@ -9,7 +9,8 @@ import pytest
 from pfhpo.errors import ConfigError
 from pfhpo.experiment import Config, override
 from pfhpo.experiment.config import all_settings
-from pfhpo.experiment.flags import config_from_args, flag_message, parser
+from pfhpo.experiment.flags import (PROCESS_FLAGS, command_from_args,
+                                    flag_message, parser)
 from pfhpo.policies import REGISTRY, FedExConfig, GumbelConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,15 +18,19 @@ PRESETS = sorted((ROOT / 'experiments' / 'configs').glob('*.toml'))
 
 
 def test_every_setting_is_a_flag_once():
-  flags = [a.dest for a in parser()._actions if a.dest not in ('help',
-                                                               'config')]
+  processes = [name for name, _, _ in PROCESS_FLAGS]
+  flags = [a.dest for a in parser()._actions
+           if a.dest not in ('help', 'config', *processes)]
   assert sorted(flags) == sorted(all_settings())
+  # the processes of a run are the command line's, not the Config's
+  assert not set(processes) & set(all_settings())
+  assert command_from_args(['--num_processes=2']).processes.num_processes == 2
   for entry in REGISTRY.values():  # every policy's own settings too
     assert {f.name for f in dataclasses.fields(entry.config)} <= set(flags)
 
 
 def test_the_default_searches_a_space_of_several_configurations():
-  cfg = config_from_args([])
+  cfg = command_from_args([]).config
   assert cfg.policy.policy == 'gumbel'
   assert cfg.search_space().size == 8
   assert cfg.policy.options == GumbelConfig()
@@ -33,9 +38,10 @@ def test_the_default_searches_a_space_of_several_configurations():
 
 def test_flags_override_the_preset_and_reach_their_group():
   assert PRESETS, 'experiments/configs/ holds no preset'
-  cfg = config_from_args([f'--config={ROOT}/experiments/configs/'
-                          'cross_silo.toml', '--rounds=3', '--lrs=0.05,0.5',
-                          '--policy_scope=global', '--credit_normalize=0'])
+  cfg = command_from_args([f'--config={ROOT}/experiments/configs/'
+                           'cross_silo.toml', '--rounds=3', '--lrs=0.05,0.5',
+                           '--policy_scope=global', '--credit_normalize=0']
+                          ).config
   assert cfg.run.rounds == 3 and cfg.run.clients_per_round == 20
   assert cfg.space.lrs == (0.05, 0.5) and cfg.data.max_clients == 20
   assert cfg.policy.options.policy_scope == 'global'
@@ -44,7 +50,7 @@ def test_flags_override_the_preset_and_reach_their_group():
 
 @pytest.mark.parametrize('preset', PRESETS, ids=lambda p: p.name)
 def test_every_preset_is_a_valid_config(preset):
-  cfg = config_from_args([f'--config={preset}'])
+  cfg = command_from_args([f'--config={preset}']).config
   assert cfg != Config()
 
 
@@ -53,7 +59,7 @@ def test_a_preset_setting_in_the_wrong_group_names_both(tmp_path):
   preset.write_text('[data]\nrounds = 5\n')
   with pytest.raises(ConfigError, match=r'`rounds` is not a setting of '
                      r'\[data\] but of \[run\]'):
-    config_from_args([f'--config={preset}'])
+    command_from_args([f'--config={preset}']).config
 
 
 def test_choosing_another_policy_starts_from_its_defaults():

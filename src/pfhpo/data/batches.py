@@ -11,17 +11,21 @@ clients' validation losses with the aggregation weights w_i = D_i / D).
 from __future__ import annotations
 
 import numpy as np
+from jax.sharding import Mesh
 
 from pfhpo.data.federated import ClientSplit, FederatedData
+from pfhpo.federated.sharding import client_rows
 from pfhpo.types import ClientBatch, RoundBatch, ValBatch
 
 VAL_SOURCES = ('server', 'federated')
 
 
-def client_batch(split: ClientSplit, clients: np.ndarray) -> ClientBatch:
-  """The rows of `clients` (i32[K]) of one split."""
-  return ClientBatch(split.x[clients], split.y[clients],
-                     split.counts[clients])
+def client_batch(split: ClientSplit, clients: np.ndarray,
+                 mesh: Mesh | None = None) -> ClientBatch:
+  """The rows of `clients` (i32[K]) of one split (split over `mesh`'s
+  devices, each process gathering its own: `sharding.client_rows`)."""
+  return ClientBatch(*(client_rows(a, clients, mesh)
+                       for a in (split.x, split.y, split.counts)))
 
 
 def server_val_batch(split: ClientSplit, size: int, seed: int) -> ValBatch:
@@ -47,12 +51,16 @@ def federated_val_batch(split: ClientSplit, clients: np.ndarray,
 
 
 def round_batch(data: FederatedData, clients: np.ndarray,
-                server_val: ValBatch | None, local_val: bool) -> RoundBatch:
+                server_val: ValBatch | None, local_val: bool,
+                mesh: Mesh | None = None) -> RoundBatch:
   """The round of `clients` (i32[K]): validated on `server_val`, or on the
   clients' own splits when it is None; with their validation splits as
-  `local_val` when a policy learns from them."""
-  train = client_batch(data.train, clients)
+  `local_val` when a policy learns from them. Over a `mesh`, the clients'
+  rows are split over its devices; the validation set, which every device
+  evaluates the aggregate on, is whole on every process."""
   val = (server_val if server_val is not None else
-         federated_val_batch(data.val, clients, train.count))
-  return RoundBatch(clients.astype(np.int32), train, val,
-                    client_batch(data.val, clients) if local_val else None)
+         federated_val_batch(data.val, clients, data.train.counts[clients]))
+  return RoundBatch(clients.astype(np.int32),
+                    client_batch(data.train, clients, mesh), val,
+                    client_batch(data.val, clients, mesh) if local_val
+                    else None)

@@ -76,24 +76,46 @@ class RunState(NamedTuple):
             'totals': self.totals}
 
 
+def host(tree):
+  """`tree`'s arrays as numpy on this host (a replicated array of a
+  many-process run reads as this process's copy)."""
+  return jax.tree_util.tree_map(np.asarray, tree)
+
+
 class RunCheckpoints:
   """The checkpoints of the run in `out_dir` (under `out_dir/checkpoints`)."""
 
-  def __init__(self, out_dir: str | Path, keep: int = 2):
+  def __init__(self, out_dir: str | Path | None, keep: int = 2,
+               writes: bool = True):
+    """`writes=False`: a process of a many-process run other than process
+    0, which only restores (from `out_dir` when resuming: None otherwise)
+    and saves nothing. Each process runs orbax as a process of its own
+    (the state it saves is replicated: process 0's copy is all of it)."""
+    self.writes = writes
+    self._manager = None
+    if out_dir is None:
+      return
     self.directory = (Path(out_dir) / DIRNAME).absolute()
+    if writes:
+      self.directory.mkdir(parents=True, exist_ok=True)
+    me = jax.process_index()
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, enable_async_checkpointing=False))
+            max_to_keep=keep, create=False, enable_async_checkpointing=False,
+            multiprocessing_options=ocp.options.MultiprocessingOptions(
+                primary_host=me, active_processes={me})))
 
   def save(self, state: RunState) -> None:
+    if not self.writes:
+      return
     meta = {'round': state.round, 'rows': [r.to_json() for r in state.rows],
             'choice_counts': state.choice_counts,
             'first_round_seconds': state.first_round_seconds,
             'seconds': state.seconds}
     self._write_table(state.round, state.client_table)
     self._manager.save(state.round, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state.arrays()),
+        state=ocp.args.StandardSave(host(state.arrays())),
         meta=ocp.args.JsonSave(meta)))
     self._manager.wait_until_finished()
     kept = {self._table(r) for r in self._manager.all_steps()}
@@ -144,7 +166,7 @@ class RunCheckpoints:
           f'`resume` into a new `out_dir`.')
     try:
       got = self._manager.restore(round_, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(like.arrays()),
+          state=ocp.args.StandardRestore(host(like.arrays())),
           meta=ocp.args.JsonRestore()))
     except Exception as e:  # orbax/tensorstore raise many kinds; all fatal
       reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
@@ -154,7 +176,8 @@ class RunCheckpoints:
           f'to resume from an earlier checkpoint, or start a new `out_dir`.'
       ) from None
     arrays = jax.tree_util.tree_map(  # device arrays where `like` had them
-        lambda a, b: jax.device_put(a, b.sharding)
+        # (an uncommitted one stays free to join any computation)
+        lambda a, b: jax.device_put(a, b.sharding if b.committed else None)
         if isinstance(b, jax.Array) else np.asarray(a),
         got.state, like.arrays())
     meta = got.meta
@@ -167,4 +190,5 @@ class RunCheckpoints:
         meta['first_round_seconds'], meta['seconds'])
 
   def close(self) -> None:
-    self._manager.close()
+    if self._manager is not None:
+      self._manager.close()

@@ -21,8 +21,9 @@ import re
 import tomllib
 import typing
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
+from pfhpo.distributed import Processes
 from pfhpo.errors import ConfigError
 from pfhpo.experiment.config import (GROUP_OF, GROUPS, Config, all_settings,
                                      override, policy_settings)
@@ -43,6 +44,13 @@ def parser() -> argparse.ArgumentParser:
                  help='a preset (TOML, tables named after the groups) that '
                  'flags override; see experiments/configs/')
   sections = {g: p.add_argument_group(g) for g in GROUPS}
+  processes = p.add_argument_group(
+      'processes', 'one run over many processes (jax.distributed); unset '
+      'flags fall back to JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, '
+      'JAX_PROCESS_ID, or SLURM under srun')
+  for name, kind, text in PROCESS_FLAGS:
+    processes.add_argument(f'--{name}', type=kind, default=None,
+                           metavar=name.upper(), help=text)
   per_policy = policy_settings()
   for name, (kind, default, text) in all_settings().items():
     if name in per_policy:  # one line per distinct meaning and default
@@ -63,6 +71,19 @@ def parser() -> argparse.ArgumentParser:
         metavar='0|1' if boolean else name.upper(),
         nargs='?' if boolean else None, const='1' if boolean else None)
   return p
+
+
+PROCESS_FLAGS = (
+    ('coordinator_address', str, 'host:port where process 0 serves the '
+     'coordinator'),
+    ('num_processes', int, 'how many processes run the round'),
+    ('process_id', int, "this process's rank, 0 .. num_processes - 1"))
+
+
+class Command(NamedTuple):
+  """What `experiments/femnist.py`'s command line asks for."""
+  config: Config
+  processes: Processes
 
 
 def _shown(default) -> str:
@@ -118,17 +139,20 @@ def _settings(tables: dict, path: str) -> dict:
   return values
 
 
-def config_from_args(argv: Sequence[str] | None = None) -> Config:
-  """The Config of `experiments/femnist.py`'s command line."""
+def command_from_args(argv: Sequence[str] | None = None) -> Command:
+  """The Config and the processes of `experiments/femnist.py`'s command
+  line."""
   given = vars(parser().parse_args(argv))
+  processes = Processes(**{name: given.pop(name)
+                           for name, _, _ in PROCESS_FLAGS})
   preset = given.pop('config', None)
   cfg = Config() if preset is None else override(Config(), load_preset(preset))
-  return override(cfg, given)
+  return Command(override(cfg, given), processes)
 
 
 def flag_message(message: str, more: Sequence[str] = ()) -> str:
   """A library message with its `setting` names (and the `more` flags of
   another command) spelt as --flags."""
-  names = {*all_settings(), 'config', *more}
+  names = {*all_settings(), 'config', *(f[0] for f in PROCESS_FLAGS), *more}
   return re.sub(r'`(\w+)`', lambda m: f'--{m[1]}' if m[1] in names else m[0],
                 message)

@@ -6,7 +6,9 @@ builds the run (`setup.build`: every check, nothing written), claims its
 directory (`outputs.RunDirectory`), starts from the initial state or the
 last checkpoint, and per round: samples the clients from (seed, round),
 takes their rows of per-client state, runs the round, puts the rows back;
-the next round's data is gathered while a round computes. Every
+the next round's data is gathered and sent while a round computes. Over
+many processes (`pfhpo.distributed`) every process runs this loop on the
+same replicated state, and process 0 alone writes. Every
 `eval_every` rounds it evaluates the global model and logs a `MetricsRow`;
 at the last round every client also fine-tunes (personalised accuracy).
 Choices are logged at evaluations and checkpoints; the one figure read back
@@ -26,8 +28,10 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from tqdm import tqdm
 
+from pfhpo.distributed import is_writer
 from pfhpo.evaluate import group_means
 from pfhpo.experiment.checkpoints import RunCheckpoints, RunState, Totals
 from pfhpo.experiment.config import Config
@@ -63,7 +67,11 @@ def run(cfg: Config) -> Summary:
   """Runs `cfg`; returns the summary (also written to its directory)."""
   experiment = build(cfg)
   out = RunDirectory(cfg.run.out_dir,
-                     f'{cfg.data.dataset}-{cfg.policy.policy}', cfg.run.resume)
+                     f'{cfg.data.dataset}-{cfg.policy.policy}', cfg.run.resume,
+                     writes=is_writer())
+  if jax.process_count() > 1:  # every process has checked `out_dir` before
+    # process 0 writes into it
+    multihost_utils.sync_global_devices('pfhpo: out_dir checked')
   try:
     return _train(experiment, out)
   finally:
@@ -76,7 +84,7 @@ def _train(exp: Experiment, out: RunDirectory) -> Summary:
   init_key, round_key = keys(run.seed)
   algorithm, table = exp.algorithm.init(init_key, data.num_clients)
   state = RunState(0, algorithm, table, Totals.zeros(), (), (), None, 0.0)
-  checkpoints = RunCheckpoints(out.path)
+  checkpoints = RunCheckpoints(out.path, writes=out.writes)
   if run.resume:  # read before anything is written: a bad one changes nothing
     check_resumable(out.path, record)
     state = checkpoints.restore(state)
@@ -113,12 +121,13 @@ def _train(exp: Experiment, out: RunDirectory) -> Summary:
   if state.round < run.rounds:
     clients, batch = round_input(state.round + 1)
   with tqdm(total=run.rounds, initial=state.round, unit='round',
-            desc=f'{exp.cfg.policy.policy} {exp.cfg.data.dataset}/'
+            disable=not out.writes, desc=f'{exp.cfg.policy.policy} {exp.cfg.data.dataset}/'
             f'{exp.cfg.model.model}', mininterval=2.0) as bar:
     for r in range(state.round + 1, run.rounds + 1):
       compiled_before = _compiling[0]
       algorithm, rows, metrics = exp.step(
-          state.algorithm, take_rows(state.client_table, clients), batch,
+          state.algorithm, take_rows(state.client_table, clients, exp.mesh),
+          batch,
           jax.random.fold_in(round_key, r))
       compile_seconds += _compiling[0] - compiled_before
       if r < run.rounds:  # the next round's data while this one computes
@@ -160,7 +169,8 @@ def _train(exp: Experiment, out: RunDirectory) -> Summary:
   summary = _summary(exp, view, time.perf_counter() - start,
                      compile_seconds, resumed_from, stopped)
   out.write_summary(summary)
-  plot_run(out.path, exp, view, summary)
+  if out.writes:
+    plot_run(out.path, exp, view, summary)
   if stopped is not None:
     raise RunStopped(stopped)
   return summary

@@ -69,10 +69,22 @@ def check_out_dir(out_dir: str | None, resume: bool) -> None:
 
 
 class RunDirectory:
-  """The claimed, locked directory of one run, and its log files."""
+  """The claimed, locked directory of one run, and its log files.
 
-  def __init__(self, out_dir: str | None, name: str, resume: bool):
+  With `writes=False` (every process of a many-process run but process 0)
+  it checks `out_dir` as the writer does and writes nothing; its `path` is
+  `out_dir` (None if not given), which such a process reads only to
+  resume.
+  """
+
+  def __init__(self, out_dir: str | None, name: str, resume: bool,
+               writes: bool = True):
     check_out_dir(out_dir, resume)
+    self.writes = writes
+    self._metrics = self._choices = self._lock = None
+    if not writes:
+      self.path = Path(out_dir) if out_dir else None
+      return
     self.path = Path(out_dir) if out_dir else _new_dir(name)
     try:
       self.path.mkdir(parents=True, exist_ok=True)
@@ -88,12 +100,13 @@ class RunDirectory:
                         f'wait for it to end or pass another `out_dir`.'
                         ) from None
     check_out_dir(str(self.path), resume)  # again, now that it is ours
-    self._metrics = self._choices = None
 
   def start(self, record: dict, rows: tuple[MetricsRow, ...],
             last_round: int) -> None:
     """Writes config.json and opens the logs, cut back to `last_round`
     (what a killed run logged after its last checkpoint is written again)."""
+    if not self.writes:
+      return
     write_json(self.path / 'config.json', record)
     if last_round:
       lines = (self.path / 'choices.jsonl').read_text().splitlines()
@@ -105,12 +118,16 @@ class RunDirectory:
     self._choices = open(self.path / 'choices.jsonl', 'a')
 
   def log_metrics(self, row: MetricsRow) -> None:
+    if not self.writes:
+      return
     self._metrics.write(json.dumps(row.to_json()) + '\n')
     self._metrics.flush()
 
   def log_choices(self, round_: int, clients: np.ndarray, choices, hparams
                   ) -> None:
     """One round's clients, configuration indices and hyper-parameters."""
+    if not self.writes:
+      return
     self._choices.write(json.dumps({
         'round': round_, 'clients': np.asarray(clients).tolist(),
         'choices': np.asarray(choices).tolist(),
@@ -118,16 +135,19 @@ class RunDirectory:
     }) + '\n')
 
   def flush(self) -> None:
-    self._choices.flush()
+    if self.writes:
+      self._choices.flush()
 
   def write_summary(self, summary: Summary) -> None:
-    write_json(self.path / 'summary.json', summary.to_json())
+    if self.writes:
+      write_json(self.path / 'summary.json', summary.to_json())
 
   def close(self) -> None:
     for f in (self._metrics, self._choices):
       if f is not None:
         f.close()
-    os.close(self._lock)
+    if self._lock is not None:
+      os.close(self._lock)
 
 
 def _new_dir(name: str) -> Path:
@@ -149,9 +169,9 @@ def config_record(cfg, resolved: dict) -> dict:
 
 
 # What may differ between a run and its resumption: the length, the
-# checkpoint period, where the data now live, and the devices.
+# checkpoint period, where the data now live, and the devices and processes.
 RESUMABLE = ('rounds', 'resume', 'checkpoint_every', 'stall_rounds', 'data_dir',
-             'out_dir', 'resolved.devices')
+             'out_dir', 'resolved.devices', 'resolved.processes')
 
 
 def check_resumable(out_dir: Path, record: dict) -> None:

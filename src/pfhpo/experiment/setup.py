@@ -14,6 +14,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from pfhpo import algorithms
 from pfhpo import data as datasets
@@ -25,6 +26,7 @@ from pfhpo.evaluate import (PersonalMetrics, make_eval_set, make_evaluate,
                             make_personalized_evaluate, summarize_personal)
 from pfhpo.experiment.config import Config
 from pfhpo.federated import FederatedAlgorithm, client_mesh, make_round
+from pfhpo.federated.sharding import replicated
 from pfhpo.federated.local_update import (default_client_chunk,
                                           make_masked_loss)
 from pfhpo.policies import Policy, SearchSpace, create
@@ -49,6 +51,7 @@ class Experiment(NamedTuple):
   # same state for a policy without it), before the final figures
   observe_all: Callable[[RoundState], RoundState]
   batch: Callable[[np.ndarray], RoundBatch]  # the round of these clients
+  mesh: Mesh | None  # the devices (of every process) the clients split over
   pool: np.ndarray  # i32[C'] the clients rounds sample from (not held out)
   resolved: dict  # what the config resolved to, for config.json
   traces: list  # one entry per compilation of the round
@@ -154,17 +157,21 @@ def build(cfg: Config) -> Experiment:
   local_val = 'local_val' in policy.needs
   resolved = {
       'backend': backend, 'devices': [str(d) for d in jax.devices()],
+      'processes': jax.process_count(),
       'conv_impl': conv_impl, 'unroll': unroll, 'client_chunk': chunk,
       'num_clients': data.num_clients, 'feature_shape': data.feature_shape,
       'num_classes': data.num_classes, 'clients_below_batch': small}
   return Experiment(
       cfg, data, space, policy, algorithm,
-      jax.jit(traced, donate_argnums=(0,)),
+      # Over a mesh the outputs come back whole on every device, so that
+      # every process reads the same state, rows and metrics.
+      jax.jit(traced, donate_argnums=(0,),
+              out_shardings=None if mesh is None else replicated(mesh)),
       lambda server_params: evaluate(client.server.model(server_params),
                                      eval_set),
       personalize, observe_all,
-      lambda clients: round_batch(data, clients, server_val, local_val),
-      pool, resolved, traces)
+      lambda clients: round_batch(data, clients, server_val, local_val, mesh),
+      mesh, pool, resolved, traces)
 
 
 _NOTED: set[str] = set()  # notes already printed by this process

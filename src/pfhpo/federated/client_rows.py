@@ -6,7 +6,7 @@ numpy arrays whose leading axis is the federation's C clients. The table
 stays in host memory, where C can be large; each round only the rows of its
 K clients travel to the device and back:
 
-    rows  = take_rows(table, clients)            [K, ...], to the device
+    rows  = take_rows(table, clients, mesh)      [K, ...], to the device
     state, rows, metrics = algorithm.apply(state, rows, batch, key)
     put_rows(table, clients, rows)               back into host memory
 
@@ -18,13 +18,19 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
+
+from pfhpo.federated.sharding import client_rows
 
 ClientTable = Any  # pytree of np.ndarray [C, ...]
 
 
-def take_rows(table: ClientTable, clients: np.ndarray) -> ClientTable:
-  """The rows of `clients` (i32[K]), in that order: [K, ...] each."""
-  return jax.tree_util.tree_map(lambda a: a[clients], table)
+def take_rows(table: ClientTable, clients: np.ndarray,
+              mesh: Mesh | None = None) -> ClientTable:
+  """The rows of `clients` (i32[K]), in that order: [K, ...] each (split
+  over `mesh`'s devices by `sharding.client_rows`)."""
+  return jax.tree_util.tree_map(lambda a: client_rows(a, clients, mesh),
+                                table)
 
 
 def put_rows(table: ClientTable, clients: np.ndarray,

@@ -1,4 +1,10 @@
-"""The client axis over several devices: a one-axis mesh named 'clients'."""
+"""The client axis over several devices: a one-axis mesh named 'clients'.
+
+The devices are every process's (`jax.devices()`; one process, or many
+joined by `pfhpo.distributed.initialize`). Arrays split on the client axis
+are built from the host's tables by `client_rows`, so that each process
+gathers and sends only the rows its own devices hold.
+"""
 from __future__ import annotations
 
 import jax
@@ -17,6 +23,23 @@ def client_mesh(devices=None) -> Mesh | None:
   return Mesh(np.array(devices), ('clients',)) if len(devices) > 1 else None
 
 
+def client_rows(table: np.ndarray, clients: np.ndarray,
+                mesh: Mesh | None):
+  """table[clients]: [K, ...] from a host table [C, ...] (K = len(clients)).
+
+  Sent to the device now, so that the next round's transfer overlaps the
+  round running there. Over a mesh, a global array split on its client
+  axis, of which each process gathers and sends only the rows of its own
+  devices.
+  """
+  if mesh is None:
+    return jax.device_put(table[clients])
+  return jax.make_array_from_callback(
+      (len(clients), *table.shape[1:]),
+      NamedSharding(mesh, PartitionSpec(*mesh.axis_names)),
+      lambda index: table[clients[index[0]]])
+
+
 def replicate(tree, mesh: Mesh | None):
   """Places `tree` on every device of `mesh` (unchanged without a mesh).
 
@@ -25,4 +48,10 @@ def replicate(tree, mesh: Mesh | None):
   """
   if mesh is None:
     return tree
-  return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+  return jax.device_put(tree, replicated(mesh))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  """A whole copy on every device of `mesh`: where the round's outputs go,
+  so that every process can read them."""
+  return NamedSharding(mesh, PartitionSpec())
