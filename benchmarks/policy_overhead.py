@@ -8,8 +8,11 @@ and updates per-client logits.
     .venv/bin/python benchmarks/policy_overhead.py
     .venv/bin/python benchmarks/policy_overhead.py --models=mlp --clients=50
 
+The third column is gumbel with its credit on a fresh sample of
+`--credit_examples` validation examples a round (`credit_examples`).
 Prints a table and writes JSON rows (`model`, `clients_per_round`,
-`static_s_per_round`, `gumbel_s_per_round`, `overhead`).
+`static_s_per_round`, `gumbel_s_per_round`, `overhead`,
+`gumbel_sampled_s_per_round`, `sampled_overhead`).
 """
 from __future__ import annotations
 
@@ -38,8 +41,12 @@ def seconds_per_round(model, space, name: str, k: int, n: int, val_size: int,
   x, y = client_data(k, n)
   batch = RoundBatch(jnp.arange(k, dtype=jnp.int32), ClientBatch(
       jnp.asarray(x), jnp.asarray(y), jnp.full(k, n, jnp.int32)), val)
-  config = policies.StaticConfig(0) if name == 'static' else None
-  policy = policies.create(name, space, config)
+  if name == 'static':
+    policy = policies.create(name, space, policies.StaticConfig(0))
+  else:  # gumbel, or gumbel:m with its credit on m validation examples
+    name, _, m = name.partition(':')
+    policy = policies.create(name, space, policies.GumbelConfig(
+        credit_examples=int(m) if m else None))
   algorithm = make_round(model, FEATURES, optax.sgd(1.0), space, policy,
                          client_chunk=default_client_chunk(),
                          mesh=client_mesh())
@@ -67,27 +74,35 @@ def main():
   p.add_argument('--examples', type=int, default=200)
   p.add_argument('--val_size', type=int, default=1000)
   p.add_argument('--rounds', type=int, default=5)
+  p.add_argument('--credit_examples', type=int, default=200,
+                 help="the sampled credit's validation examples")
   p.add_argument('--out', default=f'benchmarks/results/policy_overhead_'
                  f'{jax.device_count()}dev.json')
   a = p.parse_args()
   space = make_space([0.01, 0.05, 0.2], [1, 5], [8, 16])
   print(f'backend={jax.default_backend()} devices={jax.device_count()} '
         f'H={space.size} val_size={a.val_size}')
-  print(f'{"model":6} {"K":>4} {"static s":>9} {"gumbel s":>9} {"overhead":>9}')
+  m = a.credit_examples
+  print(f'{"model":6} {"K":>4} {"static s":>9} {"gumbel s":>9} {"overhead":>9}'
+        f' {f"gumbel m={m} s":>15} {"overhead":>9}')
   rows = []
   for name in a.models.split(','):
     model = models.create(name, SHAPE, CLASSES)
     for k in map(int, a.clients.split(',')):
-      s, g = (seconds_per_round(model, space, policy, k, a.examples,
-                                a.val_size, a.rounds)
-              for policy in ('static', 'gumbel'))
+      s, g, gm = (seconds_per_round(model, space, policy, k, a.examples,
+                                    a.val_size, a.rounds)
+                  for policy in ('static', 'gumbel', f'gumbel:{m}'))
       rows.append({'model': name, 'clients_per_round': k,
                    'static_s_per_round': round(s, 4),
                    'gumbel_s_per_round': round(g, 4),
-                   'overhead': round(g / s, 2), 'val_size': a.val_size,
+                   'overhead': round(g / s, 2),
+                   'gumbel_sampled_s_per_round': round(gm, 4),
+                   'sampled_overhead': round(gm / s, 2),
+                   'credit_examples': m, 'val_size': a.val_size,
                    'search_space_size': space.size,
                    'backend': jax.default_backend()})
-      print(f'{name:6} {k:4d} {s:9.3f} {g:9.3f} {g / s:8.2f}x', flush=True)
+      print(f'{name:6} {k:4d} {s:9.3f} {g:9.3f} {g / s:8.2f}x {gm:15.3f} '
+            f'{gm / s:8.2f}x', flush=True)
   write_rows(rows, a.out)
 
 

@@ -54,8 +54,8 @@ def worker(a) -> None:
   everyone = np.arange(k)
   val = ValBatch(x[0, :100], y[0, :100], np.full(100, 0.01, np.float32))
   batch = RoundBatch(everyone.astype(np.int32), ClientBatch(
-      client_rows(x, everyone, mesh), client_rows(y, everyone, mesh),
-      client_rows(np.full(k, n, np.int32), everyone, mesh)), val)
+      *(client_rows(a.__getitem__, everyone, mesh)
+        for a in (x, y, np.full(k, n, np.int32)))), val)
   apply = jax.jit(algo.apply, donate_argnums=(0,), out_shardings=None
                   if mesh is None else replicated(mesh))
   state = list(algo.init(jax.random.PRNGKey(0), k))

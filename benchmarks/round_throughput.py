@@ -2,7 +2,8 @@
 
 Both sides do identical work in one process: the same architecture (our flax
 `mlp`/`conv` and fedjax's haiku EMNIST dense/CNN models: same layers, same
-parameter count, dropout in both CNNs), K clients of 200 examples, `steps`
+parameter count, dropout in both CNNs; for `resnet18`, which fedjax's EMNIST
+models lack, our flax network wrapped as a fedjax Model), K clients of 200 examples, `steps`
 SGD steps of `batch` examples each, server SGD at learning rate 1. fedjax
 runs its `fed_avg.federated_averaging` (a Python loop over clients of jitted
 per-step calls); ours runs the one compiled round every experiment runs
@@ -18,7 +19,11 @@ measures the aggregate's loss on 100 validation examples), clients vmapped
 
 Prints a table and writes JSON rows (`model`, `clients_per_round`,
 `ours_s_per_round`, `fedjax_s_per_round`, `speedup`, examples per second,
-compile time, backend, conv implementation).
+compile time, backend, conv implementation), and the FLOP/s our round's
+local training achieves (`ours_gflops`: the model's forward FLOPs as XLA
+counts them, x3 for the backward pass, over the round's seconds) against
+the machine's float32 matmul peak measured at the start of the same run
+(`matmul_peak_gflops`).
 """
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ from pfhpo import models
 from pfhpo.compat import fedjax
 from pfhpo.federated import client_mesh, fedavg
 from pfhpo.federated.local_update import default_client_chunk
+from pfhpo.models import cross_entropy
 from pfhpo.types import ClientBatch, RoundBatch, ValBatch
 from fedjax.algorithms import fed_avg
 from fedjax.models import emnist
@@ -52,6 +58,30 @@ def timed(fn, rounds: int) -> tuple[float, float]:
     fn()
     times.append(time.perf_counter() - t)
   return first, statistics.median(times)
+
+
+def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+  """This machine's dense float32 matmul rate, FLOP/s: the best of
+  `repeats` timed n x n products (measured in the same run as the rounds)."""
+  a = jnp.ones((n, n), jnp.float32)
+  dot = jax.jit(jnp.dot)
+  dot(a, a).block_until_ready()
+  best = min(timed(lambda: dot(a, a).block_until_ready(), 1)[1]
+             for _ in range(repeats))
+  return 2 * n**3 / best
+
+
+def training_flops(name: str, k: int, steps: int, batch: int) -> float:
+  """The FLOPs of a round's local training: K x steps x batch examples, each
+  a forward pass and a backward pass of twice its cost (XLA's count of the
+  model's forward pass on one batch, conv_impl `lax`: the convolutions'
+  own FLOPs, whatever form computes them)."""
+  model = models.create(name, SHAPE, CLASSES, conv_impl='lax')
+  params = model.init(jax.random.PRNGKey(0))
+  x = jnp.zeros((batch, *SHAPE), jnp.float32)
+  cost = jax.jit(model.apply).lower(params, x).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost
+  return 3 * cost['flops'] * k * steps
 
 
 def ours(name: str, k: int, steps: int, batch: int, n: int, rounds: int,
@@ -75,9 +105,24 @@ def ours(name: str, k: int, steps: int, batch: int, n: int, rounds: int,
   return timed(one_round, rounds)
 
 
+def flax_as_fedjax(name: str) -> fedjax.Model:
+  """Our flax model `name` (XLA's convolutions) as a fedjax Model, for the
+  architectures fedjax's EMNIST models lack (resnet18): the same network
+  on both sides."""
+  model = models.create(name, SHAPE, CLASSES, conv_impl='lax')
+  logits = jax.jit(lambda params, batch, rng=None: model.apply(params,
+                                                               batch['x']))
+  return fedjax.Model(
+      init=jax.jit(model.init), apply_for_train=logits,
+      apply_for_eval=logits,
+      train_loss=lambda batch, preds: cross_entropy(preds, batch['y']),
+      eval_metrics={})
+
+
 def theirs(name: str, k: int, steps: int, batch: int, n: int, rounds: int):
-  model = (emnist.create_conv_model() if name == 'conv' else
-           emnist.create_dense_model())
+  model = {'conv': emnist.create_conv_model,
+           'mlp': emnist.create_dense_model,
+           'resnet18': lambda: flax_as_fedjax('resnet18')}[name]()
   algo = fed_avg.federated_averaging(
       fedjax.model_grad(model), fedjax.optimizers.sgd(0.05),
       fedjax.optimizers.sgd(1.0),
@@ -111,12 +156,15 @@ def main():
                  f'{jax.device_count()}dev.json')
   a = p.parse_args()
   chunk = a.client_chunk or None
+  peak = matmul_peak()
+  print(f'matmul peak {peak / 1e9:.0f} GFLOP/s (float32, 2048 x 2048)')
   rows = []
   print(f'backend={jax.default_backend()} devices={jax.devices()} '
         f'conv_impl={a.conv_impl} client_chunk={chunk} steps={a.steps} '
         f'batch={a.batch}')
   print(f'{"model":6} {"K":>4} {"ours s/round":>13} {"fedjax s/round":>15} '
-        f'{"speedup":>8} {"ours ex/s":>10} {"compile s":>10}')
+        f'{"speedup":>8} {"ours ex/s":>10} {"compile s":>10} '
+        f'{"GFLOP/s":>8} {"of peak":>8}')
   for name in a.models.split(','):
     for k in map(int, a.clients.split(',')):
       first, ours_s = ours(name, k, a.steps, a.batch, a.examples, a.rounds,
@@ -131,6 +179,9 @@ def main():
           'ours_examples_per_s': round(examples / ours_s, 1),
           'fedjax_examples_per_s': round(examples / fedjax_s, 1),
           'ours_first_round_s': round(first, 2),
+          'ours_gflops': round(training_flops(name, k, a.steps, a.batch)
+                               / ours_s / 1e9, 1),
+          'matmul_peak_gflops': round(peak / 1e9, 1),
           'local_steps': a.steps, 'batch_size': a.batch,
           'backend': jax.default_backend(), 'conv_impl': a.conv_impl,
           'client_chunk': chunk, 'devices': jax.device_count(),
@@ -138,7 +189,9 @@ def main():
       rows.append(row)
       print(f'{name:6} {k:4d} {ours_s:13.3f} {fedjax_s:15.3f} '
             f'{row["speedup"]:7.2f}x {row["ours_examples_per_s"]:10.0f} '
-            f'{first:10.1f}', flush=True)
+            f'{first:10.1f} {row["ours_gflops"]:8.1f} '
+            f'{row["ours_gflops"] / row["matmul_peak_gflops"]:8.0%}',
+            flush=True)
   write_rows(rows, a.out)
 
 

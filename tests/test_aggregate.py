@@ -47,15 +47,18 @@ def test_chunked_aggregation_equals_one_vmap(chunk):
   np.testing.assert_allclose(want_aux, got_aux, atol=1e-6)
 
 
-@pytest.mark.parametrize('chunk', [None, 2])
-def test_grad_wrt_coefficients_is_the_closed_form_credit(chunk):
-  """dL/dc_i = w_i <dL/dtheta_g, theta_i - theta>, at c = 1."""
+@pytest.mark.parametrize('chunk,recompute', [(None, False), (2, False),
+                                              (2, True)])
+def test_grad_wrt_coefficients_is_the_closed_form_credit(chunk, recompute):
+  """dL/dc_i = w_i <dL/dtheta_g, theta_i - theta>, at c = 1: kept updates
+  or groups of clients trained again in the backward pass alike."""
   params, train, args, w = _setup()
   loss = lambda theta: sum(jnp.sum(jnp.sin(3 * a)) for a in
                            jax.tree_util.tree_leaves(theta))
 
   def val_loss(c):
-    delta, _ = aggregate_clients(train, params, args, w, c, chunk)
+    delta, _ = aggregate_clients(train, params, args, w, c, chunk,
+                                 recompute=recompute)
     return loss(jax.tree_util.tree_map(jnp.add, params, delta))
 
   ones = jnp.ones(K)
@@ -89,3 +92,34 @@ def test_grad_wrt_coefficients_matches_central_differences():
         for i in range(K)]
   np.testing.assert_allclose(credit, fd, rtol=2e-2, atol=2e-4)
   assert np.abs(fd).max() > 1e-2
+
+
+def test_recomputed_clients_keep_device_memory_flat_in_the_clients():
+  """The credit's compiled round keeps every client's update ([C, P]:
+  temporary memory grows with C) unless the groups are trained again in
+  the backward pass (then it does not grow)."""
+  import optax
+  from pfhpo import models
+  from pfhpo.federated import make_round
+  from pfhpo.policies import gumbel, make_space
+  from pfhpo.types import ClientBatch, RoundBatch, ValBatch
+  model = models.create('mlp', (8, 8, 1), 10)
+  space = make_space([0.01, 0.1], [1, 2], [4])
+
+  def temp_bytes(k, recompute):
+    x, y = np.zeros((k, 8, 8, 8, 1), np.uint8), np.zeros((k, 8), np.int32)
+    batch = RoundBatch(np.arange(k, dtype=np.int32), ClientBatch(
+        x, y, np.full(k, 8, np.int32)), ValBatch(x[0], y[0], np.full(
+            8, 1 / 8, np.float32)))
+    algo = make_round(model, lambda a: a.astype(jnp.float32), optax.sgd(1.0),
+                      space, gumbel(space, optax.sgd(0.5)), client_chunk=2,
+                      recompute=recompute)
+    state, rows = algo.init(jax.random.PRNGKey(0), k)
+    return jax.jit(algo.apply).lower(state, rows, batch, jax.random.PRNGKey(
+        0)).compile().memory_analysis().temp_size_in_bytes
+
+  model_bytes = 4 * sum(a.size for a in jax.tree_util.tree_leaves(
+      model.init(jax.random.PRNGKey(0))))
+  kept = temp_bytes(200, False) - temp_bytes(20, False)
+  assert kept > 0.9 * 180 * model_bytes  # 180 more clients' updates
+  assert abs(temp_bytes(200, True) - temp_bytes(20, True)) < model_bytes

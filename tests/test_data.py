@@ -24,23 +24,31 @@ UNREACHABLE = 'http://127.0.0.1:9/{file}'  # discard port: refused at once
 
 def rows(split: ClientSplit, i: int) -> tuple[np.ndarray, np.ndarray]:
   """Client i's real examples: x[n, ...], y[n]."""
-  m = split.mask[i]
-  return split.x[i][m], split.y[i][m]
+  return split.client(i)
 
 
-def assert_prefix_mask(split: ClientSplit) -> None:
-  """Real examples come first in every row; padding is zero."""
-  n = split.counts
-  expected = np.arange(split.mask.shape[1])[None, :] < n[:, None]
-  np.testing.assert_array_equal(split.mask, expected)
-  assert not split.x[~split.mask].any()
-  assert not split.y[~split.mask].any()
+def assert_padded_rows(split: ClientSplit) -> None:
+  """Padded rows (in a shuffled client order) hold each client's examples
+  first, then zeros, to the split's width; the split itself holds no
+  padding."""
+  order = np.random.default_rng(0).permutation(split.num_clients)
+  mask = split.padded_mask(order)
+  n = split.counts[order]
+  assert split.width == max(1, split.counts.max()) == mask.shape[1]
+  np.testing.assert_array_equal(mask, np.arange(split.width) < n[:, None])
+  x, y = split.padded_x(order), split.padded_y(order)
+  for row, i in enumerate(order):
+    xi, yi = split.client(i)
+    np.testing.assert_array_equal(x[row, :n[row]], xi)
+    np.testing.assert_array_equal(y[row, :n[row]], yi)
+  assert not x[~mask].any() and not y[~mask].any()
+  assert len(split.y) == split.counts.sum() == split.offsets[-1]
 
 
 def assert_same(a: FederatedData, b: FederatedData) -> None:
   assert a.client_ids == b.client_ids
   for s in ('train', 'val', 'test'):
-    for f in ('x', 'y', 'mask'):
+    for f in ('x', 'y', 'offsets'):
       np.testing.assert_array_equal(getattr(getattr(a, s), f),
                                     getattr(getattr(b, s), f))
 
@@ -82,7 +90,7 @@ def test_femnist_round_trip(femnist_dir):
   assert data.num_classes == 62 and data.feature_shape == (28, 28, 1)
   assert data.train.x.dtype == np.uint8 and data.x_scale == 1 / 255
   for split in (data.train, data.val, data.test):
-    assert_prefix_mask(split)
+    assert_padded_rows(split)
   for i, cid in enumerate(ids):
     want_x = 1.0 - train[cid]['pixels'][..., None]
     want_y = train[cid]['label']
@@ -243,8 +251,8 @@ def indexed_images(n: int) -> np.ndarray:
 
 
 def example_ids(data: FederatedData) -> np.ndarray:
-  ids = [split.x[..., 0, 0, 0][split.mask].astype(int)
-         + 256 * split.x[..., 0, 1, 0][split.mask].astype(int)
+  ids = [split.x[..., 0, 0, 0].astype(int)
+         + 256 * split.x[..., 0, 1, 0].astype(int)
          for split in (data.train, data.val, data.test)]
   return np.concatenate(ids)
 
@@ -256,11 +264,11 @@ def test_fashion_partition_coverage_and_seed():
   kwargs = dict(alpha=0.5, val_fraction=0.1, test_fraction=0.2, mean=60,
                 std=20)
   a = fashion_mnist.partition(images, labels, seed=0, **kwargs)
-  assert a.train.x.shape[2:] == (28, 28, 1) and a.train.x.dtype == np.uint8
+  assert a.train.x.shape[1:] == (28, 28, 1) and a.train.x.dtype == np.uint8
   assert a.num_clients > 30 and a.client_ids[7] == 'fmnist_0007'
   ids = example_ids(a)
   np.testing.assert_array_equal(np.sort(ids), np.arange(n))
-  all_y = np.concatenate([s.y[s.mask] for s in (a.train, a.val, a.test)])
+  all_y = np.concatenate([s.y for s in (a.train, a.val, a.test)])
   np.testing.assert_array_equal(all_y, labels[ids])
   assert_same(a, fashion_mnist.partition(images, labels, seed=0, **kwargs))
   b = fashion_mnist.partition(images, labels, seed=1, **kwargs)
@@ -325,7 +333,7 @@ def test_fashion_data_dir(tmp_path, monkeypatch):
   cached = fashion_mnist.load(cache_dir=str(tmp_path / 'fm'), seed=0)
   assert_same(cached, data)
   np.testing.assert_array_equal(
-      np.concatenate([s.y[s.mask] for s in (data.train, data.val, data.test)]),
+      np.concatenate([s.y for s in (data.train, data.val, data.test)]),
       labels[ids])
 
 
@@ -350,8 +358,8 @@ def test_fashion_real_data():
   data = pfhpo.data.load('fashion_mnist', seed=0, alpha=None)
   total = data.train.counts + data.val.counts + data.test.counts
   assert total.sum() == 70_000
-  assert data.num_classes == 10 and data.train.x.shape[2:] == (28, 28, 1)
-  assert set(np.unique(data.train.y[data.train.mask])) == set(range(10))
+  assert data.num_classes == 10 and data.train.x.shape[1:] == (28, 28, 1)
+  assert set(np.unique(data.train.y)) == set(range(10))
   assert 250 < data.num_clients < 370
   assert abs(total.mean() - 226) < 15 and abs(total.std() - 89) < 15
 
@@ -362,8 +370,8 @@ def test_fashion_real_data():
 def test_digits():
   data = pfhpo.data.load('digits', seed=0, num_clients=20, alpha=0.5)
   assert data.num_clients == 20 and data.num_classes == 10
-  assert data.train.x.shape[2:] == (8, 8, 1) and data.train.x.dtype == np.uint8
-  f = data.features(data.train.x[data.train.mask])
+  assert data.train.x.shape[1:] == (8, 8, 1) and data.train.x.dtype == np.uint8
+  f = data.features(data.train.x)
   assert f.min() == 0.0 and f.max() == 1.0
   total = data.train.counts + data.val.counts + data.test.counts
   assert total.sum() == 1797 and total.max() - total.min() <= 1
@@ -372,11 +380,11 @@ def test_digits():
   ref = load_digits()
   key = lambda x, y: [bytes(a.astype(np.uint8).ravel()) + bytes([b])
                       for a, b in zip(x, y)]
-  got = sum((key(s.x[s.mask], s.y[s.mask])
+  got = sum((key(s.x, s.y)
              for s in (data.train, data.val, data.test)), [])
   assert sorted(got) == sorted(key(ref.images, ref.target))
   for split in (data.train, data.val, data.test):
-    assert_prefix_mask(split)
+    assert_padded_rows(split)
   assert_same(data, digits.load(seed=0))
   assert not np.array_equal(digits.load(seed=1).train.y, data.train.y)
 
@@ -387,10 +395,10 @@ def test_synthetic():
   assert data.train.x.dtype == np.float32 and data.x_scale == 1.0
   total = data.train.counts + data.val.counts + data.test.counts
   assert total.min() >= 50 and total.max() <= synthetic.MAX_SIZE
-  ys = [s.y[s.mask] for s in (data.train, data.val, data.test)]
+  ys = [s.y for s in (data.train, data.val, data.test)]
   assert all(0 <= y.min() and y.max() < 10 for y in ys)
   # Heterogeneous labels: clients' label distributions differ a lot.
-  hist = np.stack([np.bincount(data.train.y[i][data.train.mask[i]],
+  hist = np.stack([np.bincount(data.train.client(i)[1],
                                minlength=10) / data.train.counts[i]
                    for i in range(30)])
   tv = 0.5 * np.abs(hist[:, None] - hist[None]).sum(-1)  # f64[30, 30]
@@ -425,8 +433,10 @@ def test_client_groups_corrupt_only_their_own_training_split():
                        ('noisy', 'few', 'clean'))
   for split in ('val', 'test'):
     assert_same_split(getattr(mixed, split), getattr(data, split))
-  mask = mixed.train.mask
-  changed = (mixed.train.y != data.train.y) & mask
+  everyone = np.arange(data.num_clients)  # padded rows, to compare per client
+  mask, y, y0 = (mixed.train.padded_mask(everyone),
+                 mixed.train.padded_y(everyone), data.train.padded_y(everyone))
+  changed = (y != y0) & mask
   assert not changed[~noisy].any()
   rate = changed[noisy].sum() / mask[noisy].sum()
   assert abs(rate - 0.6) < 0.05  # ~1,000 labels: a 5-point band is 3 sigma
@@ -434,9 +444,11 @@ def test_client_groups_corrupt_only_their_own_training_split():
                                 np.minimum(data.train.counts[few], 5))
   np.testing.assert_array_equal(mixed.train.counts[~few],
                                 data.train.counts[~few])
-  assert_prefix_mask(mixed.train)
-  np.testing.assert_array_equal(mixed.train.y[clean], data.train.y[clean])
-  np.testing.assert_array_equal(mixed.train.x[mask], data.train.x[mask])
+  assert_padded_rows(mixed.train)
+  np.testing.assert_array_equal(y[clean], y0[clean])
+  np.testing.assert_array_equal(mixed.train.padded_x(everyone)[mask],
+                                data.train.padded_x(everyone)[mask])
+  assert mixed.train.width == data.train.width  # the round's shapes stay
   # The same seed draws the same groups and flips; another seed others.
   again = with_groups(data, 0.25, 0.6, 0.5, 5, seed=0)
   np.testing.assert_array_equal(again.train.y, mixed.train.y)
@@ -445,14 +457,14 @@ def test_client_groups_corrupt_only_their_own_training_split():
   assert with_groups(data, 0.0, 0.6, 0.0, 5, seed=0) is data
   # Pair noise: each flipped label is the next class.
   pair = with_groups(data, 0.25, 0.6, 0.5, 5, seed=0, noise_kind='pair')
-  flipped = (pair.train.y != data.train.y) & pair.train.mask
+  pair_y = pair.train.padded_y(everyone)
+  flipped = (pair_y != y0) & mask
   assert abs(flipped[noisy].sum() / mask[noisy].sum() - 0.6) < 0.05
-  np.testing.assert_array_equal(pair.train.y[flipped],
-                                (data.train.y[flipped] + 1) % 10)
+  np.testing.assert_array_equal(pair_y[flipped], (y0[flipped] + 1) % 10)
   with pytest.raises(ConfigError, match='few_fraction'):
     with_groups(data, 0.6, 0.6, 0.5, 5, seed=0)
 
 
 def assert_same_split(a: ClientSplit, b: ClientSplit) -> None:
-  for field in ('x', 'y', 'mask'):
+  for field in ('x', 'y', 'offsets'):
     np.testing.assert_array_equal(getattr(a, field), getattr(b, field))

@@ -172,9 +172,9 @@ def test_client_features_are_size_label_histogram_and_spread_standardised():
   """phi = [log(1 + n), histogram, entropy / log(classes)], each column
   standardised over the clients: a client of one label has the lowest
   entropy, one of every label the highest."""
-  y = np.array([[0, 0, 0, 0], [0, 1, 2, 3], [1, 1, 0, 0]])
-  mask = np.array([[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 0, 0]], bool)
-  phi = client_features(y, mask, num_classes=4)
+  y = np.array([0, 0, 0, 0, 0, 1, 2, 3, 1, 1])  # three clients end to end
+  owner = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2])
+  phi = client_features(y, owner, num_clients=3, num_classes=4)
   raw = np.array([[np.log(5), 1, 0, 0, 0, 0],
                   [np.log(5), .25, .25, .25, .25, 1],
                   [np.log(3), 0, 1, 0, 0, 0]])

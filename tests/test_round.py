@@ -13,6 +13,7 @@ import optax
 import pytest
 
 from pfhpo.federated import make_round, put_rows, take_rows
+from pfhpo.federated.round import sample_val
 from pfhpo.federated.local_update import make_local_update
 from pfhpo.models import Model, cross_entropy
 from pfhpo.policies import (Policy, fedex, gumbel, pfedex, random, reinforce,
@@ -158,6 +159,44 @@ def test_fedex_concentrates_on_the_best_shared_configuration():
   assert probs[:, best].min() > 0.8, probs[:, best]
 
 
+FLAT = lambda t: jnp.concatenate([t['w'].ravel(), t['b'].ravel()])
+
+
+def _round_from_theta(policy, key=jax.random.PRNGKey(3)):
+  """One round of every client of `problem()` from a nonzero model theta;
+  (theta, batch, new state, metrics, each client's theta_i trained again
+  outside the round, the weights w_i, theta_g flattened)."""
+  algorithm = make_round(linear_model(), lambda x: x, optax.sgd(1.0), SPACE,
+                         policy)
+  state, rows = algorithm.init(jax.random.PRNGKey(0), C)
+  # A nonzero starting model, so that the two credit forms differ.
+  theta = {'w': jnp.full((D, 2), 0.1).at[:, 1].set(-0.2), 'b': jnp.ones(2)}
+  state = state._replace(server=state.server._replace(params=theta))
+  batch = problem()
+  new, _, metrics = jax.jit(algorithm.apply)(state, rows, batch, key)
+  one = make_local_update(linear_model(), lambda x: x, SPACE.max_steps,
+                          SPACE.max_batch)
+  keys = jax.random.split(jax.random.split(key)[1], C)
+  hp = metrics.hparams
+  trained = [one(theta, jnp.asarray(batch.train.x[i]),
+                 jnp.asarray(batch.train.y[i]), batch.train.count[i],
+                 *(v[i] for v in hp.sgd), keys[i])[0]
+             for i in range(C)]
+  w = batch.train.count / batch.train.count.sum()
+  theta_g = FLAT(theta) + sum(w[i] * (FLAT(trained[i]) - FLAT(theta))
+                              for i in range(C))
+  return theta, batch, new, metrics, trained, w, theta_g
+
+
+def _val_loss(val: ValBatch):
+  """The weighted validation loss of the linear model's flat parameters."""
+  def loss(v):
+    params = {'w': v[:D * 2].reshape(D, 2), 'b': v[D * 2:]}
+    logits = linear_model().apply(params, jnp.asarray(val.x))
+    return jnp.sum(val.weight * cross_entropy(logits, val.y))
+  return loss
+
+
 @pytest.mark.parametrize('form,t', [('delta', 1.0), ('params', 1.0),
                                     ('delta', 0.5), ('params', 0.5)])
 def test_the_rounds_credit_is_the_closed_form_of_each_form(form, t):
@@ -169,33 +208,9 @@ def test_the_rounds_credit_is_the_closed_form_of_each_form(form, t):
   nonzero here). Whatever t, the server moves to, and reports the loss of,
   the aggregate at c = 1."""
   policy = gumbel(SPACE, optax.sgd(0.5), credit=form, credit_at=t)
-  algorithm = make_round(linear_model(), lambda x: x, optax.sgd(1.0), SPACE,
-                         policy)
-  state, rows = algorithm.init(jax.random.PRNGKey(0), C)
-  # A nonzero starting model, so that the two forms differ.
-  theta = {'w': jnp.full((D, 2), 0.1).at[:, 1].set(-0.2), 'b': jnp.ones(2)}
-  state = state._replace(server=state.server._replace(params=theta))
-  batch = problem()
-  new, _, metrics = jax.jit(algorithm.apply)(state, rows, batch,
-                                              jax.random.PRNGKey(3))
-  one = make_local_update(linear_model(), lambda x: x, SPACE.max_steps,
-                          SPACE.max_batch)
-  keys = jax.random.split(jax.random.split(jax.random.PRNGKey(3))[1], C)
-  hp = metrics.hparams
-  trained = [one(theta, jnp.asarray(batch.train.x[i]),
-                 jnp.asarray(batch.train.y[i]), batch.train.count[i],
-                 *(v[i] for v in hp.sgd), keys[i])[0]
-             for i in range(C)]
-  w = batch.train.count / batch.train.count.sum()
-  flat = lambda t: jnp.concatenate([t['w'].ravel(), t['b'].ravel()])
-  theta_g = flat(theta) + sum(w[i] * (flat(trained[i]) - flat(theta))
-                              for i in range(C))
-
-  def val_loss(v):
-    params = {'w': v[:D * 2].reshape(D, 2), 'b': v[D * 2:]}
-    logits = linear_model().apply(params, jnp.asarray(batch.val.x))
-    return jnp.sum(batch.val.weight * cross_entropy(logits, batch.val.y))
-
+  theta, batch, new, metrics, trained, w, theta_g = _round_from_theta(policy)
+  val_loss = _val_loss(batch.val)
+  flat = FLAT
   np.testing.assert_allclose(flat(new.server.params), theta_g, rtol=1e-5,
                              atol=1e-6)
   np.testing.assert_allclose(metrics.val_loss, val_loss(theta_g), rtol=1e-5)
@@ -209,6 +224,50 @@ def test_the_rounds_credit_is_the_closed_form_of_each_form(form, t):
   other = np.array([w[i] * jnp.dot(g, flat(trained[i]) - flat(theta) + base)
                     for i in range(C)])  # the other form's
   assert np.max(np.abs(closed - other)) > 100 * 2e-4 * np.max(np.abs(closed))
+
+
+def test_a_sampled_credit_is_the_closed_form_on_its_sample():
+  """With `credit_examples`=m, dL/dc_i is w_i <dL_S/dtheta(c), theta_i -
+  theta> for the round's sample S of m validation examples (drawn from
+  fold_in(key, 1) in proportion to the weights), while the update and the
+  reported loss and accuracy are the whole set's, as without sampling."""
+  key = jax.random.PRNGKey(3)
+  full = _round_from_theta(gumbel(SPACE, optax.sgd(0.5)), key)
+  theta, batch, new, metrics, trained, w, theta_g = _round_from_theta(
+      gumbel(SPACE, optax.sgd(0.5), credit_examples=40), key)
+  for a, b in zip(jax.tree_util.tree_leaves(new.server.params),
+                  jax.tree_util.tree_leaves(full[2].server.params)):
+    np.testing.assert_array_equal(a, b)
+  assert metrics.val_loss == full[3].val_loss
+  assert metrics.val_acc == full[3].val_acc
+  sample = sample_val(jax.random.fold_in(key, 1), batch.val, 40)
+  assert sample.y.shape == (40,)
+  g = jax.grad(_val_loss(sample))(FLAT(theta) + 0.5 * (theta_g - FLAT(theta)))
+  closed = np.array([w[i] * jnp.dot(g, FLAT(trained[i]) - FLAT(theta))
+                     for i in range(C)])
+  np.testing.assert_allclose(metrics.credit, closed, rtol=2e-4, atol=1e-6)
+  assert np.max(np.abs(metrics.credit - full[3].credit)) > 1e-3 * np.max(
+      np.abs(full[3].credit))  # another set than the whole one
+
+
+def test_the_sampled_validation_loss_is_unbiased_and_skips_padding():
+  """The mean over 2,000 samples of m = 8 of the sampled loss's gradient is
+  the weighted gradient of the whole set (weights unequal, a quarter of
+  the examples padding of weight 0, never drawn)."""
+  rng = np.random.default_rng(0)
+  n = 64
+  weight = rng.random(n).astype(np.float32) * (np.arange(n) % 4 > 0)
+  val = ValBatch(rng.normal(size=(n, D)).astype(np.float32),
+                 rng.integers(0, 2, n).astype(np.int32), weight / weight.sum())
+  v = jnp.asarray(rng.normal(size=2 * D + 2), jnp.float32)
+  grad_of = lambda key: jax.grad(_val_loss(sample_val(key, val, 8)))(v)
+  keys = jax.random.split(jax.random.PRNGKey(0), 2000)
+  mean = jnp.mean(jax.vmap(grad_of)(keys), 0)
+  exact = jax.grad(_val_loss(val))(v)
+  assert jnp.linalg.norm(mean - exact) < 0.05 * jnp.linalg.norm(exact)
+  drawn = jax.vmap(lambda k: jax.random.choice(
+      k, n, (8,), p=jnp.asarray(val.weight)))(keys[:200])
+  assert not np.any(np.asarray(drawn) % 4 == 0)
 
 
 def _fixed_choices(choices):

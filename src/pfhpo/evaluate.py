@@ -1,8 +1,8 @@
 """Global-model evaluation over many clients' examples, compiled once.
 
-The real examples of every client in a split are laid end to end (padding
-dropped) and cut into fixed-size chunks, so evaluation costs the number of
-real examples, not clients x N_max. Per-client sums come back with a
+The real examples of every client in a split, stored end to end, are cut
+into fixed-size chunks, so evaluation costs the number of real examples,
+not clients x the largest client. Per-client sums come back with a
 segment sum over the example's client index:
 
     acc_i  = (1 / n_i) sum_{j in client i} [argmax f(x_j) = y_j]
@@ -41,6 +41,11 @@ class PersonalMetrics(NamedTuple):
   client_acc: np.ndarray | None = None  # f32[C] (NaN: no test examples)
 
 
+# Clients whose data are on the device at once when every client is walked
+# (`by_blocks`): personalisation, and the policies' view of every client.
+PERSONAL_BLOCK = 256
+
+
 class EvalSet(NamedTuple):
   x: np.ndarray  # u8/f32[M, *feature_shape], M a multiple of the chunk size
   y: np.ndarray  # i32[M]
@@ -49,8 +54,7 @@ class EvalSet(NamedTuple):
 
 def make_eval_set(split: ClientSplit, chunk: int) -> EvalSet:
   """Flattens a split's real examples, padded to a multiple of `chunk`."""
-  client = np.repeat(np.arange(split.num_clients, dtype=np.int32), split.counts)
-  x, y = split.x[split.mask], split.y[split.mask]
+  x, y, client = split.x, split.y, split.client_of
   pad = -len(y) % chunk
   return EvalSet(
       np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]),
@@ -86,7 +90,7 @@ def make_evaluate(model: Model, features: Callable, num_clients: int,
 
 def make_personalized_evaluate(model: Model, features: Callable,
                                personalize: Callable, chunk: int,
-                               block: int = 256) -> Callable:
+                               block: int = PERSONAL_BLOCK) -> Callable:
   """Personalised accuracy: each client's personal model, given the
   configuration its policy prefers, measured on its own test split. For
   FedAvg the personal model is the global model fine-tuned on the client's
@@ -97,10 +101,8 @@ def make_personalized_evaluate(model: Model, features: Callable,
            ClientSplit, hparams (per client), keys, test: ClientSplit)
     -> f32[C] accuracy (NaN for a client without test examples).
 
-  The clients are walked `block` at a time from the host (the last block
-  padded with repeats of the last client), so only a block's rows and data
-  are on the device at once, whatever C; within a block `chunk` clients
-  fine-tune side by side. One compilation for every block.
+  The clients are walked `block` at a time from the host (`by_blocks`);
+  within a block `chunk` clients fine-tune side by side.
   """
 
   def one_client(params, row, x, y, count, hp, key, tx, ty, tmask):
@@ -117,22 +119,32 @@ def make_personalized_evaluate(model: Model, features: Callable,
 
   def evaluate(params, table, train: ClientSplit, hparams, keys,
                test: ClientSplit) -> np.ndarray:
-    num = train.num_clients
-    size = min(block, num)
     hparams = jax.tree_util.tree_map(np.asarray, hparams)
     keys = np.asarray(keys)
-    acc = np.empty(num, np.float32)
-    for start in range(0, num, size):
-      idx = np.minimum(np.arange(start, start + size), num - 1)
-      take = lambda a: a[idx]
-      got = one_block(params, take_rows(table, idx), train.x[idx],
-                      train.y[idx], train.counts[idx],
-                      jax.tree_util.tree_map(take, hparams), keys[idx],
-                      test.x[idx], test.y[idx], test.mask[idx])
-      acc[start:start + size] = np.asarray(got)[:min(size, num - start)]
-    return acc
+    return by_blocks(train.num_clients, block, lambda idx: one_block(
+        params, take_rows(table, idx), train.padded_x(idx),
+        train.padded_y(idx), train.counts[idx],
+        jax.tree_util.tree_map(lambda a: a[idx], hparams), keys[idx],
+        test.padded_x(idx), test.padded_y(idx), test.padded_mask(idx)))
 
   return evaluate
+
+
+def by_blocks(num_clients: int, block: int,
+              fn: Callable[[np.ndarray], jax.Array]) -> np.ndarray:
+  """fn over every client, `block` at a time: [C, ...].
+
+  fn(idx) takes i32[block] client indices (the last block padded with
+  repeats of the last client, so that every call has one shape and fn
+  compiles once) and returns a value per client; only a block's data need
+  be on the device at once, whatever C.
+  """
+  size = min(block, num_clients)
+  out = []
+  for start in range(0, num_clients, size):
+    idx = np.minimum(np.arange(start, start + size), num_clients - 1)
+    out.append(np.asarray(fn(idx))[:min(size, num_clients - start)])
+  return np.concatenate(out)
 
 
 def summarize_personal(acc: np.ndarray, test_counts: np.ndarray,

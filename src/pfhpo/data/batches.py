@@ -22,32 +22,33 @@ VAL_SOURCES = ('server', 'federated')
 
 def client_batch(split: ClientSplit, clients: np.ndarray,
                  mesh: Mesh | None = None) -> ClientBatch:
-  """The rows of `clients` (i32[K]) of one split (split over `mesh`'s
-  devices, each process gathering its own: `sharding.client_rows`)."""
-  return ClientBatch(*(client_rows(a, clients, mesh)
-                       for a in (split.x, split.y, split.counts)))
+  """The rows of `clients` (i32[K]) of one split, padded to its width
+  (split over `mesh`'s devices, each process gathering its own:
+  `sharding.client_rows`)."""
+  take_count = lambda c: split.counts[c]
+  return ClientBatch(*(client_rows(take, clients, mesh) for take in (
+      split.padded_x, split.padded_y, take_count)))
 
 
 def server_val_batch(split: ClientSplit, size: int, seed: int) -> ValBatch:
   """A fixed server-held set: `size` examples drawn without replacement from
   all clients' validation splits (all of them if there are fewer)."""
-  x, y = split.x[split.mask], split.y[split.mask]
-  pick = np.random.default_rng(seed).permutation(len(y))[:size]
-  return ValBatch(x[pick], y[pick],
+  pick = np.random.default_rng(seed).permutation(len(split.y))[:size]
+  return ValBatch(split.x[pick], split.y[pick],
                   np.full(len(pick), 1.0 / len(pick), np.float32))
 
 
 def federated_val_batch(split: ClientSplit, clients: np.ndarray,
                         train_counts: np.ndarray) -> ValBatch:
   """The round's clients' validation splits, client i weighted w_i / n_i."""
-  mask = split.mask[clients]  # bool[K, Nv]
+  mask = split.padded_mask(clients)  # bool[K, Nv]
   n_val = np.maximum(mask.sum(1, keepdims=True), 1)
   w = train_counts / train_counts.sum()
   weight = np.where(mask, w[:, None] / n_val, 0.0).astype(np.float32)
   weight /= weight.sum()
-  x = split.x[clients]
-  return ValBatch(x.reshape(-1, *x.shape[2:]), split.y[clients].reshape(-1),
-                  weight.reshape(-1))
+  x = split.padded_x(clients)
+  return ValBatch(x.reshape(-1, *x.shape[2:]),
+                  split.padded_y(clients).reshape(-1), weight.reshape(-1))
 
 
 def round_batch(data: FederatedData, clients: np.ndarray,

@@ -30,7 +30,7 @@ def equal_sizes(total: int, num_clients: int) -> np.ndarray:  # i32[C]
 def load(seed: int = 0, num_clients: int = 20, alpha: float = 0.5,
          val_fraction: float = 0.1, test_fraction: float = 0.2,
          max_clients: int | None = None) -> FederatedData:
-  """Digits as `num_clients` clients; x: u8[C, N_max, 8, 8, 1], x_scale 1/16."""
+  """Digits as `num_clients` clients; x: u8[N, 8, 8, 1], x_scale 1/16."""
   from sklearn.datasets import load_digits  # slow import, only needed here
   digits = load_digits()
   x = digits.images.astype(np.uint8)[..., np.newaxis]  # u8[1797, 8, 8, 1]

@@ -144,7 +144,7 @@ def load(data_dir: str | None = None, cache_dir: str | None = None,
          max_clients: int | None = None) -> FederatedData:
   """Fashion-MNIST as ~310 FEMNIST-sized writers.
 
-  x: u8[C, N_max, 28, 28, 1] (x_scale 1/255), 10 classes, ids `fmnist_0007`.
+  x: u8[N, 28, 28, 1] end to end (x_scale 1/255), 10 classes, ids `fmnist_0007`.
   """
   train_x, train_y, test_x, test_y = (read_idx(p)
                                       for p in locate(data_dir, cache_dir))

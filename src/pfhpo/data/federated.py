@@ -1,16 +1,20 @@
-"""One representation for every federated data set: padded client arrays.
+"""One representation for every federated data set: clients end to end.
 
-A split (train, validation or test) of C clients is three dense arrays with a
-leading client axis, padded to the largest client:
+A split (train, validation or test) of C clients holds every client's real
+examples one client after another, never padded:
 
-    x:    u8/f32[C, N_max, *feature_shape]   features (uint8 where the source is 8-bit)
-    y:    i32[C, N_max]                      labels
-    mask: bool[C, N_max]                     True for real examples
+    x:       u8/f32[N, *feature_shape]   features (uint8 where the source is 8-bit)
+    y:       i32[N]                      labels
+    offsets: i64[C + 1]                  client i's are [offsets[i], offsets[i + 1])
 
-Real examples come first in every row, so client i's examples are
-`x[i, :counts[i]]`. Features are converted to float32 on the device by
-`FederatedData.features` (`x * x_scale`), so uint8 data cross the host-device
-boundary at a quarter of the size.
+so a federation costs its examples' bytes on the host, however unequal its
+clients. A round pads only its own K clients, to the split's `width` (the
+largest client's count when the data were loaded, fixed for the run so that
+the round's shapes, and its compilation, never change): `padded_x`,
+`padded_y`, `padded_mask`, [K, width, ...] with the real examples first.
+Features are converted to float32 on the device by `FederatedData.features`
+(`x * x_scale`), so uint8 data cross the host-device boundary at a quarter
+of the size.
 """
 from __future__ import annotations
 
@@ -27,18 +31,48 @@ from pfhpo.errors import ConfigError
 
 @dataclasses.dataclass(frozen=True)
 class ClientSplit:
-  """One split of every client, padded to the largest client."""
-  x: np.ndarray  # u8/f32[C, N_max, *feature_shape]
-  y: np.ndarray  # i32[C, N_max]
-  mask: np.ndarray  # bool[C, N_max]
+  """One split of every client, its examples end to end."""
+  x: np.ndarray  # u8/f32[N, *feature_shape]
+  y: np.ndarray  # i32[N]
+  offsets: np.ndarray  # i64[C + 1]
+  width: int  # the padded rows' length: at least every client's count
 
   @functools.cached_property
   def counts(self) -> np.ndarray:  # i32[C]
-    return self.mask.sum(axis=1).astype(np.int32)
+    return np.diff(self.offsets).astype(np.int32)
+
+  @functools.cached_property
+  def client_of(self) -> np.ndarray:  # i32[N]: whose example each is
+    return np.repeat(np.arange(self.num_clients, dtype=np.int32), self.counts)
 
   @property
   def num_clients(self) -> int:
-    return self.x.shape[0]
+    return len(self.offsets) - 1
+
+  def client(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Client i's examples: (x[n_i, ...], y[n_i])."""
+    lo, hi = self.offsets[i], self.offsets[i + 1]
+    return self.x[lo:hi], self.y[lo:hi]
+
+  def padded_mask(self, clients: np.ndarray) -> np.ndarray:
+    """bool[K, width]: True for the real examples of `clients` (i32[K])."""
+    return np.arange(self.width) < self.counts[clients][:, None]
+
+  def padded_x(self, clients: np.ndarray) -> np.ndarray:
+    """The features of `clients`, zero-padded: [K, width, *feature_shape]."""
+    return self._padded(self.x, clients)
+
+  def padded_y(self, clients: np.ndarray) -> np.ndarray:
+    """The labels of `clients`, zero-padded: i32[K, width]."""
+    return self._padded(self.y, clients)
+
+  def _padded(self, a: np.ndarray, clients: np.ndarray) -> np.ndarray:
+    clients = np.asarray(clients)
+    mask = self.padded_mask(clients)  # bool[K, width]
+    out = np.zeros((len(clients), self.width, *a.shape[1:]), a.dtype)
+    where = self.offsets[clients][:, None] + np.arange(self.width)
+    out[mask] = a[where[mask]]
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,16 +101,16 @@ class FederatedData:
 
   @property
   def feature_shape(self) -> tuple[int, ...]:
-    return tuple(self.train.x.shape[2:])
+    return tuple(self.train.x.shape[1:])
 
   def features(self, x):
     """uint8/float features -> float32 (works on numpy and jax arrays)."""
     return x.astype(np.float32) * np.float32(self.x_scale)
 
 
-def pad_clients(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray],
-                feature_shape: tuple[int, ...], dtype) -> ClientSplit:
-  """Packs per-client example lists into one padded `ClientSplit`.
+def join_clients(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray],
+                 feature_shape: tuple[int, ...], dtype) -> ClientSplit:
+  """Puts per-client example lists end to end in one `ClientSplit`.
 
   Args:
     xs: C arrays, client i's features `[n_i, *feature_shape]`.
@@ -84,17 +118,14 @@ def pad_clients(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray],
     feature_shape: shape of one example's features.
     dtype: storage dtype of the features (uint8 or float32).
   """
-  n_max = max(1, max((len(y) for y in ys), default=1))
-  c = len(ys)
-  x = np.zeros((c, n_max) + tuple(feature_shape), dtype=dtype)
-  y = np.zeros((c, n_max), dtype=np.int32)
-  mask = np.zeros((c, n_max), dtype=bool)
+  counts = np.array([len(y) for y in ys], np.int64)
+  offsets = np.concatenate([[0], np.cumsum(counts)])
+  x = np.empty((offsets[-1], *feature_shape), dtype)
+  y = np.empty(offsets[-1], np.int32)
   for i, (xi, yi) in enumerate(zip(xs, ys)):
-    n = len(yi)
-    x[i, :n] = xi
-    y[i, :n] = yi
-    mask[i, :n] = True
-  return ClientSplit(x, y, mask)
+    x[offsets[i]:offsets[i + 1]] = xi
+    y[offsets[i]:offsets[i + 1]] = yi
+  return ClientSplit(x, y, offsets, max(1, int(counts.max(initial=0))))
 
 
 def split_examples(n: int, fractions: tuple[float, float],

@@ -30,7 +30,7 @@ import numpy as np
 
 from pfhpo.compat import fedjax
 from pfhpo.data.federated import (FederatedData, check_clients, download,
-                                  pad_clients, split_examples)
+                                  join_clients, split_examples)
 from pfhpo.errors import ConfigError
 
 DEFAULT_CACHE_DIR = pathlib.Path('~/.cache/pfhpo/femnist')
@@ -164,8 +164,9 @@ def load(data_dir: str | None = None, cache_dir: str | None = None,
          only_digits: bool = False) -> FederatedData:
   """FEMNIST: train/val from the train file, test from the test file.
 
-  x: u8[C, N_max, 28, 28, 1] with x_scale 1/255 (f32 with x_scale 1.0 if the
-  pixels are not multiples of 1/255); 62 classes (10 if only_digits).
+  x: u8[N, 28, 28, 1], clients end to end, with x_scale 1/255 (f32 with
+  x_scale 1.0 if the pixels are not multiples of 1/255); 62 classes (10 if
+  only_digits).
   max_clients keeps the first K clients of the train file.
   """
   if not 0 <= val_fraction < 1:
@@ -190,7 +191,7 @@ def load(data_dir: str | None = None, cache_dir: str | None = None,
   by_id = {cid: (x, y) for cid, x, y in test}
   no_test = (np.zeros((0,) + FEATURE_SHAPE, dtype), np.zeros(0, np.int32))
   test_xy = [by_id.get(cid, no_test) for cid in ids]
-  splits = (pad_clients([x for x, _ in xy], [y for _, y in xy], FEATURE_SHAPE,
+  splits = (join_clients([x for x, _ in xy], [y for _, y in xy], FEATURE_SHAPE,
                         dtype) for xy in (train_xy, val_xy, test_xy))
   return check_clients(FederatedData(
       'femnist', tuple(ids), *splits,

@@ -73,18 +73,23 @@ def with_groups(data: FederatedData, noisy_fraction: float, noise_rate: float,
   group[order[:n_noisy]] = GROUPS.index('noisy')
   group[order[n_noisy:n_noisy + n_few]] = GROUPS.index('few')
   train = data.train
-  y = train.y.copy()  # i32[C, N_max]
-  noisy = (group == GROUPS.index('noisy'))[:, None] & train.mask
-  flip = noisy & (rng.random(y.shape) < noise_rate)
+  # Example j of client i: row client_of[j], position j - offsets[i] of the
+  # [C, width] draws below (drawn over the padded shape, as they were when
+  # splits were padded, so that a seed keeps its federation).
+  owner = train.client_of  # i32[N]
+  position = np.arange(len(train.y)) - train.offsets[owner]  # i64[N]
+  shape = (c, train.width)
+  noisy = group[owner] == GROUPS.index('noisy')  # bool[N]
+  flip = noisy & (rng.random(shape)[owner, position] < noise_rate)
   # another class: y + 1 + U{0, ..., classes - 2}, or y + 1 (mod classes)
-  shift = (rng.integers(0, data.num_classes - 1, y.shape)
+  shift = (rng.integers(0, data.num_classes - 1, shape)[owner, position]
            if noise_kind == 'symmetric' else 0)
-  other = (y + 1 + shift) % data.num_classes
-  y = np.where(flip, other, y).astype(np.int32)
-  few = (group == GROUPS.index('few'))[:, None]
-  mask = train.mask & ~(few & (np.arange(train.mask.shape[1]) >= few_examples))
-  x = train.x.copy()
-  x[~mask] = 0  # padding is zero
+  other = (train.y + 1 + shift) % data.num_classes
+  y = np.where(flip, other, train.y).astype(np.int32)
+  keep = ~((group[owner] == GROUPS.index('few')) & (position >= few_examples))
+  counts = np.bincount(owner[keep], minlength=c)
   return dataclasses.replace(
-      data, train=ClientSplit(x, np.where(mask, y, 0), mask),
+      data, train=ClientSplit(train.x[keep], y[keep],
+                              np.concatenate([[0], np.cumsum(counts)]),
+                              train.width),
       groups=GROUPS, client_group=group)

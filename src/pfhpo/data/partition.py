@@ -11,7 +11,7 @@
   what is left. Hsu et al. write the concentration as alpha * p for a prior p
   over classes; with balanced classes their alpha is our alpha * num_classes
   (our alpha is the per-class concentration, as in most later work).
-* `split_clients`: per-client train / validation / test split and padding.
+* `split_clients`: per-client train / validation / test split.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from pfhpo.data.federated import FederatedData, pad_clients, split_examples
+from pfhpo.data.federated import FederatedData, join_clients, split_examples
 from pfhpo.errors import ConfigError
 
 
@@ -91,7 +91,7 @@ def split_clients(name: str, client_ids: Sequence[str], x: np.ndarray,
                   y: np.ndarray, client_index: Sequence[np.ndarray],
                   fractions: tuple[float, float], rng: np.random.Generator,
                   num_classes: int, x_scale: float) -> FederatedData:
-  """Splits each client's examples into train / val / test and pads them.
+  """Splits each client's examples into train / val / test, end to end.
 
   Args:
     x: u8/f32[N, *feature_shape] pooled features.
@@ -112,7 +112,7 @@ def split_clients(name: str, client_ids: Sequence[str], x: np.ndarray,
     for part, sel in zip(parts, split_examples(len(index), fractions, rng)):
       part.append(index[sel])
   train, val, test = (
-      pad_clients([x[i] for i in part], [y[i] for i in part], x.shape[1:],
+      join_clients([x[i] for i in part], [y[i] for i in part], x.shape[1:],
                   x.dtype) for part in parts)
   return FederatedData(name, tuple(client_ids), train, val, test, num_classes,
                        x_scale)

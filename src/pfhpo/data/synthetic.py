@@ -16,7 +16,7 @@ deviations (the paper says variance; the same for the default 1.0).
 
 Client sizes follow the FedProx code, `int(lognormal(4, 2)) + 50`, but are
 capped at `MAX_SIZE` = 1,000 (the uncapped tail reaches tens of thousands and
-every client is padded to the largest).
+a round pads its clients to the largest).
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def load(seed: int = 0, num_clients: int = 30, alpha: float = 1.0,
          beta: float = 1.0, val_fraction: float = 0.1,
          test_fraction: float = 0.2,
          max_clients: int | None = None) -> FederatedData:
-  """Synthetic(alpha, beta); x: f32[C, N_max, 60], x_scale 1.0, 10 classes."""
+  """Synthetic(alpha, beta); x: f32[N, 60], x_scale 1.0, 10 classes."""
   if num_clients < 1 or alpha < 0 or beta < 0:
     raise ConfigError(f'synthetic: need num_clients >= 1 and alpha, beta >= 0, '
                       f'got {num_clients}, {alpha}, {beta}.')

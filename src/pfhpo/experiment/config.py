@@ -155,6 +155,12 @@ class RunConfig:
   eval_chunk: int = setting(512, 'examples per evaluation step')
   client_chunk: int | None = setting(
       None, 'clients trained side by side (unset: 2 on CPU, all elsewhere)')
+  recompute_clients: bool | None = setting(
+      None, "train each group of `client_chunk` clients again in the "
+      "credit's backward pass instead of keeping every client's update: "
+      'device memory that does not grow with the clients per round, for '
+      "twice the clients' compute (unset: when those updates would take "
+      'more than 1 GiB a device)')
   unroll: bool | None = setting(
       None, 'unroll the local-step loop (unset: only for lax convolutions '
       'on CPU)')

@@ -22,7 +22,8 @@ from pfhpo import models
 from pfhpo.data.batches import round_batch, server_val_batch
 from pfhpo.data.federated import FederatedData
 from pfhpo.data.groups import with_groups
-from pfhpo.evaluate import (PersonalMetrics, make_eval_set, make_evaluate,
+from pfhpo.evaluate import (PERSONAL_BLOCK, PersonalMetrics, by_blocks,
+                            make_eval_set, make_evaluate,
                             make_personalized_evaluate, summarize_personal)
 from pfhpo.experiment.config import Config
 from pfhpo.federated import FederatedAlgorithm, client_mesh, make_round
@@ -99,22 +100,27 @@ def build(cfg: Config) -> Experiment:
   model = models.create(cfg.model.model, data.feature_shape, data.num_classes,
                         conv_impl=conv_impl)
   init_key, round_key = keys(run.seed)
+  params_like = jax.eval_shape(lambda key: algorithms.server_model(
+      cfg.algorithm, model.init(key), data.num_clients).init(
+          key, model.init(key)), init_key)
   policy = create(cfg.policy.policy, space, cfg.policy.options,
                   train_counts=counts, groups=data.groups,
                   client_group=data.group_of,
                   client_features=client_features(
-                      data.train.y, data.train.mask, data.num_classes),
-                  params_like=jax.eval_shape(lambda key: algorithms.server_model(
-                      cfg.algorithm, model.init(key), data.num_clients).init(
-                          key, model.init(key)), init_key))
+                      data.train.y, data.train.client_of, data.num_clients,
+                      data.num_classes),
+                  params_like=params_like)
   client = algorithms.create(
       cfg.algorithm, model, data.features, space.max_steps, space.max_batch,
       cfg.space.momentum, unroll, track_alignment='alignment' in policy.needs,
       num_clients=data.num_clients, clients_per_round=run.clients_per_round)
   server_opt = algorithms.server_optimizer(
       cfg.algorithm, cfg.server.optimizer(), run.clients_per_round)
+  recompute = recompute_clients(run, policy, chunk, params_like,
+                                mesh.size if mesh is not None else 1)
   algorithm = make_round(model, data.features, server_opt, space,
-                         policy, client_chunk=chunk, mesh=mesh, client=client)
+                         policy, client_chunk=chunk, mesh=mesh, client=client,
+                         recompute=recompute)
   traces = []
 
   def traced(*args):
@@ -141,9 +147,14 @@ def build(cfg: Config) -> Experiment:
         jax.random.split(tune_key, data.num_clients), data.test),
         data.test.counts, seen)
 
-  masked_loss = jax.jit(lambda params: jax.lax.map(
+  block_loss = jax.jit(lambda params, *clients: jax.lax.map(
       lambda a: make_masked_loss(model, data.features)(params, *a),
-      (data.train.x, data.train.y, counts), batch_size=chunk))
+      clients, batch_size=chunk))
+
+  def masked_loss(params) -> np.ndarray:  # f32[C]: each client's train loss
+    train = data.train
+    return by_blocks(data.num_clients, PERSONAL_BLOCK, lambda idx: block_loss(
+        params, train.padded_x(idx), train.padded_y(idx), counts[idx]))
 
   def observe_all(state: RoundState) -> RoundState:
     if policy.observe is None:
@@ -159,6 +170,7 @@ def build(cfg: Config) -> Experiment:
       'backend': backend, 'devices': [str(d) for d in jax.devices()],
       'processes': jax.process_count(),
       'conv_impl': conv_impl, 'unroll': unroll, 'client_chunk': chunk,
+      'recompute_clients': recompute,
       'num_clients': data.num_clients, 'feature_shape': data.feature_shape,
       'num_classes': data.num_classes, 'clients_below_batch': small}
   return Experiment(
@@ -172,6 +184,28 @@ def build(cfg: Config) -> Experiment:
       personalize, observe_all,
       lambda clients: round_batch(data, clients, server_val, local_val, mesh),
       mesh, pool, resolved, traces)
+
+
+RECOMPUTE_ABOVE = 2**30  # bytes of kept client updates a device (1 GiB)
+
+
+def recompute_clients(run, policy: Policy, chunk: int | None, params_like,
+                      devices: int) -> bool:
+  """Whether the round retrains its clients in the credit's backward pass
+  (`aggregate_clients`'s `recompute`): as `run.recompute_clients` says, or,
+  unset, when the updates it would keep, K / devices x the model's bytes,
+  pass RECOMPUTE_ABOVE. Only a round that takes credits keeps them, and only
+  a chunked one can retrain a group at a time."""
+  takes_credit = bool(policy.needs & {'credit', 'credit_params'})
+  if run.recompute_clients is not None:
+    require(not run.recompute_clients or chunk is not None,
+            '`recompute_clients` retrains the clients a group at a time: '
+            'pass `client_chunk` too.')
+    return run.recompute_clients and takes_credit
+  model_bytes = sum(a.size * a.dtype.itemsize
+                    for a in jax.tree_util.tree_leaves(params_like))
+  kept = run.clients_per_round / devices * model_bytes
+  return takes_credit and chunk is not None and kept > RECOMPUTE_ABOVE
 
 
 _NOTED: set[str] = set()  # notes already printed by this process

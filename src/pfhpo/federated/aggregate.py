@@ -46,7 +46,8 @@ def weighted_delta(server_params, client_params, weights: jax.Array,
 
 def aggregate_clients(train: Callable, server_params, args: tuple,
                       weights: jax.Array, coeffs: jax.Array,
-                      chunk: int | None = None, mesh: Mesh | None = None):
+                      chunk: int | None = None, mesh: Mesh | None = None,
+                      recompute: bool = False):
   """Trains every client and aggregates: (Delta_g(c), per-client aux).
 
   `train(*client_args) -> (theta_i, aux_i)` is one client's local update;
@@ -63,7 +64,11 @@ def aggregate_clients(train: Callable, server_params, args: tuple,
     steps, and the round needs no [C, P] buffer, which XLA:CPU would map
     and page-fault in afresh on every call (BUILD_NOTES.md has the figures).
     `jax.grad` with respect to `coeffs` still works: it keeps each client's
-    update as a residual.
+    update as a residual, [C, P] in all, unless `recompute`: then each
+    group is a `jax.checkpoint`, whose clients the backward pass trains
+    again, so that device memory no longer grows with C (for twice the
+    clients' compute in a round that takes the gradient; the same
+    gradient).
   * `mesh`: the client axis is split over the mesh's one axis; each device
     aggregates its share as above and the partial sums are added with a
     `psum`. C must be a multiple of the mesh size.
@@ -73,7 +78,8 @@ def aggregate_clients(train: Callable, server_params, args: tuple,
     spec = PartitionSpec(axis)
 
     def shard(a, w, c):
-      delta, aux = aggregate_clients(train, server_params, a, w, c, chunk)
+      delta, aux = aggregate_clients(train, server_params, a, w, c, chunk,
+                                     recompute=recompute)
       return jax.lax.psum(delta, axis), aux
 
     # `train` closes over the replicated server parameters; the clients
@@ -96,7 +102,8 @@ def aggregate_clients(train: Callable, server_params, args: tuple,
                     weighted_delta(server_params, params, w, c)), aux
 
   zeros = tree_map(lambda a: jnp.zeros(a.shape, a.dtype), server_params)
-  delta, aux = jax.lax.scan(add_group, zeros, groups)
+  delta, aux = jax.lax.scan(jax.checkpoint(add_group) if recompute
+                            else add_group, zeros, groups)
   aux = tree_map(lambda a: a.reshape(n, *a.shape[2:]), aux)
   if n < k:  # the last k - n clients, one vmap
     rest = tree_map(lambda a: a[n:], (args, weights, coeffs))

@@ -29,8 +29,8 @@ def take_rows(table: ClientTable, clients: np.ndarray,
               mesh: Mesh | None = None) -> ClientTable:
   """The rows of `clients` (i32[K]), in that order: [K, ...] each (split
   over `mesh`'s devices by `sharding.client_rows`)."""
-  return jax.tree_util.tree_map(lambda a: client_rows(a, clients, mesh),
-                                table)
+  return jax.tree_util.tree_map(
+      lambda a: client_rows(a.__getitem__, clients, mesh), table)
 
 
 def put_rows(table: ClientTable, clients: np.ndarray,

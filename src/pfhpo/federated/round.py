@@ -30,7 +30,10 @@ the clients, to the round's loss change L(theta_g(1)) - L(theta) (the
 Aumann-Shapley shares of the change), and t = 1/2 is that integral's
 midpoint estimate, where t = 1 is the marginal value of each update at the
 aggregate. The server still moves to, and validates, theta_g(1) (one more
-forward pass of the validation set).
+forward pass of the validation set). A policy may take its credit on a
+fresh weighted sample of m validation examples each round
+(`Policy.credit_examples`, `sample_val`): an unbiased estimate of the
+credit on the whole set, whose backward pass costs m examples, not all.
 
 The validation loss is a weighted sum over `RoundBatch.val` (a server-held
 set, or the round's clients' own splits: `pfhpo.data.validation`). L_i^val,
@@ -105,11 +108,14 @@ def make_round(model: Model, features: Callable,
                policy: Policy, momentum: float = 0.0, unroll: bool = False,
                client_chunk: int | None = None,
                mesh: Mesh | None = None,
-               client: ClientAlgorithm | None = None) -> FederatedAlgorithm:
+               client: ClientAlgorithm | None = None,
+               recompute: bool = False) -> FederatedAlgorithm:
   """The round of `policy` over `space`, compiled for the space's bounds.
 
-  `client_chunk` sets how many clients train side by side, and `mesh` the
-  devices the client axis is split over (`aggregate_clients`); `init`
+  `client_chunk` sets how many clients train side by side, `mesh` the
+  devices the client axis is split over, and `recompute` whether a credit's
+  backward pass trains each group of clients again instead of keeping
+  every client's update (`aggregate_clients`); `init`
   places the state on every device of `mesh`. `client` is the algorithm's
   client side (`pfhpo.algorithms.create`, built for this space; unset:
   FedAvg's local SGD with `momentum` and `unroll`).
@@ -171,9 +177,10 @@ def make_round(model: Model, features: Callable,
                   else jnp.zeros_like(stats.loss))
       return params, (stats, val_loss, diverged, keep(new_row, row))
 
-    def objective(coeffs):
+    def objective(coeffs, val: ValBatch):
       delta, aux = aggregate_clients(
-          train, server.params, args, weights, coeffs, client_chunk, mesh)
+          train, server.params, args, weights, coeffs, client_chunk, mesh,
+          recompute)
       kept = jnp.sum(jnp.where(aux[2], 0.0, weights))  # weight that trained
       share = jnp.where(kept > 0, kept, 1.0)
       scale = (jnp.sum(jnp.where(aux[2], 0.0, weights * coeffs)) / share
@@ -181,20 +188,24 @@ def make_round(model: Model, features: Callable,
       delta = jax.tree_util.tree_map(lambda d: d / share, delta)
       theta_g = jax.tree_util.tree_map(lambda s, d: scale * s + d,
                                        server.params, delta)
-      loss, acc = val_metrics(theta_g, batch.val)
+      loss, acc = val_metrics(theta_g, val)
       return loss, (delta, aux, acc)
 
     ones = jnp.ones(k, jnp.float32)
     if credit:
       t = policy.credit_at  # a Python float: the round is compiled for it
+      m = policy.credit_examples
+      sampled = m is not None and m < batch.val.y.shape[0]
+      credit_val = (sample_val(jax.random.fold_in(key, 1), batch.val, m)
+                    if sampled else batch.val)
       (val_loss, (delta, aux, val_acc)), dl_dc = jax.value_and_grad(
-          objective, has_aux=True)(t * ones)
-      if t != 1.0:  # the update and its validation at c = 1
+          objective, has_aux=True)(t * ones, credit_val)
+      if t != 1.0 or sampled:  # the update, validated at c = 1 on all of val
         delta = jax.tree_util.tree_map(lambda d: d / t, delta)
         val_loss, val_acc = val_metrics(jax.tree_util.tree_map(
             jnp.add, server.params, delta), batch.val)
     else:
-      val_loss, (delta, aux, val_acc) = objective(ones)
+      val_loss, (delta, aux, val_acc) = objective(ones, batch.val)
       dl_dc = jnp.zeros(k, jnp.float32)
     stats, client_val_loss, diverged, rows = aux  # per client: [K] each
     trained = ~jnp.all(diverged)  # some client's update is in the aggregate
@@ -234,6 +245,16 @@ def make_round(model: Model, features: Callable,
     return RoundState(server, pstate), rows, metrics
 
   return FederatedAlgorithm(init, apply)
+
+
+def sample_val(key: jax.Array, val: ValBatch, m: int) -> ValBatch:
+  """m validation examples drawn with replacement in proportion to their
+  weights, each weighted 1/m: sum_j (1/m) l_j is an unbiased estimate of
+  the weighted loss sum_i w_i l_i, and so is its gradient (padding, of
+  weight 0, is never drawn)."""
+  pick = jax.random.choice(key, val.y.shape[0], (m,), p=val.weight)  # i32[m]
+  return ValBatch(jnp.take(val.x, pick, axis=0), jnp.take(val.y, pick),
+                  jnp.full(m, 1.0 / m, jnp.float32))
 
 
 def fedavg(model: Model, features: Callable,

@@ -2,10 +2,12 @@
 
 The devices are every process's (`jax.devices()`; one process, or many
 joined by `pfhpo.distributed.initialize`). Arrays split on the client axis
-are built from the host's tables by `client_rows`, so that each process
-gathers and sends only the rows its own devices hold.
+are built from the host's tables and data splits by `client_rows`, so that
+each process gathers and sends only the rows its own devices hold.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import jax
 import numpy as np
@@ -23,21 +25,22 @@ def client_mesh(devices=None) -> Mesh | None:
   return Mesh(np.array(devices), ('clients',)) if len(devices) > 1 else None
 
 
-def client_rows(table: np.ndarray, clients: np.ndarray,
+def client_rows(take: Callable[[np.ndarray], np.ndarray], clients: np.ndarray,
                 mesh: Mesh | None):
-  """table[clients]: [K, ...] from a host table [C, ...] (K = len(clients)).
+  """take(clients): the rows [K, ...] of `clients` (i32[K]) of a host-side
+  table or data split, on the device(s).
 
-  Sent to the device now, so that the next round's transfer overlaps the
-  round running there. Over a mesh, a global array split on its client
-  axis, of which each process gathers and sends only the rows of its own
-  devices.
+  Sent now, so that the next round's transfer overlaps the round running
+  there. Over a mesh, a global array split on its client axis, for which
+  each process calls `take` only for the clients of its own devices.
   """
   if mesh is None:
-    return jax.device_put(table[clients])
+    return jax.device_put(take(clients))
+  first = take(clients[:1])  # [1, ...]: the rows' shape and dtype
   return jax.make_array_from_callback(
-      (len(clients), *table.shape[1:]),
+      (len(clients), *first.shape[1:]),
       NamedSharding(mesh, PartitionSpec(*mesh.axis_names)),
-      lambda index: table[clients[index[0]]])
+      lambda index: take(clients[index[0]]))
 
 
 def replicate(tree, mesh: Mesh | None):

@@ -96,6 +96,9 @@ class Policy(NamedTuple):
   # Where the round takes a 'credit' measurement: dL/dc at c = credit_at 1
   # (1: the aggregate's own gradient; see pfhpo.federated.round).
   credit_at: float = 1.0
+  # How many validation examples the credit's backward pass sees: a fresh
+  # sample each round, drawn in proportion to their weights (None: all).
+  credit_examples: int | None = None
   # (state, clients, f32[K] losses) -> state: records the 'pre_loss'
   # measurement (None for a policy that does not ask for it)
   observe: Callable | None = None

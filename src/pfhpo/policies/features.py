@@ -30,14 +30,15 @@ import numpy as np
 HIDDEN = 16  # units of the hidden layer
 
 
-def client_features(y: np.ndarray, mask: np.ndarray,
+def client_features(y: np.ndarray, owner: np.ndarray, num_clients: int,
                     num_classes: int) -> np.ndarray:
   """phi: f32[C, 2 + num_classes], standardised per column (a column that
-  does not vary is 0). y: i32[C, N_max] training labels; mask: bool[C,
-  N_max]."""
-  counts = mask.sum(1)  # i64[C]
-  hist = np.stack([np.bincount(row[m], minlength=num_classes)
-                   for row, m in zip(y, mask)]).astype(np.float64)
+  does not vary is 0). y: i32[N] training labels, owner: i32[N] the client
+  of each."""
+  counts = np.bincount(owner, minlength=num_clients)  # i64[C]
+  hist = np.bincount(owner * num_classes + y,
+                     minlength=num_clients * num_classes).reshape(
+                         num_clients, num_classes).astype(np.float64)
   hist /= np.maximum(counts, 1)[:, None]  # f64[C, classes]
   plogp = np.where(hist > 0, hist * np.log(np.where(hist > 0, hist, 1)), 0)
   entropy = -plogp.sum(1) / np.log(num_classes)

@@ -33,6 +33,9 @@ ablation, BUILD_NOTES.md):
     aggregate (`pfhpo.federated.round`).
   entropy_weight: an entropy bonus in the score update
     (`base.score_update`).
+  credit_examples: the credit's backward pass on a fresh weighted sample
+    of the validation set each round, an unbiased estimate of the full
+    set's credit at a fraction of its cost (issue 14's overhead target).
   policy_scope: 'shared' adds a row every client's credit moves to the
     per-client rows (`base`).
 """
@@ -57,14 +60,18 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
            scope: str = 'client', baseline_decay: float | None = None,
            normalize: bool = False, credit: str = 'delta',
            credit_at: float = 0.5, entropy_weight: float = 0.0,
-           features: np.ndarray | None = None) -> Policy:
+           features: np.ndarray | None = None,
+           credit_examples: int | None = None) -> Policy:
   """`credit`: differentiate the aggregate through the update ('delta') or
   the parameters ('params'); `credit_at`: the point c = t 1 where dL/dc is
   taken (see `pfhpo.federated.round`); `entropy_weight`: the exploration
   bonus of `base.score_update`; `features`: f32[C, F] the clients' phi,
-  for the 'features' scope (`features.py`)."""
+  for the 'features' scope (`features.py`); `credit_examples`: the credit
+  from a fresh sample of this many validation examples each round (None:
+  every one; `pfhpo.federated.round`)."""
   check_choice('credit', credit, CREDITS)
   check_credit_at(credit_at)
+  check_credit_examples(credit_examples)
   def update(state: PolicyState, fb: Feedback) -> PolicyState:
     raw = penalized(fb.credit, diverged_of(fb))
     credit = raw - state.baseline
@@ -82,11 +89,16 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
 
   return categorical_policy(space, optimizer, scope, update,
                             frozenset({CREDITS[credit]}), features)._replace(
-                                credit_at=credit_at)
+                                credit_at=credit_at,
+                                credit_examples=credit_examples)
 
 
 def check_credit_at(t: float) -> None:
   require(0 < t <= 1, f'`credit_at` must be in (0, 1], got {t}')
+
+
+def check_credit_examples(m: int | None) -> None:
+  require(m is None or m >= 1, f'`credit_examples` must be >= 1, got {m}')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,11 +117,16 @@ class GumbelConfig(LogitsConfig):
   entropy_weight: float = setting(
       0.0, "weight of each client's policy entropy in the update (an "
       'exploration bonus; 0: none)')
+  credit_examples: int | None = setting(
+      None, 'validation examples the credit is taken on, a fresh weighted '
+      'sample each round (unset: all of them; the reported validation '
+      'loss always uses all)')
 
   def __post_init__(self):
     super().__post_init__()
     check_choice('credit', self.credit, CREDITS)
     check_credit_at(self.credit_at)
+    check_credit_examples(self.credit_examples)
     require(self.entropy_weight >= 0,
             f'`entropy_weight` must be >= 0, got {self.entropy_weight}')
     check_decay(self.baseline_decay, closed=False)
@@ -120,4 +137,4 @@ def _build(config: GumbelConfig, context: PolicyContext) -> Policy:
   return gumbel(context.space, config.optimizer(), config.policy_scope,
                 config.baseline_decay, config.credit_normalize, config.credit,
                 config.credit_at, config.entropy_weight,
-                context.client_features)
+                context.client_features, config.credit_examples)
