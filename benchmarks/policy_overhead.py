@@ -3,7 +3,8 @@
 Same data, model, clients and search space in one process; the static round
 computes the validation loss but skips the backward pass through it and
 the aggregation, the gumbel round takes `dL/dc` with `jax.value_and_grad`
-and updates per-client logits.
+and updates per-client logits. The rounds are timed in turn (static,
+gumbel, sampled gumbel, again), so that the machine's drift falls on each.
 
     .venv/bin/python benchmarks/policy_overhead.py
     .venv/bin/python benchmarks/policy_overhead.py --models=mlp --clients=50
@@ -12,11 +13,13 @@ The third column is gumbel with its credit on a fresh sample of
 `--credit_examples` validation examples a round (`credit_examples`).
 Prints a table and writes JSON rows (`model`, `clients_per_round`,
 `static_s_per_round`, `gumbel_s_per_round`, `overhead`,
-`gumbel_sampled_s_per_round`, `sampled_overhead`).
+`gumbel_sampled_s_per_round`, `sampled_overhead`, and the minor page
+faults of a static and a gumbel round).
 """
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import time
 
@@ -33,8 +36,10 @@ from pfhpo.types import ClientBatch, RoundBatch, ValBatch
 
 
 
-def seconds_per_round(model, space, name: str, k: int, n: int, val_size: int,
-                      rounds: int) -> float:
+def round_of(model, space, name: str, k: int, n: int, val_size: int):
+  """One round of `name` ('static', 'gumbel', or 'gumbel:m', its credit on
+  m sampled validation examples) over k clients, compiled: a function of
+  the round's index that runs it and waits."""
   (xv,), (yv,) = client_data(1, val_size, seed=1)
   val = ValBatch(jnp.asarray(xv), jnp.asarray(yv),
                  jnp.full(val_size, 1 / val_size, jnp.float32))
@@ -43,7 +48,7 @@ def seconds_per_round(model, space, name: str, k: int, n: int, val_size: int,
       jnp.asarray(x), jnp.asarray(y), jnp.full(k, n, jnp.int32)), val)
   if name == 'static':
     policy = policies.create(name, space, policies.StaticConfig(0))
-  else:  # gumbel, or gumbel:m with its credit on m validation examples
+  else:
     name, _, m = name.partition(':')
     policy = policies.create(name, space, policies.GumbelConfig(
         credit_examples=int(m) if m else None))
@@ -59,12 +64,25 @@ def seconds_per_round(model, space, name: str, k: int, n: int, val_size: int,
     jax.block_until_ready(state[0])
 
   one_round(0)  # compiles
-  times = []
-  for r in range(rounds):
-    t = time.perf_counter()
-    one_round(r + 1)
-    times.append(time.perf_counter() - t)
-  return statistics.median(times)
+  return one_round
+
+
+def interleaved(rounds: dict, repeats: int) -> dict:
+  """{name: (median seconds, minor page faults a round)} of `rounds`
+  ({name: one_round}) run in turn, `repeats` times each, so that the
+  machine's drift falls on all of them alike. A buffer XLA:CPU maps afresh
+  at every call faults its pages in again: the faults show it."""
+  times = {name: [] for name in rounds}
+  faults = dict.fromkeys(rounds, 0)
+  for r in range(repeats):
+    for name, one_round in rounds.items():
+      before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+      t = time.perf_counter()
+      one_round(r + 1)
+      times[name].append(time.perf_counter() - t)
+      faults[name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+  return {name: (statistics.median(times[name]), faults[name] / repeats)
+          for name in rounds}
 
 
 def main():
@@ -73,7 +91,8 @@ def main():
   p.add_argument('--clients', default='10,50')
   p.add_argument('--examples', type=int, default=200)
   p.add_argument('--val_size', type=int, default=1000)
-  p.add_argument('--rounds', type=int, default=5)
+  p.add_argument('--rounds', type=int, default=7,
+                 help='timed rounds of each, interleaved (median)')
   p.add_argument('--credit_examples', type=int, default=200,
                  help="the sampled credit's validation examples")
   p.add_argument('--out', default=f'benchmarks/results/policy_overhead_'
@@ -84,14 +103,17 @@ def main():
         f'H={space.size} val_size={a.val_size}')
   m = a.credit_examples
   print(f'{"model":6} {"K":>4} {"static s":>9} {"gumbel s":>9} {"overhead":>9}'
-        f' {f"gumbel m={m} s":>15} {"overhead":>9}')
+        f' {f"gumbel m={m} s":>15} {"overhead":>9} {"faults st":>10}'
+        f' {"faults gu":>10}')
   rows = []
   for name in a.models.split(','):
     model = models.create(name, SHAPE, CLASSES)
     for k in map(int, a.clients.split(',')):
-      s, g, gm = (seconds_per_round(model, space, policy, k, a.examples,
-                                    a.val_size, a.rounds)
-                  for policy in ('static', 'gumbel', f'gumbel:{m}'))
+      names = ('static', 'gumbel', f'gumbel:{m}')
+      got = interleaved({name: round_of(model, space, name, k, a.examples,
+                                        a.val_size) for name in names},
+                        a.rounds)
+      (s, fs), (g, fg), (gm, _) = (got[name] for name in names)
       rows.append({'model': name, 'clients_per_round': k,
                    'static_s_per_round': round(s, 4),
                    'gumbel_s_per_round': round(g, 4),
@@ -99,10 +121,12 @@ def main():
                    'gumbel_sampled_s_per_round': round(gm, 4),
                    'sampled_overhead': round(gm / s, 2),
                    'credit_examples': m, 'val_size': a.val_size,
+                   'static_page_faults_per_round': round(fs),
+                   'gumbel_page_faults_per_round': round(fg),
                    'search_space_size': space.size,
                    'backend': jax.default_backend()})
       print(f'{name:6} {k:4d} {s:9.3f} {g:9.3f} {g / s:8.2f}x {gm:15.3f} '
-            f'{gm / s:8.2f}x', flush=True)
+            f'{gm / s:8.2f}x {fs:10.0f} {fg:10.0f}', flush=True)
   write_rows(rows, a.out)
 
 

@@ -87,8 +87,11 @@ def training_flops(name: str, k: int, steps: int, batch: int) -> float:
 def ours(name: str, k: int, steps: int, batch: int, n: int, rounds: int,
          conv_impl: str, chunk: int | None):
   model = models.create(name, SHAPE, CLASSES, conv_impl=conv_impl)
+  # As a run does (experiment/setup.py): XLA's convolutions on a CPU need
+  # the step loop unrolled.
+  unroll = jax.default_backend() == 'cpu' and conv_impl == 'lax' and name != 'mlp'
   algo = fedavg(model, FEATURES, optax.sgd(1.0), 0.05, steps, batch,
-                client_chunk=chunk, mesh=client_mesh())
+                client_chunk=chunk, mesh=client_mesh(), unroll=unroll)
   x, y = client_data(k, n)
   val = ValBatch(jnp.asarray(x[0, :100]), jnp.asarray(y[0, :100]),
                  jnp.full(100, 0.01))
