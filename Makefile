@@ -28,7 +28,7 @@ test: $(STAMP)
 	$(VENV)/bin/python -m pytest -n 2
 
 # Throughput against fedjax on one device (mlp and conv at 10 and 100
-# clients a round, mlp at 1,000, resnet18 at 10), then sharded over one host
+# clients a round, and at 1,000, resnet18 at 10), then sharded over one host
 # device per core; the round over 1, 2 and 4 processes (jax.distributed);
 # what the gumbel policy costs over a static round; what the round's
 # divergence test and validation cost over a bare FedAvg round; a
@@ -37,6 +37,8 @@ bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/round_throughput.py --models=mlp,conv --clients=10,100
 	$(VENV)/bin/python benchmarks/round_throughput.py --models=mlp --clients=1000 \
 	  --out=benchmarks/results/round_throughput_1dev_1000.json
+	$(VENV)/bin/python benchmarks/round_throughput.py --models=conv --clients=1000 \
+	  --rounds=1 --out=benchmarks/results/round_throughput_1dev_conv1000.json
 	$(VENV)/bin/python benchmarks/round_throughput.py --models=resnet18 --clients=10 \
 	  --rounds=1 --out=benchmarks/results/round_throughput_1dev_resnet18.json
 	XLA_FLAGS=--xla_force_host_platform_device_count=$$(nproc) \
