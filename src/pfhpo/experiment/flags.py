@@ -37,6 +37,15 @@ class OneLineParser(argparse.ArgumentParser):
     raise ConfigError(message)
 
 
+# The processes of one run (`pfhpo.distributed`): flags of the command
+# line, not settings of its Config.
+PROCESS_FLAGS = (
+    ('coordinator_address', str, 'host:port where process 0 serves the '
+     'coordinator'),
+    ('num_processes', int, 'how many processes run the round'),
+    ('process_id', int, "this process's rank, 0 .. num_processes - 1"))
+
+
 def parser() -> argparse.ArgumentParser:
   p = OneLineParser(description='Federated training with per-client '
               'hyper-parameters chosen by a policy.')
@@ -71,13 +80,6 @@ def parser() -> argparse.ArgumentParser:
         metavar='0|1' if boolean else name.upper(),
         nargs='?' if boolean else None, const='1' if boolean else None)
   return p
-
-
-PROCESS_FLAGS = (
-    ('coordinator_address', str, 'host:port where process 0 serves the '
-     'coordinator'),
-    ('num_processes', int, 'how many processes run the round'),
-    ('process_id', int, "this process's rank, 0 .. num_processes - 1"))
 
 
 class Command(NamedTuple):

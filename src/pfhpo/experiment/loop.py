@@ -121,14 +121,14 @@ def _train(exp: Experiment, out: RunDirectory) -> Summary:
   if state.round < run.rounds:
     clients, batch = round_input(state.round + 1)
   with tqdm(total=run.rounds, initial=state.round, unit='round',
-            disable=not out.writes, desc=f'{exp.cfg.policy.policy} {exp.cfg.data.dataset}/'
-            f'{exp.cfg.model.model}', mininterval=2.0) as bar:
+            desc=f'{exp.cfg.policy.policy} {exp.cfg.data.dataset}/'
+            f'{exp.cfg.model.model}', mininterval=2.0,
+            disable=not out.writes) as bar:
     for r in range(state.round + 1, run.rounds + 1):
       compiled_before = _compiling[0]
       algorithm, rows, metrics = exp.step(
           state.algorithm, take_rows(state.client_table, clients, exp.mesh),
-          batch,
-          jax.random.fold_in(round_key, r))
+          batch, jax.random.fold_in(round_key, r))
       compile_seconds += _compiling[0] - compiled_before
       if r < run.rounds:  # the next round's data while this one computes
         next_input = round_input(r + 1)

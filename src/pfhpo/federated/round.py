@@ -85,7 +85,7 @@ from pfhpo.federated.local_update import make_local_update, make_masked_loss
 from pfhpo.federated.server import init_server, server_step
 from pfhpo.federated.sharding import replicate
 from pfhpo.models import Model, cross_entropy
-from pfhpo.policies.base import MEASUREMENTS, Policy, mean_entropy
+from pfhpo.policies.base import CREDITS, MEASUREMENTS, Policy, mean_entropy
 from pfhpo.policies.fixed import static
 from pfhpo.policies.space import SearchSpace, make_space
 from pfhpo.types import (Feedback, RoundBatch, RoundMetrics, RoundState,
@@ -123,7 +123,7 @@ def make_round(model: Model, features: Callable,
   unknown = policy.needs - set(MEASUREMENTS)
   if unknown:
     raise ValueError(f'policy needs unknown measurements {sorted(unknown)}')
-  credit = policy.needs & {'credit', 'credit_params'}
+  credit = policy.needs & set(CREDITS.values())
   client = client or fedavg_client(lambda: make_local_update(
       model, features, space.max_steps, space.max_batch, momentum, unroll,
       track_alignment='alignment' in policy.needs))
@@ -200,8 +200,9 @@ def make_round(model: Model, features: Callable,
                     if sampled else batch.val)
       (val_loss, (delta, aux, val_acc)), dl_dc = jax.value_and_grad(
           objective, has_aux=True)(t * ones, credit_val)
-      if t != 1.0 or sampled:  # the update, validated at c = 1 on all of val
+      if t != 1.0:  # the update at c = 1
         delta = jax.tree_util.tree_map(lambda d: d / t, delta)
+      if t != 1.0 or sampled:  # validated at c = 1, on all of val
         val_loss, val_acc = val_metrics(jax.tree_util.tree_map(
             jnp.add, server.params, delta), batch.val)
     else:
