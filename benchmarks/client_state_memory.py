@@ -33,6 +33,7 @@ import numpy as np
 from common import write_rows
 from pfhpo import models
 from pfhpo.data import femnist
+from pfhpo.data.federated import write_sqlite
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +44,7 @@ def write_files(directory: Path, clients: int, examples: int,
   are stored as u8, like the real data) and labels over 62 classes."""
   rng = np.random.default_rng(seed)
   for name, n in zip(femnist.file_names(), (examples, max(examples // 4, 1))):
-    femnist.write_sqlite(directory / name, {
+    write_sqlite(directory / name, {
         f'w{c:05d}': {
             'pixels': rng.integers(0, 256, (n, 28, 28)).astype(np.float32)
                       / 255.0,

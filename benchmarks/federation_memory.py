@@ -39,6 +39,7 @@ import numpy as np
 
 from common import write_rows
 from pfhpo.data import femnist
+from pfhpo.data.federated import write_sqlite
 
 ROOT = Path(__file__).resolve().parents[1]
 LEAF_MEAN, LEAF_STD = 226.8, 88.9  # FEMNIST examples per writer (LEAF)
@@ -69,7 +70,7 @@ def write_files(directory: Path, writers: int, seed: int = 0) -> int:
   train_name, test_name = femnist.file_names()
   for name, part in ((train_name, lambda n: n - n // 10),
                      (test_name, lambda n: max(n // 10, 1))):
-    femnist.write_sqlite(directory / name, {
+    write_sqlite(directory / name, {
         f'w{c:05d}': {
             'pixels': rng.integers(0, 256, (part(n), 28, 28)).astype(
                 np.float32) / 255.0,

@@ -26,6 +26,7 @@ from pfhpo.experiment.comparison import (CompareConfig, run_all,
 from pfhpo.experiment.config import Config, override
 from pfhpo.experiment.flags import (OneLineParser, flag_message,
                                     load_preset, load_table)
+from pfhpo.host_memory import keep_freed_memory
 from pfhpo.settings import coerce
 
 PRESET = 'experiments/configs/cross_silo.toml'
@@ -79,6 +80,7 @@ def configs(argv=None) -> tuple[Config, CompareConfig, Path, str]:
 
 
 def main(argv=None) -> int:
+  keep_freed_memory()
   try:
     base, grid, out, title = configs(argv)
 

@@ -22,9 +22,11 @@ from pfhpo.distributed import initialize, is_writer
 from pfhpo.errors import ConfigError, RunStopped
 from pfhpo.experiment import run
 from pfhpo.experiment.flags import command_from_args, flag_message
+from pfhpo.host_memory import keep_freed_memory
 
 
 def main(argv=None) -> int:
+  keep_freed_memory()
   try:
     command = command_from_args(argv)
     initialize(command.processes)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from pfhpo.data import femnist as femnist_data
+from pfhpo.data.federated import write_sqlite
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'experiments'))
@@ -44,7 +45,7 @@ def _femnist_files(directory: Path, spoil: str) -> Path:
     clients['c']['pixels'][3, 5, 5] = np.nan
   directory.mkdir(parents=True, exist_ok=True)
   for name in femnist_data.file_names():
-    femnist_data.write_sqlite(directory / name, clients)
+    write_sqlite(directory / name, clients)
   if spoil == 'truncated':
     path = directory / femnist_data.file_names()[0]
     raw = path.read_bytes()
@@ -79,6 +80,13 @@ CASES = {
     'mocha with a server optimizer': (
         ['--algorithm=mocha', '--model=logreg', '--server_opt=adam'],
         "mocha's server step is its own closed form"),
+    'a character data set with an image model': (
+        ['--dataset=shakespeare', '--model=conv'], 'use --model=lstm, not conv'),
+    'the character model on images': (
+        ['--model=lstm'], 'use it with --dataset=shakespeare'),
+    'label noise on next characters': (
+        ['--dataset=shakespeare', '--model=lstm', '--noisy_fraction=0.2'],
+        '--noisy_fraction flips class labels'),
     'label skew for a data set with its own clients': (
         ['--dataset=synthetic', '--alpha=0.1'], '--alpha does not apply'),
     'many processes without a coordinator': (

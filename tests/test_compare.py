@@ -3,6 +3,7 @@ and the table, results and figures they make."""
 import csv
 import dataclasses
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -229,7 +230,8 @@ def test_bad_input_that_needs_the_data_stops_the_comparison_in_one_line(
 def test_every_preset_plans_its_grid_and_its_named_methods(preset):
   """Every run a preset's comparison would make is a valid config (checked
   before any starts), and every named method of it too; FATHOM starts
-  where the preset's comment says: lr 0.1 at the preset's batch."""
+  where the preset's comment says (lr 0.1, FATHOM's protocol, for the
+  image presets)."""
   base, grid, _, _ = compare.configs([f'--config={preset}'])
   space = base.search_space()
   specs = comparison.plan(base, grid)
@@ -250,7 +252,11 @@ def test_every_preset_plans_its_grid_and_its_named_methods(preset):
             grid, policies=tuple(convex), models=('mlp',)))
   fathom = grid.methods.get('fathom')
   if fathom:
-    assert space.lr[fathom['static_index']] == pytest.approx(0.1)
+    before = preset.read_text().split('[compare.methods.fathom]')[0]
+    comment = re.search(r'((?:#[^\n]*\n)+)$', before).group(1)
+    said = re.search(r'lr ([0-9.]+)', comment)  # the comment above it
+    assert space.lr[fathom['static_index']] == pytest.approx(
+        float(said.group(1)))
 
 
 def test_a_named_method_called_static_something_is_not_in_the_grid():

@@ -14,9 +14,10 @@ import pytest
 
 import pfhpo.data
 from pfhpo.data import digits, fashion_mnist, femnist, synthetic
-from pfhpo.data.federated import ClientSplit, FederatedData
+from pfhpo.data.federated import ClientSplit, FederatedData, write_sqlite
 from pfhpo.data.groups import GROUPS, with_groups
-from pfhpo.data.partition import client_sizes, dirichlet_partition
+from pfhpo.data.partition import (client_sizes, dirichlet_partition,
+                                  pseudo_writers)
 from pfhpo.errors import ConfigError
 
 UNREACHABLE = 'http://127.0.0.1:9/{file}'  # discard port: refused at once
@@ -78,8 +79,8 @@ def femnist_dir(tmp_path: pathlib.Path):
   ids = [f'f{i:04d}_{i % 100:02d}' for i in (7, 3, 12, 5, 9)]  # not sorted
   train = femnist_clients(rng, ids)
   test = femnist_clients(rng, [ids[2], ids[0], ids[4], ids[1], 'f9999_99'])
-  femnist.write_sqlite(tmp_path / 'federated_emnist_train.sqlite', train)
-  femnist.write_sqlite(tmp_path / 'federated_emnist_test.sqlite', test)
+  write_sqlite(tmp_path / 'federated_emnist_train.sqlite', train)
+  write_sqlite(tmp_path / 'federated_emnist_test.sqlite', test)
   return tmp_path, ids, train, test
 
 
@@ -134,8 +135,8 @@ def test_femnist_round_trip(femnist_dir):
 def test_femnist_float_fallback(tmp_path):
   rng = np.random.default_rng(2)
   train = femnist_clients(rng, ['a', 'b'], lossless=False)
-  femnist.write_sqlite(tmp_path / 'federated_emnist_train.sqlite', train)
-  femnist.write_sqlite(tmp_path / 'federated_emnist_test.sqlite',
+  write_sqlite(tmp_path / 'federated_emnist_train.sqlite', train)
+  write_sqlite(tmp_path / 'federated_emnist_test.sqlite',
                        femnist_clients(rng, ['b']))
   data = femnist.load(data_dir=str(tmp_path), val_fraction=0.0)
   assert data.train.x.dtype == np.float32 and data.x_scale == 1.0
@@ -187,8 +188,8 @@ def test_client_without_training_examples(tmp_path):
   clients = femnist_clients(np.random.default_rng(0), ['a', 'b'])
   clients['b'] = {'pixels': np.zeros((0, 28, 28), np.float32),
                   'label': np.zeros(0, np.int32)}
-  femnist.write_sqlite(tmp_path / 'federated_emnist_train.sqlite', clients)
-  femnist.write_sqlite(tmp_path / 'federated_emnist_test.sqlite', clients)
+  write_sqlite(tmp_path / 'federated_emnist_train.sqlite', clients)
+  write_sqlite(tmp_path / 'federated_emnist_test.sqlite', clients)
   with pytest.raises(ConfigError, match="'b' has no training examples"):
     femnist.load(data_dir=str(tmp_path))
 
@@ -257,24 +258,28 @@ def example_ids(data: FederatedData) -> np.ndarray:
   return np.concatenate(ids)
 
 
+def partition(images, labels, **kwargs):
+  return pseudo_writers('fashion_mnist', 'fmnist', images[..., None], labels,
+                        10, **kwargs)
+
+
 def test_fashion_partition_coverage_and_seed():
   n = 3000
   labels = np.random.default_rng(5).integers(0, 10, n)
   images = indexed_images(n)
   kwargs = dict(alpha=0.5, val_fraction=0.1, test_fraction=0.2, mean=60,
                 std=20)
-  a = fashion_mnist.partition(images, labels, seed=0, **kwargs)
+  a = partition(images, labels, seed=0, **kwargs)
   assert a.train.x.shape[1:] == (28, 28, 1) and a.train.x.dtype == np.uint8
   assert a.num_clients > 30 and a.client_ids[7] == 'fmnist_0007'
   ids = example_ids(a)
   np.testing.assert_array_equal(np.sort(ids), np.arange(n))
   all_y = np.concatenate([s.y for s in (a.train, a.val, a.test)])
   np.testing.assert_array_equal(all_y, labels[ids])
-  assert_same(a, fashion_mnist.partition(images, labels, seed=0, **kwargs))
-  b = fashion_mnist.partition(images, labels, seed=1, **kwargs)
+  assert_same(a, partition(images, labels, seed=0, **kwargs))
+  b = partition(images, labels, seed=1, **kwargs)
   assert not np.array_equal(example_ids(b), ids)
-  head = fashion_mnist.partition(images, labels, seed=0, max_clients=4,
-                                 **kwargs)
+  head = partition(images, labels, seed=0, max_clients=4, **kwargs)
   assert head.client_ids == a.client_ids[:4]
   for s in ('train', 'val', 'test'):
     for i in range(4):
@@ -468,3 +473,43 @@ def test_client_groups_corrupt_only_their_own_training_split():
 def assert_same_split(a: ClientSplit, b: ClientSplit) -> None:
   for field in ('x', 'y', 'offsets'):
     np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+
+
+# ---------------------------------------------------------------- TFDS
+
+
+def test_tfds_image_set_from_mock_data(tmp_path):
+  """`tfds:NAME` through tensorflow-datasets' mock data (no files, no
+  download): every mocked example lands in exactly one writer's split, with
+  its label, and a seed fixes the federation."""
+  tfds = pytest.importorskip('tensorflow_datasets')
+  with tfds.testing.mock_data(num_examples=300,
+                              policy=tfds.testing.MockPolicy.USE_CODE):
+    source = tfds.data_source('mnist', split='train', data_dir=str(tmp_path),
+                              download=False)
+    pooled = [source[i] for i in range(len(source))] * 2  # train, test
+    kwargs = dict(data_dir=str(tmp_path), alpha=0.5, max_clients=None)
+    a = pfhpo.data.load('tfds:mnist', seed=0, **kwargs)
+    again = pfhpo.data.load('tfds:mnist', seed=0, **kwargs)
+    other = pfhpo.data.load('tfds:mnist', seed=1, **kwargs)
+  assert a.name == 'tfds:mnist' and a.num_classes == 10
+  assert a.client_ids[0] == 'mnist_0000' and a.x_scale == 1 / 255
+  assert a.feature_shape == (28, 28, 1) and a.train.x.dtype == np.uint8
+  splits = (a.train, a.val, a.test)
+  assert sum(len(s.y) for s in splits) == len(pooled) == 600
+  # Each example of a split is a pooled example with its label: match the
+  # images (random, so distinct) back to the pooled ones.
+  index = {np.asarray(e['image']).tobytes(): int(e['label']) for e in pooled}
+  for s in splits:
+    for x, y in zip(s.x, s.y):
+      assert index[x.tobytes()] == y
+  assert_same(a, again)
+  assert not np.array_equal(other.train.y, a.train.y)
+
+
+def test_tfds_errors_are_one_line_config_errors(tmp_path):
+  pytest.importorskip('tensorflow_datasets')
+  with pytest.raises(ConfigError, match='is not prepared in `data_dir`'):
+    pfhpo.data.load('tfds:mnist', data_dir=str(tmp_path))
+  with pytest.raises(ConfigError, match='tfds:NAME'):
+    pfhpo.data.load('tfds:')

@@ -18,7 +18,7 @@ import numpy as np
 
 from pfhpo.data.federated import ClientSplit
 from pfhpo.federated.client_rows import take_rows
-from pfhpo.models import Model, cross_entropy
+from pfhpo.models import Model, accuracy, cross_entropy
 
 
 class GlobalMetrics(NamedTuple):
@@ -48,7 +48,7 @@ PERSONAL_BLOCK = 256
 
 class EvalSet(NamedTuple):
   x: np.ndarray  # u8/f32[M, *feature_shape], M a multiple of the chunk size
-  y: np.ndarray  # i32[M]
+  y: np.ndarray  # i32[M] (i32[M, T] for sequences)
   client: np.ndarray  # i32[M]; num_clients marks padding
 
 
@@ -58,7 +58,7 @@ def make_eval_set(split: ClientSplit, chunk: int) -> EvalSet:
   pad = -len(y) % chunk
   return EvalSet(
       np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]),
-      np.concatenate([y, np.zeros(pad, np.int32)]),
+      np.concatenate([y, np.zeros((pad, *y.shape[1:]), np.int32)]),
       np.concatenate([client, np.full(pad, split.num_clients, np.int32)]))
 
 
@@ -70,7 +70,7 @@ def make_evaluate(model: Model, features: Callable, num_clients: int,
     def forward(xy):
       x, y = xy
       logits = model.apply(params, features(x))
-      return cross_entropy(logits, y), (logits.argmax(-1) == y)
+      return cross_entropy(logits, y), accuracy(logits, y)
 
     chunks = lambda a: a.reshape(-1, chunk, *a.shape[1:])
     loss, correct = jax.lax.map(forward, (chunks(data.x), chunks(data.y)))
@@ -107,7 +107,7 @@ def make_personalized_evaluate(model: Model, features: Callable,
 
   def one_client(params, row, x, y, count, hp, key, tx, ty, tmask):
     personal = personalize(params, row, x, y, count, hp, key)
-    correct = model.apply(personal, features(tx)).argmax(-1) == ty
+    correct = accuracy(model.apply(personal, features(tx)), ty)
     n = jnp.sum(tmask)
     return jnp.where(n > 0, jnp.sum(correct * tmask) / jnp.maximum(n, 1),
                      jnp.nan)

@@ -1,11 +1,17 @@
 """Flax models: `logreg` (multinomial logistic regression, convex), `mlp`,
-`conv` (the FEMNIST CNN) and `resnet18` (GroupNorm).
+`conv` (the FEMNIST CNN), `resnet18` (GroupNorm) and `lstm` (LEAF's
+character model, for token sequences).
 
 Every model is a `Model(init, apply)` pair of pure functions over a params
 pytree, built for a data set's feature shape and class count:
 
     params = model.init(key)                                # pytree
     logits = model.apply(params, x, train=..., rng=key)     # f32[B, classes]
+
+A sequence model maps token ids i32[B, T] to f32[B, T, classes], one
+prediction a position; its targets are i32[B, T] with `PAD` (0) where the
+sequence is padded, and `cross_entropy` and `accuracy` average over the
+other positions, so that one example is still one sequence everywhere else.
 
 Convolutions come in two implementations with identical parameters and
 identical results (`conv_impl`):
@@ -32,10 +38,12 @@ from pfhpo.errors import ConfigError
 from pfhpo.settings import check_choice
 
 Params = Any
-MODELS = ('logreg', 'mlp', 'conv', 'resnet18')
+MODELS = ('logreg', 'mlp', 'conv', 'resnet18', 'lstm')
+SEQUENCE_MODELS = ('lstm',)  # token ids in, a prediction a position out
 # Each model's classifier layer: the last dense layer, by flax's auto-name.
 HEADS = {'logreg': 'Dense_0', 'mlp': 'Dense_2', 'conv': 'Dense_1',
-         'resnet18': 'Dense_0'}
+         'resnet18': 'Dense_0', 'lstm': 'Dense_0'}
+PAD = 0  # the padding target of a sequence, which no loss or accuracy counts
 CONV_IMPLS = ('lax', 'patches')
 
 
@@ -44,6 +52,7 @@ class Model(NamedTuple):
 
   init:  key -> params
   apply: (params, x: f32[B, *feature_shape], train: bool, rng) -> f32[B, classes]
+         (a sequence model: x i32[B, T] -> f32[B, T, classes])
   """
   init: Callable[[jax.Array], Params]
   apply: Callable[..., jax.Array]
@@ -194,6 +203,25 @@ class ResNet18(nn.Module):
     return nn.Dense(self.num_classes)(x)
 
 
+class CharLSTM(nn.Module):
+  """LEAF's character model for Shakespeare (Caldas et al. 2018, the model of
+  McMahan et al. 2017; fedjax's `models.shakespeare`): an embedding of 8,
+  two LSTM layers of 256 and a dense layer to the vocabulary, a next-token
+  prediction at every position. i32[B, T] -> f32[B, T, classes]. Causal, so
+  the padding at a sequence's end changes no earlier position's output."""
+  num_classes: int  # the vocabulary, its reserved tokens included
+  embed: int = 8
+  hidden: int = 256
+  layers: int = 2
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    h = nn.Embed(self.num_classes, self.embed)(x)  # f32[B, T, embed]
+    for _ in range(self.layers):
+      h = nn.RNN(nn.OptimizedLSTMCell(self.hidden))(h)  # f32[B, T, hidden]
+    return nn.Dense(self.num_classes)(h)
+
+
 def create(name: str, feature_shape: Sequence[int], num_classes: int,
            conv_impl: str | None = None, dropout: bool = True) -> Model:
   """Builds model `name` for inputs f32[B, *feature_shape].
@@ -204,7 +232,13 @@ def create(name: str, feature_shape: Sequence[int], num_classes: int,
   check_choice('model', name, MODELS)
   conv_impl = conv_impl or default_conv_impl()
   check_choice('conv_impl', conv_impl, CONV_IMPLS)
-  if name in ('mlp', 'logreg'):
+  if name == 'lstm':
+    if len(feature_shape) != 1:
+      raise ConfigError(
+          f'model {name!r} needs token sequences [T], got shape '
+          f'{tuple(feature_shape)}; use it with `dataset`=shakespeare.')
+    module = CharLSTM(num_classes)
+  elif name in ('mlp', 'logreg'):
     module = MLP(num_classes, () if name == 'logreg' else (200, 200))
   else:
     if len(feature_shape) != 3:
@@ -216,7 +250,8 @@ def create(name: str, feature_shape: Sequence[int], num_classes: int,
                           (0.25, 0.5) if dropout else (0.0, 0.0))
     else:
       module = ResNet18(num_classes, conv_impl)
-  sample = jnp.zeros((1, *feature_shape), jnp.float32)
+  sample = jnp.zeros((1, *feature_shape),
+                     jnp.int32 if name in SEQUENCE_MODELS else jnp.float32)
 
   def init(key):
     return module.init(key, sample)['params']
@@ -229,6 +264,24 @@ def create(name: str, feature_shape: Sequence[int], num_classes: int,
 
 
 def cross_entropy(logits: jax.Array, y: jax.Array) -> jax.Array:
-  """Per-example softmax cross-entropy: f32[B, K], i32[B] -> f32[B]."""
+  """Per-example softmax cross-entropy: f32[B, K], i32[B] -> f32[B]; for
+  sequences, f32[B, T, K], i32[B, T] -> f32[B], the mean over the positions
+  whose target is not `PAD`."""
   log_p = jax.nn.log_softmax(logits)
-  return -jnp.take_along_axis(log_p, y[:, None], axis=-1)[:, 0]
+  nll = -jnp.take_along_axis(log_p, y[..., None], axis=-1)[..., 0]
+  return nll if y.ndim == 1 else _mean_over_tokens(nll, y)
+
+
+def accuracy(logits: jax.Array, y: jax.Array) -> jax.Array:
+  """Per-example accuracy, f32[B]: whether the argmax is the label, or for
+  sequences the fraction of non-`PAD` positions whose argmax is the next
+  token (as `cross_entropy`)."""
+  correct = (logits.argmax(-1) == y).astype(jnp.float32)
+  return correct if y.ndim == 1 else _mean_over_tokens(correct, y)
+
+
+def _mean_over_tokens(v: jax.Array, y: jax.Array) -> jax.Array:
+  """f32[B, T] -> f32[B]: the mean of v over the positions where y is not
+  PAD (0 for a sequence of padding only)."""
+  real = y != PAD
+  return jnp.sum(jnp.where(real, v, 0.0), -1) / jnp.maximum(real.sum(-1), 1)

@@ -47,8 +47,9 @@ def federated_val_batch(split: ClientSplit, clients: np.ndarray,
   weight = np.where(mask, w[:, None] / n_val, 0.0).astype(np.float32)
   weight /= weight.sum()
   x = split.padded_x(clients)
-  return ValBatch(x.reshape(-1, *x.shape[2:]),
-                  split.padded_y(clients).reshape(-1), weight.reshape(-1))
+  y = split.padded_y(clients)
+  return ValBatch(x.reshape(-1, *x.shape[2:]), y.reshape(-1, *y.shape[2:]),
+                  weight.reshape(-1))
 
 
 def round_batch(data: FederatedData, clients: np.ndarray,

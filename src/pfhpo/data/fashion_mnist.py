@@ -22,8 +22,7 @@ import pathlib
 import numpy as np
 
 from pfhpo.data.federated import FederatedData, check_clients, download
-from pfhpo.data.partition import (client_sizes, dirichlet_partition,
-                                  split_clients)
+from pfhpo.data.partition import pseudo_writers
 from pfhpo.errors import ConfigError
 
 FILES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
@@ -114,30 +113,6 @@ def locate(data_dir: str | None = None,
   return find_files(cache)
 
 
-def partition(images: np.ndarray, labels: np.ndarray, seed: int = 0,
-              alpha: float = 0.5, val_fraction: float = 0.1,
-              test_fraction: float = 0.2, max_clients: int | None = None,
-              mean: float = 226.0, std: float = 89.0) -> FederatedData:
-  """Cuts pooled images into pseudo-writers, then train / val / test.
-
-  Args:
-    images: u8[N, 28, 28] (or any u8[N, ...]) pooled images.
-    labels: i32[N] their classes in [0, 10).
-    max_clients: keep only the first K writers (same data as the full run's
-      first K).
-    mean, std: writer size distribution (FEMNIST's by default).
-  """
-  rng = np.random.default_rng(seed)
-  x = images[..., np.newaxis].astype(np.uint8)  # u8[N, 28, 28, 1]
-  y = labels.astype(np.int32)  # i32[N]
-  sizes = client_sizes(len(y), mean, std, rng=rng)  # i32[C]
-  clients = dirichlet_partition(y, sizes, alpha, rng)[:max_clients]
-  ids = [f'fmnist_{i:04d}' for i in range(len(clients))]
-  return split_clients('fashion_mnist', ids, x, y, clients,
-                       (val_fraction, test_fraction), rng, NUM_CLASSES,
-                       1.0 / 255.0)
-
-
 def load(data_dir: str | None = None, cache_dir: str | None = None,
          seed: int = 0, alpha: float = 0.5, val_fraction: float = 0.1,
          test_fraction: float = 0.2,
@@ -155,5 +130,6 @@ def load(data_dir: str | None = None, cache_dir: str | None = None,
     raise ConfigError(f'Fashion-MNIST files hold images {images.shape} and '
                       f'labels {labels.shape} up to {labels.max()}, expected '
                       f'[N, 28, 28] and [N] in [0, 10); check the files.')
-  return check_clients(partition(images, labels, seed, alpha, val_fraction,
-                                 test_fraction, max_clients))
+  return check_clients(pseudo_writers(
+      'fashion_mnist', 'fmnist', images[..., np.newaxis], labels, NUM_CLASSES,
+      seed, alpha, val_fraction, test_fraction, max_clients))

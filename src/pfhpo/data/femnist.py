@@ -23,14 +23,13 @@ split is the same client's examples in the test file (empty if absent there).
 from __future__ import annotations
 
 import pathlib
-import sqlite3
-import zlib
 
 import numpy as np
 
-from pfhpo.compat import fedjax
-from pfhpo.data.federated import (FederatedData, check_clients, download,
-                                  join_clients, split_examples)
+from pfhpo.data.federated import (SQLITE_ERRORS, FederatedData,
+                                  check_clients, download, files_in,
+                                  join_clients, split_examples,
+                                  sqlite_clients)
 from pfhpo.errors import ConfigError
 
 DEFAULT_CACHE_DIR = pathlib.Path('~/.cache/pfhpo/femnist')
@@ -57,13 +56,10 @@ def locate(data_dir: str | None, cache_dir: str | None,
   """
   names = file_names(only_digits)
   if data_dir is not None:
-    directory = pathlib.Path(data_dir).expanduser()
-    if not all((directory / n).is_file() for n in names):
-      raise ConfigError(
-          f'FEMNIST needs {names[0]} and {names[1]} in `data_dir` '
-          f'{directory}; put fedjax\'s EMNIST SQLite files there or drop '
-          f'`data_dir` to download them.')
-    return directory / names[0], directory / names[1]
+    train, test = files_in(data_dir, names, 'FEMNIST', "put fedjax's EMNIST "
+                           'SQLite files there or drop `data_dir` to '
+                           'download them')
+    return train, test
   cache = pathlib.Path(cache_dir or DEFAULT_CACHE_DIR).expanduser()
   for name in names:
     if not (cache / name).is_file():
@@ -107,17 +103,12 @@ def read_clients(path: pathlib.Path, dtype, num_classes: int,
     The clients, or None if dtype is uint8 and some pixel is not k/255.
   """
   clients = []
-  connection = sqlite3.connect(path.resolve().as_uri() + '?mode=ro', uri=True)
   try:
-    rows = connection.execute('SELECT client_id, data, num_examples FROM '
-                              'federated_data ORDER BY rowid;')
-    for cid, blob, num_examples in rows:
+    for cid, examples, num_examples in sqlite_clients(path):
       if limit is not None and len(clients) >= limit:
         break
-      cid = cid.decode() if isinstance(cid, bytes) else str(cid)
       if wanted is not None and cid not in wanted:
         continue
-      examples = fedjax.serialization.msgpack_deserialize(zlib.decompress(blob))
       pixels, labels = examples['pixels'], examples['label']
       if (pixels.shape != (num_examples, 28, 28)
           or labels.shape != (num_examples,)
@@ -133,13 +124,10 @@ def read_clients(path: pathlib.Path, dtype, num_classes: int,
       if x is None:
         return None
       clients.append((cid, x, labels.astype(np.int32)))
-  except (sqlite3.DatabaseError, zlib.error, ValueError, KeyError, TypeError,
-          AttributeError) as e:
+  except SQLITE_ERRORS as e:
     raise ConfigError(
         f'{path} is not a valid fedjax FEMNIST SQLite file ({e}); delete it '
         f'so it is downloaded again, or pass another `data_dir`.') from e
-  finally:
-    connection.close()
   if not clients and not wanted:
     raise ConfigError(f'{path} holds no clients; pass another `data_dir`.')
   return clients
@@ -197,11 +185,3 @@ def load(data_dir: str | None = None, cache_dir: str | None = None,
       'femnist', tuple(ids), *splits,
       num_classes=num_classes, x_scale=x_scale))
 
-
-def write_sqlite(path: str | pathlib.Path,
-                 clients: dict[str, dict[str, np.ndarray]]) -> None:
-  """Writes `{client_id: {'pixels': f32[n,28,28], 'label': i32[n]}}` in
-  fedjax's own format (its SQLiteFederatedDataBuilder); used by the tests."""
-  with fedjax.SQLiteFederatedDataBuilder(str(path)) as builder:
-    builder.add_many((cid.encode(), examples)
-                     for cid, examples in clients.items())

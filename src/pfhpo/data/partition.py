@@ -12,6 +12,8 @@
   over classes; with balanced classes their alpha is our alpha * num_classes
   (our alpha is the per-class concentration, as in most later work).
 * `split_clients`: per-client train / validation / test split.
+* `pseudo_writers`: the three, for a data set without natural clients
+  (Fashion-MNIST, TFDS image sets).
 """
 from __future__ import annotations
 
@@ -116,3 +118,30 @@ def split_clients(name: str, client_ids: Sequence[str], x: np.ndarray,
                   x.dtype) for part in parts)
   return FederatedData(name, tuple(client_ids), train, val, test, num_classes,
                        x_scale)
+
+
+def pseudo_writers(name: str, prefix: str, images: np.ndarray,
+                   labels: np.ndarray, num_classes: int, seed: int = 0,
+                   alpha: float = 0.5, val_fraction: float = 0.1,
+                   test_fraction: float = 0.2, max_clients: int | None = None,
+                   mean: float = 226.0, std: float = 89.0) -> FederatedData:
+  """Cuts pooled images into FEMNIST-sized writers with Dirichlet(alpha)
+  label skew, then each into train / val / test.
+
+  Args:
+    images: u8[N, H, W, C] pooled images (x_scale 1/255).
+    labels: i[N] their classes in [0, num_classes).
+    prefix: of the writers' ids, `{prefix}_0007`.
+    max_clients: keep only the first K writers (the same data as the full
+      run's first K).
+    mean, std: writer size distribution (FEMNIST's by default).
+  """
+  rng = np.random.default_rng(seed)
+  x = images.astype(np.uint8)  # u8[N, H, W, C]
+  y = labels.astype(np.int32)  # i32[N]
+  sizes = client_sizes(len(y), mean, std, rng=rng)  # i32[C]
+  clients = dirichlet_partition(y, sizes, alpha, rng)[:max_clients]
+  ids = [f'{prefix}_{i:04d}' for i in range(len(clients))]
+  return split_clients(name, ids, x, y, clients,
+                       (val_fraction, test_fraction), rng, num_classes,
+                       1.0 / 255.0)

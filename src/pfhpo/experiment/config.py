@@ -33,7 +33,9 @@ from pfhpo.settings import check_choice, coerce, require, setting
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-  dataset: str = setting('fashion_mnist', ', '.join(datasets.DATASETS))
+  dataset: str = setting('fashion_mnist', ', '.join(datasets.DATASETS) +
+                         ', or tfds:NAME (a TFDS image set prepared in '
+                         '`data_dir`)')
   data_dir: str | None = setting(
       None, 'directory that already holds the data set files')
   max_clients: int | None = setting(
@@ -60,14 +62,17 @@ class DataConfig:
   few_examples: int = setting(16, "a 'few' client's training examples")
 
   def __post_init__(self):
-    check_choice('dataset', self.dataset, datasets.DATASETS)
+    datasets.check_dataset(self.dataset)
     if self.alpha is not None:
-      require(self.dataset in datasets.LABEL_SKEWED,
+      require(datasets.label_skewed(self.dataset),
               f'`alpha` does not apply to `dataset`={self.dataset} (its '
               'clients are its own); drop it.')
       require(self.alpha > 0, f'`alpha` must be > 0, got {self.alpha}')
     check_groups(self.noisy_fraction, self.noise_rate, self.few_fraction,
                  self.few_examples, self.noise_kind)
+    require(not (self.noisy_fraction and self.dataset in datasets.SEQUENCES),
+            f'`noisy_fraction` flips class labels, and `dataset`='
+            f'{self.dataset} has next characters; drop it.')
     check_choice('val_source', self.val_source, VAL_SOURCES)
     require(self.val_size >= 1, f'`val_size` must be >= 1, got {self.val_size}')
     require(self.max_clients is None or self.max_clients >= 1,
@@ -211,6 +216,13 @@ class Config:
             f'per-client models: use `model`=logreg, not {model}.')
     require(algorithm != 'fedrep' or model != 'logreg', 'fedrep trains a body '
             'below the head, and `model`=logreg has none; use mlp or conv.')
+    dataset = self.data.dataset
+    if dataset in datasets.SEQUENCES:
+      require(model in models.SEQUENCE_MODELS, f'`dataset`={dataset} holds '
+              f'character sequences: use `model`=lstm, not {model}.')
+    else:
+      require(model not in models.SEQUENCE_MODELS, f'`model`={model} reads '
+              f'character sequences: use it with `dataset`=shakespeare.')
     require(algorithm != 'mocha' or self.server == ServerConfig(),
             "mocha's server step is its own closed form; drop `server_opt` "
             'and `server_lr`.')

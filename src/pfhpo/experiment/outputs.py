@@ -24,6 +24,7 @@ import dataclasses
 import fcntl
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -151,7 +152,10 @@ class RunDirectory:
 
 
 def _new_dir(name: str) -> Path:
-  """runs/<name>-<time>, with -2, -3, ... if another run took it first."""
+  """runs/<name>-<time>, with -2, -3, ... if another run took it first
+  (`name`'s characters other than letters, digits, '.', '_' and '-' as
+  '_': `tfds:emnist/letters` names one directory)."""
+  name = re.sub(r'[^A-Za-z0-9._-]', '_', name)
   stem = Path('runs') / f'{name}-{time.strftime("%Y%m%d-%H%M%S")}'
   for n in range(1, 1000):
     path = stem if n == 1 else stem.with_name(f'{stem.name}-{n}')

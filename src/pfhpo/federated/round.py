@@ -84,7 +84,7 @@ from pfhpo.federated.divergence import make_diverged, make_rejected
 from pfhpo.federated.local_update import make_local_update, make_masked_loss
 from pfhpo.federated.server import init_server, server_step
 from pfhpo.federated.sharding import replicate
-from pfhpo.models import Model, cross_entropy
+from pfhpo.models import Model, accuracy, cross_entropy
 from pfhpo.policies.base import CREDITS, MEASUREMENTS, Policy, mean_entropy
 from pfhpo.policies.fixed import static
 from pfhpo.policies.space import SearchSpace, make_space
@@ -142,7 +142,7 @@ def make_round(model: Model, features: Callable,
   def val_metrics(server_params, val: ValBatch):
     logits = model.apply(client.server.model(server_params), features(val.x))
     loss = jnp.sum(val.weight * cross_entropy(logits, val.y))
-    acc = jnp.sum(val.weight * (logits.argmax(-1) == val.y))
+    acc = jnp.sum(val.weight * accuracy(logits, val.y))
     return loss, acc
 
   def apply(state: RoundState, rows, batch: RoundBatch, key: jax.Array):

@@ -27,19 +27,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pfhpo.models import PAD
+
 HIDDEN = 16  # units of the hidden layer
 
 
 def client_features(y: np.ndarray, owner: np.ndarray, num_clients: int,
                     num_classes: int) -> np.ndarray:
   """phi: f32[C, 2 + num_classes], standardised per column (a column that
-  does not vary is 0). y: i32[N] training labels, owner: i32[N] the client
-  of each."""
+  does not vary is 0). y: i32[N] training labels (i32[N, T] a sequence's
+  next tokens: the histogram is of its tokens but `PAD`), owner: i32[N] the
+  client of each."""
   counts = np.bincount(owner, minlength=num_clients)  # i64[C]
-  hist = np.bincount(owner * num_classes + y,
+  labels, whose = y.reshape(-1), np.repeat(owner, y[0].size if len(y) else 1)
+  if y.ndim > 1:
+    whose, labels = whose[labels != PAD], labels[labels != PAD]
+  hist = np.bincount(whose * num_classes + labels,
                      minlength=num_clients * num_classes).reshape(
                          num_clients, num_classes).astype(np.float64)
-  hist /= np.maximum(counts, 1)[:, None]  # f64[C, classes]
+  hist /= np.maximum(hist.sum(1), 1)[:, None]  # f64[C, classes]
   plogp = np.where(hist > 0, hist * np.log(np.where(hist > 0, hist, 1)), 0)
   entropy = -plogp.sum(1) / np.log(num_classes)
   phi = np.column_stack([np.log1p(counts), hist, entropy])
