@@ -14,6 +14,7 @@ from pfhpo import models
 from pfhpo.data import shakespeare
 from pfhpo.data.federated import ClientSplit, write_sqlite
 from pfhpo.errors import ConfigError
+from pfhpo.policies.features import client_features
 
 BOS, EOS, PAD = shakespeare.BOS, shakespeare.EOS, models.PAD
 
@@ -204,3 +205,14 @@ def test_lstm_size_and_padding_changes_no_loss():
   x2 = np.where(pad, 7, x)
   np.testing.assert_allclose(models.cross_entropy(
       model.apply(params, jnp.asarray(x2)), jnp.asarray(y)), loss, rtol=1e-6)
+
+
+def test_client_features_count_tokens_but_padding():
+  """The policies' view of a client (its token histogram's entropy, by
+  `features.client_features`) ignores PAD: a pure client with padding is
+  as pure as one without."""
+  y = np.array([[3, 3, PAD, PAD], [3, 3, 3, 3], [3, 4, 5, 6]])  # i32[N, T]
+  phi = client_features(y, np.arange(3), 3, 10)  # [C, 2 + classes]
+  entropy, pad_share = phi[:, -1], phi[:, 1 + PAD]
+  assert entropy[0] == entropy[1] < entropy[2]
+  np.testing.assert_array_equal(pad_share, 0.0)

@@ -224,7 +224,8 @@ class CharLSTM(nn.Module):
 
 def create(name: str, feature_shape: Sequence[int], num_classes: int,
            conv_impl: str | None = None, dropout: bool = True) -> Model:
-  """Builds model `name` for inputs f32[B, *feature_shape].
+  """Builds model `name` for inputs f32[B, *feature_shape] (`lstm`: token
+  ids i32[B, T], feature_shape (T,)).
 
   `dropout=False` turns off the CNN's dropout (for exact equivalence tests:
   a dropout mask depends on the batch's padded shape).

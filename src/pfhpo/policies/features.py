@@ -39,7 +39,8 @@ def client_features(y: np.ndarray, owner: np.ndarray, num_clients: int,
   next tokens: the histogram is of its tokens but `PAD`), owner: i32[N] the
   client of each."""
   counts = np.bincount(owner, minlength=num_clients)  # i64[C]
-  labels, whose = y.reshape(-1), np.repeat(owner, y[0].size if len(y) else 1)
+  labels = y.reshape(-1)  # i32[N * T]
+  whose = np.repeat(owner, int(np.prod(y.shape[1:])))  # i32[N * T]
   if y.ndim > 1:
     whose, labels = whose[labels != PAD], labels[labels != PAD]
   hist = np.bincount(whose * num_classes + labels,
