@@ -191,8 +191,9 @@ def load(data_dir: str | None = None, seed: int = 0,
           if sum(map(len, speeches)) + sum(map(len, (tests or {}).get(
               cid, []))) >= min_chars][:max_clients]
   if not kept:
-    raise ConfigError(f'no Shakespeare role has {min_chars} characters; '
-                      f'lower `min_chars`.')
+    raise ConfigError(f'no Shakespeare role here has the {min_chars} '
+                      f'characters a client needs; use files with longer '
+                      f'roles.')
   splits = ([], [], [])
   for cid, speeches in kept:
     parts = [[speeches[i] for i in sorted(idx)]
