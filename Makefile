@@ -31,7 +31,9 @@ test: $(STAMP)
 
 # Throughput against fedjax on one device (mlp and conv at 10 and 100
 # clients a round, and at 1,000, resnet18 at 10), then sharded over one host
-# device per core; the round over 1, 2 and 4 processes (jax.distributed);
+# device per core, each row beside the round's matmuls timed alone; where
+# the round's time goes, thunk by thunk (mlp and conv at 100 clients, one
+# host device per core); the round over 1, 2 and 4 processes (jax.distributed);
 # what the gumbel policy costs over a static round; what the round's
 # divergence test and validation cost over a bare FedAvg round; a
 # FEMNIST-sized federation's load time and peak memory.
@@ -45,6 +47,8 @@ bench: $(STAMP)
 	  --rounds=1 --out=benchmarks/results/round_throughput_1dev_resnet18.json
 	XLA_FLAGS=--xla_force_host_platform_device_count=$$(nproc) \
 	  $(VENV)/bin/python benchmarks/round_throughput.py --models=mlp,conv --clients=10,100
+	for m in mlp conv; do XLA_FLAGS=--xla_force_host_platform_device_count=$$(nproc) \
+	  $(VENV)/bin/python benchmarks/round_profile.py --model=$$m --clients=100; done
 	$(VENV)/bin/python benchmarks/process_scaling.py
 	$(VENV)/bin/python benchmarks/policy_overhead.py
 	$(VENV)/bin/python benchmarks/guard_overhead.py

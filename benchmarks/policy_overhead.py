@@ -19,15 +19,13 @@ faults of a static and a gumbel round).
 from __future__ import annotations
 
 import argparse
-import resource
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from common import CLASSES, FEATURES, SHAPE, client_data, write_rows
+from common import (CLASSES, FEATURES, SHAPE, client_data, interleaved,
+                    write_rows)
 from pfhpo import models, policies
 from pfhpo.federated import client_mesh, make_round
 from pfhpo.federated.local_update import default_client_chunk
@@ -65,24 +63,6 @@ def round_of(model, space, name: str, k: int, n: int, val_size: int):
 
   one_round(0)  # compiles
   return one_round
-
-
-def interleaved(rounds: dict, repeats: int) -> dict:
-  """{name: (median seconds, minor page faults a round)} of `rounds`
-  ({name: one_round}) run in turn, `repeats` times each, so that the
-  machine's drift falls on all of them alike. A buffer XLA:CPU maps afresh
-  at every call faults its pages in again: the faults show it."""
-  times = {name: [] for name in rounds}
-  faults = dict.fromkeys(rounds, 0)
-  for r in range(repeats):
-    for name, one_round in rounds.items():
-      before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-      t = time.perf_counter()
-      one_round(r + 1)
-      times[name].append(time.perf_counter() - t)
-      faults[name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-  return {name: (statistics.median(times[name]), faults[name] / repeats)
-          for name in rounds}
 
 
 def main():

@@ -37,8 +37,7 @@ def worker(a) -> None:
   import jax
   import numpy as np
   import optax
-  from common import CLASSES, FEATURES, SHAPE, client_data
-  from round_throughput import timed
+  from common import CLASSES, FEATURES, SHAPE, client_data, timed
   from pfhpo import models
   from pfhpo.federated import client_mesh, fedavg
   from pfhpo.federated.local_update import default_client_chunk

@@ -10,6 +10,8 @@ per-step calls); ours runs the one compiled round every experiment runs
 (`pfhpo.federated.fedavg`: the round with the static policy, which also
 measures the aggregate's loss on 100 validation examples), clients vmapped
 `--client_chunk` at a time (CPU default 2) and sharded over all devices.
+The two sides' rounds are timed in turn (`common.interleaved`), so that the
+machine's drift falls on both.
 
     .venv/bin/python benchmarks/round_throughput.py            # full table
     .venv/bin/python benchmarks/round_throughput.py --models=mlp --clients=50
@@ -19,23 +21,28 @@ measures the aggregate's loss on 100 validation examples), clients vmapped
 
 Prints a table and writes JSON rows (`model`, `clients_per_round`,
 `ours_s_per_round`, `fedjax_s_per_round`, `speedup`, examples per second,
-compile time, backend, conv implementation), and the FLOP/s our round's
-local training achieves (`ours_gflops`: the model's forward FLOPs as XLA
-counts them, x3 for the backward pass, over the round's seconds) against
-the machine's float32 matmul peak measured at the start of the same run
-(`matmul_peak_gflops`).
+compile time, backend, conv implementation). `ours_gflops` is the FLOP/s
+our round's local training achieves: the multiply-adds of every matmul of
+a client step (`matmul_floor.step_matmuls`, convolutions as patches x
+matrix, counted exactly) over the round's seconds, against the machine's
+float32 matmul peak measured at the start of the same run
+(`matmul_peak_gflops`). `matmul_floor_s` is those matmuls timed alone
+(`matmul_floor.matmul_floor`), and `speedup_cap` fedjax's seconds over it:
+the most any implementation of the same arithmetic could gain on this
+machine at these matmuls' rates (`of cap` in the table: floor / ours).
 """
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from common import CLASSES, FEATURES, SHAPE, client_data, write_rows
+from common import CLASSES, FEATURES, SHAPE, client_data, interleaved, write_rows
+from matmul_floor import matmul_floor, matmul_peak, step_matmuls
 from pfhpo import models
 from pfhpo.compat import fedjax
 from pfhpo.federated import client_mesh, fedavg
@@ -47,45 +54,15 @@ from fedjax.models import emnist
 
 
 
-def timed(fn, rounds: int) -> tuple[float, float]:
-  """(first call incl. compilation, median of `rounds` further calls), seconds."""
-  t = time.perf_counter()
-  fn()
-  first = time.perf_counter() - t
-  times = []
-  for _ in range(rounds):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-  return first, statistics.median(times)
+class OurRound(NamedTuple):
+  first_s: float              # the first round's seconds, compilation included
+  run: Callable[..., None]    # run(index): one more round, waited for
+  hlo: Callable[[], str]      # the round's optimized HLO, as XLA compiled it
 
 
-def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
-  """This machine's dense float32 matmul rate, FLOP/s: the best of
-  `repeats` timed n x n products (measured in the same run as the rounds)."""
-  a = jnp.ones((n, n), jnp.float32)
-  dot = jax.jit(jnp.dot)
-  dot(a, a).block_until_ready()
-  best = min(timed(lambda: dot(a, a).block_until_ready(), 1)[1]
-             for _ in range(repeats))
-  return 2 * n**3 / best
-
-
-def training_flops(name: str, k: int, steps: int, batch: int) -> float:
-  """The FLOPs of a round's local training: K x steps x batch examples, each
-  a forward pass and a backward pass of twice its cost (XLA's count of the
-  model's forward pass on one batch, conv_impl `lax`: the convolutions'
-  own FLOPs, whatever form computes them)."""
-  model = models.create(name, SHAPE, CLASSES, conv_impl='lax')
-  params = model.init(jax.random.PRNGKey(0))
-  x = jnp.zeros((batch, *SHAPE), jnp.float32)
-  cost = jax.jit(model.apply).lower(params, x).compile().cost_analysis()
-  cost = cost[0] if isinstance(cost, list) else cost
-  return 3 * cost['flops'] * k * steps
-
-
-def ours(name: str, k: int, steps: int, batch: int, n: int, rounds: int,
-         conv_impl: str, chunk: int | None):
+def ours(name: str, k: int, steps: int, batch: int, n: int, conv_impl: str,
+         chunk: int | None) -> OurRound:
+  """Our round of k clients, compiled and run once."""
   model = models.create(name, SHAPE, CLASSES, conv_impl=conv_impl)
   # As a run does (experiment/setup.py): XLA's convolutions on a CPU need
   # the step loop unrolled.
@@ -101,11 +78,14 @@ def ours(name: str, k: int, steps: int, batch: int, n: int, rounds: int,
   state = list(algo.init(jax.random.PRNGKey(0), k))
   key = jax.random.PRNGKey(1)
 
-  def one_round():
+  def one_round(_=0):
     state[0], state[1], _ = apply(state[0], state[1], data, key)
     jax.block_until_ready(state[0])
 
-  return timed(one_round, rounds)
+  t = time.perf_counter()
+  one_round()
+  return OurRound(time.perf_counter() - t, one_round, lambda: apply.lower(
+      state[0], state[1], data, key).compile().as_text())
 
 
 def flax_as_fedjax(name: str) -> fedjax.Model:
@@ -122,7 +102,8 @@ def flax_as_fedjax(name: str) -> fedjax.Model:
       eval_metrics={})
 
 
-def theirs(name: str, k: int, steps: int, batch: int, n: int, rounds: int):
+def theirs(name: str, k: int, steps: int, batch: int, n: int):
+  """one_round(index) of fedjax's FedAvg, its per-step functions compiled."""
   model = {'conv': emnist.create_conv_model,
            'mlp': emnist.create_dense_model,
            'resnet18': lambda: flax_as_fedjax('resnet18')}[name]()
@@ -137,11 +118,12 @@ def theirs(name: str, k: int, steps: int, batch: int, n: int, rounds: int):
               jax.random.PRNGKey(i)) for i in range(k)]
   state = [algo.init(model.init(jax.random.PRNGKey(0)))]
 
-  def one_round():
+  def one_round(_=0):
     state[0], _ = algo.apply(state[0], clients)
     jax.block_until_ready(state[0].params)
 
-  return timed(one_round, rounds)
+  one_round()
+  return one_round
 
 
 def main():
@@ -151,7 +133,8 @@ def main():
   p.add_argument('--steps', type=int, default=5)
   p.add_argument('--batch', type=int, default=16)
   p.add_argument('--examples', type=int, default=200)
-  p.add_argument('--rounds', type=int, default=3, help='timed rounds (median)')
+  p.add_argument('--rounds', type=int, default=5,
+                 help='timed rounds of each side, interleaved (median)')
   p.add_argument('--conv_impl', default=models.default_conv_impl())
   p.add_argument('--client_chunk', type=int, default=default_client_chunk(),
                  help='clients trained side by side (0: all at once)')
@@ -165,34 +148,43 @@ def main():
   print(f'backend={jax.default_backend()} devices={jax.devices()} '
         f'conv_impl={a.conv_impl} client_chunk={chunk} steps={a.steps} '
         f'batch={a.batch}')
-  print(f'{"model":6} {"K":>4} {"ours s/round":>13} {"fedjax s/round":>15} '
-        f'{"speedup":>8} {"ours ex/s":>10} {"compile s":>10} '
+  print(f'{"model":8} {"K":>5} {"ours s":>8} {"fedjax s":>9} {"speedup":>8} '
+        f'{"floor s":>8} {"cap":>6} {"of cap":>7} {"compile s":>9} '
         f'{"GFLOP/s":>8} {"of peak":>8}')
   for name in a.models.split(','):
     for k in map(int, a.clients.split(',')):
-      first, ours_s = ours(name, k, a.steps, a.batch, a.examples, a.rounds,
-                           a.conv_impl, chunk)
-      _, fedjax_s = theirs(name, k, a.steps, a.batch, a.examples, a.rounds)
+      our_round = ours(name, k, a.steps, a.batch, a.examples, a.conv_impl,
+                       chunk)
+      first = our_round.first_s
+      timing = interleaved({'ours': our_round.run, 'fedjax': theirs(
+          name, k, a.steps, a.batch, a.examples)}, a.rounds)
+      (ours_s, _), (fedjax_s, _) = timing['ours'], timing['fedjax']
+      matmuls = step_matmuls(name, a.batch)
+      floor_s = matmul_floor(matmuls, k, a.steps, chunk)
+      flops = sum(m.flops for m in matmuls) * k * a.steps
       examples = k * a.steps * a.batch
       row = {
           'model': name, 'clients_per_round': k,
           'ours_s_per_round': round(ours_s, 4),
           'fedjax_s_per_round': round(fedjax_s, 4),
           'speedup': round(fedjax_s / ours_s, 2),
+          'matmul_floor_s': round(floor_s, 4),
+          'speedup_cap': round(fedjax_s / floor_s, 2),
           'ours_examples_per_s': round(examples / ours_s, 1),
           'fedjax_examples_per_s': round(examples / fedjax_s, 1),
           'ours_first_round_s': round(first, 2),
-          'ours_gflops': round(training_flops(name, k, a.steps, a.batch)
-                               / ours_s / 1e9, 1),
+          'ours_gflops': round(flops / ours_s / 1e9, 1),
           'matmul_peak_gflops': round(peak / 1e9, 1),
           'local_steps': a.steps, 'batch_size': a.batch,
+          'timed_rounds': a.rounds,
           'backend': jax.default_backend(), 'conv_impl': a.conv_impl,
           'client_chunk': chunk, 'devices': jax.device_count(),
       }
       rows.append(row)
-      print(f'{name:6} {k:4d} {ours_s:13.3f} {fedjax_s:15.3f} '
-            f'{row["speedup"]:7.2f}x {row["ours_examples_per_s"]:10.0f} '
-            f'{first:10.1f} {row["ours_gflops"]:8.1f} '
+      print(f'{name:8} {k:5d} {ours_s:8.3f} {fedjax_s:9.3f} '
+            f'{row["speedup"]:7.2f}x {floor_s:8.3f} {fedjax_s / floor_s:5.2f}x '
+            f'{floor_s / ours_s:7.0%} {first:9.1f} '
+            f'{row["ours_gflops"]:8.1f} '
             f'{row["ours_gflops"] / row["matmul_peak_gflops"]:8.0%}',
             flush=True)
   write_rows(rows, a.out)

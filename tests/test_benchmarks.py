@@ -1,0 +1,42 @@
+"""The benchmarks' own arithmetic: the matmul floor must find every product of
+a client step, and count its FLOPs right, or the speedup cap it prints is
+wrong."""
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'benchmarks'))
+from matmul_floor import Matmul, _matmuls, step_matmuls  # noqa: E402
+
+
+def test_mlp_step_has_every_product_of_forward_and_backward():
+  found = step_matmuls("mlp", 16)
+  layers = [(784, 200), (200, 200), (200, 62)]
+  forward = sum(2 * 16 * i * o for i, o in layers)
+  # Backward: every layer's weight gradient, every input gradient but the
+  # first layer's (the images are not differentiated).
+  assert len(found) == 3 + 3 + 2
+  assert sum(m.flops for m in found) == 3 * forward - 2 * 16 * 784 * 200
+
+
+def test_flops_count_batch_and_contracted_dimensions():
+  # A vmapped [2, 16, 784] x [2, 784, 200] product, batch dimension 0.
+  m = Matmul((2, 16, 784), (2, 784, 200), (((2,), (1,)), ((0,), (0,))))
+  assert m.flops == 2 * 2 * 16 * 784 * 200
+  # Contracting two dimensions: patches^T x output gradient of a conv.
+  m = Matmul((16, 24, 24, 288), (16, 24, 24, 64),
+             (((0, 1, 2), (0, 1, 2)), ((), ())))
+  assert m.flops == 2 * 16 * 24 * 24 * 288 * 64
+
+
+def test_a_scan_body_counts_once_per_iteration():
+  def f(x, w):
+    return jax.lax.scan(lambda c, _: (jnp.tanh(c @ w), None), x, None,
+                        length=7)[0]
+
+  jaxpr = jax.make_jaxpr(f)(jnp.ones((4, 8)), jnp.ones((8, 8))).jaxpr
+  found = _matmuls(jaxpr)
+  assert len(found) == 7
+  assert {m.lhs for m in found} == {(4, 8)}
