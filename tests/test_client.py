@@ -46,10 +46,11 @@ def _reference(model, params, x, y, n, lr, steps, b, key, momentum):
                          rng=jax.random.fold_in(dropout_key, s))
     return jnp.mean(cross_entropy(logits, yb))
 
+  loss_and_grad = jax.jit(jax.value_and_grad(loss_fn))  # one compile a batch size
   losses, cosines = [], []
   for s in range(int(steps)):
     idx = np.array([order[(s * b + j) % n] for j in range(int(b))])
-    loss, g = jax.value_and_grad(loss_fn)(params, x[idx], y[idx], s)
+    loss, g = loss_and_grad(params, x[idx], y[idx], s)
     updates, state = opt.update(g, state, params)
     params = optax.apply_updates(params, updates)
     losses.append(float(loss))

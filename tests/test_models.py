@@ -44,12 +44,12 @@ def test_max_pool_matches_flax():
 ])
 def test_models_build_with_expected_sizes(name, shape, param_count):
   model = models.create(name, shape, 62)
-  params = model.init(jax.random.PRNGKey(0))
+  params = jax.jit(model.init)(jax.random.PRNGKey(0))
   n = sum(a.size for a in jax.tree_util.tree_leaves(params))
   if param_count is not None:
     assert n == param_count
-  logits = model.apply(params, jnp.zeros((2, *shape)), train=True,
-                       rng=jax.random.PRNGKey(1))
+  logits = jax.jit(model.apply, static_argnames='train')(
+      params, jnp.zeros((2, *shape)), train=True, rng=jax.random.PRNGKey(1))
   assert logits.shape == (2, 62)
   assert bool(jnp.all(jnp.isfinite(logits)))
 
@@ -59,9 +59,9 @@ def test_resnet18_implementations_agree():
   x = jax.random.normal(jax.random.PRNGKey(2), (2, *shape))
   a, b = (models.create('resnet18', shape, 10, conv_impl=i)
           for i in models.CONV_IMPLS)
-  params = a.init(jax.random.PRNGKey(0))
-  np.testing.assert_allclose(a.apply(params, x), b.apply(params, x),
-                             atol=1e-4)
+  params = jax.jit(a.init)(jax.random.PRNGKey(0))
+  np.testing.assert_allclose(jax.jit(a.apply)(params, x),
+                             jax.jit(b.apply)(params, x), atol=1e-4)
 
 
 def test_unknown_model_and_wrong_shape_are_config_errors():
