@@ -129,6 +129,7 @@ def matmul_floor(matmuls: list[Matmul], k: int, steps: int,
       ops, _ = jax.lax.optimization_barrier(carry)
       return (ops, multiply(ops)), None
 
+    # Zeros shaped like the products (which are then dead code, dropped).
     last = jax.tree_util.tree_map(jnp.zeros_like, multiply(operands))
     (_, last), _ = jax.lax.scan(body, (operands, last), None,
                                 length=iterations)

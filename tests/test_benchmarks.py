@@ -12,7 +12,7 @@ from matmul_floor import Matmul, _matmuls, step_matmuls  # noqa: E402
 
 
 def test_mlp_step_has_every_product_of_forward_and_backward():
-  found = step_matmuls("mlp", 16)
+  found = step_matmuls('mlp', 16)
   layers = [(784, 200), (200, 200), (200, 62)]
   forward = sum(2 * 16 * i * o for i, o in layers)
   # Backward: every layer's weight gradient, every input gradient but the
