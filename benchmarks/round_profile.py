@@ -40,6 +40,7 @@ from pfhpo import models  # noqa: E402
 from pfhpo.federated.local_update import default_client_chunk  # noqa: E402
 from round_throughput import ours  # noqa: E402
 
+
 def thunks(hlo: str) -> tuple[set[str], set[str]]:
   """(every instruction but loops, those that are matmuls: dots or fusions
   whose computation contains one) of optimized HLO text."""
