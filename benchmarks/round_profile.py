@@ -18,6 +18,19 @@ includes the time its device waits for the others.
 
 Thunk times are thread time: with the client axis over two devices, two
 thunks run at once, and the sum is about twice the round's wall time.
+
+Each round is traced on its own, and the script prints, for each thread
+that ran thunks, how many, its time inside them and the time from its
+first thunk's start to its last one's end. With one device per core (two
+host devices on this CPU) each device's thunks run on one thread, and
+the difference is that device's time outside its thunks, which no row of
+the table shows: it waits there for a dot that Eigen runs on its own
+threads (XLA:CPU's Eigen dots, such as the transposed-operand products
+of a weight gradient, finish after their event closes, and the next
+thunk that reads the product waits), and runs the runtime's own
+bookkeeping. So the table's matmul share understates the matmuls by
+about what those waits add. (One device spreads independent thunks over
+the cores' threads: there the difference means nothing.)
 """
 from __future__ import annotations
 
@@ -33,6 +46,7 @@ import json  # noqa: E402
 import re  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import NamedTuple  # noqa: E402
 
 import jax  # noqa: E402
 
@@ -63,21 +77,32 @@ def thunks(hlo: str) -> tuple[set[str], set[str]]:
                          | with_dot)
 
 
-def thunk_seconds(run, rounds: int, names: set[str]) -> collections.Counter:
-  """{thunk name: seconds} summed over `rounds` traced calls of run, for
-  the trace events named in `names`."""
+class Thread(NamedTuple):
+  """What one thread that ran thunks did in one round."""
+  thunks: int
+  busy_s: float  # inside its thunks
+  span_s: float  # from its first thunk's start to its last one's end
+
+
+def traced_round(run, r: int, names: set[str]):
+  """({thunk name: seconds}, [Thread], most thunks first) of one traced
+  call run(r), from the trace events named in `names`."""
   with tempfile.TemporaryDirectory() as d:
     with jax.profiler.trace(d, create_perfetto_trace=True):
-      for r in range(rounds):
-        run(r)
+      run(r)
     trace = next(Path(d).rglob('perfetto_trace.json.gz'))
     events = json.load(gzip.open(trace))
   events = events['traceEvents'] if isinstance(events, dict) else events
-  total = collections.Counter()
+  seconds = collections.Counter()
+  by_thread = collections.defaultdict(list)
   for e in events:
     if e.get('ph') == 'X' and e['name'] in names:
-      total[e['name']] += e.get('dur', 0) / 1e6
-  return total
+      seconds[e['name']] += e.get('dur', 0) / 1e6
+      by_thread[e['tid']].append((e['ts'], e.get('dur', 0)))
+  threads = [Thread(len(ev), sum(d for _, d in ev) / 1e6,
+                    (max(t + d for t, d in ev) - min(t for t, _ in ev)) / 1e6)
+             for ev in by_thread.values()]
+  return seconds, sorted(threads, reverse=True)
 
 
 def main():
@@ -96,8 +121,10 @@ def main():
                 a.client_chunk or None)
   round_.run()  # warm
   names, matmuls = thunks(round_.hlo())
-  seconds = thunk_seconds(round_.run, a.rounds, names)
-  per_round = {k: v / a.rounds for k, v in seconds.items()}
+  traced = [traced_round(round_.run, r, names) for r in range(a.rounds)]
+  per_round = collections.Counter()
+  for seconds, _ in traced:
+    per_round.update({k: v / a.rounds for k, v in seconds.items()})
   total = sum(per_round.values())
   in_matmuls = sum(v for k, v in per_round.items() if k in matmuls)
   print(f'{a.model}, {a.clients} clients, {jax.device_count()} device(s): '
@@ -106,7 +133,15 @@ def main():
   for name, s in sorted(per_round.items(), key=lambda kv: -kv[1])[:a.top]:
     print(f'  {s * 1e3:9.1f} ms {s / total:6.1%}  '
           f'{"matmul" if name in matmuls else "      "}  {name}')
-
+  # Threads by how many thunks they ran, ranked alike in every round.
+  busiest = traced[0][1]
+  for rank, thread in enumerate(busiest):
+    if thread.thunks < 0.01 * sum(t.thunks for t in busiest):
+      break
+    busy, span = (sum(threads[rank][i] for _, threads in traced if
+                      len(threads) > rank) / a.rounds for i in (1, 2))
+    print(f'thread {rank}: {thread.thunks} thunks a round, {busy * 1e3:.1f} '
+          f'ms in them, {span * 1e3:.1f} ms from its first to its last')
 
 if __name__ == '__main__':
   main()

@@ -9,7 +9,9 @@ runs its `fed_avg.federated_averaging` (a Python loop over clients of jitted
 per-step calls); ours runs the one compiled round every experiment runs
 (`pfhpo.federated.fedavg`: the round with the static policy, which also
 measures the aggregate's loss on 100 validation examples), clients vmapped
-`--client_chunk` at a time (CPU default 2) and sharded over all devices.
+`--client_chunk` at a time (CPU default 2) and sharded over all devices,
+its clients' rows already split over the devices as a run's loop sends
+them while the round before computes.
 The two sides' rounds are timed in turn (`common.interleaved`), so that the
 machine's drift falls on both.
 
@@ -38,7 +40,7 @@ import time
 from typing import Callable, NamedTuple
 
 import jax
-import jax.numpy as jnp
+import numpy as np
 import optax
 
 from common import CLASSES, FEATURES, SHAPE, client_data, interleaved, write_rows
@@ -47,6 +49,7 @@ from pfhpo import models
 from pfhpo.compat import fedjax
 from pfhpo.federated import client_mesh, fedavg
 from pfhpo.federated.local_update import default_client_chunk
+from pfhpo.federated.sharding import client_rows
 from pfhpo.models import cross_entropy
 from pfhpo.types import ClientBatch, RoundBatch, ValBatch
 from fedjax.algorithms import fed_avg
@@ -67,13 +70,19 @@ def ours(name: str, k: int, steps: int, batch: int, n: int, conv_impl: str,
   # As a run does (experiment/setup.py): XLA's convolutions on a CPU need
   # the step loop unrolled.
   unroll = jax.default_backend() == 'cpu' and conv_impl == 'lax' and name != 'mlp'
+  mesh = client_mesh()
   algo = fedavg(model, FEATURES, optax.sgd(1.0), 0.05, steps, batch,
-                client_chunk=chunk, mesh=client_mesh(), unroll=unroll)
+                client_chunk=chunk, mesh=mesh, unroll=unroll)
   x, y = client_data(k, n)
-  val = ValBatch(jnp.asarray(x[0, :100]), jnp.asarray(y[0, :100]),
-                 jnp.full(100, 0.01))
-  data = RoundBatch(jnp.arange(k, dtype=jnp.int32), ClientBatch(
-      jnp.asarray(x), jnp.asarray(y), jnp.full(k, n, jnp.int32)), val)
+  # As a run's loop builds a round (data/batches.py): the clients' rows
+  # already on their devices, split over the mesh (a run sends the next
+  # round's while this one computes; here every round has the same
+  # clients, sent once), and the validation set from the host.
+  clients = np.arange(k, dtype=np.int32)
+  rows = lambda a: client_rows(a.__getitem__, clients, mesh)
+  val = ValBatch(x[0, :100], y[0, :100], np.full(100, 0.01, np.float32))
+  data = RoundBatch(clients, ClientBatch(rows(x), rows(y), rows(
+      np.full(k, n, np.int32))), val)
   apply = jax.jit(algo.apply, donate_argnums=(0,))
   state = list(algo.init(jax.random.PRNGKey(0), k))
   key = jax.random.PRNGKey(1)
