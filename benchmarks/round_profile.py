@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import os
 
-os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '')
-                           + ' --xla_cpu_enable_xprof_traceme=true')
+if __name__ == '__main__':  # before jax starts: each thunk a trace event
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '')
+                             + ' --xla_cpu_enable_xprof_traceme=true')
 
 import argparse  # noqa: E402
 import collections  # noqa: E402

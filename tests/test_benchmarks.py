@@ -1,6 +1,7 @@
 """The benchmarks' own arithmetic: the matmul floor must find every product of
 a client step, and count its FLOPs right, or the speedup cap it prints is
 wrong."""
+import re
 import sys
 from pathlib import Path
 
@@ -40,3 +41,24 @@ def test_a_scan_body_counts_once_per_iteration():
   found = _matmuls(jaxpr)
   assert len(found) == 7
   assert {m.lhs for m in found} == {(4, 8)}
+
+
+def test_profile_marks_the_compiled_dots_as_matmuls():
+  from round_profile import thunks  # noqa: E402
+
+  def f(x, w):
+    def step(c, _):
+      return jnp.tanh(c @ w) + 1.0, None
+    return jax.lax.scan(step, x, None, length=3)[0]
+
+  hlo = jax.jit(f).lower(jnp.ones((16, 64)), jnp.ones((64, 64))).compile(
+  ).as_text()
+  names, matmuls = thunks(hlo)
+  # The product is a matmul, and so is the library fusion XLA:CPU may wrap
+  # around it; the fused tanh-and-add is not. The loop is no thunk of its
+  # own (its body's thunks carry its time).
+  assert any(n.startswith('dot') for n in matmuls) and matmuls <= names
+  elementwise = {n for n in names if 'add_fusion' in n}
+  assert elementwise and not elementwise & matmuls
+  loop = re.search(r'%(\S+) = [^=\n]* while\(', hlo).group(1)
+  assert loop not in names
