@@ -17,9 +17,10 @@
 #
 # It installs the wheels into /tmp/site, runs src/ from the tree (no
 # install), and writes the device's name and the JSON rows to $OUT
-# (benchmarks/results when unset). Here, on a CPU, `PY=.venv/bin/python
-# bash benchmarks/device_check.sh --clients=10` runs the same steps at a
-# smaller size. Extra arguments go to every round_throughput.py call.
+# (benchmarks/results when unset). Extra arguments go to every
+# round_throughput.py call: here, on a CPU, `PY=.venv/bin/python bash
+# benchmarks/device_check.sh --models=mlp --clients=10 --rounds=2` runs the
+# same steps at a smaller size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}

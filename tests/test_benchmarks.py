@@ -1,6 +1,6 @@
 """The benchmarks' own arithmetic: the matmul floor must find every product of
 a client step, and count its FLOPs right, or the speedup cap it prints is
-wrong."""
+wrong; the profile must tell the round's matmuls from the rest."""
 import re
 import sys
 from pathlib import Path
@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'benchmarks'))
 from matmul_floor import Matmul, _matmuls, step_matmuls  # noqa: E402
+from round_profile import thunks  # noqa: E402
 
 
 def test_mlp_step_has_every_product_of_forward_and_backward():
@@ -44,8 +45,6 @@ def test_a_scan_body_counts_once_per_iteration():
 
 
 def test_profile_marks_the_compiled_dots_as_matmuls():
-  from round_profile import thunks  # noqa: E402
-
   def f(x, w):
     def step(c, _):
       return jnp.tanh(c @ w) + 1.0, None
