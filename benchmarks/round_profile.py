@@ -139,10 +139,12 @@ def main():
   for rank, thread in enumerate(busiest):
     if thread.thunks < 0.01 * sum(t.thunks for t in busiest):
       break
-    busy, span = (sum(threads[rank][i] for _, threads in traced if
-                      len(threads) > rank) / a.rounds for i in (1, 2))
+    ranked = [threads[rank] for _, threads in traced if len(threads) > rank]
+    busy = sum(t.busy_s for t in ranked) / len(ranked)
+    span = sum(t.span_s for t in ranked) / len(ranked)
     print(f'thread {rank}: {thread.thunks} thunks a round, {busy * 1e3:.1f} '
           f'ms in them, {span * 1e3:.1f} ms from its first to its last')
+
 
 if __name__ == '__main__':
   main()
