@@ -11,9 +11,13 @@ per-step calls); ours runs the one compiled round every experiment runs
 measures the aggregate's loss on 100 validation examples), clients vmapped
 `--client_chunk` at a time (CPU default 2) and sharded over all devices,
 its clients' rows already split over the devices as a run's loop sends
-them while the round before computes.
-The two sides' rounds are timed in turn (`common.interleaved`), so that the
-machine's drift falls on both.
+them while the round before computes. A third side, `lean_round.py`, is
+the same work as the plainest XLA program, laid out as ours but without
+the round's per-client configurations, divergence checks, validation and
+policy: `lean s` is how fast JAX does this work on this machine, and
+`lean x` fedjax's seconds over it.
+The three sides' rounds are timed in turn (`common.interleaved`), so that
+the machine's drift falls on all of them.
 
     .venv/bin/python benchmarks/round_throughput.py            # full table
     .venv/bin/python benchmarks/round_throughput.py --models=mlp --clients=50
@@ -22,7 +26,8 @@ machine's drift falls on both.
         .venv/bin/python benchmarks/round_throughput.py
 
 Prints a table and writes JSON rows (`model`, `clients_per_round`,
-`ours_s_per_round`, `fedjax_s_per_round`, `speedup`, examples per second,
+`ours_s_per_round`, `fedjax_s_per_round`, `speedup`, `lean_s_per_round`,
+`lean_speedup`, examples per second,
 compile time, backend, conv implementation). `ours_gflops` is the FLOP/s
 our round's local training achieves: the multiply-adds of every matmul of
 a client step (`matmul_floor.step_matmuls`, convolutions as patches x
@@ -44,12 +49,13 @@ import numpy as np
 import optax
 
 from common import CLASSES, FEATURES, SHAPE, client_data, interleaved, write_rows
+from lean_round import lean_round
 from matmul_floor import matmul_floor, matmul_peak, step_matmuls
 from pfhpo import models
 from pfhpo.compat import fedjax
 from pfhpo.federated import client_mesh, fedavg
 from pfhpo.federated.local_update import default_client_chunk
-from pfhpo.federated.sharding import client_rows
+from pfhpo.federated.sharding import client_rows, replicate
 from pfhpo.models import cross_entropy
 from pfhpo.types import ClientBatch, RoundBatch, ValBatch
 from fedjax.algorithms import fed_avg
@@ -95,6 +101,34 @@ def ours(name: str, k: int, steps: int, batch: int, n: int, conv_impl: str,
   one_round()
   return OurRound(time.perf_counter() - t, one_round, lambda: apply.lower(
       state[0], state[1], data, key).compile().as_text())
+
+
+def lean(name: str, k: int, steps: int, batch: int, n: int, conv_impl: str,
+         chunk: int | None) -> Callable[..., None]:
+  """one_round(index) of `lean_round`: our round's work as the plainest
+  XLA program, laid out as ours (the same model, client groups and mesh;
+  rows sent once), each client's batches drawn on the host."""
+  model = models.create(name, SHAPE, CLASSES, conv_impl=conv_impl)
+  unroll = jax.default_backend() == 'cpu' and conv_impl == 'lax' and name != 'mlp'
+  mesh = client_mesh()
+  x, y = client_data(k, n)
+  rng = np.random.default_rng(2)
+  walk = (np.arange(steps)[:, None] * batch + np.arange(batch)) % n
+  idx = np.stack([rng.permutation(n)[walk] for _ in range(k)]).astype(np.int32)
+  keys = np.asarray(jax.random.split(jax.random.PRNGKey(1), k))
+  clients = np.arange(k, dtype=np.int32)
+  args = [client_rows(a.__getitem__, clients, mesh)
+          for a in (x, y, idx, keys, np.full(k, 1 / k, np.float32))]
+  apply = jax.jit(lean_round(model, FEATURES, 0.05, chunk, mesh, unroll),
+                  donate_argnums=(0,))
+  params = [replicate(model.init(jax.random.PRNGKey(0)), mesh)]
+
+  def one_round(_=0):
+    params[0] = apply(params[0], *args)
+    jax.block_until_ready(params[0])
+
+  one_round()
+  return one_round
 
 
 def flax_as_fedjax(name: str) -> fedjax.Model:
@@ -157,17 +191,21 @@ def main():
   print(f'backend={jax.default_backend()} devices={jax.devices()} '
         f'conv_impl={a.conv_impl} client_chunk={chunk} steps={a.steps} '
         f'batch={a.batch}')
-  print(f'{"model":8} {"K":>5} {"ours s":>8} {"fedjax s":>9} {"speedup":>8} '
-        f'{"floor s":>8} {"cap":>6} {"of cap":>7} {"compile s":>9} '
+  print(f'{"model":8} {"K":>5} {"ours s":>8} {"lean s":>8} {"fedjax s":>9} '
+        f'{"speedup":>8} {"lean x":>7} {"floor s":>8} {"cap":>6} {"of cap":>7} {"compile s":>9} '
         f'{"GFLOP/s":>8} {"of peak":>8}')
   for name in a.models.split(','):
     for k in map(int, a.clients.split(',')):
       our_round = ours(name, k, a.steps, a.batch, a.examples, a.conv_impl,
                        chunk)
       first = our_round.first_s
-      timing = interleaved({'ours': our_round.run, 'fedjax': theirs(
-          name, k, a.steps, a.batch, a.examples)}, a.rounds)
-      (ours_s, _), (fedjax_s, _) = timing['ours'], timing['fedjax']
+      work = (name, k, a.steps, a.batch, a.examples)
+      timing = interleaved({
+          'ours': our_round.run,
+          'lean': lean(*work, a.conv_impl, chunk),
+          'fedjax': theirs(*work)}, a.rounds)
+      ours_s, lean_s, fedjax_s = (timing[side][0]
+                                  for side in ('ours', 'lean', 'fedjax'))
       matmuls = step_matmuls(name, a.batch)
       floor_s = matmul_floor(matmuls, k, a.steps, chunk)
       flops = sum(m.flops for m in matmuls) * k * a.steps
@@ -177,6 +215,8 @@ def main():
           'ours_s_per_round': round(ours_s, 4),
           'fedjax_s_per_round': round(fedjax_s, 4),
           'speedup': round(fedjax_s / ours_s, 2),
+          'lean_s_per_round': round(lean_s, 4),
+          'lean_speedup': round(fedjax_s / lean_s, 2),
           'matmul_floor_s': round(floor_s, 4),
           'speedup_cap': round(fedjax_s / floor_s, 2),
           'ours_examples_per_s': round(examples / ours_s, 1),
@@ -190,8 +230,8 @@ def main():
           'client_chunk': chunk, 'devices': jax.device_count(),
       }
       rows.append(row)
-      print(f'{name:8} {k:5d} {ours_s:8.3f} {fedjax_s:9.3f} '
-            f'{row["speedup"]:7.2f}x {floor_s:8.3f} {fedjax_s / floor_s:5.2f}x '
+      print(f'{name:8} {k:5d} {ours_s:8.3f} {lean_s:8.3f} {fedjax_s:9.3f} '
+            f'{row["speedup"]:7.2f}x {row["lean_speedup"]:6.2f}x {floor_s:8.3f} {fedjax_s / floor_s:5.2f}x '
             f'{floor_s / ours_s:7.0%} {first:9.1f} '
             f'{row["ours_gflops"]:8.1f} '
             f'{row["ours_gflops"] / row["matmul_peak_gflops"]:8.0%}',

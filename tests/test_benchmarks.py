@@ -1,14 +1,24 @@
 """The benchmarks' own arithmetic: the matmul floor must find every product of
 a client step, and count its FLOPs right, or the speedup cap it prints is
-wrong; the profile must tell the round's matmuls from the rest."""
+wrong; the profile must tell the round's matmuls from the rest; the lean
+round must do our round's work."""
 import re
 import sys
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import optax
+
+from pfhpo import models
+from pfhpo.federated import fedavg
+from pfhpo.federated.local_update import example_order
+from pfhpo.types import ClientBatch, RoundBatch, ValBatch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'benchmarks'))
+from common import FEATURES  # noqa: E402
+from lean_round import lean_round  # noqa: E402
 from matmul_floor import Matmul, _matmuls, step_matmuls  # noqa: E402
 from round_profile import thunks  # noqa: E402
 
@@ -61,3 +71,37 @@ def test_profile_marks_the_compiled_dots_as_matmuls():
   assert elementwise and not elementwise & matmuls
   loop = re.search(r'%(\S+) = [^=\n]* while\(', hlo).group(1)
   assert loop not in names
+
+
+def test_lean_round_computes_our_fedavg_round():
+  # The same work on both sides: the rows our round's example orders pick
+  # and its dropout keys (the round's key: (propose, train); the train key:
+  # one per client, split into (order, dropout)).
+  shape, classes, k, n, steps, batch, lr = (8, 8, 1), 5, 4, 7, 3, 5, 0.1
+  model = models.create('conv', shape, classes, conv_impl='patches')
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 256, (k, n, *shape), dtype=np.uint8)
+  y = rng.integers(0, classes, (k, n)).astype(np.int32)
+  count = np.full(k, n, np.int32)
+  ours = fedavg(model, FEATURES, optax.sgd(1.0), lr, steps, batch,
+                client_chunk=2)
+  state, rows = ours.init(jax.random.PRNGKey(0), k)
+  key = jax.random.PRNGKey(1)
+  val = ValBatch(x[0, :2], y[0, :2], np.full(2, 0.5, np.float32))
+  new, _, _ = jax.jit(ours.apply)(state, rows, RoundBatch(
+      np.arange(k, dtype=np.int32), ClientBatch(x, y, count), val), key)
+
+  order_keys, dropout_keys = jax.vmap(jax.random.split, out_axes=1)(
+      jax.random.split(jax.random.split(key)[1], k))
+  orders = jax.vmap(example_order, in_axes=(0, 0, None))(order_keys, count, n)
+  walk = (np.arange(steps)[:, None] * batch + np.arange(batch)) % n
+  idx = jnp.take_along_axis(orders[:, None, :], walk[None], axis=2)
+  lean = jax.jit(lean_round(model, FEATURES, lr, chunk=2))(
+      state.server.params, x, y, idx, dropout_keys, count / count.sum())
+
+  moved = jax.tree_util.tree_map(lambda a, b: float(jnp.abs(a - b).max()),
+                                 new.server.params, state.server.params)
+  assert max(jax.tree_util.tree_leaves(moved)) > 1e-2
+  for a, b in zip(jax.tree_util.tree_leaves(lean),
+                  jax.tree_util.tree_leaves(new.server.params)):
+    np.testing.assert_allclose(a, b, atol=2e-6, rtol=1e-5)
