@@ -69,16 +69,19 @@ class OurRound(NamedTuple):
   hlo: Callable[[], str]      # the round's optimized HLO, as XLA compiled it
 
 
+def unroll(name: str, conv_impl: str) -> bool:
+  """Whether the step loop is unrolled, as a run decides
+  (experiment/setup.py): XLA's convolutions on a CPU need it."""
+  return jax.default_backend() == 'cpu' and conv_impl == 'lax' and name != 'mlp'
+
+
 def ours(name: str, k: int, steps: int, batch: int, n: int, conv_impl: str,
          chunk: int | None) -> OurRound:
   """Our round of k clients, compiled and run once."""
   model = models.create(name, SHAPE, CLASSES, conv_impl=conv_impl)
-  # As a run does (experiment/setup.py): XLA's convolutions on a CPU need
-  # the step loop unrolled.
-  unroll = jax.default_backend() == 'cpu' and conv_impl == 'lax' and name != 'mlp'
   mesh = client_mesh()
   algo = fedavg(model, FEATURES, optax.sgd(1.0), 0.05, steps, batch,
-                client_chunk=chunk, mesh=mesh, unroll=unroll)
+                client_chunk=chunk, mesh=mesh, unroll=unroll(name, conv_impl))
   x, y = client_data(k, n)
   # As a run's loop builds a round (data/batches.py): the clients' rows
   # already on their devices, split over the mesh (a run sends the next
@@ -109,18 +112,18 @@ def lean(name: str, k: int, steps: int, batch: int, n: int, conv_impl: str,
   XLA program, laid out as ours (the same model, client groups and mesh;
   rows sent once), each client's batches drawn on the host."""
   model = models.create(name, SHAPE, CLASSES, conv_impl=conv_impl)
-  unroll = jax.default_backend() == 'cpu' and conv_impl == 'lax' and name != 'mlp'
   mesh = client_mesh()
   x, y = client_data(k, n)
   rng = np.random.default_rng(2)
   walk = (np.arange(steps)[:, None] * batch + np.arange(batch)) % n
-  idx = np.stack([rng.permutation(n)[walk] for _ in range(k)]).astype(np.int32)
+  idx = np.stack([rng.permutation(n)[walk] for _ in range(k)]).astype(
+      np.int32)  # i32[K, steps, B]
   keys = np.asarray(jax.random.split(jax.random.PRNGKey(1), k))
   clients = np.arange(k, dtype=np.int32)
   args = [client_rows(a.__getitem__, clients, mesh)
           for a in (x, y, idx, keys, np.full(k, 1 / k, np.float32))]
-  apply = jax.jit(lean_round(model, FEATURES, 0.05, chunk, mesh, unroll),
-                  donate_argnums=(0,))
+  apply = jax.jit(lean_round(model, FEATURES, 0.05, chunk, mesh,
+                             unroll(name, conv_impl)), donate_argnums=(0,))
   params = [replicate(model.init(jax.random.PRNGKey(0)), mesh)]
 
   def one_round(_=0):
