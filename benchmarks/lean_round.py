@@ -13,11 +13,12 @@ example-weighted mean update (server SGD at learning rate 1):
 It walks the clients as our round does (`aggregate_clients`: groups of
 `chunk` vmapped, the client axis split over the mesh), and leaves out all
 that the round adds around it: the per-client configurations (traced
-learning rate, step and batch masks), the on-device example order, the
-divergence checks and their extra forward pass, the aggregate's validation
-and the policy. With the same rows and dropout keys it computes our FedAvg
-round's model (`tests/test_benchmarks.py`), so `round_throughput.py` can
-time it beside ours and fedjax's on identical work.
+learning rate, step and batch masks), drawing the example order on the
+device, the divergence checks and their extra forward pass, the
+aggregate's validation and the policy. With the same example orders and
+dropout keys it computes our FedAvg round's model
+(`tests/test_benchmarks.py`), so `round_throughput.py` can time it beside
+ours and fedjax's on identical work.
 """
 from __future__ import annotations
 
