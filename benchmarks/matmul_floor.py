@@ -100,6 +100,12 @@ def step_matmuls(name: str, batch: int) -> list[Matmul]:
   return _matmuls(jax.make_jaxpr(jax.grad(loss))(params, x, y).jaxpr)
 
 
+def round_flops(matmuls: list[Matmul], k: int, steps: int) -> int:
+  """The FLOPs of a round's local training: a client step's `matmuls`,
+  for k clients of `steps` steps each."""
+  return sum(m.flops for m in matmuls) * k * steps
+
+
 def matmul_floor(matmuls: list[Matmul], k: int, steps: int,
                  chunk: int | None, repeats: int = 3) -> float:
   """Seconds of a client step's `matmuls` for a round of k clients,
@@ -156,7 +162,7 @@ def main():
       print(f'  {name:8} {str(m.lhs):22} x {str(m.rhs):22} '
             f'{m.flops / 1e6:8.2f} MFLOP', flush=True)
     s = matmul_floor(matmuls, a.clients, a.steps, a.chunk)
-    flops = sum(m.flops for m in matmuls) * a.clients * a.steps
+    flops = round_flops(matmuls, a.clients, a.steps)
     print(f'{name}: {a.clients} clients x {a.steps} steps: matmuls alone '
           f'{s:.4f} s ({flops / s / 1e9:.1f} GFLOP/s)')
 

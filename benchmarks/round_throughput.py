@@ -50,7 +50,7 @@ import optax
 
 from common import CLASSES, FEATURES, SHAPE, client_data, interleaved, write_rows
 from lean_round import lean_round
-from matmul_floor import matmul_floor, matmul_peak, step_matmuls
+from matmul_floor import matmul_floor, matmul_peak, round_flops, step_matmuls
 from pfhpo import models
 from pfhpo.compat import fedjax
 from pfhpo.federated import client_mesh, fedavg
@@ -209,7 +209,7 @@ def main():
                                   for side in ('ours', 'lean', 'fedjax'))
       matmuls = step_matmuls(name, a.batch)
       floor_s = matmul_floor(matmuls, k, a.steps, chunk)
-      flops = sum(m.flops for m in matmuls) * k * a.steps
+      flops = round_flops(matmuls, k, a.steps)
       examples = k * a.steps * a.batch
       row = {
           'model': name, 'clients_per_round': k,
