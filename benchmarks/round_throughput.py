@@ -54,7 +54,7 @@ from matmul_floor import matmul_floor, matmul_peak, round_flops, step_matmuls
 from pfhpo import models
 from pfhpo.compat import fedjax
 from pfhpo.federated import client_mesh, fedavg
-from pfhpo.federated.local_update import default_client_chunk
+from pfhpo.federated.local_update import default_client_chunk, default_unroll
 from pfhpo.federated.sharding import client_rows, replicate
 from pfhpo.models import cross_entropy
 from pfhpo.types import ClientBatch, RoundBatch, ValBatch
@@ -69,19 +69,14 @@ class OurRound(NamedTuple):
   hlo: Callable[[], str]      # the round's optimized HLO, as XLA compiled it
 
 
-def unroll(name: str, conv_impl: str) -> bool:
-  """Whether the step loop is unrolled, as a run decides
-  (experiment/setup.py): XLA's convolutions on a CPU need it."""
-  return jax.default_backend() == 'cpu' and conv_impl == 'lax' and name != 'mlp'
-
-
 def ours(name: str, k: int, steps: int, batch: int, n: int, conv_impl: str,
          chunk: int | None) -> OurRound:
   """Our round of k clients, compiled and run once."""
   model = models.create(name, SHAPE, CLASSES, conv_impl=conv_impl)
   mesh = client_mesh()
   algo = fedavg(model, FEATURES, optax.sgd(1.0), 0.05, steps, batch,
-                client_chunk=chunk, mesh=mesh, unroll=unroll(name, conv_impl))
+                client_chunk=chunk, mesh=mesh,
+                unroll=default_unroll(name, conv_impl))
   x, y = client_data(k, n)
   # As a run's loop builds a round (data/batches.py): the clients' rows
   # already on their devices, split over the mesh (a run sends the next
@@ -121,7 +116,8 @@ def lean(name: str, k: int, steps: int, batch: int, n: int, conv_impl: str,
   args = [client_rows(a.__getitem__, clients, mesh)
           for a in (x, y, order, keys, np.full(k, 1 / k, np.float32))]
   apply = jax.jit(lean_round(model, FEATURES, 0.05, steps, batch, chunk, mesh,
-                             unroll(name, conv_impl)), donate_argnums=(0,))
+                             default_unroll(name, conv_impl)),
+                  donate_argnums=(0,))
   params = [replicate(model.init(jax.random.PRNGKey(0)), mesh)]
 
   def one_round(_=0):

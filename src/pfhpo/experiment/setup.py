@@ -28,7 +28,7 @@ from pfhpo.evaluate import (PERSONAL_BLOCK, PersonalMetrics, by_blocks,
 from pfhpo.experiment.config import Config
 from pfhpo.federated import FederatedAlgorithm, client_mesh, make_round
 from pfhpo.federated.sharding import replicated
-from pfhpo.federated.local_update import (default_client_chunk,
+from pfhpo.federated.local_update import (default_client_chunk, default_unroll,
                                           make_masked_loss)
 from pfhpo.policies import Policy, SearchSpace, create
 from pfhpo.policies.base import CREDITS
@@ -93,9 +93,7 @@ def build(cfg: Config) -> Experiment:
           f'their batches repeat examples.')
   backend = jax.default_backend()
   conv_impl = cfg.model.conv_impl or models.default_conv_impl(backend)
-  # XLA:CPU runs a lax convolution's backward pass ~14x slower inside a while
-  # loop, so only that combination unrolls the step loop; patches are dots.
-  unroll = (backend == 'cpu' and conv_impl == 'lax' and cfg.model.model != 'mlp'
+  unroll = (default_unroll(cfg.model.model, conv_impl, backend)
             if run.unroll is None else run.unroll)
   chunk = run.client_chunk or default_client_chunk(backend)
   model = models.create(cfg.model.model, data.feature_shape, data.num_classes,

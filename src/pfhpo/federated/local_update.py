@@ -156,6 +156,15 @@ def default_client_chunk(backend: str | None = None) -> int | None:
   return 2 if (backend or jax.default_backend()) == 'cpu' else None
 
 
+def default_unroll(model_name: str, conv_impl: str,
+                   backend: str | None = None) -> bool:
+  """Whether the step loop is unrolled: only for XLA's (`lax`)
+  convolutions on a CPU, whose backward pass XLA:CPU runs ~14x slower
+  inside a while loop (the `patches` form is dots, fast in a loop)."""
+  return ((backend or jax.default_backend()) == 'cpu' and conv_impl == 'lax'
+          and model_name != 'mlp')
+
+
 def make_masked_loss(model: Model, features: Callable) -> Callable:
   """masked_loss(params, x, y, count): mean loss on the first `count` of
   x: [N, ...], y: i32[N] (at most N)."""
