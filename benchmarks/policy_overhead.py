@@ -15,6 +15,13 @@ Prints a table and writes JSON rows (`model`, `clients_per_round`,
 `static_s_per_round`, `gumbel_s_per_round`, `overhead`,
 `gumbel_sampled_s_per_round`, `sampled_overhead`, and the minor page
 faults of a static and a gumbel round).
+
+A second table times the credit over K rounds (`--horizons`, each with
+both estimators of `pfhpo.federated.horizon`) against the same static
+round, with each compiled round's device memory as XLA plans it
+(arguments, outputs and temporaries, `memory_analysis`; on a CPU there is
+no allocator peak to read): JSON rows in `horizon_cost_<n>dev.json`
+(`horizon`, `horizon_credit`, `s_per_round`, `overhead`, `memory_bytes`).
 """
 from __future__ import annotations
 
@@ -34,10 +41,12 @@ from pfhpo.types import ClientBatch, RoundBatch, ValBatch
 
 
 
-def round_of(model, space, name: str, k: int, n: int, val_size: int):
+def round_of(model, space, name: str, k: int, n: int, val_size: int,
+             horizon: int = 1, horizon_credit: str = 'exact'):
   """One round of `name` ('static', 'gumbel', or 'gumbel:m', its credit on
-  m sampled validation examples) over k clients, compiled: a function of
-  the round's index that runs it and waits."""
+  m sampled validation examples; gumbel's credit over `horizon` rounds)
+  over k clients, compiled: (a function of the round's index that runs it
+  and waits, the compiled round's device memory in bytes)."""
   (xv,), (yv,) = client_data(1, val_size, seed=1)
   val = ValBatch(jnp.asarray(xv), jnp.asarray(yv),
                  jnp.full(val_size, 1 / val_size, jnp.float32))
@@ -49,12 +58,15 @@ def round_of(model, space, name: str, k: int, n: int, val_size: int):
   else:
     name, _, m = name.partition(':')
     policy = policies.create(name, space, policies.GumbelConfig(
-        credit_examples=int(m) if m else None))
+        credit_examples=int(m) if m else None, horizon=horizon,
+        horizon_credit=horizon_credit))
   algorithm = make_round(model, FEATURES, optax.sgd(1.0), space, policy,
                          client_chunk=default_client_chunk(),
                          mesh=client_mesh())
   step = jax.jit(algorithm.apply, donate_argnums=(0,))
-  state = list(algorithm.init(jax.random.PRNGKey(0), k))
+  state = list(algorithm.init(jax.random.PRNGKey(0), k, batch))
+  memory = step.lower(state[0], state[1], batch,
+                      jax.random.PRNGKey(0)).compile().memory_analysis()
 
   def one_round(r):
     state[0], state[1], _ = step(state[0], state[1], batch,
@@ -62,7 +74,9 @@ def round_of(model, space, name: str, k: int, n: int, val_size: int):
     jax.block_until_ready(state[0])
 
   one_round(0)  # compiles
-  return one_round
+  return one_round, (memory.argument_size_in_bytes +
+                     memory.output_size_in_bytes - memory.alias_size_in_bytes
+                     + memory.temp_size_in_bytes)
 
 
 def main():
@@ -76,6 +90,10 @@ def main():
   p.add_argument('--credit_examples', type=int, default=200,
                  help="the sampled credit's validation examples")
   p.add_argument('--out', default=f'benchmarks/results/policy_overhead_'
+                 f'{jax.device_count()}dev.json')
+  p.add_argument('--horizons', default='2,4,8',
+                 help='credits over K rounds to time (empty: none)')
+  p.add_argument('--horizon_out', default=f'benchmarks/results/horizon_cost_'
                  f'{jax.device_count()}dev.json')
   a = p.parse_args()
   space = make_space([0.01, 0.05, 0.2], [1, 5], [8, 16])
@@ -91,7 +109,7 @@ def main():
     for k in map(int, a.clients.split(',')):
       names = ('static', 'gumbel', f'gumbel:{m}')
       got = interleaved({name: round_of(model, space, name, k, a.examples,
-                                        a.val_size) for name in names},
+                                        a.val_size)[0] for name in names},
                         a.rounds)
       (s, fs), (g, fg), (gm, _) = (got[name] for name in names)
       rows.append({'model': name, 'clients_per_round': k,
@@ -108,6 +126,41 @@ def main():
       print(f'{name:6} {k:4d} {s:9.3f} {g:9.3f} {g / s:8.2f}x {gm:15.3f} '
             f'{gm / s:8.2f}x {fs:10.0f} {fg:10.0f}', flush=True)
   write_rows(rows, a.out)
+  if a.horizons:
+    horizon_table(a, space)
+
+
+def horizon_table(a, space) -> None:
+  """The credit over K rounds, each estimator, against a static round."""
+  print(f'{"model":6} {"K":>4} {"horizon":>7} {"credit":>11} {"s":>8} '
+        f'{"overhead":>9} {"memory MB":>10}')
+  rows = []
+  for name in a.models.split(','):
+    model = models.create(name, SHAPE, CLASSES)
+    for k in map(int, a.clients.split(',')):
+      runs = {('static', 1, '-'): ('static', 1, 'exact')}
+      for h in [1, *map(int, a.horizons.split(','))]:
+        for credit in (('exact',) if h == 1 else ('exact', 'first_order')):
+          runs[('gumbel', h, credit if h > 1 else '-')] = ('gumbel', h, credit)
+      built = {key: round_of(model, space, policy, k, a.examples, a.val_size,
+                             h, credit)
+               for key, (policy, h, credit) in runs.items()}
+      got = interleaved({key: b[0] for key, b in built.items()}, a.rounds)
+      static_s = got[('static', 1, '-')][0]
+      for key, (seconds, _) in got.items():
+        policy, h, credit = key
+        memory = built[key][1]
+        rows.append({'model': name, 'clients_per_round': k, 'policy': policy,
+                     'horizon': h, 'horizon_credit': credit,
+                     's_per_round': round(seconds, 4),
+                     'overhead': round(seconds / static_s, 2),
+                     'memory_bytes': int(memory),
+                     'backend': jax.default_backend()})
+        print(f'{name:6} {k:4d} {h if policy == "gumbel" else "-":>7} '
+              f'{credit if policy == "gumbel" else "static":>11} '
+              f'{seconds:8.3f} {seconds / static_s:8.2f}x '
+              f'{memory / 2**20:10.1f}', flush=True)
+  write_rows(rows, a.horizon_out)
 
 
 if __name__ == '__main__':

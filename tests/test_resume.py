@@ -29,6 +29,7 @@ ROUNDS = 30
 ARGS = ['--dataset=digits', '--model=mlp', f'--rounds={ROUNDS}',
         '--eval_every=1', '--clients_per_round=5', '--policy=gumbel',
         '--algorithm=ditto',  # per-client rows in the checkpoint too
+        '--horizon=2',  # and a window of past rounds, rows and data
         '--policy_opt=adam', '--policy_lr=0.1', '--lrs=0.05,0.3',
         '--local_steps=5,20', '--batch_sizes=16', '--checkpoint_every=3']
 TIMING = ('seconds', 'total_seconds', 'first_round_seconds', 'compile_seconds',

@@ -29,14 +29,16 @@ SCRIPT = textwrap.dedent('''
     val = ValBatch(x[0, :10], y[0, :10], np.full(10, 0.1, np.float32))
     batch = RoundBatch(np.arange(K, dtype=np.int32), ClientBatch(
         x, y, np.arange(3, 3 + 2 * K, 2).astype(np.int32)), val)
-    # Every client its own configuration, and its own credit dL/dc_i.
+    # Every client its own configuration, and its own credit dL/dc_i: of
+    # the round, and over 2 rounds (first order: 'exact' is one device's).
     space = make_space([0.01, 0.1, 0.3], [1, 3, 5], [2, 8])
-    policy = gumbel(space, optax.sgd(0.5))
     out = []
-    for mesh in (None, client_mesh()):
+    for policy, mesh in [(gumbel(space, optax.sgd(0.5), horizon=h,
+                                 horizon_credit='first_order'), mesh)
+                         for h in (1, 2) for mesh in (None, client_mesh())]:
       algo = make_round(model, features, optax.sgd(1.0), space, policy,
                         client_chunk=1, mesh=mesh)
-      state, rows = algo.init(jax.random.PRNGKey(0), K)
+      state, rows = algo.init(jax.random.PRNGKey(0), K, batch)
       init = state.server.params
       step = jax.jit(algo.apply)
       credits = []
@@ -47,8 +49,10 @@ SCRIPT = textwrap.dedent('''
     leaves = lambda t: jax.tree_util.tree_leaves(t)
     moved = max(float(jnp.abs(a - b).max())
                 for a, b in zip(leaves(out[0][0].server.params), leaves(init)))
-    diff = max(float(jnp.abs(a - b).max())
-               for a, b in zip(leaves(out[0]), leaves(out[1])))
+    f64 = lambda a: np.asarray(a, np.float64)
+    diff = max(float(np.abs(f64(a) - f64(b)).max()) for i in (0, 2)
+               for a, b in zip(leaves(out[i]), leaves(out[i + 1])))
+    assert float(jnp.abs(out[2][1][1:]).min()) > 0  # the windows closed
     print(moved, diff)
 ''')
 
@@ -62,7 +66,7 @@ def test_sharded_round_equals_single_device_round():
   assert proc.returncode == 0, proc.stderr[-2000:]
   moved, diff = map(float, proc.stdout.split())
   assert moved > 1e-2
-  # Parameters, policy logits and credits: only the order of the
+  # Parameters, policy logits, windows and credits: only the order of the
   # aggregation sum differs.
   assert diff < 1e-5
 

@@ -72,6 +72,9 @@ class RoundState(NamedTuple):
   """What a round carries to the next, on the device."""
   server: ServerState
   policy: Any  # the policy's own state record
+  # the last rounds a credit over several rounds replays
+  # (`pfhpo.federated.horizon.Window`; () for a one-round credit)
+  window: Any = ()
 
 
 class RoundMetrics(NamedTuple):
@@ -87,7 +90,9 @@ class RoundMetrics(NamedTuple):
   policy_entropy: jax.Array  # mean entropy of the round's rows (NaN: none)
   choices: jax.Array  # i32[K] configuration index (-1: not a grid point)
   hparams: ClientHParams  # [K] each, what every client used
-  credit: jax.Array  # f32[K] dL/dc_i (zeros unless measured)
+  # f32[K] dL/dc_i of the clients this round credited: its own, or with a
+  # credit over H rounds, round r - H + 1's (zeros unless measured)
+  credit: jax.Array
 
 
 class Feedback(NamedTuple):

@@ -82,7 +82,16 @@ def _train(exp: Experiment, out: RunDirectory) -> Summary:
   run, data = exp.cfg.run, exp.data
   record = config_record(exp.cfg, exp.resolved)
   init_key, round_key = keys(run.seed)
-  algorithm, table = exp.algorithm.init(init_key, data.num_clients)
+
+  def round_input(r: int):
+    clients = sample_clients(run.seed, r, exp.pool, run.clients_per_round)
+    return clients, exp.batch(clients)
+
+  # (a credit over several rounds keeps a window of rounds shaped like
+  # round 1's)
+  algorithm, table = exp.algorithm.init(
+      init_key, data.num_clients,
+      round_input(1)[1] if exp.policy.horizon > 1 else None)
   state = RunState(0, algorithm, table, Totals.zeros(), (), (), None, 0.0)
   checkpoints = RunCheckpoints(out.path, writes=out.writes)
   if run.resume:  # read before anything is written: a bad one changes nothing
@@ -113,10 +122,6 @@ def _train(exp: Experiment, out: RunDirectory) -> Summary:
     pending.clear()
     out.flush()
     return state.choice_counts + tuple(counts)
-
-  def round_input(r: int):
-    clients = sample_clients(run.seed, r, exp.pool, run.clients_per_round)
-    return clients, exp.batch(clients)
 
   if state.round < run.rounds:
     clients, batch = round_input(state.round + 1)

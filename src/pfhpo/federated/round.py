@@ -81,13 +81,17 @@ from pfhpo.algorithms.base import ClientAlgorithm
 from pfhpo.algorithms.fedavg import fedavg as fedavg_client
 from pfhpo.federated.aggregate import aggregate_clients, example_weights
 from pfhpo.federated.divergence import make_diverged, make_rejected
+from pfhpo.federated.horizon import (ClientUpdates, RoundInput, RoundRecord,
+                                     aggregate_step, closing, horizon_credit,
+                                     init_window, push)
 from pfhpo.federated.local_update import make_local_update, make_masked_loss
 from pfhpo.federated.server import init_server, server_step
 from pfhpo.federated.sharding import replicate
 from pfhpo.models import Model, accuracy, cross_entropy
 from pfhpo.policies.base import CREDITS, MEASUREMENTS, Policy, mean_entropy
 from pfhpo.policies.fixed import static
-from pfhpo.policies.space import SearchSpace, make_space
+from pfhpo.policies.space import SearchSpace, hparams_for, make_space
+from pfhpo.settings import require
 from pfhpo.types import (Feedback, RoundBatch, RoundMetrics, RoundState,
                          ValBatch)
 
@@ -131,19 +135,95 @@ def make_round(model: Model, features: Callable,
   diverged_of = make_diverged(model.num_classes)
   rejected_of = make_rejected(model.num_classes)
 
-  def init(key: jax.Array, num_clients: int):
+  horizon = policy.horizon
+  keeps_updates = horizon > 1  # the window keeps each client's update
+  require(horizon == 1 or policy.horizon_credit != 'exact' or mesh is None
+          or mesh.size == 1,
+          "`horizon_credit`=exact trains the window's later rounds again on "
+          'one device (jax 0.10 cannot transpose them sharded); use '
+          '`horizon_credit`=first_order over several devices.')
+
+  def init(key: jax.Array, num_clients: int, batch: RoundBatch | None = None):
+    """The initial state and per-client table; a policy whose credit looks
+    `horizon` > 1 rounds ahead also needs `batch`, any round's RoundBatch
+    (its shapes), for the window of past rounds."""
     model_key, policy_key = jax.random.split(key)
     params = model.init(model_key)
-    state = RoundState(init_server(server_opt, client.server.init(
-        jax.random.fold_in(model_key, 1), params)),
-                       policy.init(policy_key, num_clients))
-    return replicate(state, mesh), client.init_rows(params, num_clients)
+    server = init_server(server_opt, client.server.init(
+        jax.random.fold_in(model_key, 1), params))
+    table = client.init_rows(params, num_clients)
+    window = ()
+    if horizon > 1:
+      if batch is None:
+        raise ValueError(f'a credit over {horizon} rounds keeps the last '
+                         'rounds: pass `batch` (any RoundBatch) to `init`')
+      k = batch.clients.shape[0]
+      zeros = jnp.zeros(k, jnp.int32)
+      like = lambda tree, lead: jax.tree_util.tree_map(
+          lambda a: jnp.zeros((k, *a.shape[lead:]), a.dtype), tree)
+      window = init_window(horizon, RoundRecord(
+          server, zeros, zeros, zeros > 0, jnp.zeros(k, jnp.float32),
+          jnp.zeros((), bool), ClientUpdates(
+              like(server.params, 0), jnp.zeros(k, jnp.float32)),
+          RoundInput(like(table, 1), batch.train, hparams_for(space, zeros),
+                     jax.random.split(key)[0])
+          if policy.horizon_credit == 'exact' else ()))
+    state = RoundState(server, policy.init(policy_key, num_clients), window)
+    return replicate(state, mesh), table
 
   def val_metrics(server_params, val: ValBatch):
     logits = model.apply(client.server.model(server_params), features(val.x))
     loss = jnp.sum(val.weight * cross_entropy(logits, val.y))
     acc = jnp.sum(val.weight * accuracy(logits, val.y))
     return loss, acc
+
+  def clients_round(server, rows, data, hparams, train_key, coeffs,
+                    local_val=()):
+    """The round's clients trained from `server` and aggregated with
+    `coeffs`: (Delta / kept share, scale, per-client aux), theta_g =
+    scale theta + Delta (scale 1 but for the 'credit_params' form)."""
+    k = data.count.shape[0]
+    weights = (example_weights(data.count) if client.weights is None
+               else client.weights(data.count, server))  # f32[K]
+    args = (rows, data.x, data.y, data.count, hparams,
+            jax.random.split(train_key, k)) + tuple(local_val)
+
+    def train(row, x, y, count, hp, key, *val_split):
+      params, new_row, stats, own = client.local(
+          server.params, row, x, y, count, hp, key)
+      diverged = diverged_of(params, stats)
+      # A diverged client contributes theta_i - theta = 0 and keeps its row.
+      keep = lambda new, old: jax.tree_util.tree_map(
+          lambda a, b: jnp.where(diverged, b, a), new, old)
+      params = keep(params, server.params)
+      val_loss = (masked_loss(own, *val_split) if val_split
+                  else jnp.zeros_like(stats.loss))
+      update = (jax.tree_util.tree_map(jnp.subtract, params, server.params)
+                if keeps_updates else None)
+      return params, (stats, val_loss, diverged, keep(new_row, row), update)
+
+    delta, aux = aggregate_clients(
+        train, server.params, args, weights, coeffs, client_chunk, mesh,
+        recompute)
+    kept = jnp.sum(jnp.where(aux[2], 0.0, weights))  # weight that trained
+    share = jnp.where(kept > 0, kept, 1.0)
+    scale = (jnp.sum(jnp.where(aux[2], 0.0, weights * coeffs)) / share
+             if 'credit_params' in credit else 1.0)
+    delta = jax.tree_util.tree_map(lambda d: d / share, delta)
+    return delta, scale, aux, weights
+
+  aggregate = aggregate_step(server_opt, 'credit_params' in credit)
+
+  def later_round(server, record: RoundRecord):
+    """A round after the credited one, from `server`: its stored aggregate
+    ('first_order'), or its clients trained again with what they used."""
+    if policy.horizon_credit == 'first_order':
+      return aggregate(server, record.updates)
+    again = record.inputs
+    delta, _, _, _ = clients_round(server, again.rows, again.train,
+                                   again.hparams, again.key,
+                                   jnp.ones(again.hparams.lr.shape))
+    return server_step(server_opt, server, delta)
 
   def apply(state: RoundState, rows, batch: RoundBatch, key: jax.Array):
     server, clients, data = state.server, batch.clients, batch.train
@@ -157,48 +237,27 @@ def make_round(model: Model, features: Callable,
           masked_loss, in_axes=(None, 0, 0, 0))(
               client.server.model(server.params), data.x, data.y, data.count))
     hparams, choices = policy.propose(pstate, clients, propose_key)
-    weights = (example_weights(data.count) if client.weights is None
-               else client.weights(data.count, server))  # f32[K]
-    args = (rows, data.x, data.y, data.count, hparams,
-            jax.random.split(train_key, k))
-    if 'local_val' in policy.needs:
+    local_split = (tuple(batch.local_val) if 'local_val' in policy.needs
+                   else ())
+    if local_split:
       chex.assert_equal_shape([clients, batch.local_val.count])
-      args += tuple(batch.local_val)
-
-    def train(row, x, y, count, hp, key, *val_split):
-      params, new_row, stats, own = client.local(
-          server.params, row, x, y, count, hp, key)
-      diverged = diverged_of(params, stats)
-      # A diverged client contributes theta_i - theta = 0 and keeps its row.
-      keep = lambda new, old: jax.tree_util.tree_map(
-          lambda a, b: jnp.where(diverged, b, a), new, old)
-      params = keep(params, server.params)
-      val_loss = (masked_loss(own, *val_split) if val_split
-                  else jnp.zeros_like(stats.loss))
-      return params, (stats, val_loss, diverged, keep(new_row, row))
 
     def objective(coeffs, val: ValBatch):
-      delta, aux = aggregate_clients(
-          train, server.params, args, weights, coeffs, client_chunk, mesh,
-          recompute)
-      kept = jnp.sum(jnp.where(aux[2], 0.0, weights))  # weight that trained
-      share = jnp.where(kept > 0, kept, 1.0)
-      scale = (jnp.sum(jnp.where(aux[2], 0.0, weights * coeffs)) / share
-               if 'credit_params' in credit else 1.0)
-      delta = jax.tree_util.tree_map(lambda d: d / share, delta)
+      delta, scale, aux, weights = clients_round(
+          server, rows, data, hparams, train_key, coeffs, local_split)
       theta_g = jax.tree_util.tree_map(lambda s, d: scale * s + d,
                                        server.params, delta)
       loss, acc = val_metrics(theta_g, val)
-      return loss, (delta, aux, acc)
+      return loss, (delta, aux, acc, weights)
 
     ones = jnp.ones(k, jnp.float32)
-    if credit:
+    m = policy.credit_examples
+    sampled = m is not None and m < batch.val.y.shape[0]
+    credit_val = (sample_val(jax.random.fold_in(key, 1), batch.val, m)
+                  if sampled else batch.val)
+    if credit and horizon == 1:
       t = policy.credit_at  # a Python float: the round is compiled for it
-      m = policy.credit_examples
-      sampled = m is not None and m < batch.val.y.shape[0]
-      credit_val = (sample_val(jax.random.fold_in(key, 1), batch.val, m)
-                    if sampled else batch.val)
-      (val_loss, (delta, aux, val_acc)), dl_dc = jax.value_and_grad(
+      (val_loss, (delta, aux, val_acc, weights)), dl_dc = jax.value_and_grad(
           objective, has_aux=True)(t * ones, credit_val)
       if t != 1.0:  # the update at c = 1
         delta = jax.tree_util.tree_map(lambda d: d / t, delta)
@@ -206,9 +265,9 @@ def make_round(model: Model, features: Callable,
         val_loss, val_acc = val_metrics(jax.tree_util.tree_map(
             jnp.add, server.params, delta), batch.val)
     else:
-      val_loss, (delta, aux, val_acc) = objective(ones, batch.val)
+      val_loss, (delta, aux, val_acc, weights) = objective(ones, batch.val)
       dl_dc = jnp.zeros(k, jnp.float32)
-    stats, client_val_loss, diverged, rows = aux  # per client: [K] each
+    stats, client_val_loss, diverged, new_rows, updates = aux  # [K]
     trained = ~jnp.all(diverged)  # some client's update is in the aggregate
     rejected = trained & rejected_of(val_loss)
     updated = trained & ~rejected
@@ -217,14 +276,40 @@ def make_round(model: Model, features: Callable,
     failed = (diverged | ~jnp.isfinite(dl_dc) | ~jnp.isfinite(client_val_loss)
               | rejected)
     # No update to take: keep the previous model and optimizer state.
+    before = server
     server = jax.tree_util.tree_map(
         lambda new, old: jnp.where(updated, new, old),
         server_step(server_opt, server, delta), server)
     local_val = batch.local_val
-    pstate = policy.update(pstate, Feedback(
-        clients, choices, dl_dc, val_loss, val_acc, stats.loss,
-        client_val_loss, None if local_val is None else local_val.count,
-        delta, stats.alignment, failed))
+    window = state.window
+    if horizon == 1:
+      pstate = policy.update(pstate, Feedback(
+          clients, choices, dl_dc, val_loss, val_acc, stats.loss,
+          client_val_loss, None if local_val is None else local_val.count,
+          delta, stats.alignment, failed))
+    else:  # this round closes the window of the oldest round it holds
+      kept = jnp.sum(jnp.where(diverged, 0.0, weights))
+      record = RoundRecord(
+          before, clients, choices, failed, stats.loss, updated,
+          ClientUpdates(updates, jnp.where(diverged, 0.0, weights / jnp.where(
+              kept > 0, kept, 1.0))),
+          RoundInput(rows, data, hparams, train_key)
+          if policy.horizon_credit == 'exact' else ())
+      first, later = closing(window, record)
+
+      def credited(pstate):
+        dl_dc = horizon_credit(
+            aggregate, later_round, lambda p: val_metrics(p, credit_val)[0],
+            first, later, policy.credit_at)
+        return policy.update(pstate, Feedback(
+            first.clients, first.choices, dl_dc, val_loss, val_acc,
+            first.client_loss,
+            diverged=first.failed | ~jnp.isfinite(dl_dc))), dl_dc
+
+      pstate, dl_dc = jax.lax.cond(
+          window.count == horizon - 1, credited,
+          lambda pstate: (pstate, jnp.zeros(k, jnp.float32)), pstate)
+      window = push(window, record)
     kept = jnp.where(diverged, 0.0, weights)
     if 'local_val' in policy.needs:  # what FedEx learns from
       n_val = jnp.where(diverged, 0, local_val.count)
@@ -243,7 +328,7 @@ def make_round(model: Model, features: Callable,
         local_steps_total=jnp.sum(hparams.local_steps),
         local_val_loss=local_val_loss, policy_entropy=entropy,
         choices=choices, hparams=hparams, credit=dl_dc)
-    return RoundState(server, pstate), rows, metrics
+    return RoundState(server, pstate, window), new_rows, metrics
 
   return FederatedAlgorithm(init, apply)
 

@@ -65,6 +65,10 @@ MEASUREMENTS = ('credit', 'credit_params', 'local_val', 'alignment',
                 'pre_loss')
 # Which credit measurement each form of the aggregate asks for.
 CREDITS = {'delta': 'credit', 'params': 'credit_params'}
+# How a credit over several rounds goes through the rounds after the first:
+# all of their computation ('exact'), or their local training's Jacobian
+# taken as the identity ('first_order').
+HORIZON_CREDITS = ('exact', 'first_order')
 
 
 class PolicyState(NamedTuple):
@@ -102,6 +106,11 @@ class Policy(NamedTuple):
   # (state, clients, f32[K] losses) -> state: records the 'pre_loss'
   # measurement (None for a policy that does not ask for it)
   observe: Callable | None = None
+  # Over how many rounds a 'credit' measurement looks (1: the round's own
+  # aggregate), and how the rounds after the first are differentiated
+  # (HORIZON_CREDITS; `pfhpo.federated.horizon`).
+  horizon: int = 1
+  horizon_credit: str = 'exact'
 
 
 def diverged_of(fb: Feedback) -> jax.Array:

@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from pfhpo.policies.base import (CREDITS, LogitsConfig, Policy, PolicyState,
+from pfhpo.policies.base import (CREDITS, HORIZON_CREDITS, LogitsConfig, Policy, PolicyState,
                                  categorical_policy, check_decay, diverged_of,
                                  penalized, score_update)
 from pfhpo.policies.registry import PolicyContext, register
@@ -61,40 +61,72 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
            normalize: bool = False, credit: str = 'delta',
            credit_at: float = 0.5, entropy_weight: float = 0.0,
            features: np.ndarray | None = None,
-           credit_examples: int | None = None) -> Policy:
+           credit_examples: int | None = None, horizon: int = 1,
+           horizon_credit: str = 'exact',
+           baseline_scope: str = 'round') -> Policy:
   """`credit`: differentiate the aggregate through the update ('delta') or
   the parameters ('params'); `credit_at`: the point c = t 1 where dL/dc is
   taken (see `pfhpo.federated.round`); `entropy_weight`: the exploration
   bonus of `base.score_update`; `features`: f32[C, F] the clients' phi,
   for the 'features' scope (`features.py`); `credit_examples`: the credit
   from a fresh sample of this many validation examples each round (None:
-  every one; `pfhpo.federated.round`)."""
+  every one; `pfhpo.federated.round`); `horizon`: the credit of the
+  validation loss that many rounds on, through the rounds between as
+  `horizon_credit` says (`pfhpo.federated.horizon`); `baseline_scope`:
+  with a `baseline_decay`, one running mean of the rounds' mean credits
+  ('round') or each client's own running mean of its credits ('client')."""
   check_choice('credit', credit, CREDITS)
+  check_choice('baseline_scope', baseline_scope, BASELINE_SCOPES)
+  own = baseline_decay is not None and baseline_scope == 'client'
   check_credit_at(credit_at)
   check_credit_examples(credit_examples)
+  check_horizon(horizon, horizon_credit)
   def update(state: PolicyState, fb: Feedback) -> PolicyState:
-    raw = penalized(fb.credit, diverged_of(fb))
-    credit = raw - state.baseline
+    failed = diverged_of(fb)
+    raw = penalized(fb.credit, failed)
+    if own:  # b_i, or the round's mean for a client not seen yet
+      b = state.baseline[fb.clients]  # f32[K]
+      b = jnp.where(jnp.isnan(b), jnp.mean(raw), b)
+    else:
+      b = state.baseline
+    credit = raw - b
     if normalize:  # a round whose credits do not spread (every client
       # failed): each moves by about one unit, not by 1/0
-      spread = jnp.std(raw)
+      spread = jnp.std(credit if own else raw)
       credit = credit / jnp.where(
           spread > 0, spread, jnp.maximum(jnp.max(jnp.abs(raw)), 1e-12))
     state = score_update(state, optimizer, scope, fb.clients, fb.choices,
                          credit, entropy_weight, features)
     if baseline_decay is None:
       return state
+    if own:  # a failed client's penalty is no measure of its data
+      new = jnp.where(failed, b, baseline_decay * b +
+                      (1 - baseline_decay) * fb.credit)
+      return state._replace(baseline=state.baseline.at[fb.clients].set(new))
     return state._replace(baseline=baseline_decay * state.baseline +
                           (1 - baseline_decay) * jnp.mean(raw))
 
-  return categorical_policy(space, optimizer, scope, update,
-                            frozenset({CREDITS[credit]}), features)._replace(
-                                credit_at=credit_at,
-                                credit_examples=credit_examples)
+  policy = categorical_policy(space, optimizer, scope, update,
+                              frozenset({CREDITS[credit]}), features)
+  if own:  # f32[C] each client's baseline, NaN until it is measured
+    init = policy.init
+    policy = policy._replace(init=lambda key, num_clients: init(
+        key, num_clients)._replace(baseline=jnp.full(num_clients, jnp.nan)))
+  return policy._replace(credit_at=credit_at,
+                         credit_examples=credit_examples, horizon=horizon,
+                         horizon_credit=horizon_credit)
 
 
 def check_credit_at(t: float) -> None:
   require(0 < t <= 1, f'`credit_at` must be in (0, 1], got {t}')
+
+
+BASELINE_SCOPES = ('round', 'client')
+
+
+def check_horizon(horizon: int, horizon_credit: str) -> None:
+  require(horizon >= 1, f'`horizon` must be >= 1 rounds, got {horizon}')
+  check_choice('horizon_credit', horizon_credit, HORIZON_CREDITS)
 
 
 def check_credit_examples(m: int | None) -> None:
@@ -110,6 +142,10 @@ class GumbelConfig(LogitsConfig):
       True, "divide the round's credits by their standard deviation")
   baseline_decay: float | None = setting(
       None, 'decay of a running-mean baseline of the credits (unset: none)')
+  baseline_scope: str = setting(
+      'round', "the baseline: one running mean of the rounds' mean credits "
+      "('round') or each client's own of its credits ('client': the "
+      "control variate of its data's usefulness)")
   credit_at: float = setting(
       0.5, 'where dL/dc is taken, c = t 1: 0.5 (the midpoint estimate of '
       'each client\'s share of the round\'s loss change) or 1 (the '
@@ -121,12 +157,22 @@ class GumbelConfig(LogitsConfig):
       None, 'validation examples the credit is taken on, a fresh weighted '
       'sample each round (unset: all of them; the reported validation '
       'loss always uses all)')
+  horizon: int = setting(
+      1, 'rounds the credit looks ahead: dL/dc of the validation loss that '
+      'many rounds later, through the rounds between (1: the round\'s own '
+      'aggregate); a client\'s row moves that many rounds late')
+  horizon_credit: str = setting(
+      'exact', "through the rounds after the first: 'exact' (their local "
+      "training, aggregation and server step, second order) or "
+      "'first_order' (local training's Jacobian taken as the identity)")
 
   def __post_init__(self):
     super().__post_init__()
     check_choice('credit', self.credit, CREDITS)
     check_credit_at(self.credit_at)
     check_credit_examples(self.credit_examples)
+    check_horizon(self.horizon, self.horizon_credit)
+    check_choice('baseline_scope', self.baseline_scope, BASELINE_SCOPES)
     require(self.entropy_weight >= 0,
             f'`entropy_weight` must be >= 0, got {self.entropy_weight}')
     check_decay(self.baseline_decay, closed=False)
@@ -137,4 +183,5 @@ def _build(config: GumbelConfig, context: PolicyContext) -> Policy:
   return gumbel(context.space, config.optimizer(), config.policy_scope,
                 config.baseline_decay, config.credit_normalize, config.credit,
                 config.credit_at, config.entropy_weight,
-                context.client_features, config.credit_examples)
+                context.client_features, config.credit_examples,
+                config.horizon, config.horizon_credit, config.baseline_scope)

@@ -1,0 +1,182 @@
+"""The credit over K rounds (`pfhpo.federated.horizon`) on the round's
+constructed problem (`test_round.py`): the compiled round's credit against
+finite differences of the K-round validation loss, computed again outside
+the round with a plain loop over clients and rounds; the first-order
+estimator against its closed form; a rejected round inside the window."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from pfhpo.federated import make_round
+from pfhpo.federated.horizon import (ClientUpdates, RoundRecord,
+                                     aggregate_step, horizon_credit)
+from pfhpo.federated.local_update import make_local_update
+from pfhpo.federated.server import init_server
+from pfhpo.policies import gumbel
+from pfhpo.types import Feedback
+from test_round import C, SPACE, linear_model, problem, _val_loss
+
+K = 3
+FLAT = lambda p: jnp.concatenate([p['w'].ravel(), p['b']])
+UNFLAT = lambda v: {'w': v[:-2].reshape(-1, 2), 'b': v[-2:]}
+
+
+def _rounds(policy, server_opt, horizon=K):
+  """`horizon` compiled rounds of `policy` from the initial state, round r
+  keyed PRNGKey(r): the initial state, the batch, and each round's
+  metrics; the last round's credit is the first round's clients'."""
+  algorithm = make_round(linear_model(), lambda x: x, server_opt, SPACE,
+                         policy)
+  batch = problem()
+  state, rows = algorithm.init(jax.random.PRNGKey(0), C, batch)
+  start = state
+  step = jax.jit(algorithm.apply)
+  metrics = []
+  for r in range(horizon):
+    state, rows, m = step(state, rows, batch, jax.random.PRNGKey(r))
+    assert int(m.dropped_clients) == 0 and bool(m.updated)
+    metrics.append(m)
+  return start, batch, metrics, state
+
+
+def _k_round_loss(start, batch, metrics, server_opt):
+  """F(c): the validation loss after the rounds of `metrics`, replayed
+  client by client with the configurations they drew, round 0 aggregated
+  with coefficients c, the others with ones (server SGD through optax)."""
+  one = make_local_update(linear_model(), lambda x: x, SPACE.max_steps,
+                          SPACE.max_batch)
+  train = batch.train
+  w = train.count / train.count.sum()
+  val_loss = _val_loss(batch.val)
+
+  def loss(c):
+    theta, opt_state = start.server.params, start.server.opt_state
+    for r, m in enumerate(metrics):
+      keys = jax.random.split(jax.random.split(jax.random.PRNGKey(r))[1], C)
+      trained = [one(theta, jnp.asarray(train.x[i]), jnp.asarray(train.y[i]),
+                     train.count[i], *(v[i] for v in m.hparams.sgd), keys[i])[0]
+                 for i in range(C)]
+      coeffs = c if r == 0 else jnp.ones(C)
+      delta = sum(w[i] * coeffs[i] * (FLAT(trained[i]) - FLAT(theta))
+                  for i in range(C))
+      updates, opt_state = server_opt.update(UNFLAT(-delta), opt_state, theta)
+      theta = optax.apply_updates(theta, updates)
+    return val_loss(FLAT(theta))
+
+  return loss, one
+
+
+SERVERS = {'sgd': optax.sgd(1.0), 'momentum': optax.sgd(0.5, momentum=0.9)}
+
+
+@pytest.mark.parametrize('server,t', [('sgd', 0.5), ('momentum', 1.0)])
+def test_the_exact_credit_is_finite_differences_of_the_k_round_loss(server, t):
+  """dF/dc_i of round 0, from the compiled round 2 (the window of 3 rounds
+  closing), equals central finite differences of F, the validation loss
+  after 3 rounds with round 0's coefficients perturbed, replayed outside
+  the round; and it is not the one-round credit (which K = 1 gives)."""
+  server_opt = SERVERS[server]
+  start, batch, metrics, _ = _rounds(
+      gumbel(SPACE, optax.sgd(0.5), credit_at=t, horizon=K), server_opt)
+  for m in metrics[:-1]:  # no window has closed yet
+    np.testing.assert_array_equal(m.credit, 0.0)
+  loss, _ = _k_round_loss(start, batch, metrics, server_opt)
+  eps = 1e-2
+  at = jnp.full(C, t)
+  fd = np.array([(loss(at.at[i].add(eps)) - loss(at.at[i].add(-eps)))
+                 / (2 * eps) for i in range(C)])
+  credit = np.asarray(metrics[-1].credit)
+  np.testing.assert_allclose(credit, fd, rtol=3e-2, atol=2e-5)
+  np.testing.assert_allclose(credit, jax.grad(loss)(at), rtol=1e-3,
+                             atol=1e-6)
+  one_round = _rounds(gumbel(SPACE, optax.sgd(0.5), credit_at=t),
+                      server_opt, horizon=1)[2][0].credit
+  assert np.max(np.abs(credit - one_round)) > 0.1 * np.max(np.abs(credit))
+
+
+@pytest.mark.parametrize('server', ['sgd', 'momentum'])
+def test_the_first_order_credit_is_its_closed_form(server):
+  """With local training's Jacobian taken as the identity, the credit of
+  round 0's client i is eta a w_i <g, Delta_0i>, Delta_0i its round-0
+  update, g the validation gradient at the last model moved back by
+  (1 - t) eta a sum_i w_i Delta_0i, a = 1 + beta + beta^2 the momentum's
+  carry over the 3 rounds (beta = 0: a = 1)."""
+  server_opt = SERVERS[server]
+  eta, beta = (1.0, 0.0) if server == 'sgd' else (0.5, 0.9)
+  t = 0.5
+  start, batch, metrics, end = _rounds(
+      gumbel(SPACE, optax.sgd(0.5), credit_at=t, horizon=K,
+             horizon_credit='first_order'), server_opt)
+  _, one = _k_round_loss(start, batch, metrics, server_opt)
+  train, theta = batch.train, start.server.params
+  keys = jax.random.split(jax.random.split(jax.random.PRNGKey(0))[1], C)
+  hp = metrics[0].hparams
+  updates = [FLAT(one(theta, jnp.asarray(train.x[i]), jnp.asarray(train.y[i]),
+                      train.count[i], *(v[i] for v in hp.sgd), keys[i])[0])
+             - FLAT(theta) for i in range(C)]
+  w = train.count / train.count.sum()
+  carry = eta * (1 + beta + beta**2)
+  at = FLAT(end.server.params) - (1 - t) * carry * sum(
+      w[i] * updates[i] for i in range(C))
+  g = jax.grad(_val_loss(batch.val))(at)
+  closed = np.array([carry * w[i] * jnp.dot(g, updates[i]) for i in range(C)])
+  np.testing.assert_allclose(metrics[-1].credit, closed, rtol=1e-3,
+                             atol=1e-6)
+
+
+def test_a_rejected_round_inside_the_window_passes_no_credit():
+  """A later round whose aggregate the server rejected leaves the replayed
+  model where it was: the credit is the window's without that round, not
+  one through the model the server threw away."""
+  rng = np.random.default_rng(0)
+  opt = optax.sgd(1.0, momentum=0.5)
+  server = init_server(opt, {'w': jnp.asarray(rng.normal(size=3), jnp.float32)})
+
+  def record(scale, updated):
+    return RoundRecord(server, jnp.arange(2), jnp.zeros(2, jnp.int32),
+                       jnp.zeros(2, bool), jnp.zeros(2), jnp.asarray(updated),
+                       ClientUpdates({'w': jnp.asarray(
+                           scale * rng.normal(size=(2, 3)), jnp.float32)},
+                           jnp.array([0.4, 0.6])), ())
+
+  stack = lambda *rs: jax.tree_util.tree_map(lambda *a: jnp.stack(a), *rs)
+  first, kept, thrown = record(1.0, True), record(1.0, True), record(1e3, False)
+  loss = lambda p: jnp.sum((p['w'] - 1.0)**2)
+  step = aggregate_step(opt, False)
+  credit = lambda later: horizon_credit(
+      step, lambda s, r: step(s, r.updates), loss, first, later, 0.5)
+  without = credit(stack(kept))
+  np.testing.assert_array_equal(credit(stack(kept, thrown)), without)
+  taken = credit(stack(kept, thrown._replace(updated=jnp.asarray(True))))
+  assert np.max(np.abs(taken - without)) > 1.0
+
+
+@pytest.mark.parametrize('scope', ['client', 'global', 'shared', 'features'])
+def test_each_scope_moves_the_rows_of_the_round_whose_window_closed(scope):
+  """With a window of 2 rounds, round 0 leaves the policy untouched and
+  round 1 moves it by round 0's clients' credits: the rows of every scope
+  after round 1 are those of one `update` with round 0's choices and the
+  round's reported credit."""
+  features = np.eye(C, 3, dtype=np.float32)
+  policy = gumbel(SPACE, optax.sgd(0.5), scope=scope, horizon=2,
+                  horizon_credit='first_order', features=features)
+  algorithm = make_round(linear_model(), lambda x: x, optax.sgd(1.0), SPACE,
+                         policy)
+  batch = problem()
+  state, rows = algorithm.init(jax.random.PRNGKey(0), C, batch)
+  step = jax.jit(algorithm.apply)
+  first, rows, m0 = step(state, rows, batch, jax.random.PRNGKey(0))
+  leaves = lambda s: jax.tree_util.tree_leaves(s.policy.logits)
+  for a, b in zip(leaves(first), leaves(state)):
+    np.testing.assert_array_equal(a, b)
+  second, rows, m1 = step(first, rows, batch, jax.random.PRNGKey(1))
+  assert np.max(np.abs(m1.credit)) > 0
+  fb = Feedback(batch.clients, m0.choices, m1.credit, m1.val_loss, m1.val_acc,
+                jnp.zeros(C), diverged=jnp.zeros(C, bool))
+  want = policy.update(first.policy._replace(
+      seen_loss=second.policy.seen_loss), fb)
+  for a, b in zip(jax.tree_util.tree_leaves(second.policy),
+                  jax.tree_util.tree_leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
