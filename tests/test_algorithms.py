@@ -511,3 +511,21 @@ def test_personal_models_beat_fedavg_on_label_skewed_clients(
   fedavg = (skewed_run(tmp_path / 'fedavg', 'fedavg', model='logreg')
             if name == 'mocha' else fedavg_on_skewed_clients).client_acc_mean
   assert personal > fedavg + 0.05, (name, personal, fedavg)
+
+
+@pytest.mark.parametrize('name', ['reptile', 'fedrep'])
+def test_a_credit_over_two_rounds_goes_through_each_algorithms_round(
+    tmp_path, name):
+  """gumbel's exact 2-round credit through Reptile's own round (uniform
+  weights, server Adam from round 3) and FedRep's (a head per client, kept
+  in the window's rows): one compilation, and the policy moves (its mean
+  distribution leaves uniform)."""
+  summary = run(override(Config(), {
+      'dataset': 'digits', 'model': 'mlp', 'rounds': 6,
+      'clients_per_round': 5, 'policy': 'gumbel', 'horizon': 2,
+      'lrs': (0.03, 0.3), 'local_steps': (1, 5), 'eval_every': 6,
+      'algorithm': name, 'out_dir': str(tmp_path / name),
+      **({'reptile_start': 3} if name == 'reptile' else {'body_steps': 5})}))
+  assert summary.round_compilations == 1, name
+  p = np.array(summary.policy['mean_probabilities'])
+  assert np.max(np.abs(p - 0.25)) > 1e-3, (name, p)

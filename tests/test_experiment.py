@@ -328,6 +328,10 @@ def _fails(argv, capsys, match):
     ('--local_steps=5,50 --max_local_steps=20',
      'raise --max_local_steps to 50'),
     ('--policy=gumbel --baseline_decay=1', 'must be in [0, 1)'),
+    ('--policy=gumbel --horizon=0', '--horizon must be >= 1 rounds'),
+    ('--policy=gumbel --horizon_credit=adjoint', 'choose one of exact'),
+    ('--policy=gumbel --baseline_scope=group', 'choose one of round'),
+    ('--policy=fedex --horizon=2', 'does not apply to --policy=fedex'),
 ])
 def test_bad_flags_give_one_line_and_write_nothing(tmp_path, capsys, flag, match):
   out = tmp_path / 'run'

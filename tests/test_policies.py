@@ -79,10 +79,13 @@ def test_global_scope_shares_one_row():
                              -1.0 * (jax.nn.one_hot(1, 6) - 1 / 6), atol=1e-6)
 
 
-def test_shared_scope_is_a_shared_row_plus_per_client_offsets():
-  """alpha_i = a + b_i: a moves by every client's score, b_i by client i's
+@pytest.mark.parametrize('scope', ['shared', 'prior'])
+def test_shared_scope_is_a_shared_row_plus_per_client_offsets(scope):
+  """alpha_i = a + b_i: a moves by every client's score ('shared': their
+  sum; 'prior': their mean over the round's K clients), b_i by client i's
   alone, each p_i = softmax(a + b_i)."""
-  policy = gumbel(SPACE, optax.sgd(0.5), scope='shared')
+  policy = gumbel(SPACE, optax.sgd(0.5), scope=scope)
+  share = {'shared': 1, 'prior': 2}[scope]  # K = 2 clients below
   state = policy.init(jax.random.PRNGKey(0), 4)
   assert state.logits.shape == (5, 6)  # the shared row, then 4 offsets
   a, b1 = jnp.linspace(-1, 1, 6), jnp.linspace(0.5, -0.5, 6)
@@ -93,13 +96,39 @@ def test_shared_scope_is_a_shared_row_plus_per_client_offsets():
   new = policy.update(state, _feedback([1, 3], [2, 0], credit=[0.3, -0.2]))
   score1 = 0.3 * (jax.nn.one_hot(2, 6) - p1)
   score3 = -0.2 * (jax.nn.one_hot(0, 6) - p3)
-  np.testing.assert_allclose(new.logits[0], a - 0.5 * (score1 + score3),
-                             atol=1e-6)
+  np.testing.assert_allclose(new.logits[0],
+                             a - 0.5 * (score1 + score3) / share, atol=1e-6)
   np.testing.assert_allclose(new.logits[2], b1 - 0.5 * score1, atol=1e-6)
   np.testing.assert_allclose(new.logits[4], -0.5 * score3, atol=1e-6)
   # Clients 0 and 2 were not in the round: their offsets are untouched.
   np.testing.assert_array_equal(new.logits[jnp.array([1, 3])],
                                 state.logits[jnp.array([1, 3])])
+
+
+def test_a_clients_own_baseline_is_the_running_mean_of_its_credits():
+  """`baseline_scope`='client': a_i = credit_i - b_i, b_i client i's running
+  mean of its credits (decay 0.5), the round's mean credit for a client
+  not yet measured; a failed client's penalty leaves b_i as it was."""
+  policy = gumbel(SPACE, optax.sgd(1.0), baseline_decay=0.5,
+                  baseline_scope='client')
+  state = policy.init(jax.random.PRNGKey(0), 3)
+  assert np.all(np.isnan(state.baseline)) and state.baseline.shape == (3,)
+  state = policy.update(state, _feedback([0, 1], [1, 1], credit=[0.4, 0.2]))
+  # Both unmeasured: a = credit - 0.3, so +0.1 and -0.1 on choice 1.
+  np.testing.assert_allclose(state.logits[0] - state.logits[1],
+                             -0.2 * (jax.nn.one_hot(1, 6) - 1 / 6), atol=1e-6)
+  np.testing.assert_allclose(state.baseline[:2], [0.35, 0.25], atol=1e-6)
+  assert np.isnan(state.baseline[2])
+  before = state.logits
+  state = policy.update(state, _feedback([0, 2], [3, 3], credit=[0.35, 0.9]))
+  # Client 0 did as well as its mean (a = 0); client 2 is measured once:
+  # its baseline is the round's mean, 0.625, so a = 0.275.
+  np.testing.assert_allclose(state.logits[0], before[0], atol=1e-6)
+  np.testing.assert_allclose(np.asarray(state.baseline)[[0, 2]], [0.35, 0.7625],
+                             atol=1e-6)
+  failed = policy.update(state, _feedback([0, 1], [1, 1], credit=[5.0, 0.25])
+                         ._replace(diverged=jnp.array([True, False])))
+  np.testing.assert_allclose(failed.baseline[:2], [0.35, 0.25], atol=1e-6)
 
 
 def test_the_entropy_bonus_pulls_towards_uniform_by_its_gradient():

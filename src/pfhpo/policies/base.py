@@ -50,7 +50,7 @@ from pfhpo.policies.space import SearchSpace, hparams_for
 from pfhpo.settings import check_choice, setting
 from pfhpo.types import ClientHParams, Feedback
 
-SCOPES = ('client', 'global', 'shared', 'features')
+SCOPES = ('client', 'global', 'shared', 'prior', 'features')
 # What a policy may ask the round to measure (each costs compute):
 #   'credit'     dL/dc_i, a backward pass through the aggregation (gumbel);
 #   'credit_params'  the same through theta_g(c) = sum_i w_i c_i theta_i;
@@ -162,7 +162,8 @@ class LogitsConfig:
   policy_lr: float = setting(0.5, 'learning rate of the logits')
   policy_scope: str = setting(
       'client', "'client' (one row per client: personalised), 'global' "
-      "(one shared row), 'shared' (a shared row plus a per-client offset) "
+      "(one shared row), 'shared' (a shared row plus a per-client offset), "
+      "'prior' (the same, the shared row moved by the round's mean score) "
       "or 'features' (a network of the client's features plus the offset)")
 
   def __post_init__(self):
@@ -199,7 +200,8 @@ def categorical_policy(space: SearchSpace,
                       'features (a run gives them; pass `features`)')
 
   def init(key, num_clients):
-    rows = {'global': 1, 'shared': 1 + num_clients}.get(scope, num_clients)
+    rows = {'global': 1, 'shared': 1 + num_clients,
+            'prior': 1 + num_clients}.get(scope, num_clients)
     if scope != 'features':
       return init_state(optimizer, rows, space.size)
     return init_state(optimizer, rows, space.size,
@@ -352,6 +354,9 @@ def score_update(state: PolicyState, optimizer: optax.GradientTransformation,
 
   grads, net_grads = jax.grad(surrogate, argnums=(0, 1))(state.logits,
                                                          state.net)
+  if scope == 'prior':  # the round's mean score: the shared row moves as
+    # fast as one client's offset, not K times faster
+    grads = grads.at[0].divide(clients.shape[0])
   if state.net:  # the round's mean score: g_w, which every client reads,
     # moves as fast as one client's offset, not K times faster
     net_grads = jax.tree_util.tree_map(lambda g: g / clients.shape[0],
