@@ -17,10 +17,11 @@ Prints a table and writes JSON rows (`model`, `clients_per_round`,
 faults of a static and a gumbel round).
 
 A second table times the credit over K rounds (`--horizons`, each with
-both estimators of `pfhpo.federated.horizon`) against the same static
-round, with each compiled round's device memory as XLA plans it
-(arguments, outputs and temporaries, `memory_analysis`; on a CPU there is
-no allocator peak to read): JSON rows in `horizon_cost_<n>dev.json`
+both estimators of `pfhpo.federated.horizon`; `--horizon_models` at
+`--horizon_clients`) against the same static round, with each compiled
+round's device memory as XLA plans it (arguments, outputs and
+temporaries, `memory_analysis`; on a CPU there is no allocator peak to
+read): JSON rows in `horizon_cost_<n>dev.json`
 (`horizon`, `horizon_credit`, `s_per_round`, `overhead`, `memory_bytes`).
 """
 from __future__ import annotations
@@ -73,7 +74,9 @@ def round_of(model, space, name: str, k: int, n: int, val_size: int,
                                  jax.random.PRNGKey(r))
     jax.block_until_ready(state[0])
 
-  one_round(0)  # compiles
+  for r in range(horizon):  # compiles, and fills a credit's window: the
+    # timed rounds each take the credit of the round `horizon` - 1 back
+    one_round(r)
   return one_round, (memory.argument_size_in_bytes +
                      memory.output_size_in_bytes - memory.alias_size_in_bytes
                      + memory.temp_size_in_bytes)
@@ -93,6 +96,8 @@ def main():
                  f'{jax.device_count()}dev.json')
   p.add_argument('--horizons', default='2,4,8',
                  help='credits over K rounds to time (empty: none)')
+  p.add_argument('--horizon_models', default='mlp')
+  p.add_argument('--horizon_clients', default='50')
   p.add_argument('--horizon_out', default=f'benchmarks/results/horizon_cost_'
                  f'{jax.device_count()}dev.json')
   a = p.parse_args()
@@ -135,9 +140,9 @@ def horizon_table(a, space) -> None:
   print(f'{"model":6} {"K":>4} {"horizon":>7} {"credit":>11} {"s":>8} '
         f'{"overhead":>9} {"memory MB":>10}')
   rows = []
-  for name in a.models.split(','):
+  for name in a.horizon_models.split(','):
     model = models.create(name, SHAPE, CLASSES)
-    for k in map(int, a.clients.split(',')):
+    for k in map(int, a.horizon_clients.split(',')):
       runs = {('static', 1, '-'): ('static', 1, 'exact')}
       for h in [1, *map(int, a.horizons.split(','))]:
         for credit in (('exact',) if h == 1 else ('exact', 'first_order')):

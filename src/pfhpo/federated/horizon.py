@@ -93,18 +93,49 @@ class Window(NamedTuple):
   rounds: RoundRecord
 
 
-def init_window(horizon: int, record: RoundRecord) -> Window:
-  """An empty window of horizon - 1 rounds shaped like `record`."""
+def init_window(horizon: int, server: ServerState, table, batch,
+                hparams: ClientHParams, key: jax.Array, exact: bool) -> Window:
+  """An empty window of horizon - 1 rounds of `batch`'s k clients, with
+  the server state's, the per-client table's (numpy [C, ...]), the
+  hyper-parameters' and the key's shapes; `exact`: with their inputs."""
+  k = batch.clients.shape[0]
+  like = lambda tree, lead: tree_map(
+      lambda a: jnp.zeros((k, *a.shape[lead:]), a.dtype), tree)
+  zeros = jnp.zeros(k, jnp.int32)
+  record = RoundRecord(
+      server, zeros, zeros, zeros > 0, jnp.zeros(k, jnp.float32),
+      jnp.zeros((), bool), ClientUpdates(like(server.params, 0),
+                                         jnp.zeros(k, jnp.float32)),
+      RoundInput(like(table, 1), batch.train, hparams, key) if exact else ())
   return Window(jnp.zeros((), jnp.int32), tree_map(
       lambda a: jnp.zeros((horizon - 1, *jnp.shape(a)), jnp.asarray(a).dtype),
       record))
 
 
-def push(window: Window, record: RoundRecord) -> Window:
-  """The window with `record` appended and its oldest round dropped."""
+def shares(weights: jax.Array, diverged: jax.Array) -> jax.Array:
+  """s_i = w_i / sum of the kept w_j, 0 for a diverged client: f32[k]."""
+  kept = jnp.sum(jnp.where(diverged, 0.0, weights))
+  return jnp.where(diverged, 0.0, weights / jnp.where(kept > 0, kept, 1.0))
+
+
+def close(window: Window, record: RoundRecord, credit: Callable,
+          update: Callable, policy_state):
+  """The round of `record` closes the window of the oldest round held:
+  once the window is full, (the policy state moved by `update(state,
+  first, dl_dc)`, dl_dc = `credit(first, later)` of that oldest round
+  `first`), else (the state, zeros); and the window with `record` in."""
+  first, later = closing(window, record)
   size = jax.tree_util.tree_leaves(window.rounds)[0].shape[0]
-  _, rounds = closing(window, record)
-  return Window(jnp.minimum(window.count + 1, size), rounds)
+
+  def credited(state):
+    dl_dc = credit(first, later)
+    return update(state, first, dl_dc), dl_dc
+
+  state, dl_dc = jax.lax.cond(
+      window.count == size, credited,
+      lambda state: (state, jnp.zeros(record.clients.shape, jnp.float32)),
+      policy_state)
+  return state, dl_dc, Window(jnp.minimum(window.count + 1, size), later)
 
 
 def closing(window: Window, record: RoundRecord

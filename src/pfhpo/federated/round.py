@@ -35,6 +35,13 @@ fresh weighted sample of m validation examples each round
 (`Policy.credit_examples`, `sample_val`): an unbiased estimate of the
 credit on the whole set, whose backward pass costs m examples, not all.
 
+A policy may look further (`Policy.horizon` = K > 1): then the round takes
+no credit of its own aggregate; it closes the window of round r - K + 1
+instead, crediting that round's clients with dL_val(theta_{r+1})/dc_{r-K+1}
+through the rounds between, exactly or to first order, and moving their
+rows (`horizon.py`, whose window of the last K - 1 rounds lives in
+`RoundState.window`).
+
 The validation loss is a weighted sum over `RoundBatch.val` (a server-held
 set, or the round's clients' own splits: `pfhpo.data.validation`). L_i^val,
 which FedEx learns from, is client i's mean loss of its own trained model on
@@ -82,8 +89,8 @@ from pfhpo.algorithms.fedavg import fedavg as fedavg_client
 from pfhpo.federated.aggregate import aggregate_clients, example_weights
 from pfhpo.federated.divergence import make_diverged, make_rejected
 from pfhpo.federated.horizon import (ClientUpdates, RoundInput, RoundRecord,
-                                     aggregate_step, closing, horizon_credit,
-                                     init_window, push)
+                                     aggregate_step, close, horizon_credit,
+                                     init_window, shares)
 from pfhpo.federated.local_update import make_local_update, make_masked_loss
 from pfhpo.federated.server import init_server, server_step
 from pfhpo.federated.sharding import replicate
@@ -100,8 +107,11 @@ class FederatedAlgorithm(NamedTuple):
   """A federated algorithm as two pure functions (fedjax's interface, with
   the round's clients' host-resident rows passed through `apply`):
 
-  init:  (key, num_clients) -> (RoundState, ClientTable)
+  init:  (key, num_clients, batch=None) -> (RoundState, ClientTable)
   apply: (RoundState, rows, RoundBatch, key) -> (RoundState, rows, RoundMetrics)
+
+  (`batch`, any round's RoundBatch, shapes the window of past rounds that a
+  credit over several rounds keeps; unused otherwise.)
   """
   init: Callable[[jax.Array, int], tuple[RoundState, Any]]
   apply: Callable[..., tuple[RoundState, Any, RoundMetrics]]
@@ -157,17 +167,10 @@ def make_round(model: Model, features: Callable,
       if batch is None:
         raise ValueError(f'a credit over {horizon} rounds keeps the last '
                          'rounds: pass `batch` (any RoundBatch) to `init`')
-      k = batch.clients.shape[0]
-      zeros = jnp.zeros(k, jnp.int32)
-      like = lambda tree, lead: jax.tree_util.tree_map(
-          lambda a: jnp.zeros((k, *a.shape[lead:]), a.dtype), tree)
-      window = init_window(horizon, RoundRecord(
-          server, zeros, zeros, zeros > 0, jnp.zeros(k, jnp.float32),
-          jnp.zeros((), bool), ClientUpdates(
-              like(server.params, 0), jnp.zeros(k, jnp.float32)),
-          RoundInput(like(table, 1), batch.train, hparams_for(space, zeros),
-                     jax.random.split(key)[0])
-          if policy.horizon_credit == 'exact' else ()))
+      window = init_window(
+          horizon, server, table, batch,
+          hparams_for(space, jnp.zeros(batch.clients.shape, jnp.int32)),
+          jax.random.split(key)[0], policy.horizon_credit == 'exact')
     state = RoundState(server, policy.init(policy_key, num_clients), window)
     return replicate(state, mesh), table
 
@@ -288,28 +291,19 @@ def make_round(model: Model, features: Callable,
           client_val_loss, None if local_val is None else local_val.count,
           delta, stats.alignment, failed))
     else:  # this round closes the window of the oldest round it holds
-      kept = jnp.sum(jnp.where(diverged, 0.0, weights))
       record = RoundRecord(
           before, clients, choices, failed, stats.loss, updated,
-          ClientUpdates(updates, jnp.where(diverged, 0.0, weights / jnp.where(
-              kept > 0, kept, 1.0))),
+          ClientUpdates(updates, shares(weights, diverged)),
           RoundInput(rows, data, hparams, train_key)
           if policy.horizon_credit == 'exact' else ())
-      first, later = closing(window, record)
-
-      def credited(pstate):
-        dl_dc = horizon_credit(
-            aggregate, later_round, lambda p: val_metrics(p, credit_val)[0],
-            first, later, policy.credit_at)
-        return policy.update(pstate, Feedback(
-            first.clients, first.choices, dl_dc, val_loss, val_acc,
-            first.client_loss,
-            diverged=first.failed | ~jnp.isfinite(dl_dc))), dl_dc
-
-      pstate, dl_dc = jax.lax.cond(
-          window.count == horizon - 1, credited,
-          lambda pstate: (pstate, jnp.zeros(k, jnp.float32)), pstate)
-      window = push(window, record)
+      pstate, dl_dc, window = close(
+          window, record, lambda first, later: horizon_credit(
+              aggregate, later_round, lambda p: val_metrics(p, credit_val)[0],
+              first, later, policy.credit_at),
+          lambda state, first, dl_dc: policy.update(state, Feedback(
+              first.clients, first.choices, dl_dc, val_loss, val_acc,
+              first.client_loss,
+              diverged=first.failed | ~jnp.isfinite(dl_dc))), pstate)
     kept = jnp.where(diverged, 0.0, weights)
     if 'local_val' in policy.needs:  # what FedEx learns from
       n_val = jnp.where(diverged, 0, local_val.count)

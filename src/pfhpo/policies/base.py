@@ -19,11 +19,12 @@ its name and its own config (`registry.py`).
 The logits alpha are a table with one row per client (`scope='client'`,
 personalised), a single shared row (`scope='global'`), or both (`'shared'`:
 alpha_i = a + b_i, a shared row that every client's update moves plus a
-per-client offset that only client i's moves), or a network of the
-client's features plus the offset (`'features'`: alpha_i = g_w(phi_i) +
-b_i, `features.py`, so a client never in a round starts from what similar
-clients learned). Client i draws its
-configuration z_i ~ Categorical(softmax(alpha_i)). Policies that learn move
+per-client offset that only client i's moves; `'prior'`: the same, the
+shared row moved by the mean of the round's scores, so that it learns
+what the clients agree on as fast as an offset learns one client), or a
+network of the client's features plus the offset (`'features'`: alpha_i =
+g_w(phi_i) + b_i, `features.py`, so a client never in a round starts from
+what similar clients learned). Client i draws its configuration z_i ~ Categorical(softmax(alpha_i)). Policies that learn move
 the logits with
 
     alpha <- alpha - lr * sum_i a_i grad_alpha log p_alpha(z_i)

@@ -19,7 +19,11 @@ plus three standard deviations (`base.penalized`).
 
 Variance reduction:
   baseline_decay: subtract a running mean of the round's mean credit (off
-    by default).
+    by default), or with `baseline_scope`='client' each client's own
+    running mean b_i of its credits (the control variate of a client's
+    data's usefulness, which its credit carries whatever it drew; a client
+    not measured yet takes the round's mean), the round's spread then
+    taken of the centred credits.
   normalize: divide the round's credits by their standard deviation (on in
     `GumbelConfig`: decisive on the constructed problem, neutral on real
     data; BUILD_NOTES.md), or, when they do not spread (every client of the
@@ -37,7 +41,12 @@ ablation, BUILD_NOTES.md):
     of the validation set each round, an unbiased estimate of the full
     set's credit at a fraction of its cost (issue 14's overhead target).
   policy_scope: 'shared' adds a row every client's credit moves to the
-    per-client rows (`base`).
+    per-client rows, 'prior' the same row moved by the round's mean score
+    (`base`).
+  horizon, horizon_credit: the credit of the validation loss K rounds
+    later, differentiated through the rounds between, exactly or with
+    local training's Jacobian taken as the identity; a row moves K - 1
+    rounds after its client drew (`pfhpo.federated.horizon`).
 """
 from __future__ import annotations
 
