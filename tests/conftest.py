@@ -7,9 +7,27 @@ lets the second compile of a program load the first's executable, the same
 bits, so results are unchanged. It lives in pytest's own cache directory
 and is set through the environment, so subprocesses inherit it.
 """
+import gc
 import os
 from pathlib import Path
+
+import pytest
 
 _CACHE = Path(__file__).resolve().parents[1] / '.pytest_cache' / 'jax'
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', str(_CACHE))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _release_compiled_programs():
+  """Drops every compiled program after each test module. XLA:CPU maps each
+  executable's code on its own; a worker that kept all of a suite's
+  programs neared the kernel's limit of 65,530 mappings
+  (`vm.max_map_count`), and a compilation past it segfaulted (twice, in
+  workers three quarters through the suite). One module's programs come
+  to a few thousand mappings (test_round.py: 5,300, 700 once dropped);
+  the next module loads what it shares from the compilation cache."""
+  yield
+  import jax  # after the environment above is set
+  jax.clear_caches()
+  gc.collect()
