@@ -169,7 +169,7 @@ class GumbelConfig(LogitsConfig):
   horizon: int = setting(
       1, 'rounds the credit looks ahead: dL/dc of the validation loss that '
       'many rounds later, through the rounds between (1: the round\'s own '
-      'aggregate); a client\'s row moves that many rounds late')
+      'aggregate); a client\'s row moves horizon - 1 rounds after it drew')
   horizon_credit: str = setting(
       'exact', "through the rounds after the first: 'exact' (their local "
       "training, aggregation and server step, second order) or "
