@@ -124,7 +124,8 @@ def test_a_clients_own_baseline_is_the_running_mean_of_its_credits():
   # Client 0 did as well as its mean (a = 0); client 2 is measured once:
   # its baseline is the round's mean, 0.625, so a = 0.275.
   np.testing.assert_allclose(state.logits[0], before[0], atol=1e-6)
-  np.testing.assert_allclose(np.asarray(state.baseline)[[0, 2]], [0.35, 0.7625],
+  np.testing.assert_allclose(np.asarray(state.baseline)[[0, 2]],
+                             [0.35, 0.7625],
                              atol=1e-6)
   failed = policy.update(state, _feedback([0, 1], [1, 1], credit=[5.0, 0.25])
                          ._replace(diverged=jnp.array([True, False])))

@@ -112,19 +112,15 @@ def init_window(horizon: int, server: ServerState, table, batch,
       record))
 
 
-def shares(weights: jax.Array, diverged: jax.Array) -> jax.Array:
-  """s_i = w_i / sum of the kept w_j, 0 for a diverged client: f32[k]."""
-  kept = jnp.sum(jnp.where(diverged, 0.0, weights))
-  return jnp.where(diverged, 0.0, weights / jnp.where(kept > 0, kept, 1.0))
-
-
 def close(window: Window, record: RoundRecord, credit: Callable,
           update: Callable, policy_state):
   """The round of `record` closes the window of the oldest round held:
   once the window is full, (the policy state moved by `update(state,
   first, dl_dc)`, dl_dc = `credit(first, later)` of that oldest round
   `first`), else (the state, zeros); and the window with `record` in."""
-  first, later = closing(window, record)
+  first = tree_map(lambda w: w[0], window.rounds)
+  later = tree_map(lambda w, r: jnp.concatenate([w[1:], r[None]]),
+                   window.rounds, record)  # [W, ...], `record` last
   size = jax.tree_util.tree_leaves(window.rounds)[0].shape[0]
 
   def credited(state):
@@ -136,15 +132,6 @@ def close(window: Window, record: RoundRecord, credit: Callable,
       lambda state: (state, jnp.zeros(record.clients.shape, jnp.float32)),
       policy_state)
   return state, dl_dc, Window(jnp.minimum(window.count + 1, size), later)
-
-
-def closing(window: Window, record: RoundRecord
-            ) -> tuple[RoundRecord, RoundRecord]:
-  """(the oldest round, the rounds after it with `record` last: [W, ...])."""
-  first = tree_map(lambda w: w[0], window.rounds)
-  later = tree_map(lambda w, r: jnp.concatenate([w[1:], r[None]]),
-                   window.rounds, record)
-  return first, later
 
 
 def aggregate_step(server_opt: optax.GradientTransformation,

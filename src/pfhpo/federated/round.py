@@ -90,7 +90,7 @@ from pfhpo.federated.aggregate import aggregate_clients, example_weights
 from pfhpo.federated.divergence import make_diverged, make_rejected
 from pfhpo.federated.horizon import (ClientUpdates, RoundInput, RoundRecord,
                                      aggregate_step, close, horizon_credit,
-                                     init_window, shares)
+                                     init_window)
 from pfhpo.federated.local_update import make_local_update, make_masked_loss
 from pfhpo.federated.server import init_server, server_step
 from pfhpo.federated.sharding import replicate
@@ -183,8 +183,9 @@ def make_round(model: Model, features: Callable,
   def clients_round(server, rows, data, hparams, train_key, coeffs,
                     local_val=()):
     """The round's clients trained from `server` and aggregated with
-    `coeffs`: (Delta / kept share, scale, per-client aux), theta_g =
-    scale theta + Delta (scale 1 but for the 'credit_params' form)."""
+    `coeffs`: (Delta / kept share, scale, per-client aux, (w, the kept
+    share)), theta_g = scale theta + Delta (scale 1 but for the
+    'credit_params' form)."""
     k = data.count.shape[0]
     weights = (example_weights(data.count) if client.weights is None
                else client.weights(data.count, server))  # f32[K]
@@ -213,7 +214,7 @@ def make_round(model: Model, features: Callable,
     scale = (jnp.sum(jnp.where(aux[2], 0.0, weights * coeffs)) / share
              if 'credit_params' in credit else 1.0)
     delta = jax.tree_util.tree_map(lambda d: d / share, delta)
-    return delta, scale, aux, weights
+    return delta, scale, aux, (weights, share)
 
   aggregate = aggregate_step(server_opt, 'credit_params' in credit)
 
@@ -246,12 +247,12 @@ def make_round(model: Model, features: Callable,
       chex.assert_equal_shape([clients, batch.local_val.count])
 
     def objective(coeffs, val: ValBatch):
-      delta, scale, aux, weights = clients_round(
+      delta, scale, aux, weighting = clients_round(
           server, rows, data, hparams, train_key, coeffs, local_split)
       theta_g = jax.tree_util.tree_map(lambda s, d: scale * s + d,
                                        server.params, delta)
       loss, acc = val_metrics(theta_g, val)
-      return loss, (delta, aux, acc, weights)
+      return loss, (delta, aux, acc, weighting)
 
     ones = jnp.ones(k, jnp.float32)
     m = policy.credit_examples
@@ -260,15 +261,16 @@ def make_round(model: Model, features: Callable,
                   if sampled else batch.val)
     if credit and horizon == 1:
       t = policy.credit_at  # a Python float: the round is compiled for it
-      (val_loss, (delta, aux, val_acc, weights)), dl_dc = jax.value_and_grad(
-          objective, has_aux=True)(t * ones, credit_val)
+      (val_loss, (delta, aux, val_acc, (weights, share))), dl_dc = (
+          jax.value_and_grad(objective, has_aux=True)(t * ones, credit_val))
       if t != 1.0:  # the update at c = 1
         delta = jax.tree_util.tree_map(lambda d: d / t, delta)
       if t != 1.0 or sampled:  # validated at c = 1, on all of val
         val_loss, val_acc = val_metrics(jax.tree_util.tree_map(
             jnp.add, server.params, delta), batch.val)
     else:
-      val_loss, (delta, aux, val_acc, weights) = objective(ones, batch.val)
+      val_loss, (delta, aux, val_acc, (weights, share)) = objective(
+          ones, batch.val)
       dl_dc = jnp.zeros(k, jnp.float32)
     stats, client_val_loss, diverged, new_rows, updates = aux  # [K]
     trained = ~jnp.all(diverged)  # some client's update is in the aggregate
@@ -293,7 +295,7 @@ def make_round(model: Model, features: Callable,
     else:  # this round closes the window of the oldest round it holds
       record = RoundRecord(
           before, clients, choices, failed, stats.loss, updated,
-          ClientUpdates(updates, shares(weights, diverged)),
+          ClientUpdates(updates, jnp.where(diverged, 0.0, weights / share)),
           RoundInput(rows, data, hparams, train_key)
           if policy.horizon_credit == 'exact' else ())
       pstate, dl_dc, window = close(

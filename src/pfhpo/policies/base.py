@@ -24,8 +24,8 @@ shared row moved by the mean of the round's scores, so that it learns
 what the clients agree on as fast as an offset learns one client), or a
 network of the client's features plus the offset (`'features'`: alpha_i =
 g_w(phi_i) + b_i, `features.py`, so a client never in a round starts from
-what similar clients learned). Client i draws its configuration z_i ~ Categorical(softmax(alpha_i)). Policies that learn move
-the logits with
+what similar clients learned). Client i draws its configuration z_i ~
+Categorical(softmax(alpha_i)). Policies that learn move the logits with
 
     alpha <- alpha - lr * sum_i a_i grad_alpha log p_alpha(z_i)
 
@@ -314,8 +314,8 @@ def init_state(optimizer: optax.GradientTransformation, num_rows: int,
 
 def rows_of(scope: str, clients: jax.Array) -> jax.Array:
   """The rows of the logits table whose sum each client reads: i32[K, 1]
-  ('client', 'global', 'features') or i32[K, 2] ('shared': the shared row,
-  the offset)."""
+  ('client', 'global', 'features') or i32[K, 2] ('shared', 'prior': the
+  shared row, the offset)."""
   clients = clients[:, None]
   if scope in ('client', 'features'):
     return clients

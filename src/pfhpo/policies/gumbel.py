@@ -56,9 +56,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from pfhpo.policies.base import (CREDITS, HORIZON_CREDITS, LogitsConfig, Policy, PolicyState,
-                                 categorical_policy, check_decay, diverged_of,
-                                 penalized, score_update)
+from pfhpo.policies.base import (CREDITS, HORIZON_CREDITS, LogitsConfig,
+                                 Policy, PolicyState, categorical_policy,
+                                 check_decay, diverged_of, penalized,
+                                 score_update)
 from pfhpo.policies.registry import PolicyContext, register
 from pfhpo.policies.space import SearchSpace
 from pfhpo.settings import check_choice, require, setting
