@@ -75,7 +75,7 @@ def test_a_comparison_runs_its_grid_writes_its_table_and_resumes(
   assert table in capsys.readouterr().out
 
   # Run again: every finished run is read, none is redone.
-  monkeypatch.setattr(comparison, 'run', lambda cfg: pytest.fail('re-ran'))
+  monkeypatch.setattr(comparison.runs, 'run', lambda cfg: pytest.fail('re-ran'))
   assert compare.main(argv) == 0
   assert json.loads((out / 'results.json').read_text()) == rows
   # One written before pfhpo gained a setting goes on (the setting is at
@@ -99,14 +99,14 @@ def test_a_comparison_runs_its_grid_writes_its_table_and_resumes(
 
 def test_a_failed_run_is_reported_and_the_others_go_on(tmp_path, monkeypatch,
                                                        capsys):
-  real = comparison.run
+  real = comparison.runs.run
 
   def flaky(cfg):
     if cfg.policy.policy == 'gumbel' and cfg.run.seed == 1:
       raise FloatingPointError('injected')
     return real(cfg)
 
-  monkeypatch.setattr(comparison, 'run', flaky)
+  monkeypatch.setattr(comparison.runs, 'run', flaky)
   out = tmp_path / 'cmp'
   assert compare.main(ARGV + [_preset(tmp_path), '--static_grid=0',
                               f'--out_dir={out}']) == 1
@@ -117,7 +117,7 @@ def test_a_failed_run_is_reported_and_the_others_go_on(tmp_path, monkeypatch,
   assert '| gumbel | 1 (1 failed) |' in (out / 'table.md').read_text()
   assert 'failed: mlp gumbel seed 1' in capsys.readouterr().err
   # Once fixed, the same command runs the failed one and reads the other.
-  monkeypatch.setattr(comparison, 'run', real)
+  monkeypatch.setattr(comparison.runs, 'run', real)
   assert compare.main(ARGV + [_preset(tmp_path), '--static_grid=0',
                               f'--out_dir={out}']) == 0
   rows = json.loads((out / 'results.json').read_text())
@@ -291,7 +291,7 @@ def test_the_per_group_oracle_is_found_by_a_scan_and_run_on_every_seed(
   best = max((0, 1), key=lambda z: acc[f'static[{z}]', 0] +
              acc[f'static[{z}]', 1])
   scans = [r['method'] for r in rows if r['method'].startswith('group-scan')]
-  vectors = [comparison._vector_of(m) for m in scans]
+  vectors = [comparison.oracle.vector_of(m) for m in scans]
   assert sorted(vectors) == sorted(
       tuple(1 - best if h == g else best for h in range(3)) for g in range(3))
   assert all(r['seed'] == 0 for r in rows if r['method'] in scans)

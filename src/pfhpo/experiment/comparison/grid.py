@@ -1,0 +1,150 @@
+"""A comparison's grid: which methods, models and seeds run, and each run's
+config over the shared base (`plan`)."""
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any, Mapping, NamedTuple
+
+from pfhpo import models as model_zoo
+from pfhpo.algorithms import AlgorithmConfig
+from pfhpo.experiment.config import Config, override
+from pfhpo.policies import REGISTRY
+from pfhpo.settings import check_choice, require, setting
+
+
+STATIC = 'static'
+
+
+# What a method may set besides its policy's settings: the federated
+# algorithm, its own settings, and the server optimizer it is defined with
+# (FedMeta's Adam).
+METHOD_SETTINGS = tuple(f.name for f in dataclasses.fields(AlgorithmConfig)) + (
+    'server_opt', 'server_lr')
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareConfig:
+  """The grid of a comparison (a preset's [compare] table).
+
+  A method is a learned policy by name, or a variant a preset names in a
+  [compare.methods.NAME] table: its `policy` (default NAME; `static` with a
+  `static_index`), settings of that policy, and the federated algorithm
+  with its settings and server optimizer (METHOD_SETTINGS), e.g.
+
+      [compare.methods.gumbel-global]
+      policy = "gumbel"
+      policy_scope = "global"
+
+      [compare.methods.ditto]
+      policy = "static"
+      static_index = 5
+      algorithm = "ditto"
+
+  so that every method runs with the same data, model, space and rounds.
+  """
+  policies: tuple[str, ...] = setting(
+      ('gumbel', 'reinforce', 'random', 'fedex', 'pfedex', 'fathom'),
+      "the learned methods (policies, or the preset's [compare.methods]), "
+      'each run on every model and seed')
+  models: tuple[str, ...] = setting(('mlp',), 'the models')
+  seeds: tuple[int, ...] = setting((0, 1, 2), 'the seeds')
+  static_grid: bool = setting(
+      True, "also run every configuration of the space as 'static'")
+  target_acc: float | None = setting(
+      None, 'global accuracy whose first round each run reports (unset: none)')
+  group_oracle: bool = setting(
+      True, 'on a federation of client groups (`noisy_fraction`, '
+      '`few_fraction`), also find and run the per-group oracle (needs the '
+      'static grid)')
+  methods: Mapping[str, Mapping[str, Any]] = dataclasses.field(
+      default_factory=dict, metadata={'help': (
+          'named methods: a policy and its own settings (a preset\'s '
+          '[compare.methods.NAME] tables)')})
+
+  def __post_init__(self):
+    for name in ('policies', 'models', 'seeds'):
+      values = getattr(self, name)
+      require(len(values) > 0, f'`{name}` is empty; give at least one')
+      require(len(set(values)) == len(values),
+              f'`{name}` repeats a value ({list(values)}); list each once')
+    learned = tuple(p for p in REGISTRY if p != STATIC)
+    for name, table in self.methods.items():
+      where = f'[compare.methods.{name}]'
+      require(re.fullmatch(r'[\w.-]+', name) is not None,
+              f'{where}: a method\'s name is its runs\' directory; use '
+              'letters, digits, ".", "-" and "_"')
+      require(isinstance(table, Mapping), f'{where} is not a table')
+      policy = table.get('policy', name)
+      require(policy in learned or (policy == STATIC and 'static_index' in
+                                    table),
+              f'{where}: `policy`={policy!r} is not a learned policy; choose '
+              f'one of {", ".join(learned)}, or {STATIC} with a '
+              '`static_index`')
+      own = [f.name for f in dataclasses.fields(REGISTRY[policy].config)]
+      for setting_ in set(table) - {'policy'}:
+        require(setting_ in own or setting_ in METHOD_SETTINGS,
+                f'{where}: `{setting_}` is not a setting of policy {policy} '
+                f'({", ".join(own) or "it has none"}) or of the algorithm '
+                f'({", ".join(METHOD_SETTINGS)}); every method runs with the '
+                'same data, model, space and rounds')
+    for method in self.policies:
+      check_choice('policies', method, learned + tuple(
+          m for m in self.methods if m not in learned))
+    for model in self.models:
+      check_choice('models', model, model_zoo.MODELS)
+    require(self.target_acc is None or 0 < self.target_acc <= 1,
+            f'`target_acc` must be in (0, 1], got {self.target_acc}')
+
+  def settings_of(self, method: str) -> dict:
+    """A learned method's flat settings over the base run."""
+    table = dict(self.methods.get(method, {}))
+    return {'policy': table.pop('policy', method), **table}
+
+
+class RunSpec(NamedTuple):
+  """One run of the grid: a method on a model with a seed."""
+  model: str
+  method: str  # a policy's name, or 'static[z]' for configuration z
+  seed: int
+  settings: dict  # flat settings over the base config
+
+  @property
+  def key(self) -> tuple[str, str, int]:
+    return self.model, self.method, self.seed
+
+  def directory(self, root: Path) -> Path:
+    method = self.method.replace('[', '_').replace(']', '')
+    return root / 'runs' / self.model / method / f'seed{self.seed}'
+
+
+def plan(base: Config, grid: CompareConfig) -> list[RunSpec]:
+  """Every run of the grid, checked (a bad setting is a ConfigError here,
+  before any run starts): per model, the static grid, then the policies,
+  each over the seeds."""
+  space = base.search_space()
+  methods = ([(f'{STATIC}[{z}]', {'policy': STATIC, 'static_index': z})
+              for z in range(space.size)] if grid.static_grid else [])
+  methods += [(m, grid.settings_of(m)) for m in grid.policies]
+  searching = [m for m, s in methods if REGISTRY[s['policy']].searches]
+  require(space.size > 1 or not searching,
+          f'{", ".join(searching)} choose among the search space\'s '
+          'configurations, but it holds one; give several `lrs`, '
+          '`local_steps` or `batch_sizes`.')
+  specs = []
+  for model in grid.models:
+    for method, settings in methods:
+      for seed in grid.seeds:
+        spec = RunSpec(model, method, seed, settings)
+        config_of(base, spec, Path('.'))  # checks it
+        specs.append(spec)
+  return specs
+
+
+def config_of(base: Config, spec: RunSpec, root: Path,
+              resume: bool = False) -> Config:
+  return override(base, {**spec.settings, 'model': spec.model,
+                         'seed': spec.seed,
+                         'out_dir': str(spec.directory(root)),
+                         'resume': resume})

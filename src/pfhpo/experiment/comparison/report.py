@@ -1,0 +1,104 @@
+"""The comparison's report: table.md (a table a model, and one by client
+group) and best_acc_<model>.png."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from pfhpo.data.groups import GROUPS
+from pfhpo.experiment.comparison.grid import STATIC
+from pfhpo.experiment.comparison.oracle import SCAN, best_static, is_run_of
+from pfhpo.experiment.comparison.results import RunResult
+from pfhpo.experiment.comparison.table import (COLUMNS, GROUP_COLUMNS,
+                                               TableRow, table_rows)
+from pfhpo.experiment.outputs import write_atomic
+from pfhpo.experiment.plots import plot_best_accuracy
+
+
+def table_markdown(rows: Sequence[TableRow], title: str) -> str:
+  """table.md: mean ± std over seeds, a table per model, the best of each
+  column among the methods in bold (the grid's cost row excluded)."""
+  lines = [f'# {title}', '']
+  for model in dict.fromkeys(r.model for r in rows):
+    mine = [r for r in rows if r.model == model]
+    best = {}
+    for col, (_, better) in COLUMNS.items():
+      values = [r.cells[col][0] for r in mine
+                if r.cells.get(col) and not r.cost]
+      best[col] = better(values) if values else None
+    lines += [f'## {model}', '',
+              '| method | runs | ' + ' | '.join(COLUMNS) + ' |',
+              '| --- | --- |' + ' --- |' * len(COLUMNS)]
+    for r in mine:
+      cells = []
+      for col in COLUMNS:
+        cell = r.cells.get(col)
+        if cell is None:
+          cells.append('-')
+          continue
+        text = _format(col, *cell)
+        if cell[2] < r.runs:  # e.g. runs that never reached the target
+          text += f' ({cell[2]} of {r.runs})'
+        bold = not r.cost and cell[0] == best[col]
+        cells.append(f'**{text}**' if bold else text)
+      runs = f'{r.runs}' + (f' ({r.failed} failed)' if r.failed else '')
+      lines.append(f'| {r.method} | {runs} | ' + ' | '.join(cells) + ' |')
+    lines.append('')
+    lines += _group_table(mine)
+  return '\n'.join(lines)
+
+
+def _group_table(rows: Sequence[TableRow]) -> list[str]:
+  """table.md's lines per client group (none for a federation of one)."""
+  rows = [r for r in rows if r.group_cells]
+  names = [g for g in GROUPS if any(g in r.group_cells for r in rows)]
+  if not names:
+    return []
+  header = [f'{g} {col}' for g in names for col in GROUP_COLUMNS]
+  lines = ['By client group, at the last round: the global model\'s accuracy '
+           "on the group's test examples, its clients' mean personal "
+           "accuracy, and the mean probability its policy gives the group's "
+           'per-group oracle configuration.', '',
+           '| method | ' + ' | '.join(header) + ' |',
+           '| --- |' + ' --- |' * len(header)]
+  for r in rows:
+    cells = [r.group_cells.get(g, {}).get(col) for g in names
+             for col in GROUP_COLUMNS]
+    lines.append(f'| {r.method} | ' + ' | '.join(
+        '-' if c is None else _format('personal acc', *c) for c in cells)
+        + ' |')
+  return lines + ['']
+
+
+ACCURACIES = ('best global acc', 'final global acc', 'personal acc',
+              'personal p10')
+
+
+def _format(col: str, mean: float, std: float, count: int) -> str:
+  """`mean ± std` over the runs with a value; the mean alone for one."""
+  if col in ACCURACIES:
+    return f'{mean:.3f} ± {std:.3f}' if count > 1 else f'{mean:.3f}'
+  return f'{mean:,.0f} ± {std:,.0f}' if std else f'{mean:,.0f}'
+
+
+def write_report(results: Sequence[RunResult], root: Path, title: str) -> str:
+  """table.md and best_acc_<model>.png from `results`; returns the table."""
+  rows = table_rows(results)
+  text = table_markdown(rows, title)
+  write_atomic(root / 'table.md', text)
+  for model in dict.fromkeys(r.model for r in results):
+    mine = [r for r in results if r.model == model and r.curve]
+    curves: dict[str, list] = {}
+    statics = {}
+    for r in mine:
+      if is_run_of(r.method, STATIC):
+        statics.setdefault(r.method, []).append(r)
+      elif not is_run_of(r.method, SCAN):
+        curves.setdefault(r.method, []).append(r.curve)
+    if statics:
+      best = best_static(statics)
+      curves = {f'static best ({statics[best][0].configuration})':
+                [r.curve for r in statics[best]], **curves}
+    plot_best_accuracy(curves, root / f'best_acc_{model}.png',
+                       title=f'{title}: {model}')
+  return text

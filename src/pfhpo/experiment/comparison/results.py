@@ -1,0 +1,50 @@
+"""A run's result as the comparison records it, and the files that hold
+them all: results.json (every field) and results.csv (one line a run)."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+from pathlib import Path
+from typing import Sequence
+
+from pfhpo.experiment.outputs import write_atomic, write_json
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+  """One row of results.json / results.csv."""
+  model: str
+  method: str
+  seed: int
+  status: str  # 'done', 'stopped' (no progress: summary.stopped) or 'failed'
+  error: str | None = None
+  configuration: str | None = None  # the static grid's configuration
+  global_acc: float | None = None  # at the last round
+  best_global_acc: float | None = None  # the method's objective
+  personal_acc: float | None = None
+  personal_acc_p10: float | None = None
+  personal_acc_pooled: float | None = None
+  unseen_clients: int | None = None  # never in a round
+  personal_acc_unseen: float | None = None  # their mean
+  rounds_to_target: int | None = None  # first evaluated round >= target
+  local_steps_total: int | None = None
+  total_seconds: float | None = None
+  first_round_seconds: float | None = None  # including the compilation
+  compile_seconds: float | None = None  # tracing and compiling the round
+  groups: dict | None = None  # per client group (MetricsRow.groups)
+  # (round, global accuracy) at every evaluation
+  curve: tuple[tuple[int, float], ...] = ()
+
+
+def write_results(results: Sequence[RunResult], root: Path) -> None:
+  """results.json (every field) and results.csv (all but the curve)."""
+  rows = [dataclasses.asdict(r) for r in results]
+  write_json(root / 'results.json', rows)
+  fields = [f.name for f in dataclasses.fields(RunResult)
+            if f.name not in ('curve', 'groups')]
+  text = io.StringIO()
+  writer = csv.DictWriter(text, fields, extrasaction='ignore')
+  writer.writeheader()
+  writer.writerows(rows)
+  write_atomic(root / 'results.csv', text.getvalue())

@@ -1,0 +1,124 @@
+"""table.md's rows: each method's figures over its seeds, the static grid's
+best and its cost, the per-group oracle and its scan's cost."""
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Mapping, NamedTuple, Sequence
+
+from pfhpo.data.groups import GROUPS
+from pfhpo.experiment.comparison.grid import STATIC
+from pfhpo.experiment.comparison.oracle import (ORACLE, SCAN, best_static,
+                                                is_run_of, statics_of,
+                                                vector_of)
+from pfhpo.experiment.comparison.results import RunResult
+
+
+class TableRow(NamedTuple):
+  """One line of table.md: a method on a model, over its seeds."""
+  model: str
+  method: str
+  runs: int  # runs that finished ('done' or 'stopped')
+  failed: int
+  cells: dict  # column -> (mean, std, runs with a value) or None
+  cost: bool = False  # a grid's summed cost, not a method's figures
+  # client group -> GROUP_COLUMNS' column -> (mean, std, runs) or None
+  group_cells: dict | None = None
+
+
+COLUMNS = {  # column -> (RunResult field, better: max or min)
+    'best global acc': ('best_global_acc', max),
+    'final global acc': ('global_acc', max),
+    'personal acc': ('personal_acc', max),
+    'personal p10': ('personal_acc_p10', max),
+    'rounds to target': ('rounds_to_target', min),
+    'local steps': ('local_steps_total', min),
+    'seconds': ('total_seconds', min),
+}
+
+
+# Per client group, at the last round: the global model's accuracy on the
+# group's test examples, its clients' personal accuracy, and the mean
+# probability the policy gives them of the group's oracle configuration.
+GROUP_COLUMNS = ('global acc', 'personal acc', 'oracle mass')
+
+
+def table_rows(results: Sequence[RunResult]) -> list[TableRow]:
+  """Per model: from the static grid the best configuration (by mean best
+  global accuracy: the tuned-FedAvg oracle) and the whole grid's cost
+  (its local steps and seconds summed), the per-group oracle and its
+  scan's cost where there is one, then each learned method."""
+  by_method: dict[tuple[str, str], list[RunResult]] = {}
+  for r in results:
+    by_method.setdefault((r.model, r.method), []).append(r)
+  out = []
+  for model in dict.fromkeys(r.model for r in results):
+    oracles = [m for mo, m in by_method if mo == model
+               and is_run_of(m, ORACLE)]
+    vector = vector_of(oracles[-1]) if oracles else None
+    statics = statics_of(results, model)
+    if statics:
+      best = best_static(statics)
+      out.append(_method_row(
+          model, f'{STATIC}: best of {len(statics)} '
+          f'({statics[best][0].configuration})', statics[best], vector))
+      out.append(_cost_row(model, f'{STATIC} grid: all {len(statics)} '
+                           '(cost per seed)', statics))
+    scan = {m: rs for (mo, m), rs in by_method.items()
+            if mo == model and is_run_of(m, SCAN)}
+    for (mo, method), rs in by_method.items():
+      if mo == model and is_run_of(method, ORACLE):
+        out.append(_method_row(
+            model, f'per-group oracle ({rs[0].configuration})', rs, vector))
+    if scan:
+      out.append(_cost_row(model, f'per-group scan: {len(scan)} runs '
+                           '(cost, one seed)', scan))
+    for (mo, method), rs in by_method.items():
+      if mo == model and not any(is_run_of(method, kind)
+                                 for kind in (STATIC, SCAN, ORACLE)):
+        out.append(_method_row(model, method, rs, vector))
+  return out
+
+
+def _cost_row(model: str, label: str,
+              runs: Mapping[str, Sequence[RunResult]]) -> TableRow:
+  """A grid's cost: its local steps and seconds summed, per seed."""
+  grid = [r for rs in runs.values() for r in rs]
+  seeds = len({r.seed for r in grid})
+  cost = {}
+  for col in ('local steps', 'seconds'):
+    total = sum(getattr(r, COLUMNS[col][0]) or 0 for r in grid)
+    cost[col] = (total / max(seeds, 1), 0.0, len(grid))
+  return TableRow(model, label, len(grid), 0, cost, cost=True)
+
+
+def _method_row(model: str, method: str, rs: Sequence[RunResult],
+                oracle: Sequence[int] | None) -> TableRow:
+  """A method's figures over its runs; per group too where the runs have
+  groups (the mass on `oracle`, the per-group oracle's vector, if known)."""
+  ok = [r for r in rs if r.status != 'failed']
+  cells = {col: _spread([getattr(r, field) for r in ok])
+           for col, (field, _) in COLUMNS.items()}
+  group_cells = None
+  if any(r.groups for r in ok):
+    group_cells = {}
+    for g, name in enumerate(GROUPS):
+      per_run = [r.groups[name] for r in ok if r.groups and name in r.groups]
+      if per_run:
+        mass = ([f['mean_probabilities'][oracle[g]] for f in per_run
+                 if 'mean_probabilities' in f] if oracle else [])
+        group_cells[name] = {
+            'global acc': _spread([f['global_acc'] for f in per_run]),
+            'personal acc': _spread([f['personal_acc'] for f in per_run]),
+            'oracle mass': _spread(mass)}
+  return TableRow(model, method, len(ok), len(rs) - len(ok), cells,
+                  group_cells=group_cells)
+
+
+def _spread(values: Sequence[float | None]) -> tuple | None:
+  """(mean, std, count) of the values given (None and NaN left out)."""
+  values = [v for v in values if v is not None and not math.isnan(v)]
+  if not values:
+    return None
+  return (statistics.mean(values),
+          statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
