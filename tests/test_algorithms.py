@@ -18,7 +18,7 @@ from pfhpo import models
 from pfhpo.algorithms.fedmeta import support_query
 from pfhpo.algorithms.mocha import relationship
 from pfhpo.experiment import run
-from pfhpo.experiment.config import Config, override
+from pfhpo.experiment.config import AlgorithmConfig, Config, override
 from pfhpo.federated import make_round, put_rows, take_rows
 from pfhpo.federated.local_update import make_local_update, make_masked_loss
 from pfhpo.models import Model
@@ -67,13 +67,17 @@ def sub_batch(batch, clients):
           take, batch.local_val))
 
 
-def client_of(name, model, lrs, steps, batches, **options):
+def client_of(name, model, lrs, steps, batches, algorithm_values=None,
+              **options):
   """The algorithm's client and the search space of the values given, with
   the algorithm's own setting on its tuned axis."""
-  config = algorithms.AlgorithmConfig(name, **options)
-  space = make_space(lrs, steps, batches, None, None, *config.tuned())
-  return algorithms.create(config, model, lambda x: x, space.max_steps,
-                           space.max_batch), space
+  config = AlgorithmConfig(name, algorithms.entry(name).config(**options),
+                           algorithm_values)
+  values, tuned_name = config.tuned()
+  space = make_space(lrs, steps, batches, None, None, values, tuned_name)
+  return algorithms.create(name, config.options, model, lambda x: x,
+                           space.max_steps, space.max_batch,
+                           tuned_values=values), space
 
 
 def hp(lr, steps, batch, tuned=0.0, dtype=jnp.float64):
@@ -370,7 +374,7 @@ def test_reptile_is_fedavg_then_adam_on_the_uniform_mean():
   client, space = client_of('reptile', model, [0.3], [4], [8],
                             reptile_start=1)
   server_opt = algorithms.server_optimizer(
-      algorithms.AlgorithmConfig('reptile', reptile_start=1, reptile_lr=0.01),
+      'reptile', algorithms.ReptileConfig(reptile_start=1, reptile_lr=0.01),
       optax.sgd(1.0))
   algorithm = make_round(model, lambda x: x, server_opt, space, static(space),
                          client=client)
@@ -435,11 +439,9 @@ def test_mocha_round_moves_each_row_by_its_clients_coupled_update():
   lam = 0.5
   space = make_space([0.3], [4], [8])
   client = algorithms.create(
-      algorithms.AlgorithmConfig('mocha', mocha_lambda=lam), model,
-      lambda x: x, space.max_steps, space.max_batch, num_clients=C,
-      clients_per_round=C)
-  server_opt = algorithms.server_optimizer(
-      algorithms.AlgorithmConfig('mocha'), optax.sgd(1.0), C)
+      'mocha', algorithms.MochaConfig(mocha_lambda=lam), model, lambda x: x,
+      space.max_steps, space.max_batch, num_clients=C, clients_per_round=C)
+  server_opt = algorithms.server_optimizer('mocha', None, optax.sgd(1.0), C)
   algorithm = make_round(model, lambda x: x, server_opt, space, static(space),
                          client=client)
   state, table = algorithm.init(jax.random.PRNGKey(0), C)

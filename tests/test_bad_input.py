@@ -64,7 +64,8 @@ CASES = {
         ['--policy=fathom', '--local_steps=1', '--fathom_epochs=3'],
         'pass --max_local_steps >='),
     "another algorithm's setting": (
-        ['--ditto_lambda=1'], '--ditto_lambda applies only to --algorithm=ditto'),
+        ['--ditto_lambda=1'],
+        '--ditto_lambda does not apply to --algorithm=fedavg (only to ditto)'),
     'FedRep body steps above the compiled maximum': (
         ['--algorithm=fedrep', '--body_steps=9'], 'raise --max_local_steps'),
     'algorithm values for an algorithm with no client setting': (

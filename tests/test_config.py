@@ -2,6 +2,7 @@
 import ast
 import dataclasses
 import re
+import typing
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,44 @@ def test_the_library_names_parameters_and_the_cli_spells_flags():
       if (isinstance(node, ast.Constant) and isinstance(node.value, str)
           and id(node) not in docstrings):
         assert not pattern.search(node.value), (path, node.value)
+
+
+def _float_settings():
+  """Every float setting a run or a comparison takes (alone, optional or a
+  list), with the choice of policy or algorithm it belongs to."""
+  from pfhpo.experiment.comparison import CompareConfig
+  from pfhpo.experiment.config import own_settings
+  floats = lambda kind: float in (kind, *typing.get_args(kind)) or any(
+      float in typing.get_args(a) for a in typing.get_args(kind))
+  own = own_settings()
+  found = []
+  for name, (kind, _, _) in all_settings().items():
+    if floats(kind):
+      choice = ({own[name][0]: next(iter(own[name][1]))} if name in own
+                else {})
+      found.append((name, choice))
+  hints = typing.get_type_hints(CompareConfig)
+  grid = [n for n, k in hints.items() if floats(k)]
+  return found, grid
+
+
+@pytest.mark.parametrize('value', ['inf', '-inf', 'nan'])
+def test_every_float_setting_rejects_inf_and_nan(value):
+  """Each is one ConfigError naming the setting, from its group's own
+  check (a library user building the config gets it too)."""
+  from pfhpo.experiment.comparison import CompareConfig
+  found, grid = _float_settings()
+  names = {n for n, _ in found}
+  assert {'policy_lr', 'lrs', 'server_lr', 'ditto_lambda', 'credit_at',
+          'noise_rate', 'algorithm_values'} <= names
+  for name, choice in found:
+    base = {**choice}
+    if name == 'algorithm_values':
+      base['algorithm'] = 'ditto'
+    if choice.get('algorithm') == 'mocha':
+      base['model'] = 'logreg'
+    with pytest.raises(ConfigError, match=rf'`{name}` must be finite'):
+      override(Config(), {**base, name: value})
+  assert grid == ['target_acc']
+  with pytest.raises(ConfigError, match='`target_acc` must be finite'):
+    CompareConfig(target_acc=float(value))

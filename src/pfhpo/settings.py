@@ -1,14 +1,17 @@
 """Settings records: frozen dataclasses whose fields carry a help line.
 
-Every config in pfhpo (the experiment's groups, each policy's own) is a
-frozen dataclass of `setting`s that checks its values in `__post_init__`
-with `require`, so that a config that exists is a valid one. The command
+Every config in pfhpo (the experiment's groups, each policy's and each
+algorithm's own, the comparison's grid) is a frozen dataclass of `setting`s
+made by `checked`, which rejects a float setting that is not finite (inf
+or nan, alone or in a list) and then runs the config's own `__post_init__`
+checks (with `require`), so that a config that exists is a valid one. The command
 line is generated from these fields (`pfhpo.experiment.flags`): a setting's
 name is its flag's name, its help the flag's help.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any
@@ -19,6 +22,25 @@ from pfhpo.errors import ConfigError
 def setting(default: Any, help: str) -> Any:  # noqa: A002 (argparse's word)
   """A dataclass field with a default and a one-line `help`."""
   return dataclasses.field(default=default, metadata={'help': help})
+
+
+def checked(cls: type) -> type:
+  """`cls` as a frozen dataclass whose float settings must be finite,
+  checked before its own `__post_init__`."""
+  own = cls.__dict__.get('__post_init__')
+
+  def __post_init__(self):
+    for f in dataclasses.fields(self):
+      value = getattr(self, f.name)
+      items = value if isinstance(value, tuple) else (value,)
+      require(not any(isinstance(v, float) and not math.isfinite(v)
+                      for v in items),
+              f'`{f.name}` must be finite, got {value}; give a number')
+    if own is not None:
+      own(self)
+
+  cls.__post_init__ = __post_init__
+  return dataclasses.dataclass(frozen=True)(cls)
 
 
 def check_choice(name: str, value, allowed) -> None:

@@ -27,7 +27,7 @@ class ClientHParams(NamedTuple):
   local_steps: jax.Array  # i32[K]
   batch_size: jax.Array  # i32[K]
   # f32[K] the algorithm's own searched setting (Ditto's lambda, FedRep's
-  # body steps: `pfhpo.algorithms.TUNED`); 0 for an algorithm without one
+  # body steps: its module registers it as `tuned`); 0 for an algorithm without one
   tuned: jax.Array
 
   @property

@@ -26,8 +26,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pfhpo.algorithms.base import ClientAlgorithm, repeat_rows
+from pfhpo.algorithms.registry import AlgorithmContext, register
+from pfhpo.federated.client import ClientAlgorithm
+from pfhpo.federated.client_rows import repeat_rows
+from pfhpo.settings import checked, require, setting
 from pfhpo.types import ClientHParams, Params
+
+
+@checked
+class DittoConfig:
+  ditto_lambda: float = setting(
+      0.1, "the pull of each personal model towards the global one")
+
+  def __post_init__(self):
+    require(self.ditto_lambda >= 0,
+            f'`ditto_lambda` must be >= 0, got {self.ditto_lambda}')
 
 
 class DittoRow(NamedTuple):
@@ -54,3 +67,8 @@ def ditto(sgd: Callable) -> ClientAlgorithm:
     return repeat_rows(DittoRow(params, np.bool_(False)), num_clients)
 
   return ClientAlgorithm('ditto', init_rows, local, personal)
+
+
+@register('ditto', DittoConfig, tuned='ditto_lambda')
+def _build(config: DittoConfig, context: AlgorithmContext) -> ClientAlgorithm:
+  return ditto(context.sgd)

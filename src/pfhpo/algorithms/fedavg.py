@@ -13,22 +13,16 @@ It keeps no per-client state.
 """
 from __future__ import annotations
 
-from typing import Callable
+from pfhpo.algorithms.registry import AlgorithmContext, register
+from pfhpo.federated.client import ClientAlgorithm, sgd_client
+from pfhpo.settings import checked
 
-from pfhpo.algorithms.base import ClientAlgorithm
-from pfhpo.types import ClientHParams
+
+@checked
+class FedAvgConfig:
+  """FedAvg has no settings of its own."""
 
 
-def fedavg(sgd: Callable) -> ClientAlgorithm:
-  """`sgd(trainable=None)` -> `make_local_update`'s local update."""
-  train = sgd()
-
-  def personal(theta, row, x, y, count, hp: ClientHParams, key):
-    return train(theta, x, y, count, *hp.sgd, key)[0]
-
-  def local(theta, row, x, y, count, hp: ClientHParams, key):
-    params, stats = train(theta, x, y, count, *hp.sgd, key)
-    return params, row, stats, params
-
-  return ClientAlgorithm('fedavg', lambda params, num_clients: (), local,
-                         personal)
+@register('fedavg', FedAvgConfig)
+def _build(config: FedAvgConfig, context: AlgorithmContext) -> ClientAlgorithm:
+  return sgd_client(context.sgd())

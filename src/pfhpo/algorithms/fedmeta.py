@@ -36,15 +36,39 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from pfhpo.algorithms.base import ClientAlgorithm, ServerModel
+from pfhpo.algorithms.registry import AlgorithmContext, register
+from pfhpo.federated.client import ClientAlgorithm, ServerModel
+from pfhpo.federated.local_update import make_masked_loss
+from pfhpo.settings import check_choice, checked, require, setting
 from pfhpo.types import ClientHParams
 
 LEARNERS = ('maml', 'fomaml', 'metasgd')
+
+
+@checked
+class FedMetaConfig:
+  meta_learner: str = setting(
+      'maml', "the inner learner: 'maml' (the meta-gradient through "
+      "the inner loop), 'fomaml' (first order) or 'metasgd' (MAML with a "
+      'learned per-parameter inner rate)')
+  query_fraction: float = setting(
+      0.5, "the fraction of a client's training examples in its "
+      'query set')
+
+  def __post_init__(self):
+    check_choice('meta_learner', self.meta_learner, LEARNERS)
+    require(0 < self.query_fraction < 1, '`query_fraction` must be in '
+            f'(0, 1), got {self.query_fraction}')
+
 # Meta-SGD's server: the model and the log of its per-parameter inner rates.
 META_SGD = ServerModel(
     lambda key, params: {'model': params, 'log_alpha':
                          jax.tree_util.tree_map(jnp.zeros_like, params)},
     lambda server: server['model'])
+
+
+def _server(learner: str) -> ServerModel:
+  return META_SGD if learner == 'metasgd' else ServerModel()
 
 
 def support_query(key, x, y, count, query_fraction: float):
@@ -67,7 +91,7 @@ def fedmeta(sgd: Callable, masked_loss: Callable,
             learner: str) -> ClientAlgorithm:
   """`masked_loss(params, x, y, count)`: the mean loss on the first count."""
   local_sgd = sgd()
-  server = META_SGD if learner == 'metasgd' else ServerModel()
+  server = _server(learner)
 
   def adapt(theta, x, y, count, hp: ClientHParams, key):  # phi from theta
     if learner == 'metasgd':
@@ -93,3 +117,13 @@ def fedmeta(sgd: Callable, masked_loss: Callable,
   return ClientAlgorithm(
       'fedmeta', lambda params, num_clients: (), local,
       lambda theta, row, *data: adapt(theta, *data)[0], server)
+
+
+@register('fedmeta', FedMetaConfig, tuned='query_fraction',
+          server_model=lambda config, params_like, num_clients:
+          _server(config.meta_learner))
+def _build(config: FedMetaConfig, context: AlgorithmContext
+           ) -> ClientAlgorithm:
+  return fedmeta(context.sgd, make_masked_loss(context.model,
+                                               context.features),
+                 config.meta_learner)

@@ -27,8 +27,26 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from pfhpo.algorithms.base import ClientAlgorithm, repeat_rows
+from pfhpo.algorithms.registry import AlgorithmContext, register
+from pfhpo.federated.client import ClientAlgorithm
+from pfhpo.federated.client_rows import repeat_rows
+from pfhpo.settings import checked, require, setting
 from pfhpo.types import ClientHParams
+
+
+@checked
+class FedRepConfig:
+  body_steps: int = setting(
+      10, "the local steps on the body after the head's")
+
+  def __post_init__(self):
+    require(self.body_steps == int(self.body_steps) and self.body_steps >= 1,
+            f'`body_steps` must be an integer >= 1, got {self.body_steps}')
+
+
+def _has_a_body(config: FedRepConfig, model: str, default_server: bool):
+  require(model != 'logreg', 'fedrep trains a body below the head, and '
+          '`model`=logreg has none; use mlp or conv.')
 
 
 def part_of(head: str, of_head: bool) -> Callable:
@@ -58,3 +76,13 @@ def fedrep(sgd: Callable, head: str) -> ClientAlgorithm:
       'fedrep', lambda params, num_clients: repeat_rows(params[head],
                                                         num_clients),
       local, personal)
+
+
+@register('fedrep', FedRepConfig, tuned='body_steps', check=_has_a_body)
+def _build(config: FedRepConfig, context: AlgorithmContext) -> ClientAlgorithm:
+  most = int(max(context.tuned_values))
+  require(most <= context.max_steps,
+          f"FedRep's {most} body steps (`body_steps`) exceed the "
+          f'{context.max_steps} local steps the round is compiled for; raise '
+          '`max_local_steps`.')
+  return fedrep(context.sgd, context.model.head)

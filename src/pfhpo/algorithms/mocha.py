@@ -45,11 +45,32 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from pfhpo.algorithms.base import ClientAlgorithm, ServerModel, ravel_like
+from pfhpo.algorithms.registry import AlgorithmContext, register
 from pfhpo.federated.aggregate import uniform_weights
+from pfhpo.federated.client import ClientAlgorithm, ServerModel
+from pfhpo.settings import checked, require, setting
+from pfhpo.trees import ravel_like
 from pfhpo.types import ClientHParams
 
 EPS = 1e-3  # Omega's eigenvalue floor, a fraction of the mean eigenvalue
+
+
+@checked
+class MochaConfig:
+  mocha_lambda: float = setting(
+      0.01, "the strength of the task-relationship coupling (an L2 "
+      'penalty while the tasks look independent)')
+
+  def __post_init__(self):
+    require(self.mocha_lambda > 0,
+            f'`mocha_lambda` must be > 0, got {self.mocha_lambda}')
+
+
+def _fits(config: MochaConfig, model: str, default_server: bool) -> None:
+  require(model == 'logreg', 'mocha learns convex per-client models: use '
+          f'`model`=logreg, not {model}.')
+  require(default_server, "mocha's server step is its own closed form; drop "
+          '`server_opt` and `server_lr`.')
 
 
 def relationship(rows: jax.Array) -> jax.Array:
@@ -116,3 +137,13 @@ def mocha(sgd: Callable, params_like, lam: float, num_clients: int,
                                                      dtype=np.int32),
       local, personal, mocha_server_model(params_like, num_clients),
       lambda count, server: uniform_weights(count))
+
+
+@register('mocha', MochaConfig, check=_fits,
+          server_model=lambda config, params_like, num_clients:
+          mocha_server_model(params_like, num_clients),
+          server_optimizer=lambda config, server_opt, clients_per_round:
+          mocha_server(clients_per_round))
+def _build(config: MochaConfig, context: AlgorithmContext) -> ClientAlgorithm:
+  return mocha(context.sgd, context.params_like, config.mocha_lambda,
+               context.num_clients, context.clients_per_round)

@@ -26,10 +26,27 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from pfhpo.algorithms.base import ClientAlgorithm
+from pfhpo.algorithms.registry import AlgorithmContext, register
+from pfhpo.federated.client import ClientAlgorithm
 from pfhpo.federated.local_update import example_order
 from pfhpo.models import Model, cross_entropy
+from pfhpo.settings import check_choice, checked, require, setting
 from pfhpo.types import ClientHParams, LocalStats
+
+LEARNERS = ('maml', 'fomaml')  # HF and FO
+
+
+@checked
+class PerFedAvgConfig:
+  meta_learner: str = setting(
+      'maml', "the inner learner: 'maml' (the paper's HF) or 'fomaml' (its FO)")
+  meta_lr: float = setting(
+      0.1, "the outer step beta (its inner step is the client's "
+      'learning rate)')
+
+  def __post_init__(self):
+    check_choice('meta_learner', self.meta_learner, LEARNERS)
+    require(self.meta_lr > 0, f'`meta_lr` must be > 0, got {self.meta_lr}')
 
 
 def make_meta_steps(model: Model, features: Callable, max_steps: int,
@@ -99,3 +116,11 @@ def per_fedavg(sgd: Callable, meta_steps: Callable) -> ClientAlgorithm:
 
   return ClientAlgorithm('per_fedavg', lambda params, num_clients: (), local,
                          personal)
+
+
+@register('per_fedavg', PerFedAvgConfig, tuned='meta_lr')
+def _build(config: PerFedAvgConfig, context: AlgorithmContext
+           ) -> ClientAlgorithm:
+  return per_fedavg(context.sgd, make_meta_steps(
+      context.model, context.features, context.max_steps, context.max_batch,
+      config.meta_learner))

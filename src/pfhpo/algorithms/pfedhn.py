@@ -33,10 +33,27 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from pfhpo.algorithms.base import ClientAlgorithm, ServerModel, ravel_like
+from pfhpo.algorithms.registry import AlgorithmContext, register
+from pfhpo.federated.client import ClientAlgorithm, ServerModel
+from pfhpo.settings import checked, require, setting
+from pfhpo.trees import ravel_like
 from pfhpo.types import ClientHParams
 
 HIDDEN = (100, 100)
+
+
+@checked
+class PFedHNConfig:
+  embed_dim: int = setting(
+      16, "the size of each client's embedding")
+  embed_lr: float = setting(
+      0.01, "the step of each client's embedding (the hypernetwork's "
+      "is the server optimizer's)")
+
+  def __post_init__(self):
+    require(self.embed_dim >= 1,
+            f'`embed_dim` must be >= 1, got {self.embed_dim}')
+    require(self.embed_lr > 0, f'`embed_lr` must be > 0, got {self.embed_lr}')
 
 
 def hypernetwork(params_like, embed_dim: int):
@@ -95,3 +112,11 @@ def pfedhn(sgd: Callable, params_like, embed_dim: int) -> ClientAlgorithm:
   return ClientAlgorithm('pfedhn', init_rows, local,
                          lambda server, v, *config: h(server['hnet'], v),
                          pfedhn_server(params_like, embed_dim))
+
+
+@register('pfedhn', PFedHNConfig, tuned='embed_lr',
+          server_model=lambda config, params_like, num_clients:
+          pfedhn_server(params_like, config.embed_dim))
+def _build(config: PFedHNConfig, context: AlgorithmContext
+           ) -> ClientAlgorithm:
+  return pfedhn(context.sgd, context.params_like, config.embed_dim)

@@ -28,11 +28,27 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pfhpo.algorithms.base import ClientAlgorithm
-from pfhpo.algorithms.fedavg import fedavg
+from pfhpo.algorithms.registry import AlgorithmContext, register
 from pfhpo.federated.aggregate import example_weights, uniform_weights
+from pfhpo.federated.client import ClientAlgorithm, sgd_client
 from pfhpo.federated.server import fedadam
+from pfhpo.settings import checked, require, setting
 from pfhpo.types import ServerState
+
+
+@checked
+class ReptileConfig:
+  reptile_start: int = setting(
+      50, 'the server steps of FedAvg (weighted by '
+      'examples, `server_opt`) before Reptile (uniform weights, Adam)')
+  reptile_lr: float = setting(
+      0.003, "the server's Adam step in the Reptile phase")
+
+  def __post_init__(self):
+    require(self.reptile_start >= 0,
+            f'`reptile_start` must be >= 0, got {self.reptile_start}')
+    require(self.reptile_lr > 0,
+            f'`reptile_lr` must be > 0, got {self.reptile_lr}')
 
 
 class PhasedState(NamedTuple):
@@ -78,4 +94,11 @@ def reptile(sgd: Callable, start: int) -> ClientAlgorithm:
     return jnp.where(server.opt_state.count < start, example_weights(count),
                      uniform_weights(count))
 
-  return fedavg(sgd)._replace(name='reptile', weights=weights)
+  return sgd_client(sgd(), 'reptile')._replace(weights=weights)
+
+
+@register('reptile', ReptileConfig, server_optimizer=lambda config, opt, k:
+          reptile_server(opt, config.reptile_start, config.reptile_lr))
+def _build(config: ReptileConfig, context: AlgorithmContext
+           ) -> ClientAlgorithm:
+  return reptile(context.sgd, config.reptile_start)

@@ -1,7 +1,7 @@
 """The command line, generated from the config's settings.
 
 Every setting of every group (`config.py`) and of every registered policy's
-config is a flag of the same name, with the setting's help line: a flag is
+and algorithm's config is a flag of the same name, with the setting's help line: a flag is
 written once, where its setting is. `--config=FILE` starts from a preset,
 a TOML file whose tables are the groups,
 
@@ -26,7 +26,7 @@ from typing import NamedTuple, Sequence
 from pfhpo.distributed import Processes
 from pfhpo.errors import ConfigError
 from pfhpo.experiment.config import (GROUP_OF, GROUPS, Config, all_settings,
-                                     override, policy_settings)
+                                     override, own_settings)
 from pfhpo.settings import require
 
 
@@ -60,14 +60,15 @@ def parser() -> argparse.ArgumentParser:
   for name, kind, text in PROCESS_FLAGS:
     processes.add_argument(f'--{name}', type=kind, default=None,
                            metavar=name.upper(), help=text)
-  per_policy = policy_settings()
+  own = own_settings()
   for name, (kind, default, text) in all_settings().items():
-    if name in per_policy:  # one line per distinct meaning and default
-      section = sections['policy']
+    if name in own:  # one line per distinct meaning and default
+      group, per_choice = own[name]
+      section = sections[group]
       users = {}
-      for policy, f in per_policy[name].items():
+      for choice, f in per_choice.items():
         users.setdefault((f.metadata['help'], _shown(f.default)),
-                         []).append(policy)
+                         []).append(choice)
       text = '; '.join(f'{", ".join(p)}: {h} ({d})'
                        for (h, d), p in users.items())
     else:
@@ -126,7 +127,7 @@ def _tables(path: str) -> dict:
 
 def _settings(tables: dict, path: str) -> dict:
   values = {}
-  per_policy = policy_settings()
+  own = own_settings()
   for group, table in tables.items():
     if group in COMMAND_TABLES:
       continue
@@ -134,7 +135,7 @@ def _settings(tables: dict, path: str) -> dict:
             f'`config`={path}: [{group}] is not a group; use '
             f'{", ".join(GROUPS)}')
     for name, value in table.items():
-      where = 'policy' if name in per_policy else GROUP_OF.get(name)
+      where = own[name][0] if name in own else GROUP_OF.get(name)
       require(where == group, f'`config`={path}: `{name}` is not a setting '
               f'of [{group}]' + (f' but of [{where}]' if where else ''))
       values[name] = value

@@ -99,8 +99,9 @@ def build(cfg: Config) -> Experiment:
   model = models.create(cfg.model.model, data.feature_shape, data.num_classes,
                         conv_impl=conv_impl)
   init_key, round_key = keys(run.seed)
+  name, options = cfg.algorithm.algorithm, cfg.algorithm.options
   params_like = jax.eval_shape(lambda key: algorithms.server_model(
-      cfg.algorithm, model.init(key), data.num_clients).init(
+      name, options, model.init(key), data.num_clients).init(
           key, model.init(key)), init_key)
   policy = create(cfg.policy.policy, space, cfg.policy.options,
                   train_counts=counts, groups=data.groups,
@@ -110,11 +111,12 @@ def build(cfg: Config) -> Experiment:
                       data.num_classes),
                   params_like=params_like)
   client = algorithms.create(
-      cfg.algorithm, model, data.features, space.max_steps, space.max_batch,
+      name, options, model, data.features, space.max_steps, space.max_batch,
       cfg.space.momentum, unroll, track_alignment='alignment' in policy.needs,
-      num_clients=data.num_clients, clients_per_round=run.clients_per_round)
+      tuned_values=cfg.algorithm.tuned()[0], num_clients=data.num_clients,
+      clients_per_round=run.clients_per_round)
   server_opt = algorithms.server_optimizer(
-      cfg.algorithm, cfg.server.optimizer(), run.clients_per_round)
+      name, options, cfg.server.optimizer(), run.clients_per_round)
   recompute = recompute_clients(run, policy, chunk, params_like,
                                 mesh.size if mesh is not None else 1)
   algorithm = make_round(model, data.features, server_opt, space,

@@ -42,3 +42,10 @@ def put_rows(table: ClientTable, clients: np.ndarray,
     a[clients] = np.asarray(r)
 
   jax.tree_util.tree_map(put, table, rows)
+
+
+def repeat_rows(row, num_clients: int) -> ClientTable:
+  """A table whose C rows all start as `row` (a pytree of arrays): numpy,
+  writable, [C, ...] per leaf."""
+  return jax.tree_util.tree_map(
+      lambda a: np.repeat(np.asarray(a)[None], num_clients, axis=0), row)

@@ -49,17 +49,8 @@ import jax.numpy as jnp
 import optax
 
 from pfhpo.models import Model, cross_entropy
+from pfhpo.trees import tree_cosine
 from pfhpo.types import LocalStats
-
-
-def tree_cosine(a, b) -> jax.Array:
-  """<a, b> / (|a| |b|) over two pytrees of the same structure; 0 if either
-  is zero."""
-  dot = lambda u, v: sum(jnp.vdot(x, y) for x, y in zip(
-      jax.tree_util.tree_leaves(u), jax.tree_util.tree_leaves(v)))
-  norms = jnp.sqrt(dot(a, a) * dot(b, b))
-  return jnp.where(norms > 0, dot(a, b) / jnp.where(norms > 0, norms, 1.0),
-                   0.0)
 
 
 def example_order(key: jax.Array, count: jax.Array, n_max: int) -> jax.Array:

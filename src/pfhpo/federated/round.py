@@ -84,9 +84,8 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from pfhpo.algorithms.base import ClientAlgorithm
-from pfhpo.algorithms.fedavg import fedavg as fedavg_client
 from pfhpo.federated.aggregate import aggregate_clients, example_weights
+from pfhpo.federated.client import ClientAlgorithm, sgd_client
 from pfhpo.federated.divergence import make_diverged, make_rejected
 from pfhpo.federated.horizon import (ClientUpdates, RoundInput, RoundRecord,
                                      aggregate_step, close, horizon_credit,
@@ -138,7 +137,7 @@ def make_round(model: Model, features: Callable,
   if unknown:
     raise ValueError(f'policy needs unknown measurements {sorted(unknown)}')
   credit = policy.needs & set(CREDITS.values())
-  client = client or fedavg_client(lambda: make_local_update(
+  client = client or sgd_client(make_local_update(
       model, features, space.max_steps, space.max_batch, momentum, unroll,
       track_alignment='alignment' in policy.needs))
   masked_loss = make_masked_loss(model, features)

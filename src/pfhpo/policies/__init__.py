@@ -1,5 +1,7 @@
 """Hyper-parameter policies: `init`, `propose`, `update` (see `base.py`),
-each registered by name with its own config (`registry.py`)."""
+each registered by name with its own config (`registry.py`); the learned
+categorical ones share their logits (`logits.py`) and their sampling
+(`distribution.py`)."""
 # Imported in the order the registry lists them (help, error messages).
 from pfhpo.policies.fixed import RandomConfig, StaticConfig, random, static
 from pfhpo.policies.reinforce import ReinforceConfig, reinforce
@@ -7,8 +9,8 @@ from pfhpo.policies.gumbel import GumbelConfig, gumbel
 from pfhpo.policies.fedex import FedExConfig, fedex
 from pfhpo.policies.pfedex import PFedExConfig, pfedex
 from pfhpo.policies.fathom import FathomConfig, fathom
-from pfhpo.policies.base import (MEASUREMENTS, Policy, PolicyState, SCOPES,
-                                 mean_entropy)
+from pfhpo.policies.base import MEASUREMENTS, Policy, mean_entropy
+from pfhpo.policies.logits import SCOPES, PolicyState
 from pfhpo.policies.registry import REGISTRY, PolicyContext, create
 from pfhpo.policies.space import SearchSpace, hparams_for, make_space
 

@@ -40,17 +40,16 @@ update keeps it positive; the released code caps it at 0.5 for EMNIST).
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pfhpo.federated.local_update import tree_cosine
+from pfhpo.trees import tree_cosine
 from pfhpo.policies.base import Policy, diverged_of
 from pfhpo.policies.registry import PolicyContext, register
-from pfhpo.settings import require, setting
+from pfhpo.settings import checked, require, setting
 from pfhpo.types import ClientHParams, Feedback
 
 STEP_LR, STEP_EPOCHS, STEP_BATCH = 0.01, 0.01, 0.1  # gamma_eta, gamma_E, gamma_B
@@ -146,7 +145,7 @@ def hyperparameters(state: FathomState) -> dict:
   return {'epochs': float(e), 'lr': float(eta), 'batch_size': float(b)}
 
 
-@dataclasses.dataclass(frozen=True)
+@checked
 class FathomConfig:
   static_index: int = setting(
       0, 'the configuration whose learning rate and batch size FATHOM '

@@ -1,5 +1,5 @@
 """Client features and the small network that maps them to logits (the
-'features' policy scope, `base.py`).
+'features' policy scope, `logits.py`).
 
 A client is described by what it could report before it trains:
 

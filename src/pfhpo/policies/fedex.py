@@ -34,18 +34,17 @@ the product space rather than one per grid axis (the flat "arms" form);
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pfhpo.policies.base import (Policy, check_decay, distribution_policy,
-                                 diverged_of, penalized)
+from pfhpo.policies.base import Policy, check_decay, diverged_of, penalized
+from pfhpo.policies.distribution import distribution_policy
 from pfhpo.policies.registry import PolicyContext, register
 from pfhpo.policies.space import SearchSpace
-from pfhpo.settings import setting
+from pfhpo.settings import checked, setting
 from pfhpo.types import Feedback
 
 
@@ -112,7 +111,7 @@ def fedex(space: SearchSpace, baseline_decay: float | None = None) -> Policy:
                              frozenset({'local_val'}))
 
 
-@dataclasses.dataclass(frozen=True)
+@checked
 class FedExConfig:
   baseline_decay: float | None = setting(
       None, 'discount gamma of the baseline of past rounds\' losses, in '

@@ -10,16 +10,16 @@ online); having no preference, it also fine-tunes with a uniform draw.
 """
 from __future__ import annotations
 
-import dataclasses
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pfhpo.policies.base import Policy, summarize_probabilities
+from pfhpo.policies.base import Policy
+from pfhpo.policies.distribution import summarize_probabilities
 from pfhpo.policies.registry import PolicyContext, register
 from pfhpo.policies.space import SearchSpace, hparams_for
-from pfhpo.settings import require, setting
+from pfhpo.settings import checked, require, setting
 
 
 def _nothing(key, num_clients):
@@ -75,7 +75,7 @@ def random(space: SearchSpace) -> Policy:
                 probabilities, summarize_probabilities(probabilities))
 
 
-@dataclasses.dataclass(frozen=True)
+@checked
 class StaticConfig:
   static_index: int | None = setting(
       None, 'the configuration every client uses (unset: the search space '
@@ -90,7 +90,7 @@ class StaticConfig:
             'configurations; give one')
 
 
-@dataclasses.dataclass(frozen=True)
+@checked
 class RandomConfig:
   pass
 

@@ -50,19 +50,18 @@ ablation, BUILD_NOTES.md):
 """
 from __future__ import annotations
 
-import dataclasses
 
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from pfhpo.policies.base import (CREDITS, HORIZON_CREDITS, LogitsConfig,
-                                 Policy, PolicyState, categorical_policy,
-                                 check_decay, diverged_of, penalized,
-                                 score_update)
+from pfhpo.policies.base import (CREDITS, HORIZON_CREDITS, Policy,
+                                 check_decay, diverged_of, penalized)
+from pfhpo.policies.logits import (LogitsConfig, PolicyState,
+                                   categorical_policy, score_update)
 from pfhpo.policies.registry import PolicyContext, register
 from pfhpo.policies.space import SearchSpace
-from pfhpo.settings import check_choice, require, setting
+from pfhpo.settings import check_choice, checked, require, setting
 from pfhpo.types import Feedback
 
 
@@ -143,7 +142,7 @@ def check_credit_examples(m: int | None) -> None:
   require(m is None or m >= 1, f'`credit_examples` must be >= 1, got {m}')
 
 
-@dataclasses.dataclass(frozen=True)
+@checked
 class GumbelConfig(LogitsConfig):
   credit: str = setting(
       'delta', "differentiate theta_g through the update 'delta' or the "

@@ -28,18 +28,18 @@ form one head (FederatedScope has one head per grid axis).
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from pfhpo.policies.base import Policy, distribution_policy, optimizer_of
+from pfhpo.policies.base import Policy, optimizer_of
+from pfhpo.policies.distribution import distribution_policy
 from pfhpo.policies.fedex import DiscountedMean, FedExConfig, round_signal
 from pfhpo.policies.registry import PolicyContext, register
 from pfhpo.policies.space import SearchSpace
-from pfhpo.settings import setting
+from pfhpo.settings import checked, setting
 from pfhpo.types import Feedback
 
 ENCODING, HIDDEN = 8, (64, 32)
@@ -107,7 +107,7 @@ def pfedex(space: SearchSpace, optimizer: optax.GradientTransformation,
                              frozenset({'local_val'}))
 
 
-@dataclasses.dataclass(frozen=True)
+@checked
 class PFedExConfig(FedExConfig):
   """FederatedScope's defaults: Adam at 0.01, the previous round's loss as
   the baseline."""

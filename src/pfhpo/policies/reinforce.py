@@ -15,18 +15,17 @@ from before that round's reward, so the update stays unbiased.
 """
 from __future__ import annotations
 
-import dataclasses
 
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from pfhpo.policies.base import (LogitsConfig, Policy, PolicyState,
-                                 categorical_policy, check_decay, diverged_of,
-                                 score_update)
+from pfhpo.policies.base import Policy, check_decay, diverged_of
+from pfhpo.policies.logits import (LogitsConfig, PolicyState,
+                                   categorical_policy, score_update)
 from pfhpo.policies.registry import PolicyContext, register
 from pfhpo.policies.space import SearchSpace
-from pfhpo.settings import setting
+from pfhpo.settings import checked, setting
 from pfhpo.types import Feedback
 
 
@@ -51,7 +50,7 @@ def reinforce(space: SearchSpace, optimizer: optax.GradientTransformation,
                             features=features)
 
 
-@dataclasses.dataclass(frozen=True)
+@checked
 class ReinforceConfig(LogitsConfig):
   baseline_decay: float | None = setting(
       0.9, 'decay of the moving-average baseline of the reward (unset: none)')

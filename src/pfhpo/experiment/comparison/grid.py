@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
 from pfhpo import models as model_zoo
-from pfhpo.algorithms import AlgorithmConfig
-from pfhpo.experiment.config import Config, override
+from pfhpo.experiment.config import (AlgorithmConfig, Config, override,
+                                     own_settings)
 from pfhpo.policies import REGISTRY
-from pfhpo.settings import check_choice, require, setting
+from pfhpo.settings import check_choice, checked, require, setting
 
 
 STATIC = 'static'
@@ -20,11 +20,13 @@ STATIC = 'static'
 # What a method may set besides its policy's settings: the federated
 # algorithm, its own settings, and the server optimizer it is defined with
 # (FedMeta's Adam).
-METHOD_SETTINGS = tuple(f.name for f in dataclasses.fields(AlgorithmConfig)) + (
-    'server_opt', 'server_lr')
+METHOD_SETTINGS = tuple(
+    f.name for f in dataclasses.fields(AlgorithmConfig) if f.name != 'options'
+) + tuple(name for name, (group, _) in own_settings().items()
+          if group == 'algorithm') + ('server_opt', 'server_lr')
 
 
-@dataclasses.dataclass(frozen=True)
+@checked
 class CompareConfig:
   """The grid of a comparison (a preset's [compare] table).
 

@@ -1,4 +1,5 @@
-"""What a federated algorithm does on a client, as pure functions.
+"""What a federated algorithm does on a client, as pure functions: the
+interface the round consumes, and its own client (local SGD, FedAvg's).
 
 The one round (`pfhpo.federated.round`) trains the round's clients side by
 side, aggregates theta_g(c) = theta + sum_i w_i c_i (theta_i - theta) and
@@ -30,17 +31,19 @@ is over). What the server learns is the model's parameters, or more
 (`ServerModel`: Meta-SGD's server also learns per-parameter inner
 learning rates); theta above is that pytree, and `ServerModel.model`
 reads the global model out of it for validation and evaluation.
+
+The algorithms (`pfhpo.algorithms`) implement this interface and register
+themselves by name; the round needs no more than `sgd_client`, the client
+of FedAvg, whose module adds its personalisation's reading and citation.
 """
 from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
 import jax
-import jax.numpy as jnp
-import numpy as np
-from jax.flatten_util import ravel_pytree
 
-ClientTable = Any  # pytree of np.ndarray [C, ...]
+from pfhpo.federated.client_rows import ClientTable
+from pfhpo.types import ClientHParams
 
 
 def _same(params):
@@ -69,16 +72,18 @@ class ClientAlgorithm(NamedTuple):
   weights: Callable[[jax.Array, Any], jax.Array] | None = None
 
 
-def ravel_like(params_like) -> tuple[jax.Array, Callable]:
-  """(zeros f32[P], unravel) of a model's parameters or their shapes
-  (`jax.ShapeDtypeStruct`s): `jax.flatten_util.ravel_pytree` without the
-  values."""
-  return ravel_pytree(jax.tree_util.tree_map(
-      lambda a: jnp.zeros(a.shape, a.dtype), params_like))
+def sgd_client(train: Callable, name: str = 'fedavg') -> ClientAlgorithm:
+  """The client that trains the server model with its configuration,
+  `theta_i = LocalSGD(theta; lr_i, steps_i, batch_i)` (`train`: a
+  `make_local_update`), sends it, and keeps no per-client state; its
+  personal model is the global one fine-tuned the same way."""
 
+  def personal(theta, row, x, y, count, hp: ClientHParams, key):
+    return train(theta, x, y, count, *hp.sgd, key)[0]
 
-def repeat_rows(row, num_clients: int) -> ClientTable:
-  """A table whose C rows all start as `row` (a pytree of arrays): numpy,
-  writable, [C, ...] per leaf."""
-  return jax.tree_util.tree_map(
-      lambda a: np.repeat(np.asarray(a)[None], num_clients, axis=0), row)
+  def local(theta, row, x, y, count, hp: ClientHParams, key):
+    params, stats = train(theta, x, y, count, *hp.sgd, key)
+    return params, row, stats, params
+
+  return ClientAlgorithm(name, lambda params, num_clients: (), local,
+                         personal)
