@@ -51,7 +51,7 @@ from typing import NamedTuple  # noqa: E402
 
 import jax  # noqa: E402
 
-from pfhpo import models  # noqa: E402
+from pfhpo import convolution  # noqa: E402
 from pfhpo.federated.local_update import default_client_chunk  # noqa: E402
 from round_throughput import ours  # noqa: E402
 
@@ -115,7 +115,7 @@ def main():
   p.add_argument('--examples', type=int, default=200)
   p.add_argument('--rounds', type=int, default=2, help='traced rounds')
   p.add_argument('--top', type=int, default=15)
-  p.add_argument('--conv_impl', default=models.default_conv_impl())
+  p.add_argument('--conv_impl', default=convolution.default_conv_impl())
   p.add_argument('--client_chunk', type=int, default=default_client_chunk())
   a = p.parse_args()
   round_ = ours(a.model, a.clients, a.steps, a.batch, a.examples, a.conv_impl,

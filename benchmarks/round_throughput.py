@@ -51,7 +51,7 @@ import optax
 from common import CLASSES, FEATURES, SHAPE, client_data, interleaved, write_rows
 from lean_round import lean_round
 from matmul_floor import matmul_floor, matmul_peak, round_flops, step_matmuls
-from pfhpo import models
+from pfhpo import convolution, models
 from pfhpo.compat import fedjax
 from pfhpo.federated import client_mesh, fedavg
 from pfhpo.federated.local_update import default_client_chunk, default_unroll
@@ -175,7 +175,7 @@ def main():
   p.add_argument('--examples', type=int, default=200)
   p.add_argument('--rounds', type=int, default=5,
                  help='timed rounds of each side, interleaved (median)')
-  p.add_argument('--conv_impl', default=models.default_conv_impl())
+  p.add_argument('--conv_impl', default=convolution.default_conv_impl())
   p.add_argument('--client_chunk', type=int, default=default_client_chunk(),
                  help='clients trained side by side (0: all at once)')
   p.add_argument('--out', default=f'benchmarks/results/round_throughput_'

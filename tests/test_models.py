@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pfhpo import models
+from pfhpo import convolution, models
 from pfhpo.errors import ConfigError
 
 
@@ -14,16 +14,16 @@ from pfhpo.errors import ConfigError
     ((1, 1), (2, 2), 'SAME'), ((5, 3), (1, 2), 'SAME')])
 def test_patches_conv_equals_lax_conv_and_its_gradients(kernel, strides, padding):
   x = jax.random.normal(jax.random.PRNGKey(0), (3, 11, 9, 4))
-  mods = {impl: models.Conv(6, kernel, strides, padding, impl=impl)
-          for impl in models.CONV_IMPLS}
+  mods = {impl: convolution.Conv(6, kernel, strides, padding, impl=impl)
+          for impl in convolution.CONV_IMPLS}
   params = mods['lax'].init(jax.random.PRNGKey(1), x)
   params = jax.tree_util.tree_map(  # non-zero bias so it is checked too
       lambda a: a + 0.1, params)
   ref = nn.Conv(6, kernel, strides, padding).apply(params, x)
   loss = lambda p, impl: jnp.sum(jnp.sin(mods[impl].apply(p, x)))
-  for impl in models.CONV_IMPLS:
+  for impl in convolution.CONV_IMPLS:
     np.testing.assert_allclose(mods[impl].apply(params, x), ref, atol=1e-5)
-  g = {impl: jax.grad(loss)(params, impl) for impl in models.CONV_IMPLS}
+  g = {impl: jax.grad(loss)(params, impl) for impl in convolution.CONV_IMPLS}
   for a, b in zip(jax.tree_util.tree_leaves(g['patches']),
                   jax.tree_util.tree_leaves(g['lax'])):
     np.testing.assert_allclose(a, b, atol=1e-4)
@@ -32,7 +32,7 @@ def test_patches_conv_equals_lax_conv_and_its_gradients(kernel, strides, padding
 def test_max_pool_matches_flax():
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 7, 6, 3))
   np.testing.assert_allclose(
-      models.max_pool_2x2(x),
+      convolution.max_pool_2x2(x),
       nn.max_pool(x, (2, 2), strides=(2, 2), padding='VALID'))
 
 
@@ -58,7 +58,7 @@ def test_resnet18_implementations_agree():
   shape = (8, 8, 3)
   x = jax.random.normal(jax.random.PRNGKey(2), (2, *shape))
   a, b = (models.create('resnet18', shape, 10, conv_impl=i)
-          for i in models.CONV_IMPLS)
+          for i in convolution.CONV_IMPLS)
   params = jax.jit(a.init)(jax.random.PRNGKey(0))
   np.testing.assert_allclose(jax.jit(a.apply)(params, x),
                              jax.jit(b.apply)(params, x), atol=1e-4)

@@ -15,7 +15,7 @@ from typing import Any
 
 from pfhpo import algorithms
 from pfhpo import data as datasets
-from pfhpo import models
+from pfhpo import convolution, models
 from pfhpo.data.batches import VAL_SOURCES
 from pfhpo.data.groups import check_groups
 from pfhpo.errors import ConfigError
@@ -83,7 +83,7 @@ class ModelConfig:
   def __post_init__(self):
     check_choice('model', self.model, models.MODELS)
     if self.conv_impl is not None:
-      check_choice('conv_impl', self.conv_impl, models.CONV_IMPLS)
+      check_choice('conv_impl', self.conv_impl, convolution.CONV_IMPLS)
 
 
 @checked

@@ -18,7 +18,7 @@ from jax.sharding import Mesh
 
 from pfhpo import algorithms
 from pfhpo import data as datasets
-from pfhpo import models
+from pfhpo import convolution, models
 from pfhpo.data.batches import round_batch, server_val_batch
 from pfhpo.data.federated import FederatedData
 from pfhpo.data.groups import with_groups
@@ -92,7 +92,7 @@ def build(cfg: Config) -> Experiment:
           f'examples than the largest batch ({max(cfg.space.batch_sizes)}); '
           f'their batches repeat examples.')
   backend = jax.default_backend()
-  conv_impl = cfg.model.conv_impl or models.default_conv_impl(backend)
+  conv_impl = cfg.model.conv_impl or convolution.default_conv_impl(backend)
   unroll = (default_unroll(cfg.model.model, conv_impl, backend)
             if run.unroll is None else run.unroll)
   chunk = run.client_chunk or default_client_chunk(backend)

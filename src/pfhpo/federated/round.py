@@ -84,8 +84,8 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from pfhpo.federated.aggregate import aggregate_clients, example_weights
 from pfhpo.federated.client import ClientAlgorithm, sgd_client
+from pfhpo.federated.cohort import make_cohort
 from pfhpo.federated.divergence import make_diverged, make_rejected
 from pfhpo.federated.horizon import (ClientUpdates, RoundInput, RoundRecord,
                                      aggregate_step, close, horizon_credit,
@@ -179,41 +179,9 @@ def make_round(model: Model, features: Callable,
     acc = jnp.sum(val.weight * accuracy(logits, val.y))
     return loss, acc
 
-  def clients_round(server, rows, data, hparams, train_key, coeffs,
-                    local_val=()):
-    """The round's clients trained from `server` and aggregated with
-    `coeffs`: (Delta / kept share, scale, per-client aux, (w, the kept
-    share)), theta_g = scale theta + Delta (scale 1 but for the
-    'credit_params' form)."""
-    k = data.count.shape[0]
-    weights = (example_weights(data.count) if client.weights is None
-               else client.weights(data.count, server))  # f32[K]
-    args = (rows, data.x, data.y, data.count, hparams,
-            jax.random.split(train_key, k)) + tuple(local_val)
-
-    def train(row, x, y, count, hp, key, *val_split):
-      params, new_row, stats, own = client.local(
-          server.params, row, x, y, count, hp, key)
-      diverged = diverged_of(params, stats)
-      # A diverged client contributes theta_i - theta = 0 and keeps its row.
-      keep = lambda new, old: jax.tree_util.tree_map(
-          lambda a, b: jnp.where(diverged, b, a), new, old)
-      params = keep(params, server.params)
-      val_loss = (masked_loss(own, *val_split) if val_split
-                  else jnp.zeros_like(stats.loss))
-      update = (jax.tree_util.tree_map(jnp.subtract, params, server.params)
-                if keeps_updates else None)
-      return params, (stats, val_loss, diverged, keep(new_row, row), update)
-
-    delta, aux = aggregate_clients(
-        train, server.params, args, weights, coeffs, client_chunk, mesh,
-        recompute)
-    kept = jnp.sum(jnp.where(aux[2], 0.0, weights))  # weight that trained
-    share = jnp.where(kept > 0, kept, 1.0)
-    scale = (jnp.sum(jnp.where(aux[2], 0.0, weights * coeffs)) / share
-             if 'credit_params' in credit else 1.0)
-    delta = jax.tree_util.tree_map(lambda d: d / share, delta)
-    return delta, scale, aux, (weights, share)
+  cohort = make_cohort(client, masked_loss, diverged_of,
+                       'credit_params' in credit, keeps_updates, client_chunk,
+                       mesh, recompute)
 
   aggregate = aggregate_step(server_opt, 'credit_params' in credit)
 
@@ -223,9 +191,8 @@ def make_round(model: Model, features: Callable,
     if policy.horizon_credit == 'first_order':
       return aggregate(server, record.updates)
     again = record.inputs
-    delta, _, _, _ = clients_round(server, again.rows, again.train,
-                                   again.hparams, again.key,
-                                   jnp.ones(again.hparams.lr.shape))
+    delta, _, _, _ = cohort(server, again.rows, again.train, again.hparams,
+                            again.key, jnp.ones(again.hparams.lr.shape))
     return server_step(server_opt, server, delta)
 
   def apply(state: RoundState, rows, batch: RoundBatch, key: jax.Array):
@@ -246,7 +213,7 @@ def make_round(model: Model, features: Callable,
       chex.assert_equal_shape([clients, batch.local_val.count])
 
     def objective(coeffs, val: ValBatch):
-      delta, scale, aux, weighting = clients_round(
+      delta, scale, aux, weighting = cohort(
           server, rows, data, hparams, train_key, coeffs, local_split)
       theta_g = jax.tree_util.tree_map(lambda s, d: scale * s + d,
                                        server.params, delta)
