@@ -9,7 +9,8 @@ import pytest
 
 from pfhpo.errors import ConfigError
 from pfhpo.experiment import Config, override
-from pfhpo.experiment.config import all_settings
+from pfhpo.experiment.comparison import CompareConfig
+from pfhpo.experiment.config import all_settings, own_settings
 from pfhpo.experiment.flags import (PROCESS_FLAGS, command_from_args,
                                     flag_message, parser)
 from pfhpo.policies import REGISTRY, FedExConfig, GumbelConfig
@@ -111,8 +112,6 @@ def test_the_library_names_parameters_and_the_cli_spells_flags():
 def _float_settings():
   """Every float setting a run or a comparison takes (alone, optional or a
   list), with the choice of policy or algorithm it belongs to."""
-  from pfhpo.experiment.comparison import CompareConfig
-  from pfhpo.experiment.config import own_settings
   floats = lambda kind: float in (kind, *typing.get_args(kind)) or any(
       float in typing.get_args(a) for a in typing.get_args(kind))
   own = own_settings()
@@ -130,20 +129,15 @@ def _float_settings():
 @pytest.mark.parametrize('value', ['inf', '-inf', 'nan'])
 def test_every_float_setting_rejects_inf_and_nan(value):
   """Each is one ConfigError naming the setting, from its group's own
-  check (a library user building the config gets it too)."""
-  from pfhpo.experiment.comparison import CompareConfig
+  check (a library user building the config gets it too), before any
+  check of another setting."""
   found, grid = _float_settings()
   names = {n for n, _ in found}
   assert {'policy_lr', 'lrs', 'server_lr', 'ditto_lambda', 'credit_at',
           'noise_rate', 'algorithm_values'} <= names
   for name, choice in found:
-    base = {**choice}
-    if name == 'algorithm_values':
-      base['algorithm'] = 'ditto'
-    if choice.get('algorithm') == 'mocha':
-      base['model'] = 'logreg'
     with pytest.raises(ConfigError, match=rf'`{name}` must be finite'):
-      override(Config(), {**base, name: value})
+      override(Config(), {**choice, name: value})
   assert grid == ['target_acc']
   with pytest.raises(ConfigError, match='`target_acc` must be finite'):
     CompareConfig(target_acc=float(value))

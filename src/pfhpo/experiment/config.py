@@ -8,8 +8,9 @@ Every group (`groups.py`) is a frozen dataclass of `setting`s that checks
 its own values when it is made; `Config` checks what one group's setting
 means for another's. A setting's name is unique across the groups and is
 its command-line flag's name; the policy and algorithm groups hold the
-chosen policy's and algorithm's own config. `override` applies flat `{name: value}`
-settings (from flags, a preset file or a script) with their types checked.
+chosen policy's and algorithm's own config. `override` applies flat
+`{name: value}` settings (from flags, a preset file or a script) with their
+types checked.
 The defaults are the embedded offline demo: the project's method (`gumbel`)
 over eight configurations on Fashion-MNIST writers.
 """
@@ -64,14 +65,10 @@ class Config:
 
 
 GROUPS = tuple(f.name for f in dataclasses.fields(Config))
-
-
 # Every setting of every group but a chosen policy's or algorithm's own:
 # its group's name.
 GROUP_OF = {f.name: group for group, cls in typing.get_type_hints(
     Config).items() for f in dataclasses.fields(cls) if f.name != 'options'}
-
-
 # The groups whose `options` are a registered choice's own config: group ->
 # its registry; the group's setting of the same name is the choice.
 CHOSEN = {'policy': registry.REGISTRY, 'algorithm': algorithms.REGISTRY}

@@ -17,7 +17,7 @@ from pfhpo.types import RoundMetrics
 
 
 def stall_message(exp: Experiment, r: int, stalled: int, recent,
-                   out_path) -> str:
+                  out_path) -> str:
   """Why the run stops at round `r`, the `stalled`-th round in a row that
   moved no model: what its last rounds (`recent`, their RoundMetrics; fewer
   than `stalled` after a resume) rejected, and the configurations used."""
@@ -44,8 +44,8 @@ def stall_message(exp: Experiment, r: int, stalled: int, recent,
           f"good model's checkpoint and summary are in {out_path}.")
 
 
-def metrics_row(exp: Experiment, state: RunState, m: RoundMetrics, seconds: float,
-         final: bool) -> MetricsRow:
+def metrics_row(exp: Experiment, state: RunState, m: RoundMetrics,
+                seconds: float, final: bool) -> MetricsRow:
   """The metrics row of the round just run (`m`), evaluated now."""
   ev = exp.evaluate(state.algorithm.server.params)
   personal = {}
@@ -61,7 +61,7 @@ def metrics_row(exp: Experiment, state: RunState, m: RoundMetrics, seconds: floa
                     personal_acc_unseen=None if p.unseen == 0
                     else p.unseen_mean,
                     groups=group_figures(exp, state, ev.client_acc,
-                                          p.client_acc, seen))
+                                         p.client_acc, seen))
   optional = lambda v: None if np.isnan(v) else float(v)
   return MetricsRow(
       round=state.round, global_acc=float(ev.acc),
@@ -81,7 +81,7 @@ def metrics_row(exp: Experiment, state: RunState, m: RoundMetrics, seconds: floa
 
 
 def group_figures(exp: Experiment, state: RunState, global_acc,
-                   personal_acc, seen: np.ndarray) -> dict | None:
+                  personal_acc, seen: np.ndarray) -> dict | None:
   """MetricsRow.groups: per client group, the global model's accuracy on
   its test examples, its clients' personal accuracy and where the policy
   put their mass, and the same for those never `seen` in a round (None
@@ -115,8 +115,8 @@ def group_figures(exp: Experiment, state: RunState, global_acc,
 
 
 def run_summary(exp: Experiment, state: RunState, seconds: float,
-             compile_seconds: float, resumed_from: int | None,
-             stopped: str | None) -> Summary:
+                compile_seconds: float, resumed_from: int | None,
+                stopped: str | None) -> Summary:
   final = state.rows[-1]
   everyone = jnp.arange(exp.data.num_clients, dtype=jnp.int32)
   return Summary(

@@ -1,8 +1,8 @@
 """The command line, generated from the config's settings.
 
 Every setting of every group (`config.py`) and of every registered policy's
-and algorithm's config is a flag of the same name, with the setting's help line: a flag is
-written once, where its setting is. `--config=FILE` starts from a preset,
+and algorithm's config is a flag of the same name, with the setting's help
+line: a flag is written once, where its setting is. `--config=FILE` starts from a preset,
 a TOML file whose tables are the groups,
 
     [space]

@@ -151,8 +151,9 @@ def _train(exp: Experiment, out: RunDirectory) -> Summary:
         if last:  # the final figures' view: the policy also sees every
           # client (`observe_all`); the checkpointed state stays the run's
           final = exp.observe_all(state.algorithm)
-        row = metrics_row(exp, state._replace(algorithm=final) if last else state,
-                   metrics, time.perf_counter() - start, last)
+        row = metrics_row(
+            exp, state._replace(algorithm=final) if last else state, metrics,
+            time.perf_counter() - start, last)
         state = state._replace(rows=state.rows + (row,))
         out.log_metrics(row)
         bar.set_postfix(acc=f'{row.global_acc:.3f}',
@@ -169,7 +170,7 @@ def _train(exp: Experiment, out: RunDirectory) -> Summary:
   view = state._replace(algorithm=final if final is not None
                         else exp.observe_all(state.algorithm))
   summary = run_summary(exp, view, time.perf_counter() - start,
-                     compile_seconds, resumed_from, stopped)
+                        compile_seconds, resumed_from, stopped)
   out.write_summary(summary)
   if out.writes:
     plot_run(out.path, exp, view, summary)

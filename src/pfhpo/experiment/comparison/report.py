@@ -7,7 +7,8 @@ from typing import Sequence
 
 from pfhpo.data.groups import GROUPS
 from pfhpo.experiment.comparison.grid import STATIC
-from pfhpo.experiment.comparison.oracle import SCAN, best_static, is_run_of
+from pfhpo.experiment.comparison.oracle import (SCAN, best_static, is_run_of,
+                                                statics_of)
 from pfhpo.experiment.comparison.results import RunResult
 from pfhpo.experiment.comparison.table import (COLUMNS, GROUP_COLUMNS,
                                                TableRow, table_rows)
@@ -89,12 +90,10 @@ def write_report(results: Sequence[RunResult], root: Path, title: str) -> str:
   for model in dict.fromkeys(r.model for r in results):
     mine = [r for r in results if r.model == model and r.curve]
     curves: dict[str, list] = {}
-    statics = {}
     for r in mine:
-      if is_run_of(r.method, STATIC):
-        statics.setdefault(r.method, []).append(r)
-      elif not is_run_of(r.method, SCAN):
+      if not any(is_run_of(r.method, kind) for kind in (STATIC, SCAN)):
         curves.setdefault(r.method, []).append(r.curve)
+    statics = statics_of(mine, model)
     if statics:
       best = best_static(statics)
       curves = {f'static best ({statics[best][0].configuration})':
