@@ -1,6 +1,6 @@
 """What the round's measurements cost over a bare FedAvg round.
 
-The one round every experiment runs (`pfhpo.federated.fedavg`) also tests
+The one round every experiment runs (`pfhpo.algorithms.fedavg`) also tests
 each client for divergence (one forward pass of its first batch) and
 measures the aggregate on a validation batch (which the server's divergence
 test then compares with its bound). This times it against a bare
@@ -26,7 +26,7 @@ import optax
 
 from common import CLASSES, FEATURES, SHAPE, client_data, write_rows
 from pfhpo import models
-from pfhpo.federated import fedavg
+from pfhpo.algorithms import fedavg
 from pfhpo.federated.aggregate import aggregate_clients, example_weights
 from pfhpo.federated.local_update import default_client_chunk, make_local_update
 from pfhpo.federated.server import server_step

@@ -4,7 +4,7 @@ one process of two host devices (the split without processes).
 
 Each layout (processes x devices per process) starts that many copies of this script as the processes of one
 run (`--worker`), joined through a coordinator on localhost. Every process
-builds the same round (`pfhpo.federated.fedavg` over `client_mesh()`, the
+builds the same round (`pfhpo.algorithms.fedavg` over `client_mesh()`, the
 mesh of every process's devices), gathers and sends only its own clients'
 rows (`sharding.client_rows`), and times the rounds; process 0 reports.
 
@@ -39,7 +39,8 @@ def worker(a) -> None:
   import optax
   from common import CLASSES, FEATURES, SHAPE, client_data, timed
   from pfhpo import models
-  from pfhpo.federated import client_mesh, fedavg
+  from pfhpo.algorithms import fedavg
+  from pfhpo.federated import client_mesh
   from pfhpo.federated.local_update import default_client_chunk
   from pfhpo.federated.sharding import client_rows, replicated
   from pfhpo.types import ClientBatch, RoundBatch, ValBatch

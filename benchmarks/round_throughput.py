@@ -7,7 +7,7 @@ models lack, our flax network wrapped as a fedjax Model), K clients of 200 examp
 SGD steps of `batch` examples each, server SGD at learning rate 1. fedjax
 runs its `fed_avg.federated_averaging` (a Python loop over clients of jitted
 per-step calls); ours runs the one compiled round every experiment runs
-(`pfhpo.federated.fedavg`: the round with the static policy, which also
+(`pfhpo.algorithms.fedavg`: the round with the static policy, which also
 measures the aggregate's loss on 100 validation examples), clients vmapped
 `--client_chunk` at a time (CPU default 2) and sharded over all devices,
 its clients' rows already split over the devices as a run's loop sends
@@ -53,7 +53,8 @@ from lean_round import lean_round
 from matmul_floor import matmul_floor, matmul_peak, round_flops, step_matmuls
 from pfhpo import convolution, models
 from pfhpo.compat import fedjax
-from pfhpo.federated import client_mesh, fedavg
+from pfhpo.algorithms import fedavg
+from pfhpo.federated import client_mesh
 from pfhpo.federated.local_update import default_client_chunk, default_unroll
 from pfhpo.federated.sharding import client_rows, replicate
 from pfhpo.models import cross_entropy

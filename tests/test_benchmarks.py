@@ -12,7 +12,7 @@ import numpy as np
 import optax
 
 from pfhpo import models
-from pfhpo.federated import fedavg
+from pfhpo.algorithms import fedavg
 from pfhpo.federated.local_update import example_order
 from pfhpo.types import ClientBatch, RoundBatch, ValBatch
 

@@ -8,7 +8,7 @@ import pytest
 
 from pfhpo import models
 from pfhpo.compat import fedjax
-from pfhpo.federated import fedavg
+from pfhpo.algorithms import fedavg
 from pfhpo.federated.local_update import example_order
 from pfhpo.models import cross_entropy
 from pfhpo.types import ClientBatch, RoundBatch, ValBatch

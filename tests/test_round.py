@@ -13,7 +13,7 @@ import optax
 import pytest
 
 from pfhpo.federated import make_round, put_rows, take_rows
-from pfhpo.federated.round import sample_val
+from pfhpo.federated.credit import sample_val
 from pfhpo.federated.local_update import make_local_update
 from pfhpo.models import Model, cross_entropy
 from pfhpo.policies import (Policy, fedex, gumbel, pfedex, random, reinforce,

@@ -3,7 +3,7 @@ algorithms, each a `ClientAlgorithm` (the client's side and its per-client
 rows; `pfhpo.federated.client`) registered by name with its own config
 (`registry.py`); the run chooses one with `--algorithm`."""
 # Imported in the order the registry lists them (help, error messages).
-from pfhpo.algorithms.fedavg import FedAvgConfig
+from pfhpo.algorithms.fedavg import FedAvgConfig, fedavg
 from pfhpo.algorithms.reptile import ReptileConfig, reptile, reptile_server
 from pfhpo.algorithms.ditto import DittoConfig, ditto
 from pfhpo.algorithms.fedrep import FedRepConfig, fedrep
@@ -17,6 +17,6 @@ from pfhpo.algorithms.registry import (REGISTRY, AlgorithmContext, create,
 __all__ = [
     'REGISTRY', 'AlgorithmContext', 'DittoConfig', 'FedAvgConfig',
     'FedMetaConfig', 'FedRepConfig', 'MochaConfig', 'PFedHNConfig',
-    'PerFedAvgConfig', 'ReptileConfig', 'create', 'ditto', 'entry', 'fedmeta',
+    'PerFedAvgConfig', 'ReptileConfig', 'create', 'ditto', 'entry', 'fedavg', 'fedmeta',
     'fedrep', 'mocha', 'per_fedavg', 'pfedhn', 'reptile', 'reptile_server',
     'server_model', 'server_optimizer']

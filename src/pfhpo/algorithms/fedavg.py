@@ -9,12 +9,21 @@ and a client's personal model is the final global model fine-tuned on its
 own training data with the configuration its policy prefers (FedAvg + local
 fine-tuning, Wang et al. 2019, "Federated Evaluation of On-device
 Personalization"; the "refine" evaluation of Khodak et al., NeurIPS 2021).
-It keeps no per-client state.
+It keeps no per-client state. `fedavg` is the round with every client on
+one configuration, the form that checks ours against fedjax's FedAvg.
 """
 from __future__ import annotations
 
+from typing import Callable
+
+import optax
+
 from pfhpo.algorithms.registry import AlgorithmContext, register
 from pfhpo.federated.client import ClientAlgorithm, sgd_client
+from pfhpo.federated.round import FederatedAlgorithm, make_round
+from pfhpo.models import Model
+from pfhpo.policies.fixed import static
+from pfhpo.policies.space import make_space
 from pfhpo.settings import checked
 
 
@@ -26,3 +35,13 @@ class FedAvgConfig:
 @register('fedavg', FedAvgConfig)
 def _build(config: FedAvgConfig, context: AlgorithmContext) -> ClientAlgorithm:
   return sgd_client(context.sgd())
+
+
+def fedavg(model: Model, features: Callable,
+           server_opt: optax.GradientTransformation, lr: float,
+           local_steps: int, batch_size: int, **options) -> FederatedAlgorithm:
+  """FedAvg (FedAvgM, FedAdam with their server optimizers): the round with
+  every client on one configuration. `options` as `make_round`'s."""
+  space = make_space([lr], [local_steps], [batch_size])
+  return make_round(model, features, server_opt, space, static(space),
+                    **options)

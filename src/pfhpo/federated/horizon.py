@@ -153,6 +153,23 @@ def aggregate_step(server_opt: optax.GradientTransformation,
   return step
 
 
+def replay_step(estimator: str, aggregate: Callable, cohort: Callable,
+                server_opt: optax.GradientTransformation) -> Callable:
+  """`step(S, record)`: a round after the credited one, from server state S:
+  its stored aggregate (`aggregate`, 'first_order'), or its clients trained
+  again with what they used (`cohort`, 'exact')."""
+
+  def step(server: ServerState, record: RoundRecord) -> ServerState:
+    if estimator == 'first_order':
+      return aggregate(server, record.updates)
+    again = record.inputs
+    delta, _, _, _ = cohort(server, again.rows, again.train, again.hparams,
+                            again.key, jnp.ones(again.hparams.lr.shape))
+    return server_step(server_opt, server, delta)
+
+  return step
+
+
 def horizon_credit(aggregate: Callable, later_round: Callable,
                    val_loss: Callable, first: RoundRecord,
                    later: RoundRecord, at: float) -> jax.Array:

@@ -17,23 +17,13 @@ For the round's K clients, in one jitted function compiled once per run:
 with w_i = D_i / D, or the algorithm's own (`ClientAlgorithm.weights`:
 uniform for Reptile's second phase and for MOCHA). FedAvg is this round
 with the `static` policy of one configuration (`fedavg`). The policy says
-what the round measures (`policy.needs`): the backward pass through the aggregation for 'credit'
-(or 'credit_params', which differentiates the faithful form theta_g(c) =
-sum_i w_i c_i theta_i, equal at c = 1, giving dL/dc_i = w_i <dL/dtheta_g,
-theta_i> where 'credit' gives w_i <dL/dtheta_g, theta_i - theta>), the
-clients' validation losses for 'local_val', the step-gradient alignment for
+what the round measures (`policy.needs`): the backward pass through the
+aggregation for 'credit' or 'credit_params' (`credit.py`: at c = 1 or
+c = t 1, on all of the validation set or a sample), the clients'
+validation losses for 'local_val', the step-gradient alignment for
 'alignment', and for 'pre_loss' each client's loss l_i of the server model
 on its training data before it trains, which `policy.observe` records
-before the policy proposes. A policy may take the credit at c = t 1 instead of 1
-(`Policy.credit_at`): dL/dc_i(t 1) integrated over t in [0, 1] sums, over
-the clients, to the round's loss change L(theta_g(1)) - L(theta) (the
-Aumann-Shapley shares of the change), and t = 1/2 is that integral's
-midpoint estimate, where t = 1 is the marginal value of each update at the
-aggregate. The server still moves to, and validates, theta_g(1) (one more
-forward pass of the validation set). A policy may take its credit on a
-fresh weighted sample of m validation examples each round
-(`Policy.credit_examples`, `sample_val`): an unbiased estimate of the
-credit on the whole set, whose backward pass costs m examples, not all.
+before the policy proposes.
 
 A policy may look further (`Policy.horizon` = K > 1): then the round takes
 no credit of its own aggregate; it closes the window of round r - K + 1
@@ -47,21 +37,12 @@ set, or the round's clients' own splits: `pfhpo.data.validation`). L_i^val,
 which FedEx learns from, is client i's mean loss of its own trained model on
 its own validation split (`RoundBatch.local_val`).
 
-Divergence (`divergence.py`), tested twice:
-  - per client: a diverged client's update counts as zero and the others'
-    weights are renormalised, Delta = sum_{i kept} w_i c_i Delta_i /
-    sum_{i kept} w_i;
-  - by the server: the aggregate is accepted only if its validation loss L
-    is finite and L <= EXPLODED * log(classes), ten times a uniform guess's
-    loss (23.0 for ten classes). A model above it predicts confidently
-    wrong on average, which no round of a learning model produces and an
-    exploding configuration does within a round or two; the client test
-    cannot see it when the server model itself is blowing up, and a bound
-    fixed by the task, unlike one relative to the last accepted model,
-    cannot be ratcheted up by a slowly exploding one (`make_rejected`).
-A rejected aggregate, or a round in which every client diverged, leaves the
-server state (model and optimizer) as it was: the server keeps the last
-good model.
+Divergence (`divergence.py`) is tested twice: a diverged client's update
+counts as zero and the others' weights are renormalised, and the server
+accepts the aggregate only if its validation loss is finite and at most
+EXPLODED * log(classes) (`make_rejected`). A rejected aggregate, or a round
+in which every client diverged, leaves the server state (model and
+optimizer) as it was: the server keeps the last good model.
 The policy hears which clients failed (`Feedback.diverged`): those that
 diverged, and every client of a rejected aggregate, and penalises their
 configurations. `RoundMetrics.updated` says whether the server moved, so a
@@ -86,17 +67,17 @@ from jax.sharding import Mesh
 
 from pfhpo.federated.client import ClientAlgorithm, sgd_client
 from pfhpo.federated.cohort import make_cohort
+from pfhpo.federated.credit import credit_set, one_round_credit
 from pfhpo.federated.divergence import make_diverged, make_rejected
 from pfhpo.federated.horizon import (ClientUpdates, RoundInput, RoundRecord,
                                      aggregate_step, close, horizon_credit,
-                                     init_window)
+                                     init_window, replay_step)
 from pfhpo.federated.local_update import make_local_update, make_masked_loss
 from pfhpo.federated.server import init_server, server_step
 from pfhpo.federated.sharding import replicate
 from pfhpo.models import Model, accuracy, cross_entropy
 from pfhpo.policies.base import CREDITS, MEASUREMENTS, Policy, mean_entropy
-from pfhpo.policies.fixed import static
-from pfhpo.policies.space import SearchSpace, hparams_for, make_space
+from pfhpo.policies.space import SearchSpace, hparams_for
 from pfhpo.settings import require
 from pfhpo.types import (Feedback, RoundBatch, RoundMetrics, RoundState,
                          ValBatch)
@@ -185,15 +166,8 @@ def make_round(model: Model, features: Callable,
 
   aggregate = aggregate_step(server_opt, 'credit_params' in credit)
 
-  def later_round(server, record: RoundRecord):
-    """A round after the credited one, from `server`: its stored aggregate
-    ('first_order'), or its clients trained again with what they used."""
-    if policy.horizon_credit == 'first_order':
-      return aggregate(server, record.updates)
-    again = record.inputs
-    delta, _, _, _ = cohort(server, again.rows, again.train, again.hparams,
-                            again.key, jnp.ones(again.hparams.lr.shape))
-    return server_step(server_opt, server, delta)
+  later_round = replay_step(policy.horizon_credit, aggregate, cohort,
+                            server_opt)
 
   def apply(state: RoundState, rows, batch: RoundBatch, key: jax.Array):
     server, clients, data = state.server, batch.clients, batch.train
@@ -218,26 +192,14 @@ def make_round(model: Model, features: Callable,
       theta_g = jax.tree_util.tree_map(lambda s, d: scale * s + d,
                                        server.params, delta)
       loss, acc = val_metrics(theta_g, val)
-      return loss, (delta, aux, acc, weighting)
+      return loss, (delta, acc, (aux, weighting))
 
-    ones = jnp.ones(k, jnp.float32)
-    m = policy.credit_examples
-    sampled = m is not None and m < batch.val.y.shape[0]
-    credit_val = (sample_val(jax.random.fold_in(key, 1), batch.val, m)
-                  if sampled else batch.val)
-    if credit and horizon == 1:
-      t = policy.credit_at  # a Python float: the round is compiled for it
-      (val_loss, (delta, aux, val_acc, (weights, share))), dl_dc = (
-          jax.value_and_grad(objective, has_aux=True)(t * ones, credit_val))
-      if t != 1.0:  # the update at c = 1
-        delta = jax.tree_util.tree_map(lambda d: d / t, delta)
-      if t != 1.0 or sampled:  # validated at c = 1, on all of val
-        val_loss, val_acc = val_metrics(jax.tree_util.tree_map(
-            jnp.add, server.params, delta), batch.val)
-    else:
-      val_loss, (delta, aux, val_acc, (weights, share)) = objective(
-          ones, batch.val)
-      dl_dc = jnp.zeros(k, jnp.float32)
+    credit_val = credit_set(jax.random.fold_in(key, 1), batch.val,
+                            policy.credit_examples)
+    val_loss, val_acc, delta, (aux, (weights, share)), dl_dc = (
+        one_round_credit(objective, val_metrics, server.params, batch.val,
+                         credit_val, k, bool(credit) and horizon == 1,
+                         policy.credit_at))
     stats, client_val_loss, diverged, new_rows, updates = aux  # [K]
     trained = ~jnp.all(diverged)  # some client's update is in the aggregate
     rejected = trained & rejected_of(val_loss)
@@ -294,22 +256,3 @@ def make_round(model: Model, features: Callable,
 
   return FederatedAlgorithm(init, apply)
 
-
-def sample_val(key: jax.Array, val: ValBatch, m: int) -> ValBatch:
-  """m validation examples drawn with replacement in proportion to their
-  weights, each weighted 1/m: sum_j (1/m) l_j is an unbiased estimate of
-  the weighted loss sum_i w_i l_i, and so is its gradient (padding, of
-  weight 0, is never drawn)."""
-  pick = jax.random.choice(key, val.y.shape[0], (m,), p=val.weight)  # i32[m]
-  return ValBatch(jnp.take(val.x, pick, axis=0), jnp.take(val.y, pick),
-                  jnp.full(m, 1.0 / m, jnp.float32))
-
-
-def fedavg(model: Model, features: Callable,
-           server_opt: optax.GradientTransformation, lr: float,
-           local_steps: int, batch_size: int, **options) -> FederatedAlgorithm:
-  """FedAvg (FedAvgM, FedAdam with their server optimizers): the round with
-  every client on one configuration. `options` as `make_round`'s."""
-  space = make_space([lr], [local_steps], [batch_size])
-  return make_round(model, features, server_opt, space, static(space),
-                    **options)
