@@ -9,7 +9,14 @@ A preset (`experiments/configs/*.toml`) gives the base run and, in its
 [compare] table, the grid; the flags below override either. Every run goes
 to `<out_dir>/runs/...`; the same command with the same `--out_dir`
 continues an interrupted comparison (finished runs are read, not redone).
-Writes results.json, results.csv, table.md and best_acc_<model>.png into
+The tuners `rs`, `sha` and `hyperband` are methods of `--policies` too,
+each run at every budget of `--budgets` (in runs of `--rounds` rounds):
+
+    python experiments/compare.py --policies=gumbel,rs,sha,hyperband \
+        --budgets=1,2,4,8 --seeds=0,1,2
+
+Writes results.json, results.csv, table.md (with a table per budget),
+best_acc_<model>.png and, with a tuner, budget_<model>.png into
 `--out_dir`, and prints the table. Exit status: 0, or 1 if a run failed
 (the table says which; its traceback is beside its run), or 2 for bad input.
 """
@@ -30,11 +37,12 @@ from pfhpo.host_memory import keep_freed_memory
 from pfhpo.settings import coerce
 
 PRESET = 'experiments/configs/cross_silo.toml'
-# The base run's settings the command line may change.
+# The base run's settings the command line may change (the search space's
+# axes too: every method and tuner searches the same space).
 RUN_FLAGS = ('dataset', 'data_dir', 'max_clients', 'rounds',
              'clients_per_round', 'holdout_fraction', 'eval_every',
              'noisy_fraction', 'noise_rate', 'noise_kind', 'few_fraction',
-             'few_examples')
+             'few_examples', 'lrs', 'local_steps', 'batch_sizes')
 # The grid's settings the command line may change; the named methods
 # ([compare.methods.NAME]) are the preset's alone.
 GRID_FLAGS = tuple(f.name for f in dataclasses.fields(CompareConfig)

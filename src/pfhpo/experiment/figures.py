@@ -76,6 +76,7 @@ def metrics_row(exp: Experiment, state: RunState, m: RoundMetrics,
       rejected_aggregates_total=int(state.totals.rejected_aggregates),
       stalled_rounds=int(state.totals.stalled_rounds),
       seconds=round(seconds, 3),
+      val_acc=float(m.val_acc) if bool(m.updated) else None,
       policy_entropy=optional(m.policy_entropy),
       local_val_loss=optional(m.local_val_loss), **personal)
 
@@ -122,6 +123,7 @@ def run_summary(exp: Experiment, state: RunState, seconds: float,
   return Summary(
       final=final,
       best_global_acc=max(row.global_acc for row in state.rows),
+      test_at_best_val=test_at_best_val(state.rows),
       global_error=1.0 - final.global_acc,
       refine_error=1.0 - final.personal_acc_pooled,
       rounds=exp.cfg.run.rounds, total_seconds=round(seconds, 3),
@@ -132,3 +134,12 @@ def run_summary(exp: Experiment, state: RunState, seconds: float,
       configurations=[exp.space.describe(z) for z in range(exp.space.size)],
       policy=exp.policy.summarize(state.algorithm.policy, everyone),
       stopped=stopped)
+
+
+def test_at_best_val(rows) -> float | None:
+  """The test accuracy of the first evaluated row of best validation
+  accuracy (None: no row validated)."""
+  validated = [r for r in rows if r.val_acc is not None]
+  if not validated:
+    return None
+  return max(validated, key=lambda r: r.val_acc).global_acc

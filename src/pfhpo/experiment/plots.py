@@ -1,6 +1,7 @@
 """Figures a run draws at the end (matplotlib, no display needed)."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -108,6 +109,50 @@ def plot_best_accuracy(curves: dict, path: Path, title: str) -> None:
   ax.set_ylabel('best global test accuracy so far')
   ax.set_title(title)
   ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def plot_budget(curves: dict, marks: dict, path: Path, title: str) -> None:
+  """The anytime figure of federated HPO papers: the test accuracy of the
+  model chosen on validation so far against the client local steps spent
+  (log scale); per method, the mean over its seeds and a band from their
+  lowest to their highest.
+
+  curves: {method: [[(local_steps, test_acc), ...] per seed]} (a step
+  function, each point holding until the next, up to what it spent); marks: {label: [(local
+  steps, test_acc) per seed]}, drawn as a point at their mean.
+  """
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  spent = [s for runs in curves.values() for run in runs for s, _ in run]
+  if spent:
+    grid = np.geomspace(max(min(spent), 1), max(max(spent), 2), 200)
+    for method, runs in curves.items():
+      lines = []
+      for run in runs:
+        steps = np.array([s for s, _ in run], float)
+        acc = np.array([a for _, a in run], float)
+        at = np.searchsorted(steps, grid, side='right') - 1  # i[200]
+        held = (at >= 0) & (grid <= steps[-1] * 1.0001)  # what it spent
+        lines.append(np.where(held, acc[np.maximum(at, 0)], np.nan))
+      lines = np.array(lines)  # f[seeds, 200]
+      with warnings.catch_warnings():  # before a seed's first point: NaN
+        warnings.simplefilter('ignore', RuntimeWarning)
+        low, mean, high = (f(lines, 0) for f in (np.nanmin, np.nanmean,
+                                                  np.nanmax))
+      (handle,) = ax.plot(grid, mean, label=method)
+      if len(runs) > 1:
+        ax.fill_between(grid, low, high, color=handle.get_color(), alpha=0.2)
+  for label, points in marks.items():
+    ax.plot(np.mean([s for s, _ in points]), np.mean([a for _, a in points]),
+            'k*', markersize=10, label=label)
+  ax.set_xscale('log')
+  ax.set_xlabel('client local steps spent (log)')
+  ax.set_ylabel('test accuracy of the model chosen on validation')
+  ax.set_title(title)
+  ax.grid(alpha=0.3, which='both')
   ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=120)

@@ -26,6 +26,9 @@ class MetricsRow:
   rejected_aggregates_total: int
   stalled_rounds: int
   seconds: float
+  # of the aggregate on the round's validation batch; unset when the server
+  # rejected it (the model evaluated is then an earlier one)
+  val_acc: float | None = None
   policy_entropy: float | None = None  # categorical policies
   local_val_loss: float | None = None  # policies learning from it (FedEx)
   # At the last round: every client fine-tunes with its preferred
@@ -56,6 +59,10 @@ class Summary:
   """summary.json: the last row's figures and the run's own."""
   final: MetricsRow
   best_global_acc: float
+  # The test accuracy at the evaluated round of best validation accuracy
+  # (the first of ties): the model a run would hand over chosen on
+  # validation, never on test (None: no round validated).
+  test_at_best_val: float | None
   # Khodak et al.'s two figures: the global model's test error and the
   # error after each client fine-tunes it ("refine"), both pooled.
   global_error: float

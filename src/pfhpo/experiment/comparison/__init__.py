@@ -29,15 +29,18 @@ hold a row per run, `table.md` the mean and spread over seeds, and
 The package's modules, in the order a comparison uses them: `grid` (what
 runs: the methods, models and seeds, planned and checked), `results` (a
 run's recorded result and the results files), `oracle` (the grid's best and
-the per-group oracle's scan), `runs` (running or reading every run),
-`table` (table.md's rows over seeds) and `report` (their markdown and the
-figure).
+the per-group oracle's scan), `runs` (running, continuing or reading one
+run),
+`tuning` (the tuners over the static grid at each budget), `suite` (all
+of it in order), `table` (table.md's rows over seeds) and `report` (their
+markdown and the figures).
 """
 from pfhpo.experiment.comparison.grid import (STATIC, CompareConfig, RunSpec,
                                               plan)
 from pfhpo.experiment.comparison.report import table_markdown, write_report
 from pfhpo.experiment.comparison.results import RunResult, write_results
-from pfhpo.experiment.comparison.runs import run_all, run_one
+from pfhpo.experiment.comparison.runs import run_one
+from pfhpo.experiment.comparison.suite import run_all
 from pfhpo.experiment.comparison.table import TableRow, table_rows
 
 __all__ = ['STATIC', 'CompareConfig', 'RunResult', 'RunSpec', 'TableRow',

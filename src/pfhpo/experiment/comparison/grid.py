@@ -15,6 +15,9 @@ from pfhpo.settings import check_choice, checked, require, setting
 
 
 STATIC = 'static'
+# The tuners over the static grid's configurations, methods of `policies`
+# (`tuning.py`): random search, successive halving, Hyperband.
+TUNERS = ('rs', 'sha', 'hyperband')
 
 
 # What a method may set besides its policy's settings: the federated
@@ -52,6 +55,12 @@ class CompareConfig:
       'each run on every model and seed')
   models: tuple[str, ...] = setting(('mlp',), 'the models')
   seeds: tuple[int, ...] = setting((0, 1, 2), 'the seeds')
+  budgets: tuple[int, ...] = setting(
+      (1, 2, 4, 8), "the tuners' budgets, in runs (one run: `rounds` "
+      'rounds); each tuner is sized to each')
+  eta: int = setting(
+      2, "successive halving's and Hyperband's eta: the best 1/eta of a "
+      'rung go on')
   static_grid: bool = setting(
       True, "also run every configuration of the space as 'static'")
   target_acc: float | None = setting(
@@ -66,7 +75,7 @@ class CompareConfig:
           '[compare.methods.NAME] tables)')})
 
   def __post_init__(self):
-    for name in ('policies', 'models', 'seeds'):
+    for name in ('policies', 'models', 'seeds', 'budgets'):
       values = getattr(self, name)
       require(len(values) > 0, f'`{name}` is empty; give at least one')
       require(len(set(values)) == len(values),
@@ -78,6 +87,8 @@ class CompareConfig:
               f'{where}: a method\'s name is its runs\' directory; use '
               'letters, digits, ".", "-" and "_"')
       require(isinstance(table, Mapping), f'{where} is not a table')
+      require(name not in TUNERS, f"{where}: {name} is a tuner's name; "
+              'give the method another')
       policy = table.get('policy', name)
       require(policy in learned or (policy == STATIC and 'static_index' in
                                     table),
@@ -92,8 +103,11 @@ class CompareConfig:
                 f'({", ".join(METHOD_SETTINGS)}); every method runs with the '
                 'same data, model, space and rounds')
     for method in self.policies:
-      check_choice('policies', method, learned + tuple(
+      check_choice('policies', method, learned + TUNERS + tuple(
           m for m in self.methods if m not in learned))
+    require(all(b >= 1 for b in self.budgets),
+            f'`budgets` are in runs, each at least 1; got {list(self.budgets)}')
+    require(self.eta >= 2, f'`eta` must be at least 2, got {self.eta}')
     for model in self.models:
       check_choice('models', model, model_zoo.MODELS)
     require(self.target_acc is None or 0 < self.target_acc <= 1,
@@ -128,8 +142,10 @@ def plan(base: Config, grid: CompareConfig) -> list[RunSpec]:
   space = base.search_space()
   methods = ([(f'{STATIC}[{z}]', {'policy': STATIC, 'static_index': z})
               for z in range(space.size)] if grid.static_grid else [])
-  methods += [(m, grid.settings_of(m)) for m in grid.policies]
+  methods += [(m, grid.settings_of(m)) for m in grid.policies
+              if m not in TUNERS]
   searching = [m for m, s in methods if REGISTRY[s['policy']].searches]
+  searching += [m for m in grid.policies if m in TUNERS]
   require(space.size > 1 or not searching,
           f'{", ".join(searching)} choose among the search space\'s '
           'configurations, but it holds one; give several `lrs`, '
@@ -144,9 +160,12 @@ def plan(base: Config, grid: CompareConfig) -> list[RunSpec]:
   return specs
 
 
-def config_of(base: Config, spec: RunSpec, root: Path,
-              resume: bool = False) -> Config:
+def config_of(base: Config, spec: RunSpec, root: Path, resume: bool = False,
+              rounds: int | None = None) -> Config:
+  """The run of `spec` in `root`; `rounds`: that many instead of the
+  base's (a tuner's rung)."""
   return override(base, {**spec.settings, 'model': spec.model,
                          'seed': spec.seed,
                          'out_dir': str(spec.directory(root)),
-                         'resume': resume})
+                         'resume': resume,
+                         'rounds': rounds or base.run.rounds})

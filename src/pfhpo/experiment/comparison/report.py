@@ -6,14 +6,16 @@ from pathlib import Path
 from typing import Sequence
 
 from pfhpo.data.groups import GROUPS
-from pfhpo.experiment.comparison.grid import STATIC
-from pfhpo.experiment.comparison.oracle import (SCAN, best_static, is_run_of,
-                                                statics_of)
+from pfhpo.experiment.comparison.grid import STATIC, TUNERS
+from pfhpo.experiment.comparison.oracle import (ORACLE, SCAN, best_static,
+                                                is_run_of, statics_of)
 from pfhpo.experiment.comparison.results import RunResult
 from pfhpo.experiment.comparison.table import (COLUMNS, GROUP_COLUMNS,
-                                               TableRow, table_rows)
+                                               TableRow, budget_rows,
+                                               by_validation,
+                                               by_validation_label, table_rows)
 from pfhpo.experiment.outputs import write_atomic
-from pfhpo.experiment.plots import plot_best_accuracy
+from pfhpo.experiment.plots import plot_best_accuracy, plot_budget
 
 
 def table_markdown(rows: Sequence[TableRow], title: str) -> str:
@@ -71,21 +73,49 @@ def _group_table(rows: Sequence[TableRow]) -> list[str]:
   return lines + ['']
 
 
-ACCURACIES = ('best global acc', 'final global acc', 'personal acc',
-              'personal p10')
+ACCURACIES = ('best global acc', 'test at best val', 'final global acc',
+              'personal acc', 'personal p10')
+# The columns of the tables at equal budget.
+BUDGET_COLUMNS = ('test at best val', 'runs spent', 'local steps')
+
+
+def budget_markdown(results: Sequence[RunResult], model: str) -> list[str]:
+  """table.md's tables at equal budget for `model` (`budget_rows`)."""
+  lines = []
+  for budget, rows in budget_rows(results, model).items():
+    lines += [f'### {model} at a budget of {budget} runs', '',
+              '| method | runs | ' + ' | '.join(BUDGET_COLUMNS) + ' |',
+              '| --- | --- |' + ' --- |' * len(BUDGET_COLUMNS)]
+    best = max((r.cells[BUDGET_COLUMNS[0]][0] for r in rows
+                if r.cells.get(BUDGET_COLUMNS[0])), default=None)
+    for r in rows:
+      cells = []
+      for col in BUDGET_COLUMNS:
+        cell = r.cells.get(col)
+        text = '-' if cell is None else _format(col, *cell)
+        bold = col == BUDGET_COLUMNS[0] and cell and cell[0] == best
+        cells.append(f'**{text}**' if bold else text)
+      lines.append(f'| {r.method} | {r.runs} | ' + ' | '.join(cells) + ' |')
+    lines.append('')
+  return lines
 
 
 def _format(col: str, mean: float, std: float, count: int) -> str:
   """`mean ± std` over the runs with a value; the mean alone for one."""
   if col in ACCURACIES:
     return f'{mean:.3f} ± {std:.3f}' if count > 1 else f'{mean:.3f}'
+  if col == 'runs spent':
+    return f'{mean:.2f} ± {std:.2f}' if std else f'{mean:.2f}'
   return f'{mean:,.0f} ± {std:,.0f}' if std else f'{mean:,.0f}'
 
 
 def write_report(results: Sequence[RunResult], root: Path, title: str) -> str:
-  """table.md and best_acc_<model>.png from `results`; returns the table."""
+  """table.md, best_acc_<model>.png and, with a tuner, budget_<model>.png
+  from `results`; returns the table."""
   rows = table_rows(results)
-  text = table_markdown(rows, title)
+  text = '\n'.join([table_markdown(rows, title)] + [
+      line for model in dict.fromkeys(r.model for r in results)
+      for line in budget_markdown(results, model)])
   write_atomic(root / 'table.md', text)
   for model in dict.fromkeys(r.model for r in results):
     mine = [r for r in results if r.model == model and r.curve]
@@ -98,6 +128,35 @@ def write_report(results: Sequence[RunResult], root: Path, title: str) -> str:
       best = best_static(statics)
       curves = {f'static best ({statics[best][0].configuration})':
                 [r.curve for r in statics[best]], **curves}
-    plot_best_accuracy(curves, root / f'best_acc_{model}.png',
-                       title=f'{title}: {model}')
+    if curves:  # (a comparison of tuners alone has no run's curve)
+      plot_best_accuracy(curves, root / f'best_acc_{model}.png',
+                         title=f'{title}: {model}')
+    everyone = [r for r in results if r.model == model]
+    if any(r.method in TUNERS for r in everyone):
+      _plot_budget(everyone, statics, root / f'budget_{model}.png',
+                   f'{title}: {model}')
   return text
+
+
+def _plot_budget(mine: Sequence[RunResult], statics: dict, path: Path,
+                 title: str) -> None:
+  """budget_<model>.png: each learned method's run and each tuner at its
+  largest budget, chosen on validation, against the local steps spent; the
+  grid chosen on validation as a point (it spends all its runs)."""
+  largest = {r.method: r.budget for r in mine if r.method in TUNERS}
+  curves: dict[str, list] = {}
+  for r in mine:
+    if r.anytime and not any(is_run_of(r.method, kind)
+                             for kind in (STATIC, SCAN, ORACLE)):
+      if r.method in TUNERS and r.budget != largest[r.method]:
+        continue
+      label = (f'{r.method} (budget {r.budget})' if r.method in TUNERS
+               else r.method)
+      curves.setdefault(label, []).append(
+          [(steps, test) for _, steps, _, test in r.anytime])
+  marks = {}
+  if statics:
+    marks[by_validation_label(len(statics))] = [
+        (r.local_steps_total, r.test_at_best_val)
+        for r in by_validation(statics)]
+  plot_budget(curves, marks, path, title)

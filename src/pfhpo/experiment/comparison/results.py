@@ -22,6 +22,14 @@ class RunResult:
   configuration: str | None = None  # the static grid's configuration
   global_acc: float | None = None  # at the last round
   best_global_acc: float | None = None  # the method's objective
+  # chosen on validation: the test accuracy at the evaluated round of best
+  # validation accuracy (a tuner's: of the model it chose), and that
+  # validation accuracy
+  test_at_best_val: float | None = None
+  best_val_acc: float | None = None
+  budget: int = 1  # in runs (one run: `rounds` rounds); a tuner's is sized
+  # to it (`pfhpo.tuners`), a single run spends 1
+  spent_runs: float | None = None  # rounds trained / `rounds`
   personal_acc: float | None = None
   personal_acc_p10: float | None = None
   personal_acc_pooled: float | None = None
@@ -35,6 +43,10 @@ class RunResult:
   groups: dict | None = None  # per client group (MetricsRow.groups)
   # (round, global accuracy) at every evaluation
   curve: tuple[tuple[int, float], ...] = ()
+  # (rounds, local steps, validation accuracy, test accuracy) spent and
+  # chosen on validation after each evaluation (`pfhpo.tuners.Point`: a
+  # run is a tuner of one trial); what the budget figure draws
+  anytime: tuple[tuple[int, int, float, float], ...] = ()
 
 
 def write_results(results: Sequence[RunResult], root: Path) -> None:
@@ -42,7 +54,7 @@ def write_results(results: Sequence[RunResult], root: Path) -> None:
   rows = [dataclasses.asdict(r) for r in results]
   write_json(root / 'results.json', rows)
   fields = [f.name for f in dataclasses.fields(RunResult)
-            if f.name not in ('curve', 'groups')]
+            if f.name not in ('curve', 'anytime', 'groups')]
   text = io.StringIO()
   writer = csv.DictWriter(text, fields, extrasaction='ignore')
   writer.writeheader()

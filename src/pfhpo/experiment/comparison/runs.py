@@ -1,86 +1,82 @@
-"""Running the grid: each run into its own directory, read if finished,
-resumed if interrupted, recorded as failed if it raised (`run_all`)."""
+"""One run of the comparison into its own directory: read if finished,
+continued if interrupted or taken to fewer rounds, recorded as failed if
+it raised (`run_one`, `train_to`)."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import traceback
 from pathlib import Path
-from typing import Callable
 
 from pfhpo.data.groups import GROUPS
 from pfhpo.errors import ConfigError, RunStopped
-from pfhpo.experiment.comparison.grid import (CompareConfig, RunSpec,
-                                              config_of, plan)
-from pfhpo.experiment.comparison.oracle import oracle_plan, scan_plan
-from pfhpo.experiment.comparison.results import RunResult, write_results
+from pfhpo.experiment.comparison.grid import RunSpec, config_of
+from pfhpo.experiment.comparison.results import RunResult
 from pfhpo.experiment.config import Config
 from pfhpo.experiment.loop import run
-from pfhpo.experiment.outputs import (changed_setting, check_resumable,
-                                     config_record, write_json)
-from pfhpo.settings import require
-
-
-def run_all(base: Config, grid: CompareConfig, root: Path,
-            progress: Callable[[int, int, RunSpec, str], None] = None
-            ) -> list[RunResult]:
-  """Runs (or reads) every run of the grid into `root`, then the per-group
-  oracle's scan and runs where they apply; writes the results after each
-  run, so an interrupted comparison loses at most the run going."""
-  specs = plan(base, grid)
-  root.mkdir(parents=True, exist_ok=True)
-  _check_same_comparison(root, base)
-  results: list[RunResult] = []
-  for phase in (lambda: specs, lambda: scan_plan(base, grid, results),
-                lambda: oracle_plan(base, grid, results)):
-    todo = phase()
-    for i, spec in enumerate(todo):
-      done = (spec.directory(root) / 'summary.json').exists()
-      if progress:
-        progress(i + 1, len(todo), spec, 'read' if done else 'run')
-      results.append(run_one(base, spec, root, grid.target_acc))
-      write_results(results, root)
-  return results
+from pfhpo.experiment.outputs import check_resumable, config_record
+from pfhpo.tuners import Observation, random_search
 
 
 def run_one(base: Config, spec: RunSpec, root: Path,
             target_acc: float | None) -> RunResult:
   """The result of one run: read if finished (and run with the settings
-  it has now), else run (resuming from its last checkpoint). A run that
+  it has now), else run, continuing from its last checkpoint (a run a
+  tuner took to fewer rounds goes on from where it ended). A run that
   raises is a 'failed' result, but for bad input (a ConfigError), which
   stops the comparison."""
+  error = train_to(base, spec, root, base.run.rounds)
+  if error is not None:
+    return RunResult(*spec.key, status='failed', error=error)
+  return read_result(spec, spec.directory(root), target_acc)
+
+
+def train_to(base: Config, spec: RunSpec, root: Path,
+             rounds: int) -> str | None:
+  """Runs `spec` to `rounds` rounds unless it has run them (or stopped),
+  continuing from its last checkpoint: its rows are the straight run's.
+  Returns the error of a run that raised (its traceback beside it), else
+  None; a ConfigError (bad input, which fails every run alike) is raised."""
   out = spec.directory(root)
-  if (out / 'summary.json').exists():
-    check_resumable(out, config_record(config_of(base, spec, root), {}))
-  else:
-    resume = any((out / 'checkpoints').glob('[0-9]*'))
-    if out.exists() and not resume:  # died before its first checkpoint
-      shutil.rmtree(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    error_file = out.parent / f'seed{spec.seed}.error.txt'
-    error_file.unlink(missing_ok=True)  # an earlier attempt's
-    try:
-      run(config_of(base, spec, root, resume))
-    except RunStopped:
-      pass  # its summary says why
-    except ConfigError:
-      raise  # bad input (e.g. more clients a round than the data holds)
-      # fails every run alike: the command line's one line, exit status 2
-    except Exception as e:  # noqa: BLE001 reported in the table, not fatal
-      line = str(e).splitlines()[0] if str(e) else type(e).__name__
-      error_file.write_text(traceback.format_exc())
-      return RunResult(*spec.key, status='failed',
-                       error=f'{type(e).__name__}: {line}'[:300])
-  return read_result(spec, out, target_acc)
+  cfg = config_of(base, spec, root, rounds=rounds)
+  summary = out / 'summary.json'
+  if summary.exists() and _reached(json.loads(summary.read_text()), rounds):
+    check_resumable(out, config_record(cfg, {}))
+    return None
+  resume = any((out / 'checkpoints').glob('[0-9]*'))
+  if out.exists() and not resume:  # died before its first checkpoint
+    shutil.rmtree(out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  error_file = out.parent / f'seed{spec.seed}.error.txt'
+  error_file.unlink(missing_ok=True)  # an earlier attempt's
+  try:
+    run(config_of(base, spec, root, resume, rounds))
+  except RunStopped:
+    pass  # its summary says why
+  except ConfigError:
+    raise  # the command line's one line, exit status 2
+  except Exception as e:  # noqa: BLE001 reported in the table, not fatal
+    line = str(e).splitlines()[0] if str(e) else type(e).__name__
+    error_file.write_text(traceback.format_exc())
+    return f'{type(e).__name__}: {line}'[:300]
+  return None
+
+
+def _reached(summary: dict, rounds: int) -> bool:
+  """Whether a run's summary is of `rounds` rounds or more, or of a run
+  that stopped (it goes no further)."""
+  return bool(summary.get('stopped')) or summary['rounds'] >= rounds
 
 
 def read_result(spec: RunSpec, out: Path,
                 target_acc: float | None) -> RunResult:
   """A finished run's RunResult, from its summary.json and metrics.jsonl."""
   summary = json.loads((out / 'summary.json').read_text())
-  rows = [json.loads(line) for line in
-          (out / 'metrics.jsonl').read_text().splitlines()]
+  rows = read_rows(out, summary['rounds'])
   curve = tuple((r['round'], r['global_acc']) for r in rows)
+  one = random_search(lambda trial, rounds: observations(rows), [0],
+                      rows[-1]['round'])
   reached = [r for r, acc in curve if target_acc is not None
              and acc >= target_acc]
   names = summary['configurations']
@@ -96,6 +92,9 @@ def read_result(spec: RunSpec, out: Path,
       error=summary.get('stopped'), configuration=configuration,
       global_acc=summary['global_acc'],
       best_global_acc=summary['best_global_acc'],
+      spent_runs=rows[-1]['round'] / summary['rounds'],
+      test_at_best_val=one.choice and one.choice.test_acc,
+      best_val_acc=one.choice and one.choice.val_acc,
       personal_acc=summary.get('personal_acc'),
       personal_acc_p10=summary.get('personal_acc_p10'),
       personal_acc_pooled=summary.get('personal_acc_pooled'),
@@ -106,21 +105,19 @@ def read_result(spec: RunSpec, out: Path,
       total_seconds=summary['total_seconds'],
       first_round_seconds=summary['first_round_seconds'],
       compile_seconds=summary.get('compile_seconds'),
-      groups=summary.get('groups'), curve=curve)
+      groups=summary.get('groups'), curve=curve,
+      anytime=one.history)
 
 
-def _check_same_comparison(root: Path, base: Config) -> None:
-  """A comparison directory holds runs of one base config: a later call may
-  add models, methods or seeds, never change the base."""
-  record = config_record(base, {})
-  path = root / 'comparison.json'
-  if path.exists():
-    changed = changed_setting(json.loads(path.read_text()), record,
-                              ('out_dir', 'resume', 'seed'))
-    require(changed is None,
-            f'`out_dir`={root} holds a comparison of other settings'
-            + (f' ({changed[0]}={changed[1]!r}, not {changed[2]!r})'
-               if changed else '') + '; pass the same preset and settings '
-            'to continue it, or a new `out_dir`.')
-  else:
-    write_json(path, record)
+def read_rows(out: Path, rounds: int) -> list[dict]:
+  """A run's metrics rows of its first `rounds` rounds."""
+  rows = [json.loads(line) for line in
+          (out / 'metrics.jsonl').read_text().splitlines()]
+  return [r for r in rows if r['round'] <= rounds]
+
+
+def observations(rows) -> list[Observation]:
+  """A run's evaluated rows as a tuner sees them (a row whose aggregate the
+  server rejected has no validation accuracy: -inf, never chosen)."""
+  return [Observation(r['round'], r.get('val_acc', -math.inf),
+                      r['global_acc'], r['local_steps_total']) for r in rows]

@@ -2,12 +2,13 @@
 best and its cost, the per-group oracle and its scan's cost."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from typing import Mapping, NamedTuple, Sequence
 
 from pfhpo.data.groups import GROUPS
-from pfhpo.experiment.comparison.grid import STATIC
+from pfhpo.experiment.comparison.grid import STATIC, TUNERS
 from pfhpo.experiment.comparison.oracle import (ORACLE, SCAN, best_static,
                                                 is_run_of, statics_of,
                                                 vector_of)
@@ -28,10 +29,12 @@ class TableRow(NamedTuple):
 
 COLUMNS = {  # column -> (RunResult field, better: max or min)
     'best global acc': ('best_global_acc', max),
+    'test at best val': ('test_at_best_val', max),
     'final global acc': ('global_acc', max),
     'personal acc': ('personal_acc', max),
     'personal p10': ('personal_acc_p10', max),
     'rounds to target': ('rounds_to_target', min),
+    'runs spent': ('spent_runs', min),
     'local steps': ('local_steps_total', min),
     'seconds': ('total_seconds', min),
 }
@@ -45,12 +48,14 @@ GROUP_COLUMNS = ('global acc', 'personal acc', 'oracle mass')
 
 def table_rows(results: Sequence[RunResult]) -> list[TableRow]:
   """Per model: from the static grid the best configuration (by mean best
-  global accuracy: the tuned-FedAvg oracle) and the whole grid's cost
-  (its local steps and seconds summed), the per-group oracle and its
-  scan's cost where there is one, then each learned method."""
+  global accuracy: the tuned-FedAvg oracle, chosen on test), the grid
+  chosen on validation (per seed: `by_validation`) and the whole grid's
+  cost (its local steps and seconds summed), the per-group oracle and its
+  scan's cost where there is one, then each learned method and each tuner
+  at each budget."""
   by_method: dict[tuple[str, str], list[RunResult]] = {}
   for r in results:
-    by_method.setdefault((r.model, r.method), []).append(r)
+    by_method.setdefault((r.model, method_label(r)), []).append(r)
   out = []
   for model in dict.fromkeys(r.model for r in results):
     oracles = [m for mo, m in by_method if mo == model
@@ -62,6 +67,10 @@ def table_rows(results: Sequence[RunResult]) -> list[TableRow]:
       out.append(_method_row(
           model, f'{STATIC}: best of {len(statics)} '
           f'({statics[best][0].configuration})', statics[best], vector))
+      chosen = by_validation(statics)
+      if chosen:  # (runs recorded before rows held validation accuracy)
+        out.append(_method_row(model, by_validation_label(len(statics)),
+                               chosen, vector))
       out.append(_cost_row(model, f'{STATIC} grid: all {len(statics)} '
                            '(cost per seed)', statics))
     scan = {m: rs for (mo, m), rs in by_method.items()
@@ -77,6 +86,59 @@ def table_rows(results: Sequence[RunResult]) -> list[TableRow]:
       if mo == model and not any(is_run_of(method, kind)
                                  for kind in (STATIC, SCAN, ORACLE)):
         out.append(_method_row(model, method, rs, vector))
+  return out
+
+
+def method_label(r: RunResult) -> str:
+  """A result's method as the tables name it: a tuner with its budget."""
+  return f'{r.method} (budget {r.budget})' if r.method in TUNERS else r.method
+
+
+def by_validation_label(size: int) -> str:
+  return f'{STATIC}: best of {size} by validation'
+
+
+def by_validation(statics: Mapping[str, Sequence[RunResult]]
+                  ) -> list[RunResult]:
+  """Per seed, the grid's run of best validation accuracy (a grid search
+  that chooses on validation, never on test), charged every run of the
+  grid it chose among."""
+  seeds: dict[int, list[RunResult]] = {}
+  for rs in statics.values():
+    for r in rs:
+      if r.best_val_acc is not None:
+        seeds.setdefault(r.seed, []).append(r)
+  return [dataclasses.replace(
+      max(rs, key=lambda r: r.best_val_acc), spent_runs=float(len(rs)),
+      local_steps_total=sum(r.local_steps_total or 0 for r in rs))
+          for rs in seeds.values()]
+
+
+def budget_rows(results: Sequence[RunResult], model: str
+                ) -> dict[int, list[TableRow]]:
+  """table.md's tables per budget B (one for each budget a tuner ran
+  at): every method that spends at most B runs: the learned methods' one
+  run, the grid chosen on validation where it holds at most B runs, and
+  each tuner sized to B."""
+  mine = [r for r in results if r.model == model]
+  budgets = sorted({r.budget for r in mine if r.method in TUNERS})
+  statics = statics_of(mine, model)
+  singles: dict[str, list[RunResult]] = {}
+  for r in mine:
+    if r.method not in TUNERS and not any(
+        is_run_of(r.method, kind) for kind in (STATIC, SCAN, ORACLE)):
+      singles.setdefault(r.method, []).append(r)
+  out = {}
+  for b in budgets:
+    rows = [_method_row(model, m, rs, None) for m, rs in singles.items()]
+    if statics and len(statics) <= b and by_validation(statics):
+      rows.append(_method_row(model, by_validation_label(len(statics)),
+                              by_validation(statics), None))
+    for tuner in TUNERS:
+      rs = [r for r in mine if r.method == tuner and r.budget == b]
+      if rs:
+        rows.append(_method_row(model, tuner, rs, None))
+    out[b] = rows
   return out
 
 

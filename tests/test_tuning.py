@@ -1,0 +1,109 @@
+"""The tuners as methods of experiments/compare.py: trials are the static
+grid's runs, taken rung by rung from their checkpoints, charged what they
+train, chosen on validation."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from pfhpo.experiment import comparison
+from pfhpo.experiment.comparison.runs import read_rows, train_to
+from pfhpo.experiment.comparison.tuning import static_spec
+from pfhpo.tuners import rung_rounds, sha_spend, sized_sha
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'experiments'))
+import compare  # noqa: E402  (experiments/compare.py)
+
+# A space of four configurations (lr 0.1 / 0.3 x 1 / 5 steps), 8 rounds on
+# 4 digits writers, evaluated every round.
+ARGV = ['--dataset=digits', '--max_clients=4', '--clients_per_round=4',
+        '--rounds=8', '--eval_every=1', '--models=mlp', '--lrs=0.1,0.3',
+        '--local_steps=1,5', '--seeds=0', '--static_grid=0']
+SAME = ('round', 'global_acc', 'val_acc', 'val_loss', 'train_loss',
+        'local_steps_total')
+
+
+def test_sha_trains_rung_by_rung_from_checkpoints_within_its_budget(
+    tmp_path, monkeypatch):
+  out = tmp_path / 'cmp'
+  argv = ARGV + ['--policies=sha', '--budgets=2', f'--out_dir={out}']
+  assert compare.main(argv) == 0
+  (row,) = json.loads((out / 'results.json').read_text())
+  n = sized_sha(4, 2, 2, 8, 1)
+  rungs = rung_rounds(n, 2, 8, 1)
+  assert (n, rungs) == (4, [2, 4, 8])
+  assert row['spent_runs'] == sha_spend(4, 2, rungs) / 8 == 2.0
+  # Its trials are the static runs, each taken as far as SHA took it: two
+  # stopped at the first rung, one at the second, one ran all 8 rounds.
+  base = compare.configs(argv)[0]
+  reached, steps = {}, 0
+  for z in range(4):
+    run = static_spec('mlp', 0, z).directory(out)
+    rows = read_rows(run, 8)
+    reached[z] = rows[-1]['round']
+    steps += rows[-1]['local_steps_total']
+  assert sorted(reached.values()) == [2, 2, 4, 8]
+  assert row['local_steps_total'] == steps
+  # Chosen on validation: the test accuracy of the trial's row of best
+  # validation accuracy among every row SHA saw.
+  seen = [r for z in range(4)
+          for r in read_rows(static_spec('mlp', 0, z).directory(out), 8)]
+  best = max(seen, key=lambda r: r['val_acc'])
+  assert row['test_at_best_val'] == best['global_acc']
+  assert row['best_val_acc'] == best['val_acc']
+  table = (out / 'table.md').read_text()
+  assert '### mlp at a budget of 2 runs' in table and '| sha | 1 |' in table
+  assert (out / 'budget_mlp.png').stat().st_size > 1000
+
+  # A trial continued from its rung's checkpoint is the straight run: its
+  # rows equal, figure for figure, those of one run of 8 rounds.
+  short = min(reached, key=reached.get)
+  assert train_to(base, static_spec('mlp', 0, short), out, 8) is None
+  assert train_to(base, static_spec('mlp', 0, short), tmp_path / 'straight',
+                  8) is None
+  continued, straight = (
+      read_rows(static_spec('mlp', 0, short).directory(root), 8)
+      for root in (out, tmp_path / 'straight'))
+  assert [[r[k] for k in SAME] for r in continued] == \
+      [[r[k] for k in SAME] for r in straight]
+
+  # Run again: the tuner reads its trials, trains none, and finds the same.
+  monkeypatch.setattr(comparison.runs, 'run', lambda cfg: pytest.fail('ran'))
+  assert compare.main(argv) == 0
+  assert json.loads((out / 'results.json').read_text()) == [row]
+
+
+def test_tuners_over_the_static_grid_train_nothing_more(tmp_path, capsys):
+  """With the grid run first, every tuner's trials are prefixes of its
+  runs: the tuners add rows, not runs; a tuner at budget 4 (the whole
+  grid, each run whole) chooses what the grid chosen on validation does."""
+  out = tmp_path / 'cmp'
+  argv = ARGV[:-1] + ['--policies=rs,sha,hyperband', '--budgets=1,4',
+                      f'--out_dir={out}']
+  assert compare.main(argv) == 0
+  rows = json.loads((out / 'results.json').read_text())
+  statics = [r for r in rows if r['method'].startswith('static[')]
+  assert len(statics) == 4 and all(r['spent_runs'] == 1.0 for r in statics)
+  for r in statics:  # each run's own choice on validation, in its summary
+    run = static_spec('mlp', 0, int(r['method'][7:-1])).directory(out)
+    best = max(read_rows(run, 8), key=lambda row: row['val_acc'])
+    summary = json.loads((run / 'summary.json').read_text())
+    assert r['test_at_best_val'] == best['global_acc'] == \
+        summary['test_at_best_val']
+  tuners = {(r['method'], r['budget']): r for r in rows
+            if r['method'] in ('rs', 'sha', 'hyperband')}
+  assert set(tuners) == {(t, b) for t in ('rs', 'sha', 'hyperband')
+                         for b in (1, 4)}
+  for r in tuners.values():
+    assert r['status'] == 'done' and r['spent_runs'] <= r['budget']
+  grid = max(statics, key=lambda r: r['best_val_acc'])
+  assert tuners['rs', 4]['test_at_best_val'] == grid['test_at_best_val']
+  assert tuners['rs', 4]['spent_runs'] == 4.0
+  table = (out / 'table.md').read_text()
+  assert 'static: best of 4 by validation' in table
+  assert table.count('at a budget of') == 2
+  with (out / 'results.csv').open() as f:
+    header = f.readline().strip().split(',')
+  assert {'budget', 'test_at_best_val', 'spent_runs'} <= set(header)
