@@ -9,7 +9,7 @@ import pytest
 
 from pfhpo.experiment import comparison
 from pfhpo.experiment.comparison.runs import read_rows, train_to
-from pfhpo.experiment.comparison.tuning import static_spec
+from pfhpo.experiment.comparison.tuning import fedex_arm, static_spec
 from pfhpo.tuners import rung_rounds, sha_spend, sized_sha
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,9 +28,10 @@ SAME = ('round', 'global_acc', 'val_acc', 'val_loss', 'train_loss',
 def test_sha_trains_rung_by_rung_from_checkpoints_within_its_budget(
     tmp_path, monkeypatch):
   out = tmp_path / 'cmp'
-  argv = ARGV + ['--policies=sha', '--budgets=2', f'--out_dir={out}']
+  argv = ARGV + ['--policies=sha,fedex_sha', '--budgets=2',
+                 f'--out_dir={out}']
   assert compare.main(argv) == 0
-  (row,) = json.loads((out / 'results.json').read_text())
+  row, fedex = json.loads((out / 'results.json').read_text())
   n = sized_sha(4, 2, 2, 8, 1)
   rungs = rung_rounds(n, 2, 8, 1)
   assert (n, rungs) == (4, [2, 4, 8])
@@ -53,8 +54,19 @@ def test_sha_trains_rung_by_rung_from_checkpoints_within_its_budget(
   best = max(seen, key=lambda r: r['val_acc'])
   assert row['test_at_best_val'] == best['global_acc']
   assert row['best_val_acc'] == best['val_acc']
+  # FedEx+SHA: as many FedEx arms, each with its own baseline discount,
+  # halved on the same rungs.
+  assert fedex['method'] == 'fedex_sha' and fedex['spent_runs'] == 2.0
+  decays = set()
+  for j in range(4):
+    config = json.loads((fedex_arm('mlp', 0, j).directory(out) /
+                         'config.json').read_text())
+    assert config['policy']['policy'] == 'fedex'
+    decays.add(config['policy']['options']['baseline_decay'])
+  assert len(decays) == 4 and all(0 <= d <= 1 for d in decays)
   table = (out / 'table.md').read_text()
   assert '### mlp at a budget of 2 runs' in table and '| sha | 1 |' in table
+  assert '| fedex_sha | 1 |' in table
   assert (out / 'budget_mlp.png').stat().st_size > 1000
 
   # A trial continued from its rung's checkpoint is the straight run: its
@@ -72,7 +84,7 @@ def test_sha_trains_rung_by_rung_from_checkpoints_within_its_budget(
   # Run again: the tuner reads its trials, trains none, and finds the same.
   monkeypatch.setattr(comparison.runs, 'run', lambda cfg: pytest.fail('ran'))
   assert compare.main(argv) == 0
-  assert json.loads((out / 'results.json').read_text()) == [row]
+  assert json.loads((out / 'results.json').read_text()) == [row, fedex]
 
 
 def test_tuners_over_the_static_grid_train_nothing_more(tmp_path, capsys):

@@ -15,9 +15,10 @@ from pfhpo.settings import check_choice, checked, require, setting
 
 
 STATIC = 'static'
-# The tuners over the static grid's configurations, methods of `policies`
-# (`tuning.py`): random search, successive halving, Hyperband.
-TUNERS = ('rs', 'sha', 'hyperband')
+# The tuners, methods of `policies` (`tuning.py`): random search, successive
+# halving and Hyperband over the static grid's configurations, and FedEx
+# wrapped in successive halving.
+TUNERS = ('rs', 'sha', 'hyperband', 'fedex_sha')
 
 
 # What a method may set besides its policy's settings: the federated

@@ -1,9 +1,12 @@
 """The tuners as methods of the comparison, at each of its budgets: random
 search (`rs`), successive halving (`sha`) and Hyperband (`hyperband`) over
-the static grid's configurations (`pfhpo.tuners`).
+the static grid's configurations, and FedEx wrapped in successive halving
+(`fedex_sha`: Khodak et al., NeurIPS 2021, Sec. 5) over FedEx runs, each
+arm with its own baseline discount (`pfhpo.tuners`).
 
 A tuner's trial is the static run of its configuration with the
-comparison's seed, in the grid's own directory: a trial a tuner takes to
+comparison's seed, in the grid's own directory (FedEx+SHA's: the FedEx run
+of its arm, in a directory of its own): a trial a tuner takes to
 r rounds is that run to round r (continued from its checkpoint where it
 went less far: the same rows as the straight run), so a comparison with
 the static grid trains nothing twice; each tuner is charged what it would
@@ -44,14 +47,29 @@ def tuner_plan(grid: CompareConfig) -> list[tuple[str, str, int, int]]:
           for seed in grid.seeds for budget in grid.budgets]
 
 
+def fedex_arm(model: str, seed: int, arm: int) -> RunSpec:
+  """FedEx+SHA's arm `arm`: a FedEx run over the whole space whose
+  baseline discount is drawn from U[0, 1] (FedEx's wrapper draws each arm's
+  discount so; with server axes it also draws a server configuration)."""
+  decays = np.random.default_rng([seed, TUNERS.index('fedex_sha')]).uniform(
+      0.0, 1.0, ARMS)  # f[ARMS]: arm j's is the same at every budget
+  return RunSpec(model, f'fedex_sha[{arm}]', seed,
+                 {'policy': 'fedex', 'baseline_decay': float(decays[arm])})
+
+
+ARMS = 64  # FedEx+SHA's arms at most
+
+
 def tune(base: Config, grid: CompareConfig, root: Path, model: str,
          tuner: str, seed: int, budget: int) -> RunResult:
   """One tuner at one budget: its trials run (or read), its choice."""
   space = base.search_space()
   rounds, every = base.run.rounds, base.run.eval_every
+  spec_of = ((lambda j: fedex_arm(model, seed, j)) if tuner == 'fedex_sha'
+             else (lambda z: static_spec(model, seed, z)))
 
   def train(trial: Trial, to: int):
-    spec = static_spec(model, seed, trial.config)
+    spec = spec_of(trial.config)
     error = train_to(base, spec, root, to)
     if error is not None:
       raise TrialFailed(f'{spec.method}: {error}')
@@ -65,11 +83,15 @@ def tune(base: Config, grid: CompareConfig, root: Path, model: str,
     return RunResult(model, tuner, seed, status='failed', error=str(e)[:300],
                      budget=budget)
   choice = result.choice
-  configuration = label + (
-      f'; chose {space.describe(choice.trial.config)} '
-                           f'at round {choice.round}' if choice else '')
+  if choice is not None:
+    chosen = spec_of(choice.trial.config)
+    label += (f'; chose {space.describe(choice.trial.config)}'
+              if tuner != 'fedex_sha' else
+              f'; chose arm {choice.trial.config} (baseline decay '
+              f'{chosen.settings["baseline_decay"]:.2f})')
+    label += f' at round {choice.round}'
   return RunResult(
-      model, tuner, seed, status='done', configuration=configuration,
+      model, tuner, seed, status='done', configuration=label,
       test_at_best_val=choice and choice.test_acc,
       best_val_acc=choice and choice.val_acc, budget=budget,
       spent_runs=result.spent_rounds / rounds,
@@ -79,15 +101,18 @@ def tune(base: Config, grid: CompareConfig, root: Path, model: str,
 def _run(tuner: str, train: Callable, rng: np.random.Generator, space: int,
          eta: int, budget: int, rounds: int,
          every: int) -> tuple[TunerResult, str]:
-  """The tuner sized to `budget` runs, run; and what it was."""
+  """The tuner sized to `budget` runs, run; and what it was. FedEx+SHA
+  starts as many arms as SHA over the space would configurations."""
   if tuner == 'rs':
     n = min(budget, space)
     return random_search(train, draw(rng, space, n), rounds), f'{n} of {space}'
-  if tuner == 'sha':
+  if tuner in ('sha', 'fedex_sha'):
     n = sized_sha(space, eta, budget, rounds, every)
     rungs = rung_rounds(n, eta, rounds, every)
-    return (successive_halving(train, draw(rng, space, n), rungs, eta),
-            f'{n} of {space}, eta {eta}, rungs {_rounds(rungs)}')
+    configs = draw(rng, space, n) if tuner == 'sha' else range(n)
+    what = f'{n} of {space}' if tuner == 'sha' else f'{n} FedEx arms'
+    return (successive_halving(train, configs, rungs, eta),
+            f'{what}, eta {eta}, rungs {_rounds(rungs)}')
   s_max = sized_hyperband(space, eta, budget, rounds, every)
   return (hyperband(train, rng, space, s_max, eta, rounds, every),
           f's_max {s_max}, eta {eta}')
