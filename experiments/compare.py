@@ -42,7 +42,8 @@ PRESET = 'experiments/configs/cross_silo.toml'
 RUN_FLAGS = ('dataset', 'data_dir', 'max_clients', 'rounds',
              'clients_per_round', 'holdout_fraction', 'eval_every',
              'noisy_fraction', 'noise_rate', 'noise_kind', 'few_fraction',
-             'few_examples', 'lrs', 'local_steps', 'batch_sizes')
+             'few_examples', 'lrs', 'local_steps', 'batch_sizes',
+             'server_opt', 'server_lr')
 # The grid's settings the command line may change; the named methods
 # ([compare.methods.NAME]) are the preset's alone.
 GRID_FLAGS = tuple(f.name for f in dataclasses.fields(CompareConfig)

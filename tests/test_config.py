@@ -138,6 +138,8 @@ def test_every_float_setting_rejects_inf_and_nan(value):
   for name, choice in found:
     with pytest.raises(ConfigError, match=rf'`{name}` must be finite'):
       override(Config(), {**choice, name: value})
-  assert grid == ['target_acc']
-  with pytest.raises(ConfigError, match='`target_acc` must be finite'):
-    CompareConfig(target_acc=float(value))
+  assert grid == ['server_lrs', 'server_momenta', 'target_acc']
+  for name in grid:
+    one = float(value) if name == 'target_acc' else (0.5, float(value))
+    with pytest.raises(ConfigError, match=f'`{name}` must be finite'):
+      CompareConfig(**{name: one})

@@ -9,7 +9,8 @@ import pytest
 
 from pfhpo.experiment import comparison
 from pfhpo.experiment.comparison.runs import read_rows, train_to
-from pfhpo.experiment.comparison.tuning import fedex_arm, static_spec
+from pfhpo.experiment.comparison.grid import static_spec
+from pfhpo.experiment.comparison.tuning import fedex_arm
 from pfhpo.tuners import rung_rounds, sha_spend, sized_sha
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +42,7 @@ def test_sha_trains_rung_by_rung_from_checkpoints_within_its_budget(
   base = compare.configs(argv)[0]
   reached, steps = {}, 0
   for z in range(4):
-    run = static_spec('mlp', 0, z).directory(out)
+    run = static_spec('mlp', 0, z, 4).directory(out)
     rows = read_rows(run, 8)
     reached[z] = rows[-1]['round']
     steps += rows[-1]['local_steps_total']
@@ -50,7 +51,7 @@ def test_sha_trains_rung_by_rung_from_checkpoints_within_its_budget(
   # Chosen on validation: the test accuracy of the trial's row of best
   # validation accuracy among every row SHA saw.
   seen = [r for z in range(4)
-          for r in read_rows(static_spec('mlp', 0, z).directory(out), 8)]
+          for r in read_rows(static_spec('mlp', 0, z, 4).directory(out), 8)]
   best = max(seen, key=lambda r: r['val_acc'])
   assert row['test_at_best_val'] == best['global_acc']
   assert row['best_val_acc'] == best['val_acc']
@@ -72,11 +73,11 @@ def test_sha_trains_rung_by_rung_from_checkpoints_within_its_budget(
   # A trial continued from its rung's checkpoint is the straight run: its
   # rows equal, figure for figure, those of one run of 8 rounds.
   short = min(reached, key=reached.get)
-  assert train_to(base, static_spec('mlp', 0, short), out, 8) is None
-  assert train_to(base, static_spec('mlp', 0, short), tmp_path / 'straight',
+  assert train_to(base, static_spec('mlp', 0, short, 4), out, 8) is None
+  assert train_to(base, static_spec('mlp', 0, short, 4), tmp_path / 'straight',
                   8) is None
   continued, straight = (
-      read_rows(static_spec('mlp', 0, short).directory(root), 8)
+      read_rows(static_spec('mlp', 0, short, 4).directory(root), 8)
       for root in (out, tmp_path / 'straight'))
   assert [[r[k] for k in SAME] for r in continued] == \
       [[r[k] for k in SAME] for r in straight]
@@ -99,7 +100,7 @@ def test_tuners_over_the_static_grid_train_nothing_more(tmp_path, capsys):
   statics = [r for r in rows if r['method'].startswith('static[')]
   assert len(statics) == 4 and all(r['spent_runs'] == 1.0 for r in statics)
   for r in statics:  # each run's own choice on validation, in its summary
-    run = static_spec('mlp', 0, int(r['method'][7:-1])).directory(out)
+    run = static_spec('mlp', 0, int(r['method'][7:-1]), 4).directory(out)
     best = max(read_rows(run, 8), key=lambda row: row['val_acc'])
     summary = json.loads((run / 'summary.json').read_text())
     assert r['test_at_best_val'] == best['global_acc'] == \
@@ -119,3 +120,40 @@ def test_tuners_over_the_static_grid_train_nothing_more(tmp_path, capsys):
   with (out / 'results.csv').open() as f:
     header = f.readline().strip().split(',')
   assert {'budget', 'test_at_best_val', 'spent_runs'} <= set(header)
+
+
+def test_server_axes_are_searched_by_the_grid_and_the_tuners(tmp_path,
+                                                            capsys):
+  """One client configuration on four server ones (lr x momentum): the
+  static grid runs each, the tuners choose among them; a learned policy
+  cannot search a server axis, and adam has no momentum to set."""
+  out = tmp_path / 'cmp'
+  axes = ['--lrs=0.1', '--local_steps=5', '--server_lrs=0.5,1',
+          '--server_momenta=0,0.9']
+  argv = ARGV[:-1] + axes + ['--rounds=4', '--policies=rs,sha',
+                             '--budgets=4', f'--out_dir={out}']
+  assert compare.main(argv) == 0
+  rows = json.loads((out / 'results.json').read_text())
+  servers = []
+  for r in rows[:4]:
+    config = json.loads((static_spec('mlp', 0, int(r['method'][7:-1]), 4)
+                         .directory(out) / 'config.json').read_text())
+    servers.append((config['server']['server_lr'],
+                    config['server']['server_momentum']))
+  assert servers == [(0.5, 0.0), (0.5, 0.9), (1.0, 0.0), (1.0, 0.9)]
+  assert rows[1]['configuration'].endswith('server_lr=0.5 server_momentum=0.9')
+  grid = max(rows[:4], key=lambda r: r['best_val_acc'])
+  rs = next(r for r in rows if r['method'] == 'rs')
+  assert rs['spent_runs'] == 4.0
+  assert rs['test_at_best_val'] == grid['test_at_best_val']
+  assert rs['configuration'].split('; chose ')[1].startswith(
+      grid['configuration'] + ' at round ')
+  capsys.readouterr()
+  assert compare.main(ARGV[:-1] + axes + ['--policies=gumbel,rs',
+                                          f'--out_dir={tmp_path / "g"}']) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and 'gumbel cannot search a server axis' in err[0]
+  assert compare.main(ARGV[:-1] + axes + [
+      '--policies=rs', '--server_opt=adam', f'--out_dir={tmp_path / "a"}']) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and 'adam has its own' in err[0], err

@@ -119,12 +119,16 @@ class ServerConfig:
   server_opt: str = setting('sgd', 'sgd (FedAvg), momentum (FedAvgM), adam '
                             '(FedAdam)')
   server_lr: float = setting(1.0, 'server learning rate')
+  server_momentum: float | None = setting(
+      None, 'server momentum of sgd or momentum (unset: 0 for sgd, 0.9 for '
+      'momentum)')
 
   def __post_init__(self):
     self.optimizer()
 
   def optimizer(self):
-    return server_optimizer(self.server_opt, self.server_lr)
+    return server_optimizer(self.server_opt, self.server_lr,
+                            self.server_momentum)
 
 
 @checked

@@ -25,17 +25,25 @@ def fedadam(lr: float) -> optax.GradientTransformation:
   return optax.adam(lr, b1=0.9, b2=0.99, eps=1e-3)
 
 
-def server_optimizer(server_opt: str, server_lr: float
+def server_optimizer(server_opt: str, server_lr: float,
+                     server_momentum: float | None = None
                      ) -> optax.GradientTransformation:
   """FedAvg (`'sgd'`), FedAvgM (`'momentum'`) or FedAdam (`'adam'`, with
-  Reddi et al.'s tau = 1e-3 as Adam's epsilon)."""
+  Reddi et al.'s tau = 1e-3 as Adam's epsilon). `server_momentum` is the
+  heavy-ball momentum of 'sgd' and 'momentum' (unset: none for 'sgd', 0.9
+  for 'momentum')."""
   check_choice('server_opt', server_opt, SERVER_OPTS)
   require(server_lr > 0, f'`server_lr` must be > 0, got {server_lr}')
-  if server_opt == 'sgd':
-    return optax.sgd(server_lr)
-  if server_opt == 'momentum':
-    return optax.sgd(server_lr, momentum=0.9)
-  return fedadam(server_lr)
+  require(server_momentum is None or 0 <= server_momentum < 1,
+          f'`server_momentum` must be in [0, 1), got {server_momentum}')
+  require(server_momentum is None or server_opt != 'adam',
+          '`server_momentum` is the momentum of `server_opt`=sgd or '
+          'momentum; adam has its own (drop it, or choose sgd)')
+  if server_opt == 'adam':
+    return fedadam(server_lr)
+  if server_momentum is None:
+    server_momentum = 0.9 if server_opt == 'momentum' else None
+  return optax.sgd(server_lr, momentum=server_momentum)
 
 
 def init_server(server_opt: optax.GradientTransformation,

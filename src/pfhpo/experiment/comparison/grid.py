@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping, NamedTuple, Sequence
 
 from pfhpo import models as model_zoo
+from pfhpo.data.groups import group_names
 from pfhpo.experiment.config import (AlgorithmConfig, Config, override,
                                      own_settings)
 from pfhpo.policies import REGISTRY
@@ -59,6 +60,12 @@ class CompareConfig:
   budgets: tuple[int, ...] = setting(
       (1, 2, 4, 8), "the tuners' budgets, in runs (one run: `rounds` "
       'rounds); each tuner is sized to each')
+  server_lrs: tuple[float, ...] = setting(
+      (), 'server learning rates the static grid and the tuners also search '
+      "(unset: the base run's `server_lr` alone)")
+  server_momenta: tuple[float, ...] = setting(
+      (), 'server momenta (of `server_opt`=sgd or momentum) the static grid '
+      "and the tuners also search (unset: the base run's alone)")
   eta: int = setting(
       2, "successive halving's and Hyperband's eta: the best 1/eta of a "
       'rung go on')
@@ -109,10 +116,34 @@ class CompareConfig:
     require(all(b >= 1 for b in self.budgets),
             f'`budgets` are in runs, each at least 1; got {list(self.budgets)}')
     require(self.eta >= 2, f'`eta` must be at least 2, got {self.eta}')
+    for name in ('server_lrs', 'server_momenta'):
+      values = getattr(self, name)
+      require(len(set(values)) == len(values),
+              f'`{name}` repeats a value ({list(values)}); list each once')
+    require(all(lr > 0 for lr in self.server_lrs),
+            f'`server_lrs` must be > 0, got {list(self.server_lrs)}')
+    require(all(0 <= m < 1 for m in self.server_momenta),
+            f'`server_momenta` must be in [0, 1), got '
+            f'{list(self.server_momenta)}')
+    if self.server_lrs or self.server_momenta:
+      learned = [m for m in self.policies if m not in TUNERS]
+      require(not learned,
+              f'{", ".join(learned)} cannot search a server axis '
+              '(`server_lrs`, `server_momenta`: the static grid and the '
+              f'tuners {", ".join(TUNERS)} search them); drop the axes or '
+              'run those methods in a comparison of their own')
     for model in self.models:
       check_choice('models', model, model_zoo.MODELS)
     require(self.target_acc is None or 0 < self.target_acc <= 1,
             f'`target_acc` must be in (0, 1], got {self.target_acc}')
+
+  def servers(self) -> list[dict]:
+    """The server configurations searched: the product of `server_lrs` and
+    `server_momenta` as settings over the base run's ([{}]: the base's)."""
+    return [{**({'server_lr': lr} if lr is not None else {}),
+             **({'server_momentum': m} if m is not None else {})}
+            for lr in self.server_lrs or (None,)
+            for m in self.server_momenta or (None,)]
 
   def settings_of(self, method: str) -> dict:
     """A learned method's flat settings over the base run."""
@@ -123,7 +154,7 @@ class CompareConfig:
 class RunSpec(NamedTuple):
   """One run of the grid: a method on a model with a seed."""
   model: str
-  method: str  # a policy's name, or 'static[z]' for configuration z
+  method: str  # a policy's name, or 'static[j]' for the grid's run j
   seed: int
   settings: dict  # flat settings over the base config
 
@@ -141,16 +172,26 @@ def plan(base: Config, grid: CompareConfig) -> list[RunSpec]:
   before any run starts): per model, the static grid, then the policies,
   each over the seeds."""
   space = base.search_space()
-  methods = ([(f'{STATIC}[{z}]', {'policy': STATIC, 'static_index': z})
-              for z in range(space.size)] if grid.static_grid else [])
+  servers = grid.servers()
+  statics = [static_spec('', 0, j, space.size, servers)
+             for j in range(space.size * len(servers))]
+  methods = ([(spec.method, spec.settings) for spec in statics]
+             if grid.static_grid else [])
   methods += [(m, grid.settings_of(m)) for m in grid.policies
               if m not in TUNERS]
   searching = [m for m, s in methods if REGISTRY[s['policy']].searches]
   searching += [m for m in grid.policies if m in TUNERS]
-  require(space.size > 1 or not searching,
+  require(space.size * len(servers) > 1 or not searching,
           f'{", ".join(searching)} choose among the search space\'s '
           'configurations, but it holds one; give several `lrs`, '
           '`local_steps` or `batch_sizes`.')
+  grouped = len(group_names(base.data.noisy_fraction,
+                            base.data.few_fraction)) > 1
+  require(len(servers) == 1 or not (grid.group_oracle and grouped
+                                    and grid.static_grid),
+          "the per-group oracle scans the clients' configurations on the "
+          'base server; with `server_lrs` or `server_momenta` pass '
+          '`group_oracle`=false')
   specs = []
   for model in grid.models:
     for method, settings in methods:
@@ -159,6 +200,15 @@ def plan(base: Config, grid: CompareConfig) -> list[RunSpec]:
         config_of(base, spec, Path('.'))  # checks it
         specs.append(spec)
   return specs
+
+
+def static_spec(model: str, seed: int, j: int, size: int,
+                servers: Sequence[dict] = ({},)) -> RunSpec:
+  """The static grid's run j: client configuration j mod H of the space's
+  H = `size` on server configuration j div H (`CompareConfig.servers`)."""
+  return RunSpec(model, f'{STATIC}[{j}]', seed,
+                 {'policy': STATIC, 'static_index': j % size,
+                  **servers[j // size]})
 
 
 def config_of(base: Config, spec: RunSpec, root: Path, resume: bool = False,
@@ -170,3 +220,11 @@ def config_of(base: Config, spec: RunSpec, root: Path, resume: bool = False,
                          'out_dir': str(spec.directory(root)),
                          'resume': resume,
                          'rounds': rounds or base.run.rounds})
+
+
+def describe_server(settings: Mapping[str, Any]) -> str:
+  """A run's server settings of the grid's axes, as the tables name them
+  ('' for the base's)."""
+  return ''.join(f' {name}={settings[name]:g}'
+                 for name in ('server_lr', 'server_momentum')
+                 if name in settings)

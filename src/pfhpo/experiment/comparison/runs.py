@@ -11,7 +11,8 @@ from pathlib import Path
 
 from pfhpo.data.groups import GROUPS
 from pfhpo.errors import ConfigError, RunStopped
-from pfhpo.experiment.comparison.grid import RunSpec, config_of
+from pfhpo.experiment.comparison.grid import (RunSpec, config_of,
+                                              describe_server)
 from pfhpo.experiment.comparison.results import RunResult
 from pfhpo.experiment.config import Config
 from pfhpo.experiment.loop import run
@@ -83,7 +84,7 @@ def read_result(spec: RunSpec, out: Path,
   settings = spec.settings
   configuration = None
   if settings.get('static_index') is not None:
-    configuration = names[settings['static_index']]
+    configuration = names[settings['static_index']] + describe_server(settings)
   elif settings.get('static_groups') is not None:
     configuration = '; '.join(
         f'{g}: {names[z]}' for g, z in zip(GROUPS, settings['static_groups']))

@@ -20,8 +20,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from pfhpo.experiment.comparison.grid import (STATIC, TUNERS, CompareConfig,
-                                              RunSpec)
+from pfhpo.experiment.comparison.grid import (TUNERS, CompareConfig,
+                                              RunSpec, describe_server,
+                                              static_spec)
 from pfhpo.experiment.comparison.results import RunResult
 from pfhpo.experiment.comparison.runs import observations, read_rows, train_to
 from pfhpo.experiment.config import Config
@@ -34,12 +35,6 @@ class TrialFailed(Exception):
   """A tuner's trial raised: the tuner's row is 'failed'."""
 
 
-def static_spec(model: str, seed: int, z: int) -> RunSpec:
-  """The static grid's run of configuration z."""
-  return RunSpec(model, f'{STATIC}[{z}]', seed,
-                 {'policy': STATIC, 'static_index': z})
-
-
 def tuner_plan(grid: CompareConfig) -> list[tuple[str, str, int, int]]:
   """(model, tuner, seed, budget) for every tuner row of the grid."""
   return [(model, tuner, seed, budget) for model in grid.models
@@ -47,14 +42,17 @@ def tuner_plan(grid: CompareConfig) -> list[tuple[str, str, int, int]]:
           for seed in grid.seeds for budget in grid.budgets]
 
 
-def fedex_arm(model: str, seed: int, arm: int) -> RunSpec:
-  """FedEx+SHA's arm `arm`: a FedEx run over the whole space whose
-  baseline discount is drawn from U[0, 1] (FedEx's wrapper draws each arm's
-  discount so; with server axes it also draws a server configuration)."""
-  decays = np.random.default_rng([seed, TUNERS.index('fedex_sha')]).uniform(
-      0.0, 1.0, ARMS)  # f[ARMS]: arm j's is the same at every budget
+def fedex_arm(model: str, seed: int, arm: int,
+              servers: Sequence[dict] = ({},)) -> RunSpec:
+  """FedEx+SHA's arm `arm`: a FedEx run over the whole client space whose
+  baseline discount is drawn from U[0, 1] and whose server configuration
+  uniformly from `servers`, as FedEx's wrapper draws each arm's."""
+  rng = np.random.default_rng([seed, TUNERS.index('fedex_sha')])
+  decays = rng.uniform(0.0, 1.0, ARMS)  # f[ARMS]: arm j's at every budget
+  server = rng.integers(0, len(servers), ARMS)  # i[ARMS]
   return RunSpec(model, f'fedex_sha[{arm}]', seed,
-                 {'policy': 'fedex', 'baseline_decay': float(decays[arm])})
+                 {'policy': 'fedex', 'baseline_decay': float(decays[arm]),
+                  **servers[server[arm]]})
 
 
 ARMS = 64  # FedEx+SHA's arms at most
@@ -63,10 +61,11 @@ ARMS = 64  # FedEx+SHA's arms at most
 def tune(base: Config, grid: CompareConfig, root: Path, model: str,
          tuner: str, seed: int, budget: int) -> RunResult:
   """One tuner at one budget: its trials run (or read), its choice."""
-  space = base.search_space()
+  space, servers = base.search_space(), grid.servers()
   rounds, every = base.run.rounds, base.run.eval_every
-  spec_of = ((lambda j: fedex_arm(model, seed, j)) if tuner == 'fedex_sha'
-             else (lambda z: static_spec(model, seed, z)))
+  spec_of = ((lambda j: fedex_arm(model, seed, j, servers))
+             if tuner == 'fedex_sha' else
+             (lambda j: static_spec(model, seed, j, space.size, servers)))
 
   def train(trial: Trial, to: int):
     spec = spec_of(trial.config)
@@ -77,18 +76,18 @@ def tune(base: Config, grid: CompareConfig, root: Path, model: str,
 
   rng = np.random.default_rng([seed, TUNERS.index(tuner)])
   try:
-    result, label = _run(tuner, train, rng, space.size, grid.eta, budget,
-                         rounds, every)
+    result, label = _run(tuner, train, rng, space.size * len(servers),
+                         grid.eta, budget, rounds, every)
   except TrialFailed as e:
     return RunResult(model, tuner, seed, status='failed', error=str(e)[:300],
                      budget=budget)
   choice = result.choice
   if choice is not None:
-    chosen = spec_of(choice.trial.config)
-    label += (f'; chose {space.describe(choice.trial.config)}'
+    chosen = spec_of(choice.trial.config).settings
+    label += (f'; chose {space.describe(chosen["static_index"])}'
               if tuner != 'fedex_sha' else
               f'; chose arm {choice.trial.config} (baseline decay '
-              f'{chosen.settings["baseline_decay"]:.2f})')
+              f'{chosen["baseline_decay"]:.2f})') + describe_server(chosen)
     label += f' at round {choice.round}'
   return RunResult(
       model, tuner, seed, status='done', configuration=label,
