@@ -1,7 +1,6 @@
 """Figures a run draws at the end (matplotlib, no display needed)."""
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -119,7 +118,7 @@ def plot_budget(curves: dict, marks: dict, path: Path, title: str) -> None:
   """The anytime figure of federated HPO papers: the test accuracy of the
   model chosen on validation so far against the client local steps spent
   (log scale); per method, the mean over its seeds and a band from their
-  lowest to their highest.
+  lowest to their highest, where every seed has a point.
 
   curves: {method: [[(local_steps, test_acc), ...] per seed]} (a step
   function, each point holding until the next, up to what it spent); marks: {label: [(local
@@ -138,10 +137,9 @@ def plot_budget(curves: dict, marks: dict, path: Path, title: str) -> None:
         held = (at >= 0) & (grid <= steps[-1] * 1.0001)  # what it spent
         lines.append(np.where(held, acc[np.maximum(at, 0)], np.nan))
       lines = np.array(lines)  # f[seeds, 200]
-      with warnings.catch_warnings():  # before a seed's first point: NaN
-        warnings.simplefilter('ignore', RuntimeWarning)
-        low, mean, high = (f(lines, 0) for f in (np.nanmin, np.nanmean,
-                                                  np.nanmax))
+      # drawn where every seed has spent that much and not more than it
+      # spent in all (NaN elsewhere)
+      low, mean, high = (f(lines, 0) for f in (np.min, np.mean, np.max))
       (handle,) = ax.plot(grid, mean, label=method)
       if len(runs) > 1:
         ax.fill_between(grid, low, high, color=handle.get_color(), alpha=0.2)
