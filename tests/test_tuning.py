@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pfhpo.experiment import comparison
@@ -157,3 +158,22 @@ def test_server_axes_are_searched_by_the_grid_and_the_tuners(tmp_path,
       '--policies=rs', '--server_opt=adam', f'--out_dir={tmp_path / "a"}']) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and 'adam has its own' in err[0], err
+
+
+def test_a_rows_validation_accuracy_is_of_the_model_it_tests(tmp_path):
+  """With a server step of 1e-4 the server's model stays near its start
+  (chance on digits) while each round's aggregate learns: the row's
+  validation accuracy, what tuners choose on, is the server model's, as
+  its test accuracy is, not the aggregate's."""
+  import femnist  # noqa: E402  (experiments/femnist.py)
+  out = tmp_path / 'run'
+  assert femnist.main(ARGV[:5] + [
+      '--policy=static', '--lrs=0.3', '--local_steps=20', '--batch_sizes=16',
+      '--server_lr=1e-4', '--rounds=2', f'--out_dir={out}']) == 0
+  rows = read_rows(out, 2)
+  assert len(rows) == 2
+  for r in rows:
+    assert r['val_acc'] < 0.3 and abs(r['val_acc'] - r['global_acc']) < 0.1
+    # the aggregate itself learns: its validation loss (the round's
+    # measurement) is far below chance's
+    assert r["val_loss"] < 0.8 * np.log(10)

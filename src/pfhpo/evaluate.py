@@ -88,6 +88,17 @@ def make_evaluate(model: Model, features: Callable, num_clients: int,
   return evaluate
 
 
+def make_validate(model: Model, features: Callable) -> Callable:
+  """validate(params, ValBatch) -> f32[]: the weighted validation accuracy
+  sum_j w_j 1[argmax f(x_j) = y_j], as the round weighs its loss."""
+
+  def validate(params, val):
+    return jnp.sum(val.weight * accuracy(model.apply(params, features(val.x)),
+                                         val.y))
+
+  return validate
+
+
 def make_personalized_evaluate(model: Model, features: Callable,
                                personalize: Callable, chunk: int,
                                block: int = PERSONAL_BLOCK) -> Callable:

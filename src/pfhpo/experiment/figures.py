@@ -13,7 +13,7 @@ from pfhpo.experiment.checkpoints import RunState
 from pfhpo.experiment.records import MetricsRow, Summary
 from pfhpo.experiment.setup import Experiment, sample_clients
 from pfhpo.policies.space import describe
-from pfhpo.types import RoundMetrics
+from pfhpo.types import RoundMetrics, ValBatch
 
 
 def stall_message(exp: Experiment, r: int, stalled: int, recent,
@@ -45,8 +45,11 @@ def stall_message(exp: Experiment, r: int, stalled: int, recent,
 
 
 def metrics_row(exp: Experiment, state: RunState, m: RoundMetrics,
-                seconds: float, final: bool) -> MetricsRow:
-  """The metrics row of the round just run (`m`), evaluated now."""
+                val: ValBatch, seconds: float, final: bool) -> MetricsRow:
+  """The metrics row of the round just run (`m`, on validation batch
+  `val`), evaluated now: the test figures and the validation accuracy of
+  the server's model (after its optimizer's step; the last accepted one
+  where it rejected the round's aggregate)."""
   ev = exp.evaluate(state.algorithm.server.params)
   personal = {}
   if final:
@@ -76,7 +79,7 @@ def metrics_row(exp: Experiment, state: RunState, m: RoundMetrics,
       rejected_aggregates_total=int(state.totals.rejected_aggregates),
       stalled_rounds=int(state.totals.stalled_rounds),
       seconds=round(seconds, 3),
-      val_acc=float(m.val_acc) if bool(m.updated) else None,
+      val_acc=float(exp.validate(state.algorithm.server.params, val)),
       policy_entropy=optional(m.policy_entropy),
       local_val_loss=optional(m.local_val_loss), **personal)
 

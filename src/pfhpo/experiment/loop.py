@@ -153,7 +153,7 @@ def _train(exp: Experiment, out: RunDirectory) -> Summary:
           final = exp.observe_all(state.algorithm)
         row = metrics_row(
             exp, state._replace(algorithm=final) if last else state, metrics,
-            time.perf_counter() - start, last)
+            batch.val, time.perf_counter() - start, last)
         state = state._replace(rows=state.rows + (row,))
         out.log_metrics(row)
         bar.set_postfix(acc=f'{row.global_acc:.3f}',

@@ -26,8 +26,8 @@ class MetricsRow:
   rejected_aggregates_total: int
   stalled_rounds: int
   seconds: float
-  # of the aggregate on the round's validation batch; unset when the server
-  # rejected it (the model evaluated is then an earlier one)
+  # of the server's model (the one tested) on the round's validation batch
+  # (unset in rows written before pfhpo measured it)
   val_acc: float | None = None
   policy_entropy: float | None = None  # categorical policies
   local_val_loss: float | None = None  # policies learning from it (FedEx)

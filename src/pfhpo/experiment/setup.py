@@ -24,7 +24,8 @@ from pfhpo.data.federated import FederatedData
 from pfhpo.data.groups import with_groups
 from pfhpo.evaluate import (PERSONAL_BLOCK, PersonalMetrics, by_blocks,
                             make_eval_set, make_evaluate,
-                            make_personalized_evaluate, summarize_personal)
+                            make_personalized_evaluate, make_validate,
+                            summarize_personal)
 from pfhpo.experiment.config import Config
 from pfhpo.federated import FederatedAlgorithm, client_mesh, make_round
 from pfhpo.federated.sharding import replicated
@@ -45,6 +46,9 @@ class Experiment(NamedTuple):
   algorithm: FederatedAlgorithm
   step: Callable  # the jitted `algorithm.apply`
   evaluate: Callable  # the server's params -> GlobalMetrics, jitted
+  # (the server's params, ValBatch) -> f32[] its weighted validation
+  # accuracy, jitted: what a tuner chooses the evaluated model on
+  validate: Callable
   # (state, the per-client table, bool[C] the clients that were in a
   # round) -> PersonalMetrics
   personalize: Callable[[RoundState, object, np.ndarray], PersonalMetrics]
@@ -131,6 +135,7 @@ def build(cfg: Config) -> Experiment:
   eval_set = jax.device_put(make_eval_set(data.test, run.eval_chunk))
   evaluate = jax.jit(make_evaluate(model, data.features, data.num_clients,
                                    run.eval_chunk))
+  validate = jax.jit(make_validate(model, data.features))
   personal_eval = make_personalized_evaluate(
       model, data.features, client.personalize, chunk or data.num_clients)
   everyone = jnp.arange(data.num_clients, dtype=jnp.int32)
@@ -182,6 +187,8 @@ def build(cfg: Config) -> Experiment:
               out_shardings=None if mesh is None else replicated(mesh)),
       lambda server_params: evaluate(client.server.model(server_params),
                                      eval_set),
+      lambda server_params, val: validate(client.server.model(server_params),
+                                          val),
       personalize, observe_all,
       lambda clients: round_batch(data, clients, server_val, local_val, mesh),
       mesh, pool, resolved, traces)
