@@ -10,9 +10,10 @@ import numpy as np
 
 from pfhpo.evaluate import group_means
 from pfhpo.experiment.checkpoints import RunState
-from pfhpo.experiment.records import MetricsRow, Summary
+from pfhpo.experiment.records import MetricsRow, Summary, observations
 from pfhpo.experiment.setup import Experiment, sample_clients
 from pfhpo.policies.space import describe
+from pfhpo.tuners import single_run
 from pfhpo.types import RoundMetrics, ValBatch
 
 
@@ -126,7 +127,7 @@ def run_summary(exp: Experiment, state: RunState, seconds: float,
   return Summary(
       final=final,
       best_global_acc=max(row.global_acc for row in state.rows),
-      test_at_best_val=test_at_best_val(state.rows),
+      test_at_best_val=_test_at_best_val(state.rows),
       global_error=1.0 - final.global_acc,
       refine_error=1.0 - final.personal_acc_pooled,
       rounds=exp.cfg.run.rounds, total_seconds=round(seconds, 3),
@@ -139,10 +140,9 @@ def run_summary(exp: Experiment, state: RunState, seconds: float,
       stopped=stopped)
 
 
-def test_at_best_val(rows) -> float | None:
+
+def _test_at_best_val(rows) -> float | None:
   """The test accuracy of the first evaluated row of best validation
-  accuracy (None: no row validated)."""
-  validated = [r for r in rows if r.val_acc is not None]
-  if not validated:
-    return None
-  return max(validated, key=lambda r: r.val_acc).global_acc
+  accuracy (`pfhpo.tuners.single_run`; None: no row validated)."""
+  choice = single_run(observations([r.to_json() for r in rows])).choice
+  return choice and choice.test_acc

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+from typing import Sequence
+
+from pfhpo.tuners import Observation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,3 +88,10 @@ class Summary:
     fields = {f.name: getattr(self, f.name)
               for f in dataclasses.fields(self) if f.name != 'final'}
     return {**self.final.to_json(), **fields}
+
+
+def observations(rows: Sequence[dict]) -> list[Observation]:
+  """A run's metrics rows (metrics.jsonl's) as a tuner sees them; a row
+  written before rows held validation accuracy is never chosen (-inf)."""
+  return [Observation(r['round'], r.get('val_acc', -math.inf),
+                      r['global_acc'], r['local_steps_total']) for r in rows]

@@ -5,10 +5,10 @@ from pfhpo.tuners.ledger import (Choice, Ledger, Observation, Point, Trainer,
                                  Trial, TunerResult)
 from pfhpo.tuners.search import (draw, hyperband, hyperband_spend,
                                  random_search, rung_rounds, sha_spend,
-                                 sized_hyperband, sized_sha,
+                                 single_run, sized_hyperband, sized_sha,
                                  successive_halving)
 
 __all__ = ['Choice', 'Ledger', 'Observation', 'Point', 'Trainer', 'Trial',
            'TunerResult', 'draw', 'hyperband', 'hyperband_spend',
-           'random_search', 'rung_rounds', 'sha_spend', 'sized_hyperband',
-           'sized_sha', 'successive_halving']
+           'random_search', 'rung_rounds', 'sha_spend', 'single_run',
+           'sized_hyperband', 'sized_sha', 'successive_halving']

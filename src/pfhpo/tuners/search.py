@@ -32,7 +32,8 @@ from typing import Sequence
 
 import numpy as np
 
-from pfhpo.tuners.ledger import Ledger, Trainer, Trial, TunerResult, rank
+from pfhpo.tuners.ledger import (Ledger, Observation, Trainer, Trial,
+                                 TunerResult, rank)
 
 
 def rung_rounds(n: int, eta: int, rounds: int, every: int) -> list[int]:
@@ -87,6 +88,14 @@ def random_search(train: Trainer, configs: Sequence[int],
   for z in configs:
     ledger.train(Trial(z), rounds)
   return ledger.result()
+
+
+def single_run(observations: Sequence[Observation]) -> TunerResult:
+  """One run read as a tuner of one trial: charged its evaluations as they
+  came, its choice the first of best validation accuracy (a run's own
+  `test_at_best_val` and anytime curve, computed as any tuner's)."""
+  return random_search(lambda trial, rounds: observations, [0],
+                       observations[-1].round if observations else 0)
 
 
 def successive_halving(train: Trainer, configs: Sequence[int],

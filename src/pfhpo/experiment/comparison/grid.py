@@ -126,9 +126,9 @@ class CompareConfig:
             f'`server_momenta` must be in [0, 1), got '
             f'{list(self.server_momenta)}')
     if self.server_lrs or self.server_momenta:
-      learned = [m for m in self.policies if m not in TUNERS]
-      require(not learned,
-              f'{", ".join(learned)} cannot search a server axis '
+      unable = [m for m in self.policies if m not in TUNERS]
+      require(not unable,
+              f'{", ".join(unable)} cannot search a server axis '
               '(`server_lrs`, `server_momenta`: the static grid and the '
               f'tuners {", ".join(TUNERS)} search them); drop the axes or '
               'run those methods in a comparison of their own')

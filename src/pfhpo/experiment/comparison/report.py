@@ -7,13 +7,14 @@ from typing import Sequence
 
 from pfhpo.data.groups import GROUPS
 from pfhpo.experiment.comparison.grid import STATIC, TUNERS
-from pfhpo.experiment.comparison.oracle import (ORACLE, SCAN, best_static,
+from pfhpo.experiment.comparison.oracle import (SCAN, best_static,
                                                 is_run_of, statics_of)
 from pfhpo.experiment.comparison.results import RunResult
 from pfhpo.experiment.comparison.table import (COLUMNS, GROUP_COLUMNS,
                                                TableRow, budget_rows,
                                                by_validation,
-                                               by_validation_label, table_rows)
+                                               by_validation_label, is_learned,
+                                               method_label, table_rows)
 from pfhpo.experiment.outputs import write_atomic
 from pfhpo.experiment.plots import plot_best_accuracy, plot_budget
 
@@ -146,13 +147,9 @@ def _plot_budget(mine: Sequence[RunResult], statics: dict, path: Path,
   largest = {r.method: r.budget for r in mine if r.method in TUNERS}
   curves: dict[str, list] = {}
   for r in mine:
-    if r.anytime and not any(is_run_of(r.method, kind)
-                             for kind in (STATIC, SCAN, ORACLE)):
-      if r.method in TUNERS and r.budget != largest[r.method]:
-        continue
-      label = (f'{r.method} (budget {r.budget})' if r.method in TUNERS
-               else r.method)
-      curves.setdefault(label, []).append(
+    if r.anytime and (is_learned(r.method) or
+                      largest.get(r.method) == r.budget):
+      curves.setdefault(method_label(r), []).append(
           [(steps, test) for _, steps, _, test in r.anytime])
   marks = {}
   if statics:

@@ -4,7 +4,6 @@ it raised (`run_one`, `train_to`)."""
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import traceback
 from pathlib import Path
@@ -17,7 +16,8 @@ from pfhpo.experiment.comparison.results import RunResult
 from pfhpo.experiment.config import Config
 from pfhpo.experiment.loop import run
 from pfhpo.experiment.outputs import check_resumable, config_record
-from pfhpo.tuners import Observation, random_search
+from pfhpo.experiment.records import observations
+from pfhpo.tuners import single_run
 
 
 def run_one(base: Config, spec: RunSpec, root: Path,
@@ -76,8 +76,7 @@ def read_result(spec: RunSpec, out: Path,
   summary = json.loads((out / 'summary.json').read_text())
   rows = read_rows(out, summary['rounds'])
   curve = tuple((r['round'], r['global_acc']) for r in rows)
-  one = random_search(lambda trial, rounds: observations(rows), [0],
-                      rows[-1]['round'])
+  one = single_run(observations(rows))
   reached = [r for r, acc in curve if target_acc is not None
              and acc >= target_acc]
   names = summary['configurations']
@@ -115,10 +114,3 @@ def read_rows(out: Path, rounds: int) -> list[dict]:
   rows = [json.loads(line) for line in
           (out / 'metrics.jsonl').read_text().splitlines()]
   return [r for r in rows if r['round'] <= rounds]
-
-
-def observations(rows) -> list[Observation]:
-  """A run's evaluated rows as a tuner sees them (a row whose aggregate the
-  server rejected has no validation accuracy: -inf, never chosen)."""
-  return [Observation(r['round'], r.get('val_acc', -math.inf),
-                      r['global_acc'], r['local_steps_total']) for r in rows]

@@ -89,6 +89,13 @@ def table_rows(results: Sequence[RunResult]) -> list[TableRow]:
   return out
 
 
+def is_learned(method: str) -> bool:
+  """Whether `method` is a learned method's single run: not the static
+  grid's, the per-group scan's or oracle's, nor a tuner."""
+  return method not in TUNERS and not any(
+      is_run_of(method, kind) for kind in (STATIC, SCAN, ORACLE))
+
+
 def method_label(r: RunResult) -> str:
   """A result's method as the tables name it: a tuner with its budget."""
   return f'{r.method} (budget {r.budget})' if r.method in TUNERS else r.method
@@ -125,15 +132,15 @@ def budget_rows(results: Sequence[RunResult], model: str
   statics = statics_of(mine, model)
   singles: dict[str, list[RunResult]] = {}
   for r in mine:
-    if r.method not in TUNERS and not any(
-        is_run_of(r.method, kind) for kind in (STATIC, SCAN, ORACLE)):
+    if is_learned(r.method):
       singles.setdefault(r.method, []).append(r)
+  chosen = by_validation(statics) if statics else []
   out = {}
   for b in budgets:
     rows = [_method_row(model, m, rs, None) for m, rs in singles.items()]
-    if statics and len(statics) <= b and by_validation(statics):
+    if chosen and len(statics) <= b:
       rows.append(_method_row(model, by_validation_label(len(statics)),
-                              by_validation(statics), None))
+                              chosen, None))
     for tuner in TUNERS:
       rs = [r for r in mine if r.method == tuner and r.budget == b]
       if rs:

@@ -24,8 +24,9 @@ from pfhpo.experiment.comparison.grid import (TUNERS, CompareConfig,
                                               RunSpec, describe_server,
                                               static_spec)
 from pfhpo.experiment.comparison.results import RunResult
-from pfhpo.experiment.comparison.runs import observations, read_rows, train_to
+from pfhpo.experiment.comparison.runs import read_rows, train_to
 from pfhpo.experiment.config import Config
+from pfhpo.experiment.records import observations
 from pfhpo.tuners import (Trial, TunerResult, draw, hyperband, random_search,
                           rung_rounds, sized_hyperband, sized_sha,
                           successive_halving)
@@ -42,6 +43,9 @@ def tuner_plan(grid: CompareConfig) -> list[tuple[str, str, int, int]]:
           for seed in grid.seeds for budget in grid.budgets]
 
 
+ARMS = 64  # FedEx+SHA's arms at most
+
+
 def fedex_arm(model: str, seed: int, arm: int,
               servers: Sequence[dict] = ({},)) -> RunSpec:
   """FedEx+SHA's arm `arm`: a FedEx run over the whole client space whose
@@ -53,9 +57,6 @@ def fedex_arm(model: str, seed: int, arm: int,
   return RunSpec(model, f'fedex_sha[{arm}]', seed,
                  {'policy': 'fedex', 'baseline_decay': float(decays[arm]),
                   **servers[server[arm]]})
-
-
-ARMS = 64  # FedEx+SHA's arms at most
 
 
 def tune(base: Config, grid: CompareConfig, root: Path, model: str,
