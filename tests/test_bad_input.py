@@ -96,6 +96,16 @@ CASES = {
     'a process id past the process count': (
         ['--num_processes=2', '--process_id=2',
          '--coordinator_address=localhost:1'], 'must be in 0..1'),
+    'a population of an algorithm with per-client state': (
+        ['--policy=fedpop', '--server_lrs=0.5,1', '--algorithm=ditto'],
+        'use --algorithm=fedavg'),
+    'a server axis for a policy without a server row': (
+        ['--server_lrs=0.5,1'], '--server_lrs does not apply to --policy=static'),
+    'server momenta for adam': (
+        ['--policy=gumbel', '--lrs=0.1,0.3', '--server_opt=adam',
+         '--server_momenta=0,0.9'], 'adam has its own'),
+    'a population with nothing to search': (
+        ['--policy=fedpop'], 'give several --lrs'),
     'client with zero examples': ('empty_client', "'b' has no training"),
     'NaN pixels': ('nan_pixels', "'c' has 1 NaN or infinite pixels"),
     'truncated SQLite file': ('truncated', 'not a valid fedjax FEMNIST'),

@@ -11,7 +11,7 @@ import pytest
 from pfhpo.experiment import comparison
 from pfhpo.experiment.comparison.runs import read_rows, train_to
 from pfhpo.experiment.comparison.grid import static_spec
-from pfhpo.experiment.comparison.tuning import fedex_arm
+from pfhpo.experiment.comparison.tuning import fedex_arm, fedpop_spec
 from pfhpo.tuners import rung_rounds, sha_spend, sized_sha
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,12 +126,14 @@ def test_tuners_over_the_static_grid_train_nothing_more(tmp_path, capsys):
 def test_server_axes_are_searched_by_the_grid_and_the_tuners(tmp_path,
                                                             capsys):
   """One client configuration on four server ones (lr x momentum): the
-  static grid runs each, the tuners choose among them; a learned policy
-  cannot search a server axis, and adam has no momentum to set."""
+  static grid runs each, the tuners and FedPop choose among them, gumbel
+  draws one a round; a policy without a server row cannot search a server
+  axis, and adam has no momentum to set."""
   out = tmp_path / 'cmp'
   axes = ['--lrs=0.1', '--local_steps=5', '--server_lrs=0.5,1',
           '--server_momenta=0,0.9']
-  argv = ARGV[:-1] + axes + ['--rounds=4', '--policies=rs,sha',
+  argv = ARGV[:-1] + axes + ['--rounds=4',
+                             '--policies=gumbel,rs,sha,fedpop',
                              '--budgets=4', f'--out_dir={out}']
   assert compare.main(argv) == 0
   rows = json.loads((out / 'results.json').read_text())
@@ -149,11 +151,28 @@ def test_server_axes_are_searched_by_the_grid_and_the_tuners(tmp_path,
   assert rs['test_at_best_val'] == grid['test_at_best_val']
   assert rs['configuration'].split('; chose ')[1].startswith(
       grid['configuration'] + ' at round ')
+  # FedPop at a budget of 4: one run of 4 members over the server axes,
+  # charged every member's rounds and local steps (4 x 4 clients x 5 steps
+  # x 4 rounds)
+  pop = next(r for r in rows if r['method'] == 'fedpop')
+  assert pop['spent_runs'] == 4.0 and pop['local_steps_total'] == 320
+  config = json.loads((fedpop_spec('mlp', 0, 4, compare.configs(argv)[1])
+                       .directory(out) / 'config.json').read_text())
+  assert config['policy']['options']['population'] == 4
+  assert config['policy']['options']['server_lrs'] == [0.5, 1.0]
+  assert pop['test_at_best_val'] is not None
+  # gumbel draws the server's configuration each round from the same axes
+  config = json.loads((out / 'runs/mlp/gumbel/seed0/config.json').read_text())
+  assert config['policy']['options']['server_momenta'] == [0.0, 0.9]
+  served = {(round(r['server_lr'], 4), round(r['server_momentum'], 4))
+            for r in read_rows(out / 'runs/mlp/gumbel/seed0', 4)}
+  assert served and served <= {(0.5, 0.0), (0.5, 0.9), (1.0, 0.0),
+                               (1.0, 0.9)}
   capsys.readouterr()
-  assert compare.main(ARGV[:-1] + axes + ['--policies=gumbel,rs',
+  assert compare.main(ARGV[:-1] + axes + ['--policies=fedex,rs',
                                           f'--out_dir={tmp_path / "g"}']) == 2
   err = capsys.readouterr().err.strip().splitlines()
-  assert len(err) == 1 and 'gumbel cannot search a server axis' in err[0]
+  assert len(err) == 1 and 'fedex cannot search a server axis' in err[0]
   assert compare.main(ARGV[:-1] + axes + [
       '--policies=rs', '--server_opt=adam', f'--out_dir={tmp_path / "a"}']) == 2
   err = capsys.readouterr().err.strip().splitlines()

@@ -99,6 +99,17 @@ def make_validate(model: Model, features: Callable) -> Callable:
   return validate
 
 
+def make_val_loss(model: Model, features: Callable) -> Callable:
+  """val_loss(params, ValBatch) -> f32[]: the weighted validation
+  cross-entropy sum_j w_j l(f(x_j), y_j), the round's validation loss."""
+
+  def val_loss(params, val):
+    return jnp.sum(val.weight * cross_entropy(
+        model.apply(params, features(val.x)), val.y))
+
+  return val_loss
+
+
 def make_personalized_evaluate(model: Model, features: Callable,
                                personalize: Callable, chunk: int,
                                block: int = PERSONAL_BLOCK) -> Callable:

@@ -75,6 +75,9 @@ class RoundState(NamedTuple):
   # the last rounds a credit over several rounds replays
   # (`pfhpo.federated.horizon.Window`; () for a one-round credit)
   window: Any = ()
+  # FedPop's members, whose best is `server` and `policy`
+  # (`pfhpo.tuners.fedpop.Population`; () for a single run)
+  population: Any = ()
 
 
 class RoundMetrics(NamedTuple):
@@ -93,6 +96,8 @@ class RoundMetrics(NamedTuple):
   # f32[K] dL/dc_i of the clients this round credited: its own, or with a
   # credit over H rounds, round r - H + 1's (zeros unless measured)
   credit: jax.Array
+  # i32[] the server configuration the policy drew (-1: the run's own)
+  server_choice: jax.Array
 
 
 class Feedback(NamedTuple):

@@ -67,6 +67,11 @@ def metrics_row(exp: Experiment, state: RunState, m: RoundMetrics,
                     groups=group_figures(exp, state, ev.client_acc,
                                          p.client_acc, seen))
   optional = lambda v: None if np.isnan(v) else float(v)
+  # an injected server optimizer's (`server_optimizer`), where searched
+  hp = getattr(state.algorithm.server.opt_state, 'hyperparams', {})
+  searched = lambda name: (float(hp[name]) if name in hp and (
+      exp.policy.server_axis is not None or exp.policy.population is not None)
+      else None)
   return MetricsRow(
       round=state.round, global_acc=float(ev.acc),
       global_loss=float(ev.loss), client_acc_mean=float(ev.client_acc_mean),
@@ -82,6 +87,8 @@ def metrics_row(exp: Experiment, state: RunState, m: RoundMetrics,
       seconds=round(seconds, 3),
       val_acc=float(exp.validate(state.algorithm.server.params, val)),
       policy_entropy=optional(m.policy_entropy),
+      server_lr=searched('learning_rate'),
+      server_momentum=searched('momentum'),
       local_val_loss=optional(m.local_val_loss), **personal)
 
 

@@ -126,9 +126,11 @@ class ServerConfig:
   def __post_init__(self):
     self.optimizer()
 
-  def optimizer(self):
+  def optimizer(self, injected: bool = False):
+    """The server's optax optimizer (`injected`: its hyper-parameters in
+    its state, for a policy that sets them: `server_optimizer`)."""
     return server_optimizer(self.server_opt, self.server_lr,
-                            self.server_momentum)
+                            self.server_momentum, injected)
 
 
 @checked

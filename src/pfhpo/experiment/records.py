@@ -34,6 +34,10 @@ class MetricsRow:
   # (unset in rows written before pfhpo measured it)
   val_acc: float | None = None
   policy_entropy: float | None = None  # categorical policies
+  # the server's learning rate and momentum now, where a policy sets them
+  # (`server_lrs`, `server_momenta`: gumbel's draw, FedPop's best member's)
+  server_lr: float | None = None
+  server_momentum: float | None = None
   local_val_loss: float | None = None  # policies learning from it (FedEx)
   # At the last round: every client fine-tunes with its preferred
   # configuration; mean, bottom decile and pooled test accuracy.

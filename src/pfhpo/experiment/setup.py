@@ -24,8 +24,8 @@ from pfhpo.data.federated import FederatedData
 from pfhpo.data.groups import with_groups
 from pfhpo.evaluate import (PERSONAL_BLOCK, PersonalMetrics, by_blocks,
                             make_eval_set, make_evaluate,
-                            make_personalized_evaluate, make_validate,
-                            summarize_personal)
+                            make_personalized_evaluate, make_val_loss,
+                            make_validate, summarize_personal)
 from pfhpo.experiment.config import Config
 from pfhpo.federated import FederatedAlgorithm, client_mesh, make_round
 from pfhpo.federated.sharding import replicated
@@ -35,6 +35,7 @@ from pfhpo.policies import Policy, SearchSpace, create
 from pfhpo.policies.base import CREDITS
 from pfhpo.policies.features import client_features
 from pfhpo.settings import require
+from pfhpo.tuners.fedpop import population_round
 from pfhpo.types import RoundBatch, RoundState
 
 
@@ -113,19 +114,41 @@ def build(cfg: Config) -> Experiment:
                   client_features=client_features(
                       data.train.y, data.train.client_of, data.num_clients,
                       data.num_classes),
-                  params_like=params_like)
+                  params_like=params_like,
+                  server_opt=cfg.server.server_opt)
+  members = policy.population
+  if members is not None:
+    require(name == 'fedavg',
+            f'`policy`={cfg.policy.policy} trains a population of FedAvg '
+            f'runs; `algorithm`={name} keeps per-client state that each '
+            'member would need its own copy of: use `algorithm`=fedavg')
+    require(mesh is None or mesh.size == 1,
+            f'`policy`={cfg.policy.policy} runs its population on one '
+            f'device, not the {mesh.size if mesh else 1} the clients would '
+            'be sharded over; run it on one (CUDA_VISIBLE_DEVICES)')
+  searches_server = policy.server_axis is not None or (
+      members is not None and members.server is not None)
   client = algorithms.create(
       name, options, model, data.features, space.max_steps, space.max_batch,
       cfg.space.momentum, unroll, track_alignment='alignment' in policy.needs,
       tuned_values=cfg.algorithm.tuned()[0], num_clients=data.num_clients,
       clients_per_round=run.clients_per_round)
   server_opt = algorithms.server_optimizer(
-      name, options, cfg.server.optimizer(), run.clients_per_round)
+      name, options, cfg.server.optimizer(injected=searches_server),
+      run.clients_per_round)
+  require(not searches_server or hasattr(
+      jax.eval_shape(server_opt.init, params_like), 'hyperparams'),
+          f'`algorithm`={name} steps its server with its own optimizer, '
+          'whose learning rate and momentum a policy cannot set: drop '
+          '`server_lrs` and `server_momenta`')
   recompute = recompute_clients(run, policy, chunk, params_like,
                                 mesh.size if mesh is not None else 1)
   algorithm = make_round(model, data.features, server_opt, space,
                          policy, client_chunk=chunk, mesh=mesh, client=client,
                          recompute=recompute)
+  if members is not None:
+    algorithm = population_round(algorithm, members,
+                                 make_val_loss(model, data.features))
   traces = []
 
   def traced(*args):

@@ -14,6 +14,10 @@ For the round's K clients, in one jitted function compiled once per run:
     theta           <- ServerOpt(theta, -(theta_g(1) - theta))
     policy_state    <- policy.update(policy_state, feedback)
 
+and, for a policy that also chooses the server's configuration
+(`Policy.server_axis`), one draw z a round, its step's credit
+dL_val(theta + c u(z))/dc at c = t (`pfhpo.policies.server_axis`).
+
 with w_i = D_i / D, or the algorithm's own (`ClientAlgorithm.weights`:
 uniform for Reptile's second phase and for MOCHA). FedAvg is this round
 with the `static` policy of one configuration (`fedavg`). The policy says
@@ -73,7 +77,8 @@ from pfhpo.federated.horizon import (ClientUpdates, RoundInput, RoundRecord,
                                      aggregate_step, close, horizon_credit,
                                      init_window, replay_step)
 from pfhpo.federated.local_update import make_local_update, make_masked_loss
-from pfhpo.federated.server import init_server, server_step
+from pfhpo.federated.server import (credited_server_step, init_server,
+                                    server_step)
 from pfhpo.federated.sharding import replicate
 from pfhpo.models import Model, accuracy, cross_entropy
 from pfhpo.policies.base import CREDITS, MEASUREMENTS, Policy, mean_entropy
@@ -127,6 +132,9 @@ def make_round(model: Model, features: Callable,
 
   horizon = policy.horizon
   keeps_updates = horizon > 1  # the window keeps each client's update
+  require(horizon == 1 or policy.server_axis is None,
+          'a server axis is credited through its own round: use `horizon`=1 '
+          'with `server_lrs` or `server_momenta`')
   require(horizon == 1 or policy.horizon_credit != 'exact' or mesh is None
           or mesh.size == 1,
           "`horizon_credit`=exact trains the window's later rounds again on "
@@ -210,9 +218,17 @@ def make_round(model: Model, features: Callable,
               | rejected)
     # No update to take: keep the previous model and optimizer state.
     before = server
+    axis = policy.server_axis
+    if axis is None:
+      stepped, z_server = server_step(server_opt, server, delta), -1
+    else:  # the round's server configuration, credited through its step
+      z_server = axis.propose(pstate, jax.random.fold_in(key, 2))
+      stepped, server_credit = credited_server_step(
+          server_opt, server, delta, axis.space, z_server,
+          lambda p: val_metrics(p, credit_val)[0], policy.credit_at)
+      pstate = axis.update(pstate, z_server, server_credit, ~updated)
     server = jax.tree_util.tree_map(
-        lambda new, old: jnp.where(updated, new, old),
-        server_step(server_opt, server, delta), server)
+        lambda new, old: jnp.where(updated, new, old), stepped, server)
     local_val = batch.local_val
     window = state.window
     if horizon == 1:
@@ -251,7 +267,8 @@ def make_round(model: Model, features: Callable,
         updated=updated,
         local_steps_total=jnp.sum(hparams.local_steps),
         local_val_loss=local_val_loss, policy_entropy=entropy,
-        choices=choices, hparams=hparams, credit=dl_dc)
+        choices=choices, hparams=hparams, credit=dl_dc,
+        server_choice=jnp.int32(z_server))
     return RoundState(server, pstate, window), new_rows, metrics
 
   return FederatedAlgorithm(init, apply)

@@ -10,8 +10,12 @@ momentum 0.9 FedAvgM, Adam FedAdam.
 """
 from __future__ import annotations
 
+import itertools
+from typing import NamedTuple, Sequence
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from pfhpo.settings import check_choice, require
@@ -26,12 +30,15 @@ def fedadam(lr: float) -> optax.GradientTransformation:
 
 
 def server_optimizer(server_opt: str, server_lr: float,
-                     server_momentum: float | None = None
-                     ) -> optax.GradientTransformation:
+                     server_momentum: float | None = None,
+                     injected: bool = False) -> optax.GradientTransformation:
   """FedAvg (`'sgd'`), FedAvgM (`'momentum'`) or FedAdam (`'adam'`, with
   Reddi et al.'s tau = 1e-3 as Adam's epsilon). `server_momentum` is the
   heavy-ball momentum of 'sgd' and 'momentum' (unset: none for 'sgd', 0.9
-  for 'momentum')."""
+  for 'momentum'). `injected`: its learning rate and momentum live in its
+  state (`optax.inject_hyperparams`), traced, so that a run may set them
+  per round or per population member (`with_server_hparams`); sgd then
+  keeps a momentum buffer even at momentum 0 (the same steps)."""
   check_choice('server_opt', server_opt, SERVER_OPTS)
   require(server_lr > 0, f'`server_lr` must be > 0, got {server_lr}')
   require(server_momentum is None or 0 <= server_momentum < 1,
@@ -40,10 +47,75 @@ def server_optimizer(server_opt: str, server_lr: float,
           '`server_momentum` is the momentum of `server_opt`=sgd or '
           'momentum; adam has its own (drop it, or choose sgd)')
   if server_opt == 'adam':
-    return fedadam(server_lr)
+    return (optax.inject_hyperparams(fedadam)(server_lr) if injected
+            else fedadam(server_lr))
   if server_momentum is None:
-    server_momentum = 0.9 if server_opt == 'momentum' else None
+    server_momentum = (0.9 if server_opt == 'momentum' else
+                       0.0 if injected else None)
+  if injected:
+    return optax.inject_hyperparams(optax.sgd)(
+        learning_rate=server_lr, momentum=server_momentum)
   return optax.sgd(server_lr, momentum=server_momentum)
+
+
+class ServerSpace(NamedTuple):
+  """S server configurations: the product of the searched learning rates
+  and momenta, row-major (a None axis is not searched: the run's own)."""
+  lrs: tuple[float, ...] | None
+  momenta: tuple[float, ...] | None
+
+  @property
+  def shape(self) -> tuple[int, int]:
+    return len(self.lrs or (0,)), len(self.momenta or (0,))
+
+  @property
+  def size(self) -> int:
+    return int(np.prod(self.shape))
+
+  def values(self) -> tuple[np.ndarray, np.ndarray]:
+    """(f32[S] learning rates, f32[S] momenta); NaN on an axis not
+    searched."""
+    grid = list(itertools.product(self.lrs or (np.nan,),
+                                  self.momenta or (np.nan,)))
+    return (np.array([g[0] for g in grid], np.float32),
+            np.array([g[1] for g in grid], np.float32))
+
+  def describe(self, s: int) -> str:
+    """' server_lr=0.5 server_momentum=0.9' of the axes searched."""
+    lr, m = (float(v[s]) for v in self.values())
+    return ((f' server_lr={lr:g}' if self.lrs else '') +
+            (f' server_momentum={m:g}' if self.momenta else ''))
+
+
+def server_space(lrs: Sequence[float], momenta: Sequence[float],
+                 server_opt: str) -> ServerSpace | None:
+  """The server configurations a policy searches (None: none)."""
+  for name, values in (('server_lrs', lrs), ('server_momenta', momenta)):
+    require(len(set(values)) == len(values),
+            f'`{name}` repeats a value ({list(values)}); list each once')
+  require(all(lr > 0 for lr in lrs),
+          f'`server_lrs` must be > 0, got {list(lrs)}')
+  require(all(0 <= m < 1 for m in momenta),
+          f'`server_momenta` must be in [0, 1), got {list(momenta)}')
+  require(not momenta or server_opt != 'adam',
+          '`server_momenta` are momenta of `server_opt`=sgd or momentum; '
+          'adam has its own (drop them, or choose sgd)')
+  if not lrs and not momenta:
+    return None
+  return ServerSpace(tuple(lrs) or None, tuple(momenta) or None)
+
+
+def with_server_hparams(opt_state, space: ServerSpace, s: jax.Array):
+  """An injected server optimizer's state (`server_optimizer(...,
+  injected=True)`) set to server configuration `s` (i32[]) of `space`: the
+  searched axes' values, the others as they were."""
+  lrs, momenta = (jnp.asarray(v)[s] for v in space.values())
+  hparams = dict(opt_state.hyperparams)
+  if space.lrs:
+    hparams['learning_rate'] = lrs
+  if space.momenta:
+    hparams['momentum'] = momenta
+  return opt_state._replace(hyperparams=hparams)
 
 
 def init_server(server_opt: optax.GradientTransformation,
@@ -58,3 +130,20 @@ def server_step(server_opt: optax.GradientTransformation, state: ServerState,
   updates, opt_state = server_opt.update(pseudo_grad, state.opt_state,
                                          state.params)
   return ServerState(optax.apply_updates(state.params, updates), opt_state)
+
+
+def credited_server_step(server_opt: optax.GradientTransformation,
+                         state: ServerState, delta, space: ServerSpace,
+                         z: jax.Array, val_loss, at: float = 1.0
+                         ) -> tuple[ServerState, jax.Array]:
+  """The server step at configuration `z` of `space` (an injected
+  optimizer's), and its credit dL_val(theta + c u)/dc at c = `at`, u the
+  step's update and `val_loss(params) -> f32[]`
+  (`pfhpo.policies.server_axis`)."""
+  state = state._replace(opt_state=with_server_hparams(state.opt_state,
+                                                       space, z))
+  stepped = server_step(server_opt, state, delta)
+  u = jax.tree_util.tree_map(jnp.subtract, stepped.params, state.params)
+  credit = jax.grad(lambda c: val_loss(jax.tree_util.tree_map(
+      lambda p, d: p + c * d, state.params, u)))(jnp.float32(at))
+  return stepped, credit

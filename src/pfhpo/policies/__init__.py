@@ -9,6 +9,7 @@ from pfhpo.policies.gumbel import GumbelConfig, gumbel
 from pfhpo.policies.fedex import FedExConfig, fedex
 from pfhpo.policies.pfedex import PFedExConfig, pfedex
 from pfhpo.policies.fathom import FathomConfig, fathom
+from pfhpo.policies.fedpop import FedPopConfig, fedpop
 from pfhpo.policies.base import MEASUREMENTS, Policy, mean_entropy
 from pfhpo.policies.logits import SCOPES, PolicyState
 from pfhpo.policies.registry import REGISTRY, PolicyContext, create
@@ -16,7 +17,8 @@ from pfhpo.policies.space import SearchSpace, hparams_for, make_space
 
 __all__ = [
     'MEASUREMENTS', 'REGISTRY', 'SCOPES', 'FathomConfig', 'FedExConfig',
-    'GumbelConfig', 'PFedExConfig', 'Policy', 'PolicyContext', 'PolicyState',
-    'RandomConfig', 'ReinforceConfig', 'SearchSpace', 'StaticConfig',
-    'create', 'fathom', 'fedex', 'gumbel', 'hparams_for', 'make_space',
-    'mean_entropy', 'pfedex', 'random', 'reinforce', 'static']
+    'FedPopConfig', 'GumbelConfig', 'PFedExConfig', 'Policy',
+    'PolicyContext', 'PolicyState', 'RandomConfig', 'ReinforceConfig',
+    'SearchSpace', 'StaticConfig', 'create', 'fathom', 'fedex', 'fedpop',
+    'gumbel', 'hparams_for', 'make_space', 'mean_entropy', 'pfedex',
+    'random', 'reinforce', 'static']

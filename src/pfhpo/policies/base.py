@@ -82,6 +82,13 @@ class Policy(NamedTuple):
   # (HORIZON_CREDITS; `pfhpo.federated.horizon`).
   horizon: int = 1
   horizon_credit: str = 'exact'
+  # A member of a population the round runs P copies of (FedPop:
+  # `fedpop.Members`, `pfhpo.tuners.fedpop`); None for a single run.
+  population: Any = None
+  # The server's configuration as one more choice, one draw a round
+  # (`server_axis.ServerAxis`, its row in the state's `server`); None:
+  # the run's own server settings.
+  server_axis: Any = None
 
 
 def diverged_of(fb: Feedback) -> jax.Array:

@@ -47,6 +47,10 @@ ablation, BUILD_NOTES.md):
     later, differentiated through the rounds between, exactly or with
     local training's Jacobian taken as the identity; a row moves K - 1
     rounds after its client drew (`pfhpo.federated.horizon`).
+
+The server's learning rate and momentum (`server_lrs`, `server_momenta`)
+are one more choice, one draw a round from a row of their own, credited by
+dL_val/dc of a dummy scale c on the server step (`server_axis.py`).
 """
 from __future__ import annotations
 
@@ -55,11 +59,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from pfhpo.federated.server import ServerSpace, server_space
 from pfhpo.policies.base import (CREDITS, HORIZON_CREDITS, Policy,
                                  check_decay, diverged_of, penalized)
 from pfhpo.policies.logits import (LogitsConfig, PolicyState,
                                    categorical_policy, score_update)
 from pfhpo.policies.registry import PolicyContext, register
+from pfhpo.policies.server_axis import server_axis
 from pfhpo.policies.space import SearchSpace
 from pfhpo.settings import check_choice, checked, require, setting
 from pfhpo.types import Feedback
@@ -72,7 +78,8 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
            features: np.ndarray | None = None,
            credit_examples: int | None = None, horizon: int = 1,
            horizon_credit: str = 'exact',
-           baseline_scope: str = 'round') -> Policy:
+           baseline_scope: str = 'round',
+           server: ServerSpace | None = None) -> Policy:
   """`credit`: differentiate the aggregate through the update ('delta') or
   the parameters ('params'); `credit_at`: the point c = t 1 where dL/dc is
   taken (see `pfhpo.federated.round`); `entropy_weight`: the exploration
@@ -83,7 +90,9 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
   validation loss that many rounds on, through the rounds between as
   `horizon_credit` says (`pfhpo.federated.horizon`); `baseline_scope`:
   with a `baseline_decay`, one running mean of the rounds' mean credits
-  ('round') or each client's own running mean of its credits ('client')."""
+  ('round') or each client's own running mean of its credits ('client');
+  `server`: the server configurations it also chooses among, one a round
+  (`server_axis.py`; None: the run's own)."""
   check_choice('credit', credit, CREDITS)
   check_choice('baseline_scope', baseline_scope, BASELINE_SCOPES)
   own = baseline_decay is not None and baseline_scope == 'client'
@@ -121,6 +130,16 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
     init = policy.init
     policy = policy._replace(init=lambda key, num_clients: init(
         key, num_clients)._replace(baseline=jnp.full(num_clients, jnp.nan)))
+  if server is not None:
+    axis = server_axis(server, optimizer)
+    init, summarize = policy.init, policy.summarize
+    policy = policy._replace(
+        init=lambda key, num_clients: init(key, num_clients)._replace(
+            server=axis.init()),
+        summarize=lambda state, clients: {
+            **summarize(state, clients), 'server_probabilities': np.asarray(
+                axis.probabilities(state)).round(4).tolist()},
+        server_axis=axis)
   return policy._replace(credit_at=credit_at,
                          credit_examples=credit_examples, horizon=horizon,
                          horizon_credit=horizon_credit)
@@ -174,6 +193,12 @@ class GumbelConfig(LogitsConfig):
       'exact', "through the rounds after the first: 'exact' (their local "
       "training, aggregation and server step, second order) or "
       "'first_order' (local training's Jacobian taken as the identity)")
+  server_lrs: tuple[float, ...] = setting(
+      (), 'server learning rates the policy also chooses among, one a round, '
+      "credited through the server step (unset: the run's `server_lr`)")
+  server_momenta: tuple[float, ...] = setting(
+      (), 'server momenta the policy also chooses among, one a round '
+      "(unset: the run's)")
 
   def __post_init__(self):
     super().__post_init__()
@@ -185,6 +210,10 @@ class GumbelConfig(LogitsConfig):
     require(self.entropy_weight >= 0,
             f'`entropy_weight` must be >= 0, got {self.entropy_weight}')
     check_decay(self.baseline_decay, closed=False)
+    server_space(self.server_lrs, self.server_momenta, 'sgd')
+    require(self.horizon == 1 or not (self.server_lrs or self.server_momenta),
+            'a server axis is credited through its own round: use `horizon`=1 '
+            'with `server_lrs` or `server_momenta`')
 
 
 @register('gumbel', GumbelConfig)
@@ -193,4 +222,6 @@ def _build(config: GumbelConfig, context: PolicyContext) -> Policy:
                 config.baseline_decay, config.credit_normalize, config.credit,
                 config.credit_at, config.entropy_weight,
                 context.client_features, config.credit_examples,
-                config.horizon, config.horizon_credit, config.baseline_scope)
+                config.horizon, config.horizon_credit, config.baseline_scope,
+                server_space(config.server_lrs, config.server_momenta,
+                             context.server_opt))

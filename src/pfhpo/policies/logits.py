@@ -51,6 +51,9 @@ class PolicyState(NamedTuple):
   net: Any = ()  # 'features': g_w's parameters (`features.py`)
   net_opt_state: Any = ()  # and their optax state
   seen_loss: Any = ()  # 'features': f32[C] log of each client's last
+  # the server's row, for a policy that also chooses the server's
+  # configuration (`server_axis.ServerRow`)
+  server: Any = ()
 
 
 @checked

@@ -10,7 +10,8 @@ their defaults and a `help` line each (field metadata); it checks its values
 in `__post_init__`. The command line offers every registered config's
 fields as flags, so a new policy's settings need no other edit. A policy
 that `searches` chooses among the search space's configurations: a space
-of one configuration is an error for it.
+of one configuration is an error for it, unless it also searches server
+axes (its `server_lrs`, `server_momenta`).
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ class PolicyContext(NamedTuple):
   groups: tuple[str, ...] | None = None  # the data's client groups
   client_group: np.ndarray | None = None  # i32[C] each client's group
   client_features: np.ndarray | None = None  # f32[C, F] phi (`features.py`)
+  server_opt: str = 'sgd'  # the run's server optimizer (`server_optimizer`)
 
 
 class PolicyEntry(NamedTuple):
@@ -67,7 +69,9 @@ def create(name: str, space: SearchSpace, config: Any = None,
   if not isinstance(config, spec.config):
     raise TypeError(f'policy {name!r} takes a {spec.config.__name__}, got '
                     f'{type(config).__name__}')
-  if spec.searches and space.size == 1:
+  server_axes = any(getattr(config, name, ()) for name in
+                    ('server_lrs', 'server_momenta'))
+  if spec.searches and space.size == 1 and not server_axes:
     raise ConfigError(
         f'`policy`={name} chooses among the search space\'s configurations, '
         f'but it holds one; give several `lrs`, `local_steps` or '

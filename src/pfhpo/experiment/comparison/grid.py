@@ -17,9 +17,10 @@ from pfhpo.settings import check_choice, checked, require, setting
 
 STATIC = 'static'
 # The tuners, methods of `policies` (`tuning.py`): random search, successive
-# halving and Hyperband over the static grid's configurations, and FedEx
-# wrapped in successive halving.
-TUNERS = ('rs', 'sha', 'hyperband', 'fedex_sha')
+# halving and Hyperband over the static grid's configurations, FedEx
+# wrapped in successive halving, and FedPop (a population of one member
+# per run of the budget).
+TUNERS = ('rs', 'sha', 'hyperband', 'fedex_sha', 'fedpop')
 
 
 # What a method may set besides its policy's settings: the federated
@@ -126,12 +127,15 @@ class CompareConfig:
             f'`server_momenta` must be in [0, 1), got '
             f'{list(self.server_momenta)}')
     if self.server_lrs or self.server_momenta:
-      unable = [m for m in self.policies if m not in TUNERS]
+      unable = [m for m in self.policies if m not in TUNERS and not
+                searches_server(self.settings_of(m)['policy'])]
       require(not unable,
               f'{", ".join(unable)} cannot search a server axis '
-              '(`server_lrs`, `server_momenta`: the static grid and the '
-              f'tuners {", ".join(TUNERS)} search them); drop the axes or '
-              'run those methods in a comparison of their own')
+              '(`server_lrs`, `server_momenta`: the static grid, the '
+              f'tuners {", ".join(TUNERS)} and the policies '
+              f'{", ".join(p for p in REGISTRY if searches_server(p))} '
+              'search them); drop the axes or run those methods in a '
+              'comparison of their own')
     for model in self.models:
       check_choice('models', model, model_zoo.MODELS)
     require(self.target_acc is None or 0 < self.target_acc <= 1,
@@ -146,9 +150,24 @@ class CompareConfig:
             for m in self.server_momenta or (None,)]
 
   def settings_of(self, method: str) -> dict:
-    """A learned method's flat settings over the base run."""
+    """A learned method's flat settings over the base run (with the grid's
+    server axes for a policy that searches them)."""
     table = dict(self.methods.get(method, {}))
-    return {'policy': table.pop('policy', method), **table}
+    policy = table.pop('policy', method)
+    axes = {name: getattr(self, name) for name in SERVER_AXES
+            if getattr(self, name) and searches_server(policy)}
+    return {'policy': policy, **axes, **table}
+
+
+SERVER_AXES = ('server_lrs', 'server_momenta')
+
+
+def searches_server(policy: str) -> bool:
+  """Whether `policy` chooses the server's configurations itself (its own
+  `server_lrs` and `server_momenta`)."""
+  return policy in REGISTRY and all(
+      name in {f.name for f in dataclasses.fields(REGISTRY[policy].config)}
+      for name in SERVER_AXES)
 
 
 class RunSpec(NamedTuple):

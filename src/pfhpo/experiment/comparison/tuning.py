@@ -1,8 +1,11 @@
 """The tuners as methods of the comparison, at each of its budgets: random
 search (`rs`), successive halving (`sha`) and Hyperband (`hyperband`) over
-the static grid's configurations, and FedEx wrapped in successive halving
+the static grid's configurations, FedEx wrapped in successive halving
 (`fedex_sha`: Khodak et al., NeurIPS 2021, Sec. 5) over FedEx runs, each
-arm with its own baseline discount (`pfhpo.tuners`).
+arm with its own baseline discount (`pfhpo.tuners`), and FedPop
+(`fedpop`: Chen et al., AAAI 2025) as one run of a population of B
+members at budget B (`pfhpo.tuners.fedpop`), searching the grid's server
+axes too.
 
 A tuner's trial is the static run of its configuration with the
 comparison's seed, in the grid's own directory (FedEx+SHA's: the FedEx run
@@ -15,6 +18,8 @@ model it chose on validation (`test_at_best_val`).
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -24,7 +29,7 @@ from pfhpo.experiment.comparison.grid import (TUNERS, CompareConfig,
                                               RunSpec, describe_server,
                                               static_spec)
 from pfhpo.experiment.comparison.results import RunResult
-from pfhpo.experiment.comparison.runs import read_rows, train_to
+from pfhpo.experiment.comparison.runs import read_result, read_rows, train_to
 from pfhpo.experiment.config import Config
 from pfhpo.experiment.records import observations
 from pfhpo.tuners import (Trial, TunerResult, draw, hyperband, random_search,
@@ -62,6 +67,8 @@ def fedex_arm(model: str, seed: int, arm: int,
 def tune(base: Config, grid: CompareConfig, root: Path, model: str,
          tuner: str, seed: int, budget: int) -> RunResult:
   """One tuner at one budget: its trials run (or read), its choice."""
+  if tuner == 'fedpop':
+    return _fedpop(base, grid, root, model, seed, budget)
   space, servers = base.search_space(), grid.servers()
   rounds, every = base.run.rounds, base.run.eval_every
   spec_of = ((lambda j: fedex_arm(model, seed, j, servers))
@@ -96,6 +103,31 @@ def tune(base: Config, grid: CompareConfig, root: Path, model: str,
       best_val_acc=choice and choice.val_acc, budget=budget,
       spent_runs=result.spent_rounds / rounds,
       local_steps_total=result.spent_steps, anytime=result.history)
+
+
+def fedpop_spec(model: str, seed: int, budget: int,
+                grid: CompareConfig) -> RunSpec:
+  """FedPop at `budget`: one run of a population of `budget` members over
+  the client space and the grid's server axes."""
+  return RunSpec(model, f'fedpop[{budget}]', seed,
+                 {**grid.settings_of('fedpop'), 'population': budget})
+
+
+def _fedpop(base: Config, grid: CompareConfig, root: Path, model: str,
+            seed: int, budget: int) -> RunResult:
+  spec = fedpop_spec(model, seed, budget, grid)
+  error = train_to(base, spec, root, base.run.rounds)
+  if error is not None:
+    return RunResult(model, 'fedpop', seed, status='failed', error=error,
+                     budget=budget)
+  out = spec.directory(root)
+  result = read_result(spec, out, grid.target_acc)
+  chosen = json.loads((out / 'summary.json').read_text())['policy']
+  return dataclasses.replace(
+      result, method='fedpop', budget=budget,
+      spent_runs=budget * result.spent_runs,
+      configuration=f'{budget} members; the last best one\'s clients prefer '
+      f'{chosen["best_slot"]}')
 
 
 def _run(tuner: str, train: Callable, rng: np.random.Generator, space: int,

@@ -1,0 +1,220 @@
+"""FedPop (`pfhpo.tuners.fedpop`, `pfhpo.policies.fedpop`): the exploit step
+copies the best members into the worst, explore moves only the copies, a
+population of one without perturbation is a static run, and the round's
+cost is every member's."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from pfhpo.evaluate import make_val_loss
+from pfhpo.federated import make_round
+from pfhpo.federated.server import server_optimizer, server_space
+from pfhpo.models import Model
+from pfhpo.policies import fedpop, static
+from pfhpo.policies.space import make_space
+from pfhpo.tuners.fedpop import exploit, explore, population_round
+from pfhpo.types import ClientBatch, Feedback, RoundBatch, ValBatch
+
+C, N, D = 6, 24, 5
+SPACE = make_space([0.01, 0.1, 0.3], [1, 4], [8])  # a 3 x 2 grid
+SERVERS = server_space((0.5, 1.0), (0.0, 0.9), 'sgd')
+
+
+def model():
+  def init(key):
+    return {'w': 0.1 * jax.random.normal(key, (D, 2)), 'b': jnp.zeros(2)}
+
+  return Model(init, lambda params, x, train=False, rng=None:
+               x @ params['w'] + params['b'], 'linear', 2)
+
+
+def problem(seed=0):
+  rng = np.random.default_rng(seed)
+  w = rng.normal(size=D)
+
+  def split(n):
+    x = rng.normal(size=(C, n, D)).astype(np.float32)
+    return x, (x @ w > 0).astype(np.int32)
+
+  x, y = split(N)
+  xv, yv = split(8)
+  xs = rng.normal(size=(64, D)).astype(np.float32)
+  return RoundBatch(np.arange(C), ClientBatch(x, y, np.full(C, N, np.int32)),
+                    ValBatch(xs, (xs @ w > 0).astype(np.int32),
+                             np.full(64, 1 / 64, np.float32)),
+                    ClientBatch(xv, yv, np.full(C, 8, np.int32)))
+
+
+def population(size, local_every=5, exploit_every=3, servers=SERVERS,
+               resample=0.0):
+  policy = fedpop(SPACE, size, exploit_every, local_every, 0.25, resample,
+                  servers)
+  member = make_round(model(), lambda x: x, server_optimizer(
+      'sgd', 1.0, injected=servers is not None), SPACE, policy)
+  return policy, population_round(member, policy.population,
+                                  make_val_loss(model(), lambda x: x))
+
+
+def leaves_equal(a, b):
+  return all(np.array_equal(x, y) for x, y in zip(
+      jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+
+
+def member(tree, m):
+  return jax.tree_util.tree_map(lambda a: a[m], tree)
+
+
+def trained(size, rounds=2, **kwargs):
+  policy, algorithm = population(size, **kwargs)
+  state, rows = algorithm.init(jax.random.PRNGKey(0), C)
+  step = jax.jit(algorithm.apply)
+  for r in range(rounds):
+    state, rows, metrics = step(state, rows, problem(), jax.random.PRNGKey(r))
+  return policy, state, metrics
+
+
+def test_exploit_copies_the_best_members_weights_and_hyperparameters():
+  _, state, _ = trained(8, exploit_every=100)
+  members, server = state.population.members, state.population.server
+  loss = jnp.array([3.0, 1.0, 2.0, 8.0, 4.0, 0.5, 7.0, 5.0])
+  copied, copied_server, replaced = exploit(
+      members, server, loss, jax.random.PRNGKey(1), 0.25)
+  # k = 2 of 8: the worst (3, 6) each take one of the best (5, 1)
+  np.testing.assert_array_equal(replaced, np.isin(np.arange(8), [3, 6]))
+  for m in range(8):
+    source = m
+    if m in (3, 6):
+      sources = [s for s in (5, 1) if leaves_equal(
+          member(copied, m), member(members, s))]
+      assert len(sources) == 1, m  # a whole copy of one of the best
+      source = sources[0]
+    else:
+      assert leaves_equal(member(copied, m), member(members, m))
+    assert int(copied_server[m]) == int(server[source])
+    # the weights, the optimizer state with its learning rate and momentum,
+    # the clients' slots and base
+    hp = member(copied.server.opt_state.hyperparams, m)
+    np.testing.assert_array_equal(
+        [hp['learning_rate'], hp['momentum']],
+        [SERVERS.values()[0][server[source]],
+         SERVERS.values()[1][server[source]]])
+    assert int(copied.policy.base[m]) == int(members.policy.base[source])
+  # the members differ, so a copy is visible
+  assert not leaves_equal(member(members, 5).server.params,
+                          member(members, 3).server.params)
+
+
+def test_explore_moves_only_the_copies_to_neighbours():
+  policy, state, _ = trained(4, exploit_every=100)
+  members, server = state.population.members, state.population.server
+  replaced = jnp.array([False, True, False, True])
+  moved, moved_server = explore(members, server, replaced,
+                                jax.random.PRNGKey(2), policy.population)
+  grid = policy.population.grid
+  for m in range(4):
+    if not replaced[m]:
+      assert leaves_equal(member(moved, m), member(members, m))
+      assert int(moved_server[m]) == int(server[m])
+      continue
+    old = np.unravel_index(int(members.policy.base[m]), grid)
+    new = np.unravel_index(int(moved.policy.base[m]), grid)
+    assert np.all(np.abs(np.subtract(old, new)) <= 1)
+    assert int(moved.policy.slots[m, 0]) == int(moved.policy.base[m])
+    hp = member(moved.server.opt_state.hyperparams, m)
+    s = int(moved_server[m])
+    assert float(hp['learning_rate']) == SERVERS.values()[0][s]
+    assert float(hp['momentum']) == SERVERS.values()[1][s]
+    # the weights stay: explore moves hyper-parameters only
+    assert leaves_equal(member(moved, m).server.params,
+                        member(members, m).server.params)
+
+
+def test_a_population_of_one_without_perturbation_is_a_static_run():
+  rounds = 6
+  policy, state, _ = trained(1, rounds=rounds, local_every=0, servers=None)
+  base = int(state.policy.base)
+  np.testing.assert_array_equal(state.policy.slots, base)
+  single = make_round(model(), lambda x: x, optax.sgd(1.0), SPACE,
+                      static(SPACE, base))
+  alone, rows = single.init(jax.random.PRNGKey(0), C)
+  step = jax.jit(single.apply)
+  for r in range(rounds):
+    alone, rows, _ = step(alone, rows, problem(), jax.random.PRNGKey(r))
+  for a, b in zip(jax.tree_util.tree_leaves(state.server.params),
+                  jax.tree_util.tree_leaves(alone.server.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  assert not leaves_equal(state.server.params,
+                          model().init(jax.random.PRNGKey(0)))
+
+
+def test_the_round_costs_every_members_local_steps_and_reports_the_best():
+  _, state, metrics = trained(3, rounds=1, local_every=0, exploit_every=100)
+  members = state.population.members
+  steps = SPACE.local_steps[np.asarray(members.policy.base)]  # i32[P]
+  assert int(metrics.local_steps_total) == C * int(steps.sum())
+  best = int(np.argmin(state.population.val_loss))
+  assert leaves_equal(state.server, member(members.server, best))
+  np.testing.assert_array_equal(metrics.hparams.local_steps, steps[best])
+
+
+def test_fedpop_l_moves_the_worst_slots_next_to_the_best():
+  policy = fedpop(SPACE, 1, 10, local_every=1, quantile=0.25, resample=0.0)
+  state = policy.init(jax.random.PRNGKey(4), C)
+  clients = jnp.arange(C)
+  _, choices = policy.propose(state, clients, None)
+  loss = jnp.array([0.9, 0.2, 0.5, 1.5, 0.1, 0.7])  # client c's
+  moved = policy.update(state, Feedback(
+      clients, choices, jnp.zeros(C), jnp.float32(0), jnp.float32(0),
+      jnp.zeros(C), local_val_loss=loss))
+  perm = np.asarray(jax.random.permutation(
+      jax.random.fold_in(state.key, 0), C))
+  slot_loss = np.empty(C)
+  slot_loss[perm] = loss  # client c trained slot perm[c]
+  order = np.argsort(slot_loss)
+  best, worst = order[:2], order[-2:]  # k = ceil(0.25 * 6) = 2
+  grid = policy.population.grid
+  for j in range(C):
+    if j not in worst:
+      assert int(moved.slots[j]) == int(state.slots[j])
+      continue
+    new = np.unravel_index(int(moved.slots[j]), grid)
+    assert any(np.all(np.abs(np.subtract(new, np.unravel_index(
+        int(state.slots[b]), grid))) <= 1) for b in best)
+  assert int(moved.best) == int(order[0])
+  _, preferred = policy.prefer(moved, clients, None)
+  np.testing.assert_array_equal(preferred, moved.slots[order[0]])
+  assert float(jnp.sum(moved.den)) == 0.0  # every score starts again
+
+
+def test_fedpop_runs_from_the_cli_compiles_once_and_resumes_exactly(tmp_path):
+  """A population of 3 over a client and a server axis on digits: one
+  compilation, every member's steps counted, and a run stopped at round 4
+  and resumed to 8 writes the straight run's rows."""
+  import sys
+  from pathlib import Path
+  sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'experiments'))
+  import femnist  # noqa: E402  (experiments/femnist.py)
+  argv = ['--dataset=digits', '--model=mlp', '--clients_per_round=4',
+          '--max_clients=4', '--policy=fedpop', '--population=3',
+          '--exploit_every=2', '--local_every=2', '--lrs=0.05,0.3',
+          '--local_steps=2,10', '--batch_sizes=16', '--server_lrs=0.5,1',
+          '--eval_every=2']
+  straight, parts = tmp_path / 'straight', tmp_path / 'parts'
+  assert femnist.main(argv + ['--rounds=8', f'--out_dir={straight}']) == 0
+  assert femnist.main(argv + ['--rounds=4', f'--out_dir={parts}']) == 0
+  assert femnist.main(argv + ['--rounds=8', '--resume',
+                              f'--out_dir={parts}']) == 0
+  import json
+  rows = [[json.loads(line) for line in (out / 'metrics.jsonl')
+           .read_text().splitlines()] for out in (straight, parts)]
+  keys = ('round', 'global_acc', 'val_acc', 'val_loss', 'local_steps_total')
+  assert [[r[k] for k in keys] for r in rows[0]] == \
+      [[r[k] for k in keys] for r in rows[1]]
+  summary = json.loads((straight / 'summary.json').read_text())
+  assert summary['round_compilations'] == 1
+  choices = [json.loads(line) for line in
+             (straight / 'choices.jsonl').read_text().splitlines()]
+  # the logged choices are the best member's; the steps are all three's
+  assert rows[0][-1]['local_steps_total'] > sum(
+      sum(c['local_steps']) for c in choices)
