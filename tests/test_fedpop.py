@@ -218,3 +218,17 @@ def test_fedpop_runs_from_the_cli_compiles_once_and_resumes_exactly(tmp_path):
   # the logged choices are the best member's; the steps are all three's
   assert rows[0][-1]['local_steps_total'] > sum(
       sum(c['local_steps']) for c in choices)
+
+
+def test_a_members_slots_start_around_its_base_or_at_it():
+  grid = (3, 2, 1, 1)
+  spread = fedpop(SPACE, 1, local_every=5, resample=0.0).init(
+      jax.random.PRNGKey(5), 40)
+  base = np.unravel_index(int(spread.base), grid)
+  offsets = np.array([np.subtract(np.unravel_index(int(z), grid), base)
+                      for z in np.asarray(spread.slots)])
+  assert np.all(np.abs(offsets) <= 1) and np.any(offsets != 0)
+  assert int(spread.slots[0]) == int(spread.base)
+  at_base = fedpop(SPACE, 1, local_every=5, local_start='base').init(
+      jax.random.PRNGKey(5), 40)
+  np.testing.assert_array_equal(at_base.slots, at_base.base)

@@ -35,7 +35,7 @@ from pfhpo.policies import Policy, SearchSpace, create
 from pfhpo.policies.base import CREDITS
 from pfhpo.policies.features import client_features
 from pfhpo.settings import require
-from pfhpo.tuners.fedpop import population_round
+from pfhpo.tuners.fedpop import check_population, population_round
 from pfhpo.types import RoundBatch, RoundState
 
 
@@ -116,18 +116,9 @@ def build(cfg: Config) -> Experiment:
                       data.num_classes),
                   params_like=params_like,
                   server_opt=cfg.server.server_opt)
-  members = policy.population
-  if members is not None:
-    require(name == 'fedavg',
-            f'`policy`={cfg.policy.policy} trains a population of FedAvg '
-            f'runs; `algorithm`={name} keeps per-client state that each '
-            'member would need its own copy of: use `algorithm`=fedavg')
-    require(mesh is None or mesh.size == 1,
-            f'`policy`={cfg.policy.policy} runs its population on one '
-            f'device, not the {mesh.size if mesh else 1} the clients would '
-            'be sharded over; run it on one (CUDA_VISIBLE_DEVICES)')
+  check_population(policy, cfg.policy.policy, name, mesh)
   searches_server = policy.server_axis is not None or (
-      members is not None and members.server is not None)
+      policy.population is not None and policy.population.server is not None)
   client = algorithms.create(
       name, options, model, data.features, space.max_steps, space.max_batch,
       cfg.space.momentum, unroll, track_alignment='alignment' in policy.needs,
@@ -146,8 +137,8 @@ def build(cfg: Config) -> Experiment:
   algorithm = make_round(model, data.features, server_opt, space,
                          policy, client_chunk=chunk, mesh=mesh, client=client,
                          recompute=recompute)
-  if members is not None:
-    algorithm = population_round(algorithm, members,
+  if policy.population is not None:
+    algorithm = population_round(algorithm, policy.population,
                                  make_val_loss(model, data.features))
   traces = []
 

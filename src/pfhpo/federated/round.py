@@ -77,8 +77,7 @@ from pfhpo.federated.horizon import (ClientUpdates, RoundInput, RoundRecord,
                                      aggregate_step, close, horizon_credit,
                                      init_window, replay_step)
 from pfhpo.federated.local_update import make_local_update, make_masked_loss
-from pfhpo.federated.server import (credited_server_step, init_server,
-                                    server_step)
+from pfhpo.federated.server import chosen_server_step, init_server
 from pfhpo.federated.sharding import replicate
 from pfhpo.models import Model, accuracy, cross_entropy
 from pfhpo.policies.base import CREDITS, MEASUREMENTS, Policy, mean_entropy
@@ -218,15 +217,10 @@ def make_round(model: Model, features: Callable,
               | rejected)
     # No update to take: keep the previous model and optimizer state.
     before = server
-    axis = policy.server_axis
-    if axis is None:
-      stepped, z_server = server_step(server_opt, server, delta), -1
-    else:  # the round's server configuration, credited through its step
-      z_server = axis.propose(pstate, jax.random.fold_in(key, 2))
-      stepped, server_credit = credited_server_step(
-          server_opt, server, delta, axis.space, z_server,
-          lambda p: val_metrics(p, credit_val)[0], policy.credit_at)
-      pstate = axis.update(pstate, z_server, server_credit, ~updated)
+    stepped, pstate, z_server = chosen_server_step(
+        policy.server_axis, pstate, server_opt, server, delta, updated,
+        jax.random.fold_in(key, 2), lambda p: val_metrics(p, credit_val)[0],
+        policy.credit_at)
     server = jax.tree_util.tree_map(
         lambda new, old: jnp.where(updated, new, old), stepped, server)
     local_val = batch.local_val

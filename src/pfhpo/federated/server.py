@@ -147,3 +147,19 @@ def credited_server_step(server_opt: optax.GradientTransformation,
   credit = jax.grad(lambda c: val_loss(jax.tree_util.tree_map(
       lambda p, d: p + c * d, state.params, u)))(jnp.float32(at))
   return stepped, credit
+
+
+def chosen_server_step(axis, policy_state, server_opt, state: ServerState,
+                       delta, updated: jax.Array, key: jax.Array, val_loss,
+                       at: float):
+  """The round's server step: at the run's own configuration where the
+  policy has no server `axis` (`policies.server_axis.ServerAxis`), else at
+  the one it draws, whose row learns from the step's credit (a round that
+  did not move the server, `updated` False, is a failure).
+  (stepped ServerState, policy state, i32[] the draw or -1)."""
+  if axis is None:
+    return server_step(server_opt, state, delta), policy_state, jnp.int32(-1)
+  z = axis.propose(policy_state, key)
+  stepped, credit = credited_server_step(server_opt, state, delta,
+                                         axis.space, z, val_loss, at)
+  return stepped, axis.update(policy_state, z, credit, ~updated), z

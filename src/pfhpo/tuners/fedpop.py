@@ -32,10 +32,13 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
 
 from pfhpo.federated.round import FederatedAlgorithm
 from pfhpo.federated.server import with_server_hparams
+from pfhpo.policies.base import Policy
 from pfhpo.policies.fedpop import Members, neighbour
+from pfhpo.settings import require
 from pfhpo.types import Params, RoundState, ValBatch
 
 
@@ -100,6 +103,22 @@ def explore(members: RoundState, server: jax.Array, replaced: jax.Array,
       members, server, jax.random.split(key, server.shape[0]))
   return (_where(replaced, moved, members),
           jnp.where(replaced, moved_server, server))
+
+
+def check_population(policy: Policy, name: str, algorithm: str,
+                     mesh: Mesh | None) -> None:
+  """What a population needs of a run: FedAvg (an algorithm with per-client
+  rows would need them per member) on one device."""
+  if policy.population is None:
+    return
+  require(algorithm == 'fedavg',
+          f'`policy`={name} trains a population of FedAvg runs; '
+          f'`algorithm`={algorithm} keeps per-client state that each member '
+          'would need its own copy of: use `algorithm`=fedavg')
+  require(mesh is None or mesh.size == 1,
+          f'`policy`={name} runs its population on one device, not the '
+          f'{mesh.size if mesh else 1} the clients would be sharded over; '
+          'run it on one (CUDA_VISIBLE_DEVICES)')
 
 
 def population_round(member: FederatedAlgorithm, spec: Members,
