@@ -104,6 +104,11 @@ CASES = {
     'server momenta for adam': (
         ['--policy=gumbel', '--lrs=0.1,0.3', '--server_opt=adam',
          '--server_momenta=0,0.9'], 'adam has its own'),
+    "a prior row's rate without the prior row": (
+        ['--policy=gumbel', '--prior_rate=2'], 'pass --policy_scope=prior'),
+    'a prior row that does not move': (
+        ['--policy=gumbel', '--policy_scope=prior', '--prior_rate=0'],
+        '--prior_rate must be > 0'),
     'a population with nothing to search': (
         ['--policy=fedpop'], 'give several --lrs'),
     'client with zero examples': ('empty_client', "'b' has no training"),

@@ -79,13 +79,14 @@ def test_global_scope_shares_one_row():
                              -1.0 * (jax.nn.one_hot(1, 6) - 1 / 6), atol=1e-6)
 
 
-@pytest.mark.parametrize('scope', ['shared', 'prior'])
-def test_shared_scope_is_a_shared_row_plus_per_client_offsets(scope):
+@pytest.mark.parametrize('scope,rate', [('shared', 1.0), ('prior', 1.0),
+                                        ('prior', 3.0)])
+def test_shared_scope_is_a_shared_row_plus_per_client_offsets(scope, rate):
   """alpha_i = a + b_i: a moves by every client's score ('shared': their
-  sum; 'prior': their mean over the round's K clients), b_i by client i's
-  alone, each p_i = softmax(a + b_i)."""
-  policy = gumbel(SPACE, optax.sgd(0.5), scope=scope)
-  share = {'shared': 1, 'prior': 2}[scope]  # K = 2 clients below
+  sum; 'prior': `prior_rate` times their mean over the round's K clients),
+  b_i by client i's alone, each p_i = softmax(a + b_i)."""
+  policy = gumbel(SPACE, optax.sgd(0.5), scope=scope, prior_rate=rate)
+  share = {'shared': 1, 'prior': 2 / rate}[scope]  # K = 2 clients below
   state = policy.init(jax.random.PRNGKey(0), 4)
   assert state.logits.shape == (5, 6)  # the shared row, then 4 offsets
   a, b1 = jnp.linspace(-1, 1, 6), jnp.linspace(0.5, -0.5, 6)

@@ -41,8 +41,8 @@ ablation, BUILD_NOTES.md):
     of the validation set each round, an unbiased estimate of the full
     set's credit at a fraction of its cost (issue 14's overhead target).
   policy_scope: 'shared' adds a row every client's credit moves to the
-    per-client rows, 'prior' the same row moved by the round's mean score
-    (`base`).
+    per-client rows, 'prior' the same row moved by `prior_rate` times the
+    round's mean score (`logits`).
   horizon, horizon_credit: the credit of the validation loss K rounds
     later, differentiated through the rounds between, exactly or with
     local training's Jacobian taken as the identity; a row moves K - 1
@@ -63,7 +63,8 @@ from pfhpo.federated.server import ServerSpace, server_space
 from pfhpo.policies.base import (CREDITS, HORIZON_CREDITS, Policy,
                                  check_decay, diverged_of, penalized)
 from pfhpo.policies.logits import (LogitsConfig, PolicyState,
-                                   categorical_policy, score_update)
+                                   categorical_policy, check_prior_rate,
+                                   score_update)
 from pfhpo.policies.registry import PolicyContext, register
 from pfhpo.policies.server_axis import server_axis
 from pfhpo.policies.space import SearchSpace
@@ -79,7 +80,8 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
            credit_examples: int | None = None, horizon: int = 1,
            horizon_credit: str = 'exact',
            baseline_scope: str = 'round',
-           server: ServerSpace | None = None) -> Policy:
+           server: ServerSpace | None = None,
+           prior_rate: float = 1.0) -> Policy:
   """`credit`: differentiate the aggregate through the update ('delta') or
   the parameters ('params'); `credit_at`: the point c = t 1 where dL/dc is
   taken (see `pfhpo.federated.round`); `entropy_weight`: the exploration
@@ -92,13 +94,16 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
   with a `baseline_decay`, one running mean of the rounds' mean credits
   ('round') or each client's own running mean of its credits ('client');
   `server`: the server configurations it also chooses among, one a round
-  (`server_axis.py`; None: the run's own)."""
+  (`server_axis.py`; None: the run's own); `prior_rate`: the 'prior'
+  scope's shared row moves by this many times the round's mean score."""
   check_choice('credit', credit, CREDITS)
   check_choice('baseline_scope', baseline_scope, BASELINE_SCOPES)
   own = baseline_decay is not None and baseline_scope == 'client'
   check_credit_at(credit_at)
   check_credit_examples(credit_examples)
   check_horizon(horizon, horizon_credit)
+  check_prior_rate(prior_rate, scope)
+
   def update(state: PolicyState, fb: Feedback) -> PolicyState:
     failed = diverged_of(fb)
     raw = penalized(fb.credit, failed)
@@ -114,7 +119,7 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
       credit = credit / jnp.where(
           spread > 0, spread, jnp.maximum(jnp.max(jnp.abs(raw)), 1e-12))
     state = score_update(state, optimizer, scope, fb.clients, fb.choices,
-                         credit, entropy_weight, features)
+                         credit, entropy_weight, features, prior_rate)
     if baseline_decay is None:
       return state
     if own:  # a failed client's penalty is no measure of its data
@@ -224,4 +229,4 @@ def _build(config: GumbelConfig, context: PolicyContext) -> Policy:
                 context.client_features, config.credit_examples,
                 config.horizon, config.horizon_credit, config.baseline_scope,
                 server_space(config.server_lrs, config.server_momenta,
-                             context.server_opt))
+                             context.server_opt), config.prior_rate)

@@ -5,8 +5,9 @@ The logits alpha are a table with one row per client (`scope='client'`,
 personalised), a single shared row (`scope='global'`), or both (`'shared'`:
 alpha_i = a + b_i, a shared row that every client's update moves plus a
 per-client offset that only client i's moves; `'prior'`: the same, the
-shared row moved by the mean of the round's scores, so that it learns
-what the clients agree on as fast as an offset learns one client), or a
+shared row moved by `prior_rate` times the mean of the round's scores, so
+that it learns what the clients agree on `prior_rate` times as fast as an
+offset learns one client), or a
 network of the client's features plus the offset (`'features'`: alpha_i =
 g_w(phi_i) + b_i, `features.py`, so a client never in a round starts from
 what similar clients learned). Client i draws its configuration z_i ~
@@ -34,7 +35,7 @@ from pfhpo.policies.base import Policy, optimizer_of
 from pfhpo.policies.distribution import distribution_policy
 from pfhpo.policies.features import apply_net, init_net, relative_log_loss
 from pfhpo.policies.space import SearchSpace
-from pfhpo.settings import check_choice, checked, setting
+from pfhpo.settings import check_choice, checked, require, setting
 from pfhpo.types import Feedback
 
 
@@ -66,13 +67,24 @@ class LogitsConfig:
       "(one shared row), 'shared' (a shared row plus a per-client offset), "
       "'prior' (the same, the shared row moved by the round's mean score) "
       "or 'features' (a network of the client's features plus the offset)")
+  prior_rate: float = setting(
+      1.0, "'prior' scope: the shared row moves by this many times the "
+      "round's mean score (1: as fast as one client's offset)")
 
   def __post_init__(self):
     optimizer_of(self.policy_opt, self.policy_lr)
     check_choice('policy_scope', self.policy_scope, SCOPES)
+    check_prior_rate(self.prior_rate, self.policy_scope)
 
   def optimizer(self) -> optax.GradientTransformation:
     return optimizer_of(self.policy_opt, self.policy_lr)
+
+
+def check_prior_rate(rate: float, scope: str) -> None:
+  require(rate > 0, f'`prior_rate` must be > 0, got {rate}')
+  require(rate == 1.0 or scope == 'prior',
+          f"`prior_rate` moves the 'prior' scope's shared row; pass "
+          f"`policy_scope`=prior or leave it at 1, got scope '{scope}'")
 
 
 def categorical_policy(space: SearchSpace,
@@ -157,14 +169,16 @@ def rows_of(scope: str, clients: jax.Array) -> jax.Array:
 def score_update(state: PolicyState, optimizer: optax.GradientTransformation,
                  scope: str, clients: jax.Array, choices: jax.Array,
                  advantage: jax.Array, entropy_weight: float = 0.0,
-                 features: np.ndarray | None = None) -> PolicyState:
+                 features: np.ndarray | None = None,
+                 prior_rate: float = 1.0) -> PolicyState:
   """One optimizer step on S(alpha) = sum_i [a_i log p_alpha(z_i) - beta
   H(p_alpha_i)], beta = `entropy_weight` (an exploration bonus; 0: none).
 
   grad_alpha log p(z) = onehot(z) - softmax(alpha), summed into the rows
   the clients read (for 'shared', into the shared row from every client and
-  into each offset from its own client, and for 'features' through g_w
-  into its parameters from every client, by the same optimizer); the
+  into each offset from its own client; for 'prior', the shared row's sum
+  scaled to `prior_rate` times the round's mean; and for 'features' through
+  g_w into its parameters from every client, by the same optimizer); the
   optimizer minimises S, so a positive advantage (a cost) makes z_i less
   likely, and beta > 0 pulls each client's distribution towards uniform.
   """
@@ -179,9 +193,9 @@ def score_update(state: PolicyState, optimizer: optax.GradientTransformation,
 
   grads, net_grads = jax.grad(surrogate, argnums=(0, 1))(state.logits,
                                                          state.net)
-  if scope == 'prior':  # the round's mean score: the shared row moves as
-    # fast as one client's offset, not K times faster
-    grads = grads.at[0].divide(clients.shape[0])
+  if scope == 'prior':  # prior_rate times the round's mean score: at 1 the
+    # shared row moves as fast as one client's offset, not K times faster
+    grads = grads.at[0].multiply(prior_rate / clients.shape[0])
   if state.net:  # the round's mean score: g_w, which every client reads,
     # moves as fast as one client's offset, not K times faster
     net_grads = jax.tree_util.tree_map(lambda g: g / clients.shape[0],

@@ -22,7 +22,8 @@ import optax
 
 from pfhpo.policies.base import Policy, check_decay, diverged_of
 from pfhpo.policies.logits import (LogitsConfig, PolicyState,
-                                   categorical_policy, score_update)
+                                   categorical_policy, check_prior_rate,
+                                   score_update)
 from pfhpo.policies.registry import PolicyContext, register
 from pfhpo.policies.space import SearchSpace
 from pfhpo.settings import checked, setting
@@ -32,15 +33,19 @@ from pfhpo.types import Feedback
 def reinforce(space: SearchSpace, optimizer: optax.GradientTransformation,
               scope: str = 'client',
               baseline_decay: float | None = 0.9,
-              features: np.ndarray | None = None) -> Policy:
-  """`features`: f32[C, F] the clients' phi, for the 'features' scope."""
+              features: np.ndarray | None = None,
+              prior_rate: float = 1.0) -> Policy:
+  """`features`: f32[C, F] the clients' phi, for the 'features' scope;
+  `prior_rate`: the 'prior' scope's shared row moves by this many times the
+  round's mean score."""
+  check_prior_rate(prior_rate, scope)
 
   def update(state: PolicyState, fb: Feedback) -> PolicyState:
     reward = fb.val_acc
     # A client whose update diverged gets the worst reward, accuracy 0.
     advantage = -(jnp.where(diverged_of(fb), 0.0, reward) - state.baseline)
     state = score_update(state, optimizer, scope, fb.clients, fb.choices,
-                         advantage, features=features)
+                         advantage, features=features, prior_rate=prior_rate)
     if baseline_decay is None:
       return state
     return state._replace(baseline=baseline_decay * state.baseline +
@@ -63,4 +68,5 @@ class ReinforceConfig(LogitsConfig):
 @register('reinforce', ReinforceConfig)
 def _build(config: ReinforceConfig, context: PolicyContext) -> Policy:
   return reinforce(context.space, config.optimizer(), config.policy_scope,
-                   config.baseline_decay, context.client_features)
+                   config.baseline_decay, context.client_features,
+                   config.prior_rate)
