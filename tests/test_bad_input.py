@@ -105,7 +105,8 @@ CASES = {
         ['--policy=gumbel', '--lrs=0.1,0.3', '--server_opt=adam',
          '--server_momenta=0,0.9'], 'adam has its own'),
     "a prior row's rate without the prior row": (
-        ['--policy=gumbel', '--prior_rate=2'], 'pass --policy_scope=prior'),
+        ['--policy=gumbel', '--policy_scope=client', '--prior_rate=2'],
+        'pass --policy_scope=prior or leave it at 4.0'),
     'a prior row that does not move': (
         ['--policy=gumbel', '--policy_scope=prior', '--prior_rate=0'],
         '--prior_rate must be > 0'),

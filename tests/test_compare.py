@@ -92,6 +92,11 @@ def test_a_comparison_runs_its_grid_writes_its_table_and_resumes(
   assert compare.main(argv) == 2
   assert '(--credit_at=1.0, not 0.5)' in capsys.readouterr().err
   stored['policy']['options']['credit_at'] = 0.5
+  del stored['policy']['options']['prior_rate']  # 4 since issue 28
+  path.write_text(json.dumps(stored))
+  assert compare.main(argv) == 2
+  assert '(--prior_rate=1.0, not 4.0)' in capsys.readouterr().err
+  stored['policy']['options']['prior_rate'] = 4.0
   path.write_text(json.dumps(stored))
   assert compare.main(argv[:-1] + ['--rounds=4', f'--out_dir={out}']) == 2
   assert '(--rounds=3, not 4)' in capsys.readouterr().err

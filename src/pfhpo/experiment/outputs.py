@@ -196,7 +196,10 @@ def check_resumable(out_dir: Path, record: dict) -> None:
 
 # Settings whose default changed after they were introduced: the value
 # they had at first, which is what a run recorded without them did.
-FIRST_DEFAULTS = {'credit_at': 1.0}  # 0.5 since issue 12's ablation
+# 'credit_at' 0.5 since issue 12's ablation; gumbel's 'policy_scope' 'prior'
+# at 'prior_rate' 4 since issue 28's
+FIRST_DEFAULTS = {'credit_at': 1.0, 'policy_scope': 'client',
+                  'prior_rate': 1.0}
 
 
 def changed_setting(stored: dict, record: dict, allowed: Sequence[str] = ()

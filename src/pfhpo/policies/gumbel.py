@@ -42,7 +42,15 @@ ablation, BUILD_NOTES.md):
     set's credit at a fraction of its cost (issue 14's overhead target).
   policy_scope: 'shared' adds a row every client's credit moves to the
     per-client rows, 'prior' the same row moved by `prior_rate` times the
-    round's mean score (`logits`).
+    round's mean score (`logits`): alpha_i = a + b_i with
+
+        a   <- a   - lr * (R / K) * sum_i dL/dc_i * grad_a log p(Z_i)
+        b_i <- b_i - lr * dL/dc_i * grad_{b_i} log p(Z_i)
+
+    over the round's K clients. `GumbelConfig`'s default (issue 28's
+    ablation, BUILD_NOTES.md): 'prior' at R = 4, so the clients' common
+    evidence settles the row they share within a few rounds while each
+    offset keeps its client's own.
   horizon, horizon_credit: the credit of the validation loss K rounds
     later, differentiated through the rounds between, exactly or with
     local training's Jacobian taken as the identity; a row moves K - 1
@@ -102,7 +110,7 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
   check_credit_at(credit_at)
   check_credit_examples(credit_examples)
   check_horizon(horizon, horizon_credit)
-  check_prior_rate(prior_rate, scope)
+  check_prior_rate(prior_rate)
 
   def update(state: PolicyState, fb: Feedback) -> PolicyState:
     failed = diverged_of(fb)
@@ -168,6 +176,17 @@ def check_credit_examples(m: int | None) -> None:
 
 @checked
 class GumbelConfig(LogitsConfig):
+  # The default since issue 28's ablation (BUILD_NOTES.md): each client's
+  # offset on a prior row that moves 4 times as fast as one offset.
+  policy_scope: str = setting(
+      'prior', "'prior' (a shared row moved by `prior_rate` times the "
+      "round's mean score, plus a per-client offset), 'client' (one row per "
+      "client), 'global' (one shared row), 'shared' (a shared row moved by "
+      "the summed scores, plus the offsets) or 'features' (a network of the "
+      "client's features plus the offset)")
+  prior_rate: float = setting(
+      4.0, "'prior' scope: the shared row moves by this many times the "
+      "round's mean score (1: as fast as one client's offset)")
   credit: str = setting(
       'delta', "differentiate theta_g through the update 'delta' or the "
       "'params'")

@@ -65,7 +65,8 @@ class LogitsConfig:
   policy_scope: str = setting(
       'client', "'client' (one row per client: personalised), 'global' "
       "(one shared row), 'shared' (a shared row plus a per-client offset), "
-      "'prior' (the same, the shared row moved by the round's mean score) "
+      "'prior' (the same, the shared row moved by `prior_rate` times the "
+      "round's mean score) "
       "or 'features' (a network of the client's features plus the offset)")
   prior_rate: float = setting(
       1.0, "'prior' scope: the shared row moves by this many times the "
@@ -74,17 +75,19 @@ class LogitsConfig:
   def __post_init__(self):
     optimizer_of(self.policy_opt, self.policy_lr)
     check_choice('policy_scope', self.policy_scope, SCOPES)
-    check_prior_rate(self.prior_rate, self.policy_scope)
+    check_prior_rate(self.prior_rate)
+    default = type(self).__dataclass_fields__['prior_rate'].default
+    require(self.prior_rate == default or self.policy_scope == 'prior',
+            f"`prior_rate` moves the 'prior' scope's shared row; pass "
+            f"`policy_scope`=prior or leave it at {default}, got scope "
+            f"'{self.policy_scope}'")
 
   def optimizer(self) -> optax.GradientTransformation:
     return optimizer_of(self.policy_opt, self.policy_lr)
 
 
-def check_prior_rate(rate: float, scope: str) -> None:
+def check_prior_rate(rate: float) -> None:
   require(rate > 0, f'`prior_rate` must be > 0, got {rate}')
-  require(rate == 1.0 or scope == 'prior',
-          f"`prior_rate` moves the 'prior' scope's shared row; pass "
-          f"`policy_scope`=prior or leave it at 1, got scope '{scope}'")
 
 
 def categorical_policy(space: SearchSpace,

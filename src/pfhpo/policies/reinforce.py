@@ -38,7 +38,7 @@ def reinforce(space: SearchSpace, optimizer: optax.GradientTransformation,
   """`features`: f32[C, F] the clients' phi, for the 'features' scope;
   `prior_rate`: the 'prior' scope's shared row moves by this many times the
   round's mean score."""
-  check_prior_rate(prior_rate, scope)
+  check_prior_rate(prior_rate)
 
   def update(state: PolicyState, fb: Feedback) -> PolicyState:
     reward = fb.val_acc
