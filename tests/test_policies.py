@@ -7,7 +7,8 @@ import optax
 import pytest
 
 from pfhpo.errors import ConfigError
-from pfhpo.policies import create, gumbel, reinforce, static
+from pfhpo.policies import (GumbelConfig, ReinforceConfig, create, gumbel,
+                            reinforce, static)
 from pfhpo.types import Feedback
 from pfhpo.policies.base import penalized
 from pfhpo.policies.features import client_features
@@ -104,6 +105,16 @@ def test_shared_scope_is_a_shared_row_plus_per_client_offsets(scope, rate):
   # Clients 0 and 2 were not in the round: their offsets are untouched.
   np.testing.assert_array_equal(new.logits[jnp.array([1, 3])],
                                 state.logits[jnp.array([1, 3])])
+
+
+def test_a_prior_row_must_move_and_its_rate_belongs_to_the_prior_scope():
+  with pytest.raises(ConfigError, match='`prior_rate` must be > 0'):
+    GumbelConfig(prior_rate=0.0)
+  # gumbel's default rate with another scope is no error: the scope
+  # ignores it; another rate names the scope it needs
+  assert GumbelConfig(policy_scope='client').prior_rate == 4.0
+  with pytest.raises(ConfigError, match='pass `policy_scope`=prior'):
+    ReinforceConfig(prior_rate=2.0)
 
 
 def test_a_clients_own_baseline_is_the_running_mean_of_its_credits():
