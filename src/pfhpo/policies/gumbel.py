@@ -70,7 +70,8 @@ import optax
 from pfhpo.federated.server import ServerSpace, server_space
 from pfhpo.policies.base import (CREDITS, HORIZON_CREDITS, Policy,
                                  check_decay, diverged_of, penalized)
-from pfhpo.policies.logits import (LogitsConfig, PolicyState,
+from pfhpo.policies.logits import (PRIOR_RATE_HELP, SCOPE_HELP,
+                                   LogitsConfig, PolicyState,
                                    categorical_policy, check_prior_rate,
                                    score_update)
 from pfhpo.policies.registry import PolicyContext, register
@@ -178,15 +179,8 @@ def check_credit_examples(m: int | None) -> None:
 class GumbelConfig(LogitsConfig):
   # The default since issue 28's ablation (BUILD_NOTES.md): each client's
   # offset on a prior row that moves 4 times as fast as one offset.
-  policy_scope: str = setting(
-      'prior', "'prior' (a shared row moved by `prior_rate` times the "
-      "round's mean score, plus a per-client offset), 'client' (one row per "
-      "client), 'global' (one shared row), 'shared' (a shared row moved by "
-      "the summed scores, plus the offsets) or 'features' (a network of the "
-      "client's features plus the offset)")
-  prior_rate: float = setting(
-      4.0, "'prior' scope: the shared row moves by this many times the "
-      "round's mean score (1: as fast as one client's offset)")
+  policy_scope: str = setting('prior', SCOPE_HELP)
+  prior_rate: float = setting(4.0, PRIOR_RATE_HELP)
   credit: str = setting(
       'delta', "differentiate theta_g through the update 'delta' or the "
       "'params'")

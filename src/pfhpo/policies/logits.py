@@ -40,6 +40,15 @@ from pfhpo.types import Feedback
 
 
 SCOPES = ('client', 'global', 'shared', 'prior', 'features')
+SCOPE_HELP = (
+    "'client' (one row per client: personalised), 'global' (one shared "
+    "row), 'shared' (a shared row moved by the summed scores, plus a "
+    "per-client offset), 'prior' (the same, the shared row moved by "
+    "`prior_rate` times the round's mean score) or 'features' (a network "
+    "of the client's features plus the offset)")
+PRIOR_RATE_HELP = (
+    "'prior' scope: the shared row moves by this many times the round's "
+    "mean score (1: as fast as one client's offset)")
 
 
 class PolicyState(NamedTuple):
@@ -62,15 +71,8 @@ class LogitsConfig:
   """Settings of a policy whose logits an optax optimizer moves."""
   policy_opt: str = setting('sgd', 'optax optimizer of the logits: sgd, adam')
   policy_lr: float = setting(0.5, 'learning rate of the logits')
-  policy_scope: str = setting(
-      'client', "'client' (one row per client: personalised), 'global' "
-      "(one shared row), 'shared' (a shared row plus a per-client offset), "
-      "'prior' (the same, the shared row moved by `prior_rate` times the "
-      "round's mean score) "
-      "or 'features' (a network of the client's features plus the offset)")
-  prior_rate: float = setting(
-      1.0, "'prior' scope: the shared row moves by this many times the "
-      "round's mean score (1: as fast as one client's offset)")
+  policy_scope: str = setting('client', SCOPE_HELP)
+  prior_rate: float = setting(1.0, PRIOR_RATE_HELP)
 
   def __post_init__(self):
     optimizer_of(self.policy_opt, self.policy_lr)
