@@ -4,7 +4,8 @@ Every estimator runs on the same rounds: a `gumbel` policy whose logits
 never move (`optax.sgd(0)`: every client draws uniformly, from the same
 keys), so the server's trajectory, and every window, is the same for all
 (the script checks it). Each round after the first window closes, the
-credits of the oldest round's clients from the first-order estimator
+credits of the oldest round's clients from the first-order estimator and
+from the sampled one at each of `--samples` clients
 (`pfhpo.federated.horizon`) are set against the exact K-round credit:
 Pearson correlation over the round's clients and the share of clients
 whose signs agree, averaged over the rounds; the one-round credit of the
@@ -15,7 +16,8 @@ gumbel update moves the logits by): the lower, the more the estimator
 favours the configuration.
 
     .venv/bin/python benchmarks/horizon_agreement.py \\
-        --config=experiments/configs/cross_silo.toml --horizons=2,4 --rounds=40
+        --config=experiments/configs/cross_silo.toml --horizons=2,4 --rounds=40 \\
+        --samples=1,2,4
 
 Prints a table per horizon and writes JSON rows (`preset`, `horizon`,
 `estimator`, `corr_with_exact`, `sign_agreement`, `rounds`,
@@ -38,26 +40,29 @@ from pfhpo.federated import make_round
 from pfhpo.policies import GumbelConfig, gumbel
 
 
-def credits(config: str, horizons: list[int], rounds: int, seed: int):
+def credits(config: str, horizons: list[int], samples: list[int],
+            rounds: int, seed: int):
   """{(horizon, estimator): f32[rounds, K] the credit each round reported}
-  on one trajectory, with the rounds' choices i32[rounds, K] and the
-  space's size."""
+  on one trajectory ('sampled:m' the sampled estimator from m clients),
+  with the rounds' choices i32[rounds, K] and the space's size."""
   cfg = command_from_args([f'--config={config}', f'--rounds={rounds}',
                            f'--seed={seed}']).config
   exp = build(cfg)
   model = models.create(cfg.model.model, exp.data.feature_shape,
                         exp.data.num_classes,
                         conv_impl=exp.resolved['conv_impl'])
-  estimators = [(1, 'exact')] + [(h, e) for h in horizons
-                                 for e in ('exact', 'first_order')]
+  estimators = [(1, 'exact')] + [
+      (h, e) for h in horizons for e in (
+          'exact', 'first_order', *(f'sampled:{m}' for m in samples))]
   init_key, round_key = keys(seed)
   first = exp.batch(sample_clients(seed, 1, exp.pool,
                                    cfg.run.clients_per_round))
   runs = {}
   for h, e in estimators:
+    credit, _, m = e.partition(':')
     policy = gumbel(exp.space, optax.sgd(0.0),
                     credit_at=GumbelConfig().credit_at, horizon=h,
-                    horizon_credit=e)
+                    horizon_credit=credit, horizon_sample=int(m or 1))
     algorithm = make_round(
         model, exp.data.features, cfg.server.optimizer(), exp.space, policy,
         momentum=cfg.space.momentum, unroll=exp.resolved['unroll'],
@@ -98,6 +103,8 @@ def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument('--config', default='experiments/configs/cross_silo.toml')
   p.add_argument('--horizons', default='2,4')
+  p.add_argument('--samples', default='1,2,4',
+                 help="the 'sampled' estimator's clients trained again")
   p.add_argument('--rounds', type=int, default=40)
   p.add_argument('--seed', type=int, default=0)
   p.add_argument('--out', default=None,
@@ -105,7 +112,8 @@ def main():
                  '<preset>.json')
   a = p.parse_args()
   horizons = [int(h) for h in a.horizons.split(',')]
-  got, choices, size = credits(a.config, horizons, a.rounds, a.seed)
+  samples = [int(m) for m in a.samples.split(',') if m]
+  got, choices, size = credits(a.config, horizons, samples, a.rounds, a.seed)
   preset = Path(a.config).stem
   rows = []
   print(f'{preset}, {a.rounds} rounds, seed {a.seed}; credit of round t '
@@ -116,7 +124,9 @@ def main():
     exact = got[h, 'exact'][h - 1:]  # round t + h - 1 credits round t
     made = choices[:a.rounds - h + 1]  # the choices of the rounds credited
     for name, credit in (('one-round', got[1, 'exact'][:a.rounds - h + 1]),
-                         ('first_order', got[h, 'first_order'][h - 1:]),
+                         *((e, got[h, e][h - 1:]) for e in (
+                             'first_order',
+                             *(f'sampled:{m}' for m in samples))),
                          ('exact', exact)):
       c = np.mean([corr(x, y) for x, y in zip(credit, exact)])
       s = float(np.mean(np.sign(credit) == np.sign(exact)))

@@ -17,12 +17,14 @@ Prints a table and writes JSON rows (`model`, `clients_per_round`,
 faults of a static and a gumbel round).
 
 A second table times the credit over K rounds (`--horizons`, each with
-both estimators of `pfhpo.federated.horizon`; `--horizon_models` at
-`--horizon_clients`) against the same static round, with each compiled
-round's device memory as XLA plans it (arguments, outputs and
-temporaries, `memory_analysis`; on a CPU there is no allocator peak to
-read): JSON rows in `horizon_cost_<n>dev.json`
-(`horizon`, `horizon_credit`, `s_per_round`, `overhead`, `memory_bytes`).
+the estimators of `pfhpo.federated.horizon` that `--horizon_credits`
+names, 'sampled' at each of `--horizon_samples` clients;
+`--horizon_models` at `--horizon_clients`) against the same static round,
+with each compiled round's device memory as XLA plans it (arguments,
+outputs and temporaries, `memory_analysis`; on a CPU there is no
+allocator peak to read): JSON rows in `horizon_cost_<n>dev.json`
+(`horizon`, `horizon_credit`, `horizon_sample`, `s_per_round`,
+`overhead`, `memory_bytes`).
 """
 from __future__ import annotations
 
@@ -43,9 +45,11 @@ from pfhpo.types import ClientBatch, RoundBatch, ValBatch
 
 
 def round_of(model, space, name: str, k: int, n: int, val_size: int,
-             horizon: int = 1, horizon_credit: str = 'exact'):
+             horizon: int = 1, horizon_credit: str = 'exact',
+             horizon_sample: int | None = None):
   """One round of `name` ('static', 'gumbel', or 'gumbel:m', its credit on
-  m sampled validation examples; gumbel's credit over `horizon` rounds)
+  m sampled validation examples; gumbel's credit over `horizon` rounds,
+  'sampled' from `horizon_sample` clients)
   over k clients, compiled: (a function of the round's index that runs it
   and waits, the compiled round's device memory in bytes)."""
   (xv,), (yv,) = client_data(1, val_size, seed=1)
@@ -60,7 +64,8 @@ def round_of(model, space, name: str, k: int, n: int, val_size: int,
     name, _, m = name.partition(':')
     policy = policies.create(name, space, policies.GumbelConfig(
         credit_examples=int(m) if m else None, horizon=horizon,
-        horizon_credit=horizon_credit))
+        horizon_credit=horizon_credit,
+        **({'horizon_sample': horizon_sample} if horizon_sample else {})))
   algorithm = make_round(model, FEATURES, optax.sgd(1.0), space, policy,
                          client_chunk=default_client_chunk(),
                          mesh=client_mesh())
@@ -96,6 +101,9 @@ def main():
                  f'{jax.device_count()}dev.json')
   p.add_argument('--horizons', default='2,4,8',
                  help='credits over K rounds to time (empty: none)')
+  p.add_argument('--horizon_credits', default='exact,first_order,sampled')
+  p.add_argument('--horizon_samples', default='1,2,4',
+                 help="the 'sampled' credit's clients trained again")
   p.add_argument('--horizon_models', default='mlp')
   p.add_argument('--horizon_clients', default='50')
   p.add_argument('--horizon_out', default=f'benchmarks/results/horizon_cost_'
@@ -143,20 +151,25 @@ def horizon_table(a, space) -> None:
   for name in a.horizon_models.split(','):
     model = models.create(name, SHAPE, CLASSES)
     for k in map(int, a.horizon_clients.split(',')):
-      runs = {('static', 1, '-'): ('static', 1, 'exact')}
-      for h in [1, *map(int, a.horizons.split(','))]:
-        for credit in (('exact',) if h == 1 else ('exact', 'first_order')):
-          runs[('gumbel', h, credit if h > 1 else '-')] = ('gumbel', h, credit)
+      runs = {('static', 1, '-'): ('static', 1, 'exact', 0)}
+      runs[('gumbel', 1, '-')] = ('gumbel', 1, 'exact', 0)
+      for h in map(int, a.horizons.split(',')):
+        for credit in a.horizon_credits.split(','):
+          for m in (a.horizon_samples.split(',') if credit == 'sampled'
+                    else ['0']):
+            label = f'{credit}:{m}' if credit == 'sampled' else credit
+            runs[('gumbel', h, label)] = ('gumbel', h, credit, int(m))
       built = {key: round_of(model, space, policy, k, a.examples, a.val_size,
-                             h, credit)
-               for key, (policy, h, credit) in runs.items()}
+                             h, credit, m)
+               for key, (policy, h, credit, m) in runs.items()}
       got = interleaved({key: b[0] for key, b in built.items()}, a.rounds)
       static_s = got[('static', 1, '-')][0]
       for key, (seconds, _) in got.items():
         policy, h, credit = key
         memory = built[key][1]
         rows.append({'model': name, 'clients_per_round': k, 'policy': policy,
-                     'horizon': h, 'horizon_credit': credit,
+                     'horizon': h, 'horizon_credit': credit.split(':')[0],
+                     'horizon_sample': runs[key][3] or None,
                      's_per_round': round(seconds, 4),
                      'overhead': round(seconds / static_s, 2),
                      'memory_bytes': int(memory),

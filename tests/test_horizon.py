@@ -2,7 +2,9 @@
 constructed problem (`test_round.py`): the compiled round's credit against
 finite differences of the K-round validation loss, computed again outside
 the round with a plain loop over clients and rounds; the first-order
-estimator against its closed form; a rejected round inside the window."""
+estimator against its closed form; the sampled one against the exact
+(unbiased over its samples, equal with every client sampled); a rejected
+round inside the window."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,9 +12,12 @@ import optax
 import pytest
 
 from pfhpo.federated import make_round
-from pfhpo.federated.horizon import (ClientUpdates, RoundRecord,
-                                     aggregate_step, horizon_credit)
-from pfhpo.federated.local_update import make_local_update
+from pfhpo.federated.client import sgd_client
+from pfhpo.federated.cohort import make_cohort
+from pfhpo.federated.divergence import make_diverged
+from pfhpo.federated.horizon import (ClientUpdates, RoundRecord, SampledInput,
+                                     horizon_credit, replay_step)
+from pfhpo.federated.local_update import make_local_update, make_masked_loss
 from pfhpo.federated.server import init_server
 from pfhpo.policies import gumbel
 from pfhpo.types import Feedback
@@ -41,10 +46,11 @@ def _rounds(policy, server_opt, horizon=K):
   return start, batch, metrics, state
 
 
-def _k_round_loss(start, batch, metrics, server_opt):
+def _k_round_loss(start, batch, metrics, server_opt, params_form=False):
   """F(c): the validation loss after the rounds of `metrics`, replayed
   client by client with the configurations they drew, round 0 aggregated
-  with coefficients c, the others with ones (server SGD through optax)."""
+  with coefficients c (sum_i w_i c_i theta_i for the 'params' form), the
+  others with ones (server SGD through optax)."""
   one = make_local_update(linear_model(), lambda x: x, SPACE.max_steps,
                           SPACE.max_batch)
   train = batch.train
@@ -61,6 +67,8 @@ def _k_round_loss(start, batch, metrics, server_opt):
       coeffs = c if r == 0 else jnp.ones(C)
       delta = sum(w[i] * coeffs[i] * (FLAT(trained[i]) - FLAT(theta))
                   for i in range(C))
+      if params_form:
+        delta = delta + (jnp.dot(w, coeffs) - 1) * FLAT(theta)
       updates, opt_state = server_opt.update(UNFLAT(-delta), opt_state, theta)
       theta = optax.apply_updates(theta, updates)
     return val_loss(FLAT(theta))
@@ -72,18 +80,23 @@ def _k_round_loss(start, batch, metrics, server_opt):
 SERVERS = {'sgd': optax.sgd(1.0), 'momentum': optax.sgd(0.5, momentum=0.9)}
 
 
-@pytest.mark.parametrize('server,t', [('sgd', 0.5), ('momentum', 1.0)])
-def test_the_exact_credit_is_finite_differences_of_the_k_round_loss(server, t):
+@pytest.mark.parametrize('server,t,form', [('sgd', 0.5, 'delta'),
+                                           ('momentum', 1.0, 'delta'),
+                                           ('sgd', 0.5, 'params')])
+def test_the_exact_credit_is_finite_differences_of_the_k_round_loss(
+    server, t, form):
   """dF/dc_i of round 0, from the compiled round 2 (the window of 3 rounds
   closing), equals central finite differences of F, the validation loss
   after 3 rounds with round 0's coefficients perturbed, replayed outside
-  the round; and it is not the one-round credit (which K = 1 gives)."""
+  the round (either form of the aggregate); and it is not the one-round
+  credit (which K = 1 gives)."""
   server_opt = SERVERS[server]
   start, batch, metrics, _ = _rounds(
-      gumbel(SPACE, optax.sgd(0.5), credit_at=t, horizon=K), server_opt)
+      gumbel(SPACE, optax.sgd(0.5), credit=form, credit_at=t, horizon=K),
+      server_opt)
   for m in metrics[:-1]:  # no window has closed yet
     np.testing.assert_array_equal(m.credit, 0.0)
-  loss, _ = _k_round_loss(start, batch, metrics, server_opt)
+  loss, _ = _k_round_loss(start, batch, metrics, server_opt, form == 'params')
   eps = 1e-2
   at = jnp.full(C, t)
   fd = np.array([(loss(at.at[i].add(eps)) - loss(at.at[i].add(-eps)))
@@ -92,8 +105,8 @@ def test_the_exact_credit_is_finite_differences_of_the_k_round_loss(server, t):
   np.testing.assert_allclose(credit, fd, rtol=3e-2, atol=2e-5)
   np.testing.assert_allclose(credit, jax.jit(jax.grad(loss))(at), rtol=1e-3,
                              atol=1e-6)
-  one_round = _rounds(gumbel(SPACE, optax.sgd(0.5), credit_at=t),
-                      server_opt, horizon=1)[2][0].credit
+  one_round = _rounds(gumbel(SPACE, optax.sgd(0.5), credit=form,
+                             credit_at=t), server_opt, horizon=1)[2][0].credit
   assert np.max(np.abs(credit - one_round)) > 0.1 * np.max(np.abs(credit))
 
 
@@ -127,6 +140,68 @@ def test_the_first_order_credit_is_its_closed_form(server):
                              atol=1e-6)
 
 
+def test_the_sampled_credit_is_unbiased_and_exact_with_every_client():
+  """The 2-round credit of round 0 through round 1 with m = 1 of round 1's
+  clients trained again: averaged over the C clients it could sample, it
+  is the exact credit (the credit is linear in round 1's Jacobian, which
+  each sample estimates without bias), though no single sample is; with
+  every client sampled it is the exact credit. Both at c = 1, where the
+  exact credit's replay is the run's (elsewhere it trains from another
+  model, the sampled one from the run's). Round 0's and round 1's records
+  are the window of a compiled 3-round exact credit after two rounds."""
+  server_opt = SERVERS['momentum']
+  _, batch, _, state = _rounds(
+      gumbel(SPACE, optax.sgd(0.5), horizon=3), server_opt, horizon=2)
+  first, later = [jax.tree_util.tree_map(lambda w: w[i], state.window.rounds)
+                  for i in (0, 1)]
+  model = linear_model()
+  cohort = make_cohort(
+      sgd_client(make_local_update(model, lambda x: x, SPACE.max_steps,
+                                   SPACE.max_batch)),
+      make_masked_loss(model, lambda x: x), make_diverged(2), False, True,
+      None, None, False)
+  val_loss = lambda p: _val_loss(batch.val)(FLAT(p))
+
+  def credit(estimator, later):
+    return horizon_credit(
+        server_opt, False, replay_step(estimator, cohort, server_opt),
+        val_loss, first, jax.tree_util.tree_map(lambda a: a[None], later),
+        1.0)
+
+  credit = jax.jit(credit, static_argnums=0)
+  inputs = later.inputs
+  keys = jax.random.split(inputs.key, C)
+
+  def sampled(positions):
+    take = lambda tree: jax.tree_util.tree_map(lambda a: a[positions], tree)
+    return np.asarray(credit('sampled', later._replace(inputs=SampledInput(
+        positions, take(inputs.rows), take(inputs.train),
+        take(inputs.hparams), keys[positions]))))
+
+  exact = np.asarray(credit('exact', later))
+  scale = np.max(np.abs(exact))
+  np.testing.assert_allclose(sampled(jnp.arange(C)[::-1]), exact, rtol=1e-4,
+                             atol=1e-6 * scale)
+  singles = np.stack([sampled(jnp.array([j])) for j in range(C)])
+  np.testing.assert_allclose(singles.mean(0), exact, rtol=1e-4,
+                             atol=1e-5 * scale)
+  assert np.min(np.max(np.abs(singles - exact), axis=1)) > 1e-2 * scale
+  first_order = np.asarray(credit('first_order', later._replace(inputs=())))
+  assert np.max(np.abs(first_order - exact)) > 1e-2 * scale
+
+
+def test_the_compiled_sampled_credit_of_every_client_is_the_exact_one():
+  """In the compiled round (a window of 3 rounds), the 'sampled' credit
+  with `horizon_sample` above the round's clients trains all of them again
+  and reports the exact credit (at c = 1)."""
+  credit = lambda estimator: _rounds(gumbel(
+      SPACE, optax.sgd(0.5), credit_at=1.0, horizon=K, horizon_credit=estimator,
+      horizon_sample=2 * C), SERVERS['sgd'])[2][-1].credit
+  exact = np.asarray(credit('exact'))
+  np.testing.assert_allclose(credit('sampled'), exact, rtol=1e-4,
+                             atol=1e-6 * np.max(np.abs(exact)))
+
+
 def test_a_rejected_round_inside_the_window_passes_no_credit():
   """A later round whose aggregate the server rejected leaves the replayed
   model where it was: the credit is the window's without that round, not
@@ -136,18 +211,19 @@ def test_a_rejected_round_inside_the_window_passes_no_credit():
   server = init_server(opt, {'w': jnp.asarray(rng.normal(size=3), jnp.float32)})
 
   def record(scale, updated):
+    updates = jnp.asarray(scale * rng.normal(size=(2, 3)), jnp.float32)
+    shares = jnp.array([0.4, 0.6])
     return RoundRecord(server, jnp.arange(2), jnp.zeros(2, jnp.int32),
                        jnp.zeros(2, bool), jnp.zeros(2), jnp.asarray(updated),
-                       ClientUpdates({'w': jnp.asarray(
-                           scale * rng.normal(size=(2, 3)), jnp.float32)},
-                           jnp.array([0.4, 0.6])), ())
+                       ClientUpdates({'w': updates}, shares,
+                                     {'w': shares @ updates}), ())
 
   stack = lambda *rs: jax.tree_util.tree_map(lambda *a: jnp.stack(a), *rs)
   first, kept, thrown = record(1.0, True), record(1.0, True), record(1e3, False)
   loss = lambda p: jnp.sum((p['w'] - 1.0)**2)
-  step = aggregate_step(opt, False)
   credit = lambda later: horizon_credit(
-      step, lambda s, r: step(s, r.updates), loss, first, later, 0.5)
+      opt, False, replay_step('first_order', None, opt), loss, first, later,
+      0.5)
   without = credit(stack(kept))
   np.testing.assert_array_equal(credit(stack(kept, thrown)), without)
   taken = credit(stack(kept, thrown._replace(updated=jnp.asarray(True))))

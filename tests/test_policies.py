@@ -117,6 +117,15 @@ def test_a_prior_row_must_move_and_its_rate_belongs_to_the_prior_scope():
     ReinforceConfig(prior_rate=2.0)
 
 
+def test_a_horizon_sample_needs_at_least_one_client_and_the_sampled_credit():
+  with pytest.raises(ConfigError, match='`horizon_sample` must be >= 1'):
+    GumbelConfig(horizon=2, horizon_credit='sampled', horizon_sample=0)
+  with pytest.raises(ConfigError, match='sizes the sample of `horizon_credit`'):
+    GumbelConfig(horizon=2, horizon_credit='first_order', horizon_sample=2)
+  assert GumbelConfig(horizon=2, horizon_credit='sampled',
+                      horizon_sample=2).horizon_sample == 2
+
+
 def test_a_clients_own_baseline_is_the_running_mean_of_its_credits():
   """`baseline_scope`='client': a_i = credit_i - b_i, b_i client i's running
   mean of its credits (decay 0.5), the round's mean credit for a client

@@ -29,7 +29,9 @@ ROUNDS = 30
 ARGS = ['--dataset=digits', '--model=mlp', f'--rounds={ROUNDS}',
         '--eval_every=1', '--clients_per_round=5', '--policy=gumbel',
         '--algorithm=ditto',  # per-client rows in the checkpoint too
-        '--horizon=2',  # and a window of past rounds, rows and data
+        # and a window of past rounds, with a sample of their clients'
+        # rows and data
+        '--horizon=2', '--horizon_credit=sampled', '--horizon_sample=2',
         '--policy_opt=adam', '--policy_lr=0.1', '--lrs=0.05,0.3',
         '--local_steps=5,20', '--batch_sizes=16', '--checkpoint_every=3']
 TIMING = ('seconds', 'total_seconds', 'first_round_seconds', 'compile_seconds',

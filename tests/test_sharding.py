@@ -30,12 +30,16 @@ SCRIPT = textwrap.dedent('''
     batch = RoundBatch(np.arange(K, dtype=np.int32), ClientBatch(
         x, y, np.arange(3, 3 + 2 * K, 2).astype(np.int32)), val)
     # Every client its own configuration, and its own credit dL/dc_i: of
-    # the round, and over 2 rounds (first order: 'exact' is one device's).
+    # the round, and over 2 rounds with the later round's clients, all or
+    # a sample, trained again outside the shard_map ('sampled' takes the
+    # stored aggregate's path of 'first_order' too).
     space = make_space([0.01, 0.1, 0.3], [1, 3, 5], [2, 8])
     out = []
     for policy, mesh in [(gumbel(space, optax.sgd(0.5), horizon=h,
-                                 horizon_credit='first_order'), mesh)
-                         for h in (1, 2) for mesh in (None, client_mesh())]:
+                                 horizon_credit=e, horizon_sample=3), mesh)
+                         for h, e in [(1, 'exact'), (2, 'exact'),
+                                      (2, 'sampled')]
+                         for mesh in (None, client_mesh())]:
       algo = make_round(model, features, optax.sgd(1.0), space, policy,
                         client_chunk=1, mesh=mesh)
       state, rows = algo.init(jax.random.PRNGKey(0), K, batch)
@@ -50,9 +54,10 @@ SCRIPT = textwrap.dedent('''
     moved = max(float(jnp.abs(a - b).max())
                 for a, b in zip(leaves(out[0][0].server.params), leaves(init)))
     f64 = lambda a: np.asarray(a, np.float64)
-    diff = max(float(np.abs(f64(a) - f64(b)).max()) for i in (0, 2)
+    diff = max(float(np.abs(f64(a) - f64(b)).max()) for i in (0, 2, 4)
                for a, b in zip(leaves(out[i]), leaves(out[i + 1])))
-    assert float(jnp.abs(out[2][1][1:]).min()) > 0  # the windows closed
+    for i in (2, 4):  # the windows closed
+      assert float(jnp.abs(out[i][1][1:]).min()) > 0
     print(moved, diff)
 ''')
 

@@ -37,17 +37,16 @@ def make_cohort(client: ClientAlgorithm, masked_loss: Callable,
                 diverged_of: Callable, params_form: bool, keeps_updates: bool,
                 client_chunk: int | None, mesh: Mesh | None,
                 recompute: bool) -> Callable:
-  """`cohort(server, rows, data, hparams, key, coeffs, local_val=())` ->
+  """`cohort(server, rows, data, hparams, keys, coeffs, local_val=())` ->
   (Delta, scale, Trained, (w: f32[K], the kept share sum_{i kept} w_i)),
   the clients trained `client_chunk` side by side over `mesh`'s devices
   (trained again in the backward pass where `recompute`)."""
 
-  def cohort(server, rows, data, hparams, train_key, coeffs, local_val=()):
-    k = data.count.shape[0]
+  def cohort(server, rows, data, hparams, keys, coeffs, local_val=()):
+    # keys: [K] each client's training key
     weights = (example_weights(data.count) if client.weights is None
                else client.weights(data.count, server))  # f32[K]
-    args = (rows, data.x, data.y, data.count, hparams,
-            jax.random.split(train_key, k)) + tuple(local_val)
+    args = (rows, data.x, data.y, data.count, hparams, keys) + tuple(local_val)
 
     def train(row, x, y, count, hp, key, *val_split):
       params, new_row, stats, own = client.local(

@@ -20,7 +20,7 @@ Short-Horizon Bias in Stochastic Meta-Optimization", ICLR 2018): a step
 that raises the next validation loss may still lower the loss a few
 rounds on, which one round's credit cannot see.
 
-Two estimators of dF_t/dc (`HORIZON_CREDITS` in `pfhpo.policies.base`):
+Three estimators of dF_t/dc (`HORIZON_CREDITS` in `pfhpo.policies.base`):
 
 * 'exact': `jax.grad` through the K - 1 later rounds, their local
   training from the aggregate each received (the Jacobian of local SGD:
@@ -40,6 +40,32 @@ Two estimators of dF_t/dc (`HORIZON_CREDITS` in `pfhpo.policies.base`):
   (times (1 - beta^K)/(1 - beta) with momentum beta): the inner product of
   a client's round-t update with the validation gradient K rounds later.
   No second-order terms, and no client trained again.
+* 'sampled': the exact Jacobian of each later round u estimated from m of
+  its k clients, M_u, drawn uniformly without replacement when the round
+  ran. The forward value is the stored aggregate, as 'first_order'; the
+  derivative is the sample's, scaled to the round:
+
+      Delta_u(theta) = sum_i s_i Delta_{u,i}
+                       + (k/m) sum_{j in M_u} s_j (Delta_{u,j}(theta) - sg(Delta_{u,j}(theta)))
+
+  (sg: stop_gradient; s_i the client's share of the aggregate). The
+  added term is zero in value, and its Jacobian (k/m) sum_{j in M_u} s_j
+  (J_{u,j} - I) is unbiased for the exact sum_i s_i (J_{u,i} - I), the
+  part of local training's Jacobian that 'first_order' drops; for K = 2
+  the credit is linear in it, so the credit is unbiased too (for K > 2
+  the rounds' samples are independent, so their product is). It trains m
+  clients again a later round instead of k, and the window keeps only
+  their inputs. With m = k it is the exact credit at c = 1; at
+  `credit_at` < 1 its later rounds are the run's own, as for
+  'first_order', where the exact credit trains them again from the model
+  that c gives.
+
+'exact' and 'sampled' train the later rounds' clients outside the round's
+`shard_map` (`make_round`), so every estimator runs over a client mesh.
+
+However the later rounds are taken, round t's credit is one backward pass
+to v = dF_t/dDelta_t and one pass over its stored client updates,
+dF_t/dc_i = s_i <v, Delta_{t,i}> (`horizon_credit`).
 
 The window holds the last K - 1 rounds; the current round closes the
 window of the oldest, whose clients' rows the policy then moves (a delay
@@ -69,10 +95,30 @@ class RoundInput(NamedTuple):
   key: jax.Array  # the round's training key
 
 
+class SampledInput(NamedTuple):
+  """What training m of a round's k clients again takes ('sampled'): [m, ...]."""
+  positions: jax.Array  # i32[m] the sampled clients' places in the round
+  rows: Any
+  train: ClientBatch
+  hparams: ClientHParams
+  keys: jax.Array  # [m] their training keys
+
+
+def sample_inputs(key: jax.Array, m: int, rows, train: ClientBatch,
+                  hparams: ClientHParams, keys: jax.Array) -> SampledInput:
+  """m of the round's k clients, uniformly without replacement, with what
+  each trained on: the [k, ...] `rows`, `train`, `hparams` and `keys`."""
+  positions = jax.random.permutation(key, keys.shape[0])[:m]  # i32[m]
+  take = lambda tree: tree_map(lambda a: a[positions], tree)
+  return SampledInput(positions, take(rows), take(train), take(hparams),
+                      keys[positions])
+
+
 class ClientUpdates(NamedTuple):
   """A round's client updates, what its aggregate is made of."""
   updates: Any  # [k, ...] per leaf: theta_{t,i} - theta_t (0: diverged)
-  shares: jax.Array  # f32[k] w_i / sum of the kept w_j (0: diverged)
+  shares: jax.Array  # f32[k] s_i = w_i / sum of the kept w_j (0: diverged)
+  total: Any  # the aggregate sum_i s_i Delta_{t,i}, as the round took it
 
 
 class RoundRecord(NamedTuple):
@@ -84,7 +130,8 @@ class RoundRecord(NamedTuple):
   client_loss: jax.Array  # f32[k]
   updated: jax.Array  # bool[]: the server took the round's aggregate
   updates: ClientUpdates
-  inputs: RoundInput | tuple  # 'exact' only; () for 'first_order'
+  # 'exact': RoundInput; 'sampled': SampledInput; 'first_order': ()
+  inputs: RoundInput | SampledInput | tuple
 
 
 class Window(NamedTuple):
@@ -94,19 +141,30 @@ class Window(NamedTuple):
 
 
 def init_window(horizon: int, server: ServerState, table, batch,
-                hparams: ClientHParams, key: jax.Array, exact: bool) -> Window:
+                hparams: ClientHParams, key: jax.Array, estimator: str,
+                sample: int) -> Window:
   """An empty window of horizon - 1 rounds of `batch`'s k clients, with
   the server state's, the per-client table's (numpy [C, ...]), the
-  hyper-parameters' and the key's shapes; `exact`: with their inputs."""
+  hyper-parameters' and the key's shapes, and the inputs that
+  `estimator` trains again (all k clients' for 'exact', `sample` of them
+  for 'sampled')."""
   k = batch.clients.shape[0]
-  like = lambda tree, lead: tree_map(
-      lambda a: jnp.zeros((k, *a.shape[lead:]), a.dtype), tree)
+  like = lambda tree, lead, n=k: tree_map(
+      lambda a: jnp.zeros((n, *a.shape[lead:]), a.dtype), tree)
   zeros = jnp.zeros(k, jnp.int32)
+  inputs = ()
+  if estimator == 'exact':
+    inputs = RoundInput(like(table, 1), batch.train, hparams, key)
+  elif estimator == 'sampled':
+    inputs = SampledInput(zeros[:sample], like(table, 1, sample),
+                          like(batch.train, 1, sample),
+                          like(hparams, 1, sample),
+                          jax.random.split(key, sample))
   record = RoundRecord(
       server, zeros, zeros, zeros > 0, jnp.zeros(k, jnp.float32),
-      jnp.zeros((), bool), ClientUpdates(like(server.params, 0),
-                                         jnp.zeros(k, jnp.float32)),
-      RoundInput(like(table, 1), batch.train, hparams, key) if exact else ())
+      jnp.zeros((), bool), ClientUpdates(
+          like(server.params, 0), jnp.zeros(k, jnp.float32),
+          tree_map(jnp.zeros_like, server.params)), inputs)
   return Window(jnp.zeros((), jnp.int32), tree_map(
       lambda a: jnp.zeros((horizon - 1, *jnp.shape(a)), jnp.asarray(a).dtype),
       record))
@@ -134,65 +192,79 @@ def close(window: Window, record: RoundRecord, credit: Callable,
   return state, dl_dc, Window(jnp.minimum(window.count + 1, size), later)
 
 
-def aggregate_step(server_opt: optax.GradientTransformation,
-                   params_form: bool) -> Callable:
-  """`step(S, updates, coeffs)`: the server step of a round's client
-  updates, Delta(c) = sum_i s_i c_i Delta_i (None: c = 1), or for the
-  'params' form of the aggregate (theta_g(c) = sum_i s_i c_i theta_i) its
-  change from theta, (sum_i s_i c_i - 1) theta + Delta(c)."""
-
-  def step(server: ServerState, stored: ClientUpdates,
-           coeffs: jax.Array | None = None) -> ServerState:
-    sc = stored.shares if coeffs is None else stored.shares * coeffs  # f32[k]
-    delta = tree_map(lambda u: jnp.tensordot(sc, u, axes=1), stored.updates)
-    if params_form and coeffs is not None:
-      scale = jnp.sum(sc) - 1.0
-      delta = tree_map(lambda d, p: d + scale * p, delta, server.params)
-    return server_step(server_opt, server, delta)
-
-  return step
-
-
-def replay_step(estimator: str, aggregate: Callable, cohort: Callable,
+def replay_step(estimator: str, cohort: Callable,
                 server_opt: optax.GradientTransformation) -> Callable:
   """`step(S, record)`: a round after the credited one, from server state S:
-  its stored aggregate (`aggregate`, 'first_order'), or its clients trained
-  again with what they used (`cohort`, 'exact')."""
+  its stored aggregate ('first_order'), its clients trained again with
+  what they used ('exact'), or the stored aggregate whose derivative a
+  sample of them trained again gives ('sampled'); `cohort` trains them
+  (`make_cohort`, keeping each client's update)."""
 
   def step(server: ServerState, record: RoundRecord) -> ServerState:
-    if estimator == 'first_order':
-      return aggregate(server, record.updates)
     again = record.inputs
-    delta, _, _, _ = cohort(server, again.rows, again.train, again.hparams,
-                            again.key, jnp.ones(again.hparams.lr.shape))
+    if estimator == 'exact':
+      k = again.hparams.lr.shape[0]
+      delta, _, _, _ = cohort(server, again.rows, again.train, again.hparams,
+                              jax.random.split(again.key, k), jnp.ones(k))
+      return server_step(server_opt, server, delta)
+    delta = record.updates.total
+    if estimator == 'sampled':
+      k, m = record.updates.shares.shape[0], again.positions.shape[0]
+      _, _, trained, _ = cohort(server, again.rows, again.train,
+                                again.hparams, again.keys, jnp.ones(m))
+      scaled = k / m * record.updates.shares[again.positions]  # f32[m]
+      delta = tree_map(
+          lambda d, u: d + jnp.tensordot(
+              scaled, u - jax.lax.stop_gradient(u), axes=1),
+          delta, trained.update)
     return server_step(server_opt, server, delta)
 
   return step
 
 
-def horizon_credit(aggregate: Callable, later_round: Callable,
-                   val_loss: Callable, first: RoundRecord,
-                   later: RoundRecord, at: float) -> jax.Array:
+def horizon_credit(server_opt: optax.GradientTransformation,
+                   params_form: bool, later_round: Callable,
+                   val_loss: Callable, first: RoundRecord, later: RoundRecord,
+                   at: float) -> jax.Array:
   """dF_t/dc at c = `at` 1 (f32[k]) for the window's oldest round `first`.
 
-  Round t's local training does not depend on c_t, so its step is
-  `aggregate(S, first.updates, c)` (`aggregate_step`) whatever the
-  estimator; `later_round(S, record)` is a later round from server state S
-  (its stored aggregate again for 'first_order', its clients trained
-  again for 'exact'), each a `jax.checkpoint`; `val_loss(params)` the
+  Round t's local training does not depend on c_t, so its aggregate is
+  Delta_t(c) = sum_i s_i c_i Delta_{t,i} whatever the estimator (for the
+  'params' form of the aggregate, theta_g(c) = sum_i s_i c_i theta_{t,i},
+  plus (sum_i s_i c_i - 1) theta_t), and by the chain rule
+
+      dF_t/dc_i = s_i <v, Delta_{t,i}>   (+ s_i <v, theta_t>: 'params')
+      v = dF_t/dDelta_t  at Delta_t(`at` 1)
+
+  one backward pass to v, then one pass over the stored updates.
+  `later_round(S, record)` is a later round from server state S (its
+  stored aggregate again for 'first_order', its clients trained again for
+  'exact', `replay_step`), each a `jax.checkpoint`; `val_loss(params)` the
   validation loss of the window's last model.
   """
   step = jax.checkpoint(later_round)
+  stored, theta = first.updates, first.server.params
 
   def taken(record, moved, server):
     return tree_map(lambda new, old: jnp.where(record.updated, new, old),
                     moved, server)
 
-  def objective(coeffs):
-    server = taken(first, aggregate(first.server, first.updates, coeffs),
+  def objective(delta):
+    server = taken(first, server_step(server_opt, first.server, delta),
                    first.server)
     server, _ = jax.lax.scan(
         lambda s, r: (taken(r, step(s, r), s), None), server, later)
     return val_loss(server.params)
 
-  return jax.grad(objective)(jnp.full(first.clients.shape, at, jnp.float32))
+  delta = tree_map(lambda d: at * d, stored.total)
+  if params_form:
+    delta = tree_map(lambda d, p: d + (at * jnp.sum(stored.shares) - 1) * p,
+                     delta, theta)
+  v = jax.grad(objective)(delta)
+  inner = sum(jnp.tensordot(u, g, axes=g.ndim)
+              for u, g in zip(jax.tree_util.tree_leaves(stored.updates),
+                              jax.tree_util.tree_leaves(v)))  # f32[k]
+  if params_form:
+    inner = inner + sum(jnp.vdot(p, g) for p, g in zip(
+        jax.tree_util.tree_leaves(theta), jax.tree_util.tree_leaves(v)))
+  return stored.shares * inner

@@ -32,7 +32,8 @@ before the policy proposes.
 A policy may look further (`Policy.horizon` = K > 1): then the round takes
 no credit of its own aggregate; it closes the window of round r - K + 1
 instead, crediting that round's clients with dL_val(theta_{r+1})/dc_{r-K+1}
-through the rounds between, exactly or to first order, and moving their
+through the rounds between, exactly, to first order or with a sample of
+their clients trained again, and moving their
 rows (`horizon.py`, whose window of the last K - 1 rounds lives in
 `RoundState.window`).
 
@@ -74,8 +75,8 @@ from pfhpo.federated.cohort import make_cohort
 from pfhpo.federated.credit import credit_set, one_round_credit
 from pfhpo.federated.divergence import make_diverged, make_rejected
 from pfhpo.federated.horizon import (ClientUpdates, RoundInput, RoundRecord,
-                                     aggregate_step, close, horizon_credit,
-                                     init_window, replay_step)
+                                     close, horizon_credit, init_window,
+                                     replay_step, sample_inputs)
 from pfhpo.federated.local_update import make_local_update, make_masked_loss
 from pfhpo.federated.server import chosen_server_step, init_server
 from pfhpo.federated.sharding import replicate
@@ -134,11 +135,6 @@ def make_round(model: Model, features: Callable,
   require(horizon == 1 or policy.server_axis is None,
           'a server axis is credited through its own round: use `horizon`=1 '
           'with `server_lrs` or `server_momenta`')
-  require(horizon == 1 or policy.horizon_credit != 'exact' or mesh is None
-          or mesh.size == 1,
-          "`horizon_credit`=exact trains the window's later rounds again on "
-          'one device (jax 0.10 cannot transpose them sharded); use '
-          '`horizon_credit`=first_order over several devices.')
 
   def init(key: jax.Array, num_clients: int, batch: RoundBatch | None = None):
     """The initial state and per-client table; a policy whose credit looks
@@ -157,7 +153,8 @@ def make_round(model: Model, features: Callable,
       window = init_window(
           horizon, server, table, batch,
           hparams_for(space, jnp.zeros(batch.clients.shape, jnp.int32)),
-          jax.random.split(key)[0], policy.horizon_credit == 'exact')
+          jax.random.split(key)[0], policy.horizon_credit,
+          min(policy.horizon_sample, batch.clients.shape[0]))
     state = RoundState(server, policy.init(policy_key, num_clients), window)
     return replicate(state, mesh), table
 
@@ -171,10 +168,11 @@ def make_round(model: Model, features: Callable,
                        'credit_params' in credit, keeps_updates, client_chunk,
                        mesh, recompute)
 
-  aggregate = aggregate_step(server_opt, 'credit_params' in credit)
-
-  later_round = replay_step(policy.horizon_credit, aggregate, cohort,
-                            server_opt)
+  # The later rounds' clients train again outside `shard_map` (the
+  # partitioner places them), whose training jax 0.10 cannot transpose.
+  later_round = replay_step(policy.horizon_credit, make_cohort(
+      client, masked_loss, diverged_of, False, True, client_chunk, None,
+      recompute), server_opt)
 
   def apply(state: RoundState, rows, batch: RoundBatch, key: jax.Array):
     server, clients, data = state.server, batch.clients, batch.train
@@ -195,7 +193,8 @@ def make_round(model: Model, features: Callable,
 
     def objective(coeffs, val: ValBatch):
       delta, scale, aux, weighting = cohort(
-          server, rows, data, hparams, train_key, coeffs, local_split)
+          server, rows, data, hparams, jax.random.split(train_key, k), coeffs,
+          local_split)
       theta_g = jax.tree_util.tree_map(lambda s, d: scale * s + d,
                                        server.params, delta)
       loss, acc = val_metrics(theta_g, val)
@@ -231,15 +230,22 @@ def make_round(model: Model, features: Callable,
           client_val_loss, None if local_val is None else local_val.count,
           delta, stats.alignment, failed))
     else:  # this round closes the window of the oldest round it holds
+      inputs = ()
+      if policy.horizon_credit == 'exact':
+        inputs = RoundInput(rows, data, hparams, train_key)
+      elif policy.horizon_credit == 'sampled':
+        inputs = sample_inputs(
+            jax.random.fold_in(key, 3), min(policy.horizon_sample, k), rows,
+            data, hparams, jax.random.split(train_key, k))
       record = RoundRecord(
           before, clients, choices, failed, stats.loss, updated,
-          ClientUpdates(updates, jnp.where(diverged, 0.0, weights / share)),
-          RoundInput(rows, data, hparams, train_key)
-          if policy.horizon_credit == 'exact' else ())
+          ClientUpdates(updates, jnp.where(diverged, 0.0, weights / share),
+                        delta), inputs)
       pstate, dl_dc, window = close(
           window, record, lambda first, later: horizon_credit(
-              aggregate, later_round, lambda p: val_metrics(p, credit_val)[0],
-              first, later, policy.credit_at),
+              server_opt, 'credit_params' in credit, later_round,
+              lambda p: val_metrics(p, credit_val)[0], first, later,
+              policy.credit_at),
           lambda state, first, dl_dc: policy.update(state, Feedback(
               first.clients, first.choices, dl_dc, val_loss, val_acc,
               first.client_loss,

@@ -50,9 +50,10 @@ CREDITS = {'delta': 'credit', 'params': 'credit_params'}
 
 
 # How a credit over several rounds goes through the rounds after the first:
-# all of their computation ('exact'), or their local training's Jacobian
-# taken as the identity ('first_order').
-HORIZON_CREDITS = ('exact', 'first_order')
+# all of their computation ('exact'), their local training's Jacobian
+# taken as the identity ('first_order'), or estimated from a sample of
+# their clients ('sampled').
+HORIZON_CREDITS = ('exact', 'first_order', 'sampled')
 
 
 class Policy(NamedTuple):
@@ -82,6 +83,9 @@ class Policy(NamedTuple):
   # (HORIZON_CREDITS; `pfhpo.federated.horizon`).
   horizon: int = 1
   horizon_credit: str = 'exact'
+  # 'sampled': how many of each later round's clients train again (at
+  # most the round's).
+  horizon_sample: int = 4
   # A member of a population the round runs P copies of (FedPop:
   # `fedpop.Members`, `pfhpo.tuners.fedpop`); None for a single run.
   population: Any = None

@@ -90,7 +90,7 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
            horizon_credit: str = 'exact',
            baseline_scope: str = 'round',
            server: ServerSpace | None = None,
-           prior_rate: float = 1.0) -> Policy:
+           prior_rate: float = 1.0, horizon_sample: int = 4) -> Policy:
   """`credit`: differentiate the aggregate through the update ('delta') or
   the parameters ('params'); `credit_at`: the point c = t 1 where dL/dc is
   taken (see `pfhpo.federated.round`); `entropy_weight`: the exploration
@@ -99,7 +99,8 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
   from a fresh sample of this many validation examples each round (None:
   every one; `pfhpo.federated.round`); `horizon`: the credit of the
   validation loss that many rounds on, through the rounds between as
-  `horizon_credit` says (`pfhpo.federated.horizon`); `baseline_scope`:
+  `horizon_credit` says (`pfhpo.federated.horizon`), its 'sampled'
+  estimator training `horizon_sample` clients of each again; `baseline_scope`:
   with a `baseline_decay`, one running mean of the rounds' mean credits
   ('round') or each client's own running mean of its credits ('client');
   `server`: the server configurations it also chooses among, one a round
@@ -110,7 +111,7 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
   own = baseline_decay is not None and baseline_scope == 'client'
   check_credit_at(credit_at)
   check_credit_examples(credit_examples)
-  check_horizon(horizon, horizon_credit)
+  check_horizon(horizon, horizon_credit, horizon_sample)
   check_prior_rate(prior_rate)
 
   def update(state: PolicyState, fb: Feedback) -> PolicyState:
@@ -156,7 +157,8 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
         server_axis=axis)
   return policy._replace(credit_at=credit_at,
                          credit_examples=credit_examples, horizon=horizon,
-                         horizon_credit=horizon_credit)
+                         horizon_credit=horizon_credit,
+                         horizon_sample=horizon_sample)
 
 
 def check_credit_at(t: float) -> None:
@@ -166,9 +168,10 @@ def check_credit_at(t: float) -> None:
 BASELINE_SCOPES = ('round', 'client')
 
 
-def check_horizon(horizon: int, horizon_credit: str) -> None:
+def check_horizon(horizon: int, horizon_credit: str, sample: int) -> None:
   require(horizon >= 1, f'`horizon` must be >= 1 rounds, got {horizon}')
   check_choice('horizon_credit', horizon_credit, HORIZON_CREDITS)
+  require(sample >= 1, f'`horizon_sample` must be >= 1 clients, got {sample}')
 
 
 def check_credit_examples(m: int | None) -> None:
@@ -209,8 +212,13 @@ class GumbelConfig(LogitsConfig):
       'aggregate); a client\'s row moves horizon - 1 rounds after it drew')
   horizon_credit: str = setting(
       'exact', "through the rounds after the first: 'exact' (their local "
-      "training, aggregation and server step, second order) or "
-      "'first_order' (local training's Jacobian taken as the identity)")
+      "training, aggregation and server step, second order), "
+      "'first_order' (local training's Jacobian taken as the identity) or "
+      "'sampled' (that Jacobian estimated, unbiased, from `horizon_sample` "
+      "of each round's clients trained again)")
+  horizon_sample: int = setting(
+      4, "'sampled': how many of each later round's clients train again "
+      "(at most the round's; the cost grows with it, the noise shrinks)")
   server_lrs: tuple[float, ...] = setting(
       (), 'server learning rates the policy also chooses among, one a round, '
       "credited through the server step (unset: the run's `server_lr`)")
@@ -223,7 +231,11 @@ class GumbelConfig(LogitsConfig):
     check_choice('credit', self.credit, CREDITS)
     check_credit_at(self.credit_at)
     check_credit_examples(self.credit_examples)
-    check_horizon(self.horizon, self.horizon_credit)
+    check_horizon(self.horizon, self.horizon_credit, self.horizon_sample)
+    default = type(self).__dataclass_fields__['horizon_sample'].default
+    require(self.horizon_sample == default or self.horizon_credit == 'sampled',
+            '`horizon_sample` sizes the sample of `horizon_credit`=sampled; '
+            f'pass that too, or leave `horizon_sample` at {default}')
     check_choice('baseline_scope', self.baseline_scope, BASELINE_SCOPES)
     require(self.entropy_weight >= 0,
             f'`entropy_weight` must be >= 0, got {self.entropy_weight}')
@@ -242,4 +254,5 @@ def _build(config: GumbelConfig, context: PolicyContext) -> Policy:
                 context.client_features, config.credit_examples,
                 config.horizon, config.horizon_credit, config.baseline_scope,
                 server_space(config.server_lrs, config.server_momenta,
-                             context.server_opt), config.prior_rate)
+                             context.server_opt), config.prior_rate,
+                config.horizon_sample)
