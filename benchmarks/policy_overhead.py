@@ -69,7 +69,7 @@ def round_of(model, space, name: str, k: int, n: int, val_size: int,
   algorithm = make_round(model, FEATURES, optax.sgd(1.0), space, policy,
                          client_chunk=default_client_chunk(),
                          mesh=client_mesh())
-  step = jax.jit(algorithm.apply, donate_argnums=(0,))
+  step = jax.jit(algorithm.apply, donate_argnums=algorithm.donate)
   state = list(algorithm.init(jax.random.PRNGKey(0), k, batch))
   memory = step.lower(state[0], state[1], batch,
                       jax.random.PRNGKey(0)).compile().memory_analysis()

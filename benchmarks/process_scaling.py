@@ -56,7 +56,7 @@ def worker(a) -> None:
   batch = RoundBatch(everyone.astype(np.int32), ClientBatch(
       *(client_rows(a.__getitem__, everyone, mesh)
         for a in (x, y, np.full(k, n, np.int32)))), val)
-  apply = jax.jit(algo.apply, donate_argnums=(0,), out_shardings=None
+  apply = jax.jit(algo.apply, donate_argnums=algo.donate, out_shardings=None
                   if mesh is None else replicated(mesh))
   state = list(algo.init(jax.random.PRNGKey(0), k))
   key = jax.random.PRNGKey(1)

@@ -88,7 +88,7 @@ def ours(name: str, k: int, steps: int, batch: int, n: int, conv_impl: str,
   val = ValBatch(x[0, :100], y[0, :100], np.full(100, 0.01, np.float32))
   data = RoundBatch(clients, ClientBatch(rows(x), rows(y), rows(
       np.full(k, n, np.int32))), val)
-  apply = jax.jit(algo.apply, donate_argnums=(0,))
+  apply = jax.jit(algo.apply, donate_argnums=algo.donate)
   state = list(algo.init(jax.random.PRNGKey(0), k))
   key = jax.random.PRNGKey(1)
 

@@ -16,9 +16,10 @@ from pfhpo.federated.client import sgd_client
 from pfhpo.federated.cohort import make_cohort
 from pfhpo.federated.divergence import make_diverged
 from pfhpo.federated.horizon import (ClientUpdates, RoundRecord, SampledInput,
-                                     horizon_credit, replay_step)
+                                     horizon_credit, replay_step, step_at)
 from pfhpo.federated.local_update import make_local_update, make_masked_loss
-from pfhpo.federated.server import init_server
+from pfhpo.federated.server import (init_server, server_optimizer,
+                                    server_space, with_server_hparams)
 from pfhpo.policies import gumbel
 from pfhpo.types import Feedback
 from test_round import C, SPACE, linear_model, problem, _val_loss
@@ -46,11 +47,13 @@ def _rounds(policy, server_opt, horizon=K):
   return start, batch, metrics, state
 
 
-def _k_round_loss(start, batch, metrics, server_opt, params_form=False):
+def _k_round_loss(start, batch, metrics, server_opt, params_form=False,
+                  axis=None):
   """F(c): the validation loss after the rounds of `metrics`, replayed
   client by client with the configurations they drew, round 0 aggregated
   with coefficients c (sum_i w_i c_i theta_i for the 'params' form), the
-  others with ones (server SGD through optax)."""
+  others with ones (server SGD through optax, at the server configuration
+  each round drew from `axis` where there is one)."""
   one = make_local_update(linear_model(), lambda x: x, SPACE.max_steps,
                           SPACE.max_batch)
   train = batch.train
@@ -69,6 +72,8 @@ def _k_round_loss(start, batch, metrics, server_opt, params_form=False):
                   for i in range(C))
       if params_form:
         delta = delta + (jnp.dot(w, coeffs) - 1) * FLAT(theta)
+      if axis is not None:
+        opt_state = with_server_hparams(opt_state, axis, m.server_choice)
       updates, opt_state = server_opt.update(UNFLAT(-delta), opt_state, theta)
       theta = optax.apply_updates(theta, updates)
     return val_loss(FLAT(theta))
@@ -77,26 +82,34 @@ def _k_round_loss(start, batch, metrics, server_opt, params_form=False):
   return jax.jit(loss), jax.jit(one)
 
 
-SERVERS = {'sgd': optax.sgd(1.0), 'momentum': optax.sgd(0.5, momentum=0.9)}
+SERVERS = {'sgd': optax.sgd(1.0), 'momentum': optax.sgd(0.5, momentum=0.9),
+           'drawn': server_optimizer('sgd', 1.0, injected=True)}
+AXIS = server_space((0.5, 1.0), (0.0, 0.5), 'sgd')
 
 
 @pytest.mark.parametrize('server,t,form', [('sgd', 0.5, 'delta'),
                                            ('momentum', 1.0, 'delta'),
-                                           ('sgd', 0.5, 'params')])
+                                           ('sgd', 0.5, 'params'),
+                                           ('drawn', 0.5, 'delta')])
 def test_the_exact_credit_is_finite_differences_of_the_k_round_loss(
     server, t, form):
   """dF/dc_i of round 0, from the compiled round 2 (the window of 3 rounds
   closing), equals central finite differences of F, the validation loss
   after 3 rounds with round 0's coefficients perturbed, replayed outside
-  the round (either form of the aggregate); and it is not the one-round
-  credit (which K = 1 gives)."""
+  the round (either form of the aggregate; 'drawn': each round's server
+  step at the configuration the policy drew for it); and it is not the
+  one-round credit (which K = 1 gives)."""
   server_opt = SERVERS[server]
+  axis = AXIS if server == 'drawn' else None
   start, batch, metrics, _ = _rounds(
-      gumbel(SPACE, optax.sgd(0.5), credit=form, credit_at=t, horizon=K),
-      server_opt)
+      gumbel(SPACE, optax.sgd(0.5), credit=form, credit_at=t, horizon=K,
+             server=axis), server_opt)
   for m in metrics[:-1]:  # no window has closed yet
     np.testing.assert_array_equal(m.credit, 0.0)
-  loss, _ = _k_round_loss(start, batch, metrics, server_opt, form == 'params')
+  if axis is not None:  # the rounds stepped at different configurations
+    assert len({int(m.server_choice) for m in metrics}) > 1
+  loss, _ = _k_round_loss(start, batch, metrics, server_opt, form == 'params',
+                          axis)
   eps = 1e-2
   at = jnp.full(C, t)
   fd = np.array([(loss(at.at[i].add(eps)) - loss(at.at[i].add(-eps)))
@@ -163,10 +176,10 @@ def test_the_sampled_credit_is_unbiased_and_exact_with_every_client():
   val_loss = lambda p: _val_loss(batch.val)(FLAT(p))
 
   def credit(estimator, later):
+    step = step_at(server_opt)
     return horizon_credit(
-        server_opt, False, replay_step(estimator, cohort, server_opt),
-        val_loss, first, jax.tree_util.tree_map(lambda a: a[None], later),
-        1.0)
+        step, False, replay_step(estimator, cohort, step), val_loss, first,
+        jax.tree_util.tree_map(lambda a: a[None], later), 1.0)
 
   credit = jax.jit(credit, static_argnums=0)
   inputs = later.inputs
@@ -215,14 +228,15 @@ def test_a_rejected_round_inside_the_window_passes_no_credit():
     shares = jnp.array([0.4, 0.6])
     return RoundRecord(server, jnp.arange(2), jnp.zeros(2, jnp.int32),
                        jnp.zeros(2, bool), jnp.zeros(2), jnp.asarray(updated),
-                       ClientUpdates({'w': updates}, shares,
+                       jnp.int32(-1), ClientUpdates({'w': updates}, shares,
                                      {'w': shares @ updates}), ())
 
   stack = lambda *rs: jax.tree_util.tree_map(lambda *a: jnp.stack(a), *rs)
   first, kept, thrown = record(1.0, True), record(1.0, True), record(1e3, False)
   loss = lambda p: jnp.sum((p['w'] - 1.0)**2)
+  step = step_at(opt)
   credit = lambda later: horizon_credit(
-      opt, False, replay_step('first_order', None, opt), loss, first, later,
+      step, False, replay_step('first_order', None, step), loss, first, later,
       0.5)
   without = credit(stack(kept))
   np.testing.assert_array_equal(credit(stack(kept, thrown)), without)

@@ -121,9 +121,9 @@ def test_a_horizon_sample_needs_at_least_one_client_and_the_sampled_credit():
   with pytest.raises(ConfigError, match='`horizon_sample` must be >= 1'):
     GumbelConfig(horizon=2, horizon_credit='sampled', horizon_sample=0)
   with pytest.raises(ConfigError, match='sizes the sample of `horizon_credit`'):
-    GumbelConfig(horizon=2, horizon_credit='first_order', horizon_sample=2)
+    GumbelConfig(horizon=2, horizon_credit='first_order', horizon_sample=3)
   assert GumbelConfig(horizon=2, horizon_credit='sampled',
-                      horizon_sample=2).horizon_sample == 2
+                      horizon_sample=3).horizon_sample == 3
 
 
 def test_a_clients_own_baseline_is_the_running_mean_of_its_credits():

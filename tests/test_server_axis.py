@@ -8,13 +8,12 @@ import numpy as np
 import optax
 import pytest
 
-from pfhpo.errors import ConfigError
 from pfhpo.federated import make_round
 from pfhpo.federated.server import (credited_server_step, init_server,
                                     server_optimizer, server_space,
                                     server_step, with_server_hparams)
 from pfhpo.models import Model, cross_entropy
-from pfhpo.policies import GumbelConfig, gumbel, static
+from pfhpo.policies import gumbel, static
 from pfhpo.policies.space import make_space
 from pfhpo.types import ClientBatch, RoundBatch, ValBatch
 
@@ -112,8 +111,3 @@ def test_the_server_row_finds_the_best_server_configuration():
   z = int(m.server_choice)
   assert (float(hp['learning_rate']), float(hp['momentum'])) == (
       SERVERS.values()[0][z], SERVERS.values()[1][z])
-
-
-def test_a_server_axis_needs_the_one_round_credit():
-  with pytest.raises(ConfigError, match='horizon'):
-    GumbelConfig(horizon=2, server_lrs=(0.5, 1.0))

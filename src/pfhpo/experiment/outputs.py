@@ -197,9 +197,10 @@ def check_resumable(out_dir: Path, record: dict) -> None:
 # Settings whose default changed after they were introduced: the value
 # they had at first, which is what a run recorded without them did.
 # 'credit_at' 0.5 since issue 12's ablation; gumbel's 'policy_scope' 'prior'
-# at 'prior_rate' 4 since issue 28's
+# at 'prior_rate' 4, and its 'sampled' credit over 'horizon' 2, since issue
+# 28's
 FIRST_DEFAULTS = {'credit_at': 1.0, 'policy_scope': 'client',
-                  'prior_rate': 1.0}
+                  'prior_rate': 1.0, 'horizon': 1, 'horizon_credit': 'exact'}
 
 
 def changed_setting(stored: dict, record: dict, allowed: Sequence[str] = ()

@@ -197,7 +197,7 @@ def build(cfg: Config) -> Experiment:
       cfg, data, space, policy, algorithm,
       # Over a mesh the outputs come back whole on every device, so that
       # every process reads the same state, rows and metrics.
-      jax.jit(traced, donate_argnums=(0,),
+      jax.jit(traced, donate_argnums=algorithm.donate,
               out_shardings=None if mesh is None else replicated(mesh)),
       lambda server_params: evaluate(client.server.model(server_params),
                                      eval_set),

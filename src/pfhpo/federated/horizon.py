@@ -81,7 +81,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pfhpo.federated.server import server_step
+from pfhpo.federated.server import server_step, with_server_hparams
 from pfhpo.types import ClientBatch, ClientHParams, ServerState
 
 tree_map = jax.tree_util.tree_map
@@ -129,6 +129,7 @@ class RoundRecord(NamedTuple):
   failed: jax.Array  # bool[k]: what `Feedback.diverged` said of them
   client_loss: jax.Array  # f32[k]
   updated: jax.Array  # bool[]: the server took the round's aggregate
+  server_choice: jax.Array  # i32[]: the server configuration drawn (-1: none)
   updates: ClientUpdates
   # 'exact': RoundInput; 'sampled': SampledInput; 'first_order': ()
   inputs: RoundInput | SampledInput | tuple
@@ -162,7 +163,7 @@ def init_window(horizon: int, server: ServerState, table, batch,
                           jax.random.split(key, sample))
   record = RoundRecord(
       server, zeros, zeros, zeros > 0, jnp.zeros(k, jnp.float32),
-      jnp.zeros((), bool), ClientUpdates(
+      jnp.zeros((), bool), jnp.int32(-1), ClientUpdates(
           like(server.params, 0), jnp.zeros(k, jnp.float32),
           tree_map(jnp.zeros_like, server.params)), inputs)
   return Window(jnp.zeros((), jnp.int32), tree_map(
@@ -192,13 +193,29 @@ def close(window: Window, record: RoundRecord, credit: Callable,
   return state, dl_dc, Window(jnp.minimum(window.count + 1, size), later)
 
 
+def step_at(server_opt: optax.GradientTransformation,
+            axis=None) -> Callable:
+  """`step(S, Delta, z)`: the server step of a window's round, at the
+  server configuration z that the round drew where the policy chooses it
+  (`axis`, a `policies.server_axis.ServerAxis`), else the run's own."""
+
+  def step(server: ServerState, delta, z: jax.Array) -> ServerState:
+    if axis is not None:
+      server = server._replace(opt_state=with_server_hparams(
+          server.opt_state, axis.space, z))
+    return server_step(server_opt, server, delta)
+
+  return step
+
+
 def replay_step(estimator: str, cohort: Callable,
-                server_opt: optax.GradientTransformation) -> Callable:
+                server_step_at: Callable) -> Callable:
   """`step(S, record)`: a round after the credited one, from server state S:
   its stored aggregate ('first_order'), its clients trained again with
   what they used ('exact'), or the stored aggregate whose derivative a
   sample of them trained again gives ('sampled'); `cohort` trains them
-  (`make_cohort`, keeping each client's update)."""
+  (`make_cohort`, keeping each client's update), `server_step_at` steps
+  the server (`step_at`)."""
 
   def step(server: ServerState, record: RoundRecord) -> ServerState:
     again = record.inputs
@@ -206,7 +223,7 @@ def replay_step(estimator: str, cohort: Callable,
       k = again.hparams.lr.shape[0]
       delta, _, _, _ = cohort(server, again.rows, again.train, again.hparams,
                               jax.random.split(again.key, k), jnp.ones(k))
-      return server_step(server_opt, server, delta)
+      return server_step_at(server, delta, record.server_choice)
     delta = record.updates.total
     if estimator == 'sampled':
       k, m = record.updates.shares.shape[0], again.positions.shape[0]
@@ -217,12 +234,12 @@ def replay_step(estimator: str, cohort: Callable,
           lambda d, u: d + jnp.tensordot(
               scaled, u - jax.lax.stop_gradient(u), axes=1),
           delta, trained.update)
-    return server_step(server_opt, server, delta)
+    return server_step_at(server, delta, record.server_choice)
 
   return step
 
 
-def horizon_credit(server_opt: optax.GradientTransformation,
+def horizon_credit(server_step_at: Callable,
                    params_form: bool, later_round: Callable,
                    val_loss: Callable, first: RoundRecord, later: RoundRecord,
                    at: float) -> jax.Array:
@@ -237,7 +254,8 @@ def horizon_credit(server_opt: optax.GradientTransformation,
       v = dF_t/dDelta_t  at Delta_t(`at` 1)
 
   one backward pass to v, then one pass over the stored updates.
-  `later_round(S, record)` is a later round from server state S (its
+  `server_step_at(S, Delta, z)` is a round's server step (`step_at`),
+  `later_round(S, record)` a later round from server state S (its
   stored aggregate again for 'first_order', its clients trained again for
   'exact', `replay_step`), each a `jax.checkpoint`; `val_loss(params)` the
   validation loss of the window's last model.
@@ -250,8 +268,8 @@ def horizon_credit(server_opt: optax.GradientTransformation,
                     moved, server)
 
   def objective(delta):
-    server = taken(first, server_step(server_opt, first.server, delta),
-                   first.server)
+    server = taken(first, server_step_at(first.server, delta,
+                                         first.server_choice), first.server)
     server, _ = jax.lax.scan(
         lambda s, r: (taken(r, step(s, r), s), None), server, later)
     return val_loss(server.params)

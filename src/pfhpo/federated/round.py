@@ -32,10 +32,9 @@ before the policy proposes.
 A policy may look further (`Policy.horizon` = K > 1): then the round takes
 no credit of its own aggregate; it closes the window of round r - K + 1
 instead, crediting that round's clients with dL_val(theta_{r+1})/dc_{r-K+1}
-through the rounds between, exactly, to first order or with a sample of
-their clients trained again, and moving their
-rows (`horizon.py`, whose window of the last K - 1 rounds lives in
-`RoundState.window`).
+through the rounds between (exactly, to first order, or with a sample of
+their clients trained again) and moving their rows (`horizon.py`, whose
+window of the last K - 1 rounds lives in `RoundState.window`).
 
 The validation loss is a weighted sum over `RoundBatch.val` (a server-held
 set, or the round's clients' own splits: `pfhpo.data.validation`). L_i^val,
@@ -76,14 +75,13 @@ from pfhpo.federated.credit import credit_set, one_round_credit
 from pfhpo.federated.divergence import make_diverged, make_rejected
 from pfhpo.federated.horizon import (ClientUpdates, RoundInput, RoundRecord,
                                      close, horizon_credit, init_window,
-                                     replay_step, sample_inputs)
+                                     replay_step, sample_inputs, step_at)
 from pfhpo.federated.local_update import make_local_update, make_masked_loss
 from pfhpo.federated.server import chosen_server_step, init_server
 from pfhpo.federated.sharding import replicate
 from pfhpo.models import Model, accuracy, cross_entropy
 from pfhpo.policies.base import CREDITS, MEASUREMENTS, Policy, mean_entropy
 from pfhpo.policies.space import SearchSpace, hparams_for
-from pfhpo.settings import require
 from pfhpo.types import (Feedback, RoundBatch, RoundMetrics, RoundState,
                          ValBatch)
 
@@ -97,9 +95,13 @@ class FederatedAlgorithm(NamedTuple):
 
   (`batch`, any round's RoundBatch, shapes the window of past rounds that a
   credit over several rounds keeps; unused otherwise.)
+
+  `donate`: the arguments of `apply` that its caller may donate
+  (`jax.jit`'s donate_argnums).
   """
   init: Callable[[jax.Array, int], tuple[RoundState, Any]]
   apply: Callable[..., tuple[RoundState, Any, RoundMetrics]]
+  donate: tuple[int, ...] = (0,)
 
 
 def make_round(model: Model, features: Callable,
@@ -132,9 +134,6 @@ def make_round(model: Model, features: Callable,
 
   horizon = policy.horizon
   keeps_updates = horizon > 1  # the window keeps each client's update
-  require(horizon == 1 or policy.server_axis is None,
-          'a server axis is credited through its own round: use `horizon`=1 '
-          'with `server_lrs` or `server_momenta`')
 
   def init(key: jax.Array, num_clients: int, batch: RoundBatch | None = None):
     """The initial state and per-client table; a policy whose credit looks
@@ -170,9 +169,10 @@ def make_round(model: Model, features: Callable,
 
   # The later rounds' clients train again outside `shard_map` (the
   # partitioner places them), whose training jax 0.10 cannot transpose.
+  server_step_at = step_at(server_opt, policy.server_axis)
   later_round = replay_step(policy.horizon_credit, make_cohort(
       client, masked_loss, diverged_of, False, True, client_chunk, None,
-      recompute), server_opt)
+      recompute), server_step_at)
 
   def apply(state: RoundState, rows, batch: RoundBatch, key: jax.Array):
     server, clients, data = state.server, batch.clients, batch.train
@@ -239,11 +239,12 @@ def make_round(model: Model, features: Callable,
             data, hparams, jax.random.split(train_key, k))
       record = RoundRecord(
           before, clients, choices, failed, stats.loss, updated,
+          jnp.int32(z_server),
           ClientUpdates(updates, jnp.where(diverged, 0.0, weights / share),
                         delta), inputs)
       pstate, dl_dc, window = close(
           window, record, lambda first, later: horizon_credit(
-              server_opt, 'credit_params' in credit, later_round,
+              server_step_at, 'credit_params' in credit, later_round,
               lambda p: val_metrics(p, credit_val)[0], first, later,
               policy.credit_at),
           lambda state, first, dl_dc: policy.update(state, Feedback(
@@ -271,5 +272,12 @@ def make_round(model: Model, features: Callable,
         server_choice=jnp.int32(z_server))
     return RoundState(server, pstate, window), new_rows, metrics
 
-  return FederatedAlgorithm(init, apply)
+  # The state is donated, but not with a window of past rounds: the round
+  # reads the window's stored client updates after it has written its
+  # own, so XLA would first copy a donated window to a temporary (one
+  # more pass over k updates, on fresh pages each round: first order K = 2
+  # at mlp/50 clients 1.84x a static round, against 1.26x undonated;
+  # BUILD_NOTES.md). Undonated, the new window goes to a buffer of its
+  # own, and the device holds two windows either way.
+  return FederatedAlgorithm(init, apply, (0,) if horizon == 1 else ())
 

@@ -85,7 +85,7 @@ class Policy(NamedTuple):
   horizon_credit: str = 'exact'
   # 'sampled': how many of each later round's clients train again (at
   # most the round's).
-  horizon_sample: int = 4
+  horizon_sample: int = 2
   # A member of a population the round runs P copies of (FedPop:
   # `fedpop.Members`, `pfhpo.tuners.fedpop`); None for a single run.
   population: Any = None
