@@ -518,10 +518,11 @@ def test_personal_models_beat_fedavg_on_label_skewed_clients(
 @pytest.mark.parametrize('name', ['reptile', 'fedrep'])
 def test_a_credit_over_two_rounds_goes_through_each_algorithms_round(
     tmp_path, name):
-  """gumbel's exact 2-round credit through Reptile's own round (uniform
-  weights, server Adam from round 3) and FedRep's (a head per client, kept
-  in the window's rows): one compilation, and the policy moves (its mean
-  distribution leaves uniform)."""
+  """gumbel's default 2-round credit (the next round's Jacobian from 2 of
+  its clients trained again) through Reptile's own round (uniform
+  weights, server Adam from round 3) and FedRep's (a head per client, the
+  sample's kept in the window's rows): one compilation, and the policy
+  moves (its mean distribution leaves uniform)."""
   summary = run(override(Config(), {
       'dataset': 'digits', 'model': 'mlp', 'rounds': 6,
       'clients_per_round': 5, 'policy': 'gumbel', 'horizon': 2,
