@@ -43,6 +43,11 @@ def checked(cls: type) -> type:
   return dataclasses.dataclass(frozen=True)(cls)
 
 
+def default_of(config, name: str) -> Any:
+  """The default of setting `name` of a config (its class or an instance)."""
+  return config.__dataclass_fields__[name].default
+
+
 def check_choice(name: str, value, allowed) -> None:
   """A ConfigError naming setting `name` unless `value` is in `allowed`."""
   require(value in allowed, f'unknown `{name}`={value!r}; choose one of '

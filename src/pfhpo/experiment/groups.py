@@ -22,7 +22,8 @@ from pfhpo.errors import ConfigError
 from pfhpo.federated.server import server_optimizer
 from pfhpo.policies import registry
 from pfhpo.policies.space import SearchSpace, make_space
-from pfhpo.settings import check_choice, checked, require, setting
+from pfhpo.settings import (check_choice, checked, default_of, require,
+                            setting)
 
 
 @checked
@@ -156,8 +157,7 @@ class AlgorithmConfig:
             'setting to search (those that do: ' + ', '.join(
                 f'{a} ({e.tuned})' for a, e in algorithms.REGISTRY.items()
                 if e.tuned) + '); drop `algorithm_values`.')
-    require(getattr(self.options, name) ==
-            spec.config.__dataclass_fields__[name].default,
+    require(getattr(self.options, name) == default_of(spec.config, name),
             f'give `{name}` or `algorithm_values` (its values to search), '
             'not both.')
     values = self.algorithm_values

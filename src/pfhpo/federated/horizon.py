@@ -106,9 +106,10 @@ class SampledInput(NamedTuple):
 
 def sample_inputs(key: jax.Array, m: int, rows, train: ClientBatch,
                   hparams: ClientHParams, keys: jax.Array) -> SampledInput:
-  """m of the round's k clients, uniformly without replacement, with what
-  each trained on: the [k, ...] `rows`, `train`, `hparams` and `keys`."""
-  positions = jax.random.permutation(key, keys.shape[0])[:m]  # i32[m]
+  """m of the round's k clients (all of them where m >= k), uniformly
+  without replacement, with what each trained on: the [k, ...] `rows`,
+  `train`, `hparams` and `keys`."""
+  positions = jax.random.permutation(key, keys.shape[0])[:m]  # i32[min(m, k)]
   take = lambda tree: tree_map(lambda a: a[positions], tree)
   return SampledInput(positions, take(rows), take(train), take(hparams),
                       keys[positions])
@@ -147,9 +148,10 @@ def init_window(horizon: int, server: ServerState, table, batch,
   """An empty window of horizon - 1 rounds of `batch`'s k clients, with
   the server state's, the per-client table's (numpy [C, ...]), the
   hyper-parameters' and the key's shapes, and the inputs that
-  `estimator` trains again (all k clients' for 'exact', `sample` of them
-  for 'sampled')."""
+  `estimator` trains again (all k clients' for 'exact', `sample` of them,
+  at most k, for 'sampled': `sample_inputs`)."""
   k = batch.clients.shape[0]
+  sample = min(sample, k)
   like = lambda tree, lead, n=k: tree_map(
       lambda a: jnp.zeros((n, *a.shape[lead:]), a.dtype), tree)
   zeros = jnp.zeros(k, jnp.int32)

@@ -153,7 +153,7 @@ def make_round(model: Model, features: Callable,
           horizon, server, table, batch,
           hparams_for(space, jnp.zeros(batch.clients.shape, jnp.int32)),
           jax.random.split(key)[0], policy.horizon_credit,
-          min(policy.horizon_sample, batch.clients.shape[0]))
+          policy.horizon_sample)
     state = RoundState(server, policy.init(policy_key, num_clients), window)
     return replicate(state, mesh), table
 
@@ -179,6 +179,7 @@ def make_round(model: Model, features: Callable,
     chex.assert_equal_shape([clients, data.count])
     k = clients.shape[0]
     propose_key, train_key = jax.random.split(key)
+    train_keys = jax.random.split(train_key, k)  # each client's
     pstate = state.policy
     if 'pre_loss' in policy.needs:  # before it trains: the server model's
       # loss on each client's training data
@@ -193,8 +194,7 @@ def make_round(model: Model, features: Callable,
 
     def objective(coeffs, val: ValBatch):
       delta, scale, aux, weighting = cohort(
-          server, rows, data, hparams, jax.random.split(train_key, k), coeffs,
-          local_split)
+          server, rows, data, hparams, train_keys, coeffs, local_split)
       theta_g = jax.tree_util.tree_map(lambda s, d: scale * s + d,
                                        server.params, delta)
       loss, acc = val_metrics(theta_g, val)
@@ -234,9 +234,9 @@ def make_round(model: Model, features: Callable,
       if policy.horizon_credit == 'exact':
         inputs = RoundInput(rows, data, hparams, train_key)
       elif policy.horizon_credit == 'sampled':
-        inputs = sample_inputs(
-            jax.random.fold_in(key, 3), min(policy.horizon_sample, k), rows,
-            data, hparams, jax.random.split(train_key, k))
+        inputs = sample_inputs(jax.random.fold_in(key, 3),
+                               policy.horizon_sample, rows, data, hparams,
+                               train_keys)
       record = RoundRecord(
           before, clients, choices, failed, stats.loss, updated,
           jnp.int32(z_server),

@@ -51,10 +51,13 @@ ablation, BUILD_NOTES.md):
     ablation, BUILD_NOTES.md): 'prior' at R = 4, so the clients' common
     evidence settles the row they share within a few rounds while each
     offset keeps its client's own.
-  horizon, horizon_credit: the credit of the validation loss K rounds
-    later, differentiated through the rounds between, exactly or with
-    local training's Jacobian taken as the identity; a row moves K - 1
-    rounds after its client drew (`pfhpo.federated.horizon`).
+  horizon, horizon_credit, horizon_sample: the credit of the validation
+    loss K rounds later, differentiated through the rounds between:
+    exactly, with local training's Jacobian taken as the identity, or with
+    that Jacobian estimated from `horizon_sample` of each later round's
+    clients trained again; a row moves K - 1 rounds after its client drew
+    (`pfhpo.federated.horizon`). `GumbelConfig`'s default (issue 28's
+    ablation): K = 2, 'sampled' from 2 clients.
 
 The server's learning rate and momentum (`server_lrs`, `server_momenta`)
 are one more choice, one draw a round from a row of their own, credited by
@@ -77,7 +80,8 @@ from pfhpo.policies.logits import (PRIOR_RATE_HELP, SCOPE_HELP,
 from pfhpo.policies.registry import PolicyContext, register
 from pfhpo.policies.server_axis import server_axis
 from pfhpo.policies.space import SearchSpace
-from pfhpo.settings import check_choice, checked, require, setting
+from pfhpo.settings import (check_choice, checked, default_of, require,
+                            setting)
 from pfhpo.types import Feedback
 
 
@@ -234,7 +238,7 @@ class GumbelConfig(LogitsConfig):
     check_credit_at(self.credit_at)
     check_credit_examples(self.credit_examples)
     check_horizon(self.horizon, self.horizon_credit, self.horizon_sample)
-    default = type(self).__dataclass_fields__['horizon_sample'].default
+    default = default_of(self, 'horizon_sample')
     require(self.horizon_sample == default or self.horizon_credit == 'sampled',
             '`horizon_sample` sizes the sample of `horizon_credit`=sampled; '
             f'pass that too, or leave `horizon_sample` at {default}')

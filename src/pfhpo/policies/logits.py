@@ -35,7 +35,8 @@ from pfhpo.policies.base import Policy, optimizer_of
 from pfhpo.policies.distribution import distribution_policy
 from pfhpo.policies.features import apply_net, init_net, relative_log_loss
 from pfhpo.policies.space import SearchSpace
-from pfhpo.settings import check_choice, checked, require, setting
+from pfhpo.settings import (check_choice, checked, default_of, require,
+                            setting)
 from pfhpo.types import Feedback
 
 
@@ -78,7 +79,7 @@ class LogitsConfig:
     optimizer_of(self.policy_opt, self.policy_lr)
     check_choice('policy_scope', self.policy_scope, SCOPES)
     check_prior_rate(self.prior_rate)
-    default = type(self).__dataclass_fields__['prior_rate'].default
+    default = default_of(self, 'prior_rate')
     require(self.prior_rate == default or self.policy_scope == 'prior',
             f"`prior_rate` moves the 'prior' scope's shared row; pass "
             f"`policy_scope`=prior or leave it at {default}, got scope "
