@@ -24,7 +24,8 @@ with each compiled round's device memory as XLA plans it (arguments,
 outputs and temporaries, `memory_analysis`; on a CPU there is no
 allocator peak to read): JSON rows in `horizon_cost_<n>dev.json`
 (`horizon`, `horizon_credit`, `horizon_sample`, `s_per_round`,
-`overhead`, `memory_bytes`).
+`overhead`, `memory_bytes`). `--donate_window` donates the state to every
+round, a window included, which the round itself declines.
 """
 from __future__ import annotations
 
@@ -46,10 +47,11 @@ from pfhpo.types import ClientBatch, RoundBatch, ValBatch
 
 def round_of(model, space, name: str, k: int, n: int, val_size: int,
              horizon: int = 1, horizon_credit: str = 'exact',
-             horizon_sample: int | None = None):
+             horizon_sample: int | None = None, donate: bool = False):
   """One round of `name` ('static', 'gumbel', or 'gumbel:m', its credit on
   m sampled validation examples; gumbel's credit over `horizon` rounds,
-  'sampled' from `horizon_sample` clients)
+  'sampled' from `horizon_sample` clients; `donate`: the state donated
+  whatever the round says, `FederatedAlgorithm.donate`)
   over k clients, compiled: (a function of the round's index that runs it
   and waits, the compiled round's device memory in bytes)."""
   (xv,), (yv,) = client_data(1, val_size, seed=1)
@@ -69,7 +71,8 @@ def round_of(model, space, name: str, k: int, n: int, val_size: int,
   algorithm = make_round(model, FEATURES, optax.sgd(1.0), space, policy,
                          client_chunk=default_client_chunk(),
                          mesh=client_mesh())
-  step = jax.jit(algorithm.apply, donate_argnums=algorithm.donate)
+  step = jax.jit(algorithm.apply,
+                 donate_argnums=(0,) if donate else algorithm.donate)
   state = list(algorithm.init(jax.random.PRNGKey(0), k, batch))
   memory = step.lower(state[0], state[1], batch,
                       jax.random.PRNGKey(0)).compile().memory_analysis()
@@ -104,6 +107,9 @@ def main():
   p.add_argument('--horizon_credits', default='exact,first_order,sampled')
   p.add_argument('--horizon_samples', default='1,2,4',
                  help="the 'sampled' credit's clients trained again")
+  p.add_argument('--donate_window', action='store_true',
+                 help='donate a state that holds a window too (what the '
+                 'round declines: BUILD_NOTES.md, "Issue 28")')
   p.add_argument('--horizon_models', default='mlp')
   p.add_argument('--horizon_clients', default='50')
   p.add_argument('--horizon_out', default=f'benchmarks/results/horizon_cost_'
@@ -160,7 +166,7 @@ def horizon_table(a, space) -> None:
             label = f'{credit}:{m}' if credit == 'sampled' else credit
             runs[('gumbel', h, label)] = ('gumbel', h, credit, int(m))
       built = {key: round_of(model, space, policy, k, a.examples, a.val_size,
-                             h, credit, m)
+                             h, credit, m, a.donate_window)
                for key, (policy, h, credit, m) in runs.items()}
       got = interleaved({key: b[0] for key, b in built.items()}, a.rounds)
       static_s = got[('static', 1, '-')][0]
