@@ -13,6 +13,7 @@ from pfhpo.types import Feedback
 from pfhpo.policies.base import penalized
 from pfhpo.policies.features import client_features
 from pfhpo.policies.fixed import StaticConfig
+from pfhpo.policies.logits import logit_basis
 from pfhpo.policies.space import hparams_for, make_space
 
 SPACE = make_space([0.01, 0.1, 1.0], [1, 5], [16])  # H = 6
@@ -107,6 +108,61 @@ def test_shared_scope_is_a_shared_row_plus_per_client_offsets(scope, rate):
                                 state.logits[jnp.array([1, 3])])
 
 
+def test_the_axes_basis_is_a_product_of_one_categorical_per_axis():
+  """'axes': alpha[z] = (beta_lr[z_lr] + beta_steps[z_steps]) / sqrt(2)
+  (the batch and tuned axes hold one value: no rows), so softmax(alpha) is
+  the outer product of the axes' softmaxes; 'joint+axes' stacks the joint
+  logits on top, each of its 3 parts scaled so that diag(B^T B) = 1."""
+  beta_lr, beta_steps = jnp.array([0.3, -1.0, 0.8]), jnp.array([0.5, -0.2])
+  row = jnp.concatenate([beta_lr, beta_steps])
+  basis = logit_basis(SPACE, 'axes')
+  assert basis.shape == (3 + 2, 6)
+  s = np.sqrt(2)
+  want = jnp.outer(jax.nn.softmax(beta_lr / s), jax.nn.softmax(beta_steps / s))
+  np.testing.assert_allclose(jax.nn.softmax(row @ basis), want.ravel(),
+                             atol=1e-6)
+  joint = jnp.linspace(-1, 1, 6)
+  both = logit_basis(SPACE, 'joint+axes')
+  np.testing.assert_allclose(jnp.concatenate([joint, row]) @ both,
+                             (joint + s * (row @ basis)) / np.sqrt(3),
+                             atol=1e-6)
+  for name in ('joint', 'axes', 'joint+axes'):
+    b = logit_basis(SPACE, name)
+    np.testing.assert_allclose(np.diag(b.T @ b), np.ones(6), atol=1e-6)
+  np.testing.assert_array_equal(logit_basis(SPACE, 'joint'), np.eye(6))
+  with pytest.raises(ConfigError, match='policy_basis'):
+    GumbelConfig(policy_basis='pairs')
+  with pytest.raises(ConfigError, match='two values'):
+    logit_basis(make_space([0.1], [1], [16]), 'axes')
+
+
+@pytest.mark.parametrize('basis', ['axes', 'joint+axes'])
+def test_a_credit_through_the_axes_moves_every_configuration_sharing_a_value(
+    basis):
+  """The score through B: row <- row - lr * credit * B (onehot(z) - p). A
+  good credit (< 0) on lr 0.1 x 5 steps (z = 3) also raises lr 0.1 x 1 step
+  and lr 1 x 5 steps above where the joint logits leave them (below
+  uniform; under 'axes' alone, above it)."""
+  policy = gumbel(SPACE, optax.sgd(0.5), basis=basis)
+  state = policy.init(None, 2)
+  basis_matrix = logit_basis(SPACE, basis)
+  p = jax.nn.softmax(state.logits[1] @ basis_matrix)
+  new = policy.update(state, _feedback([1], [3], credit=[-0.4]))
+  np.testing.assert_allclose(
+      new.logits[1],
+      0.5 * 0.4 * basis_matrix @ (jax.nn.one_hot(3, 6) - p), atol=1e-6)
+  probs = policy.probabilities(new, jnp.array([1]))[0]
+  joint = gumbel(SPACE, optax.sgd(0.5))
+  joint_probs = joint.probabilities(
+      joint.update(joint.init(None, 2), _feedback([1], [3], credit=[-0.4])),
+      jnp.array([1]))[0]
+  assert joint_probs[2] < 1 / 6 and joint_probs[5] < 1 / 6
+  assert probs[2] > joint_probs[2] and probs[5] > joint_probs[5]
+  assert probs[0] < joint_probs[0]  # shares no value with z = 3
+  if basis == 'axes':
+    assert probs[2] > 1 / 6 and probs[5] > 1 / 6
+
+
 def test_a_prior_row_must_move_and_its_rate_belongs_to_the_prior_scope():
   with pytest.raises(ConfigError, match='`prior_rate` must be > 0'):
     GumbelConfig(prior_rate=0.0)
@@ -191,10 +247,11 @@ def test_reinforce_constant_reward_has_zero_expected_update():
   np.testing.assert_array_equal(new.logits, state.logits)
 
 
-def test_reinforce_with_the_true_reward_finds_the_best_configuration():
+@pytest.mark.parametrize('basis', ['joint', 'axes', 'joint+axes'])
+def test_reinforce_with_the_true_reward_finds_the_best_configuration(basis):
   """A delayed shared reward: R = mean quality of the round's choices."""
   quality = jnp.array([0.1, 0.2, 0.9, 0.3, 0.2, 0.1])
-  policy = reinforce(SPACE, optax.sgd(2.0), scope='global')
+  policy = reinforce(SPACE, optax.sgd(2.0), scope='global', basis=basis)
   state = policy.init(None, 1)
   clients = jnp.zeros(10, jnp.int32)
   step = jax.jit(lambda s, key: policy.update(s, _feedback(

@@ -76,7 +76,7 @@ from pfhpo.policies.base import (CREDITS, HORIZON_CREDITS, Policy,
 from pfhpo.policies.logits import (PRIOR_RATE_HELP, SCOPE_HELP,
                                    LogitsConfig, PolicyState,
                                    categorical_policy, check_prior_rate,
-                                   score_update)
+                                   logit_basis, score_update)
 from pfhpo.policies.registry import PolicyContext, register
 from pfhpo.policies.server_axis import server_axis
 from pfhpo.policies.space import SearchSpace
@@ -94,7 +94,8 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
            horizon_credit: str = 'exact',
            baseline_scope: str = 'round',
            server: ServerSpace | None = None,
-           prior_rate: float = 1.0, horizon_sample: int = 2) -> Policy:
+           prior_rate: float = 1.0, horizon_sample: int = 2,
+           basis: str = 'joint') -> Policy:
   """`credit`: differentiate the aggregate through the update ('delta') or
   the parameters ('params'); `credit_at`: the point c = t 1 where dL/dc is
   taken (see `pfhpo.federated.round`); `entropy_weight`: the exploration
@@ -109,7 +110,8 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
   ('round') or each client's own running mean of its credits ('client');
   `server`: the server configurations it also chooses among, one a round
   (`server_axis.py`; None: the run's own); `prior_rate`: the 'prior'
-  scope's shared row moves by this many times the round's mean score."""
+  scope's shared row moves by this many times the round's mean score;
+  `basis`: how a row gives the logits (`logits.BASES`)."""
   check_choice('credit', credit, CREDITS)
   check_choice('baseline_scope', baseline_scope, BASELINE_SCOPES)
   own = baseline_decay is not None and baseline_scope == 'client'
@@ -117,6 +119,7 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
   check_credit_examples(credit_examples)
   check_horizon(horizon, horizon_credit, horizon_sample)
   check_prior_rate(prior_rate)
+  basis = logit_basis(space, basis)  # f32[P, H]
 
   def update(state: PolicyState, fb: Feedback) -> PolicyState:
     failed = diverged_of(fb)
@@ -132,8 +135,9 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
       spread = jnp.std(credit if own else raw)
       credit = credit / jnp.where(
           spread > 0, spread, jnp.maximum(jnp.max(jnp.abs(raw)), 1e-12))
-    state = score_update(state, optimizer, scope, fb.clients, fb.choices,
-                         credit, entropy_weight, features, prior_rate)
+    state = score_update(state, optimizer, scope, basis, fb.clients,
+                         fb.choices, credit, entropy_weight, features,
+                         prior_rate)
     if baseline_decay is None:
       return state
     if own:  # a failed client's penalty is no measure of its data
@@ -143,7 +147,7 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
     return state._replace(baseline=baseline_decay * state.baseline +
                           (1 - baseline_decay) * jnp.mean(raw))
 
-  policy = categorical_policy(space, optimizer, scope, update,
+  policy = categorical_policy(space, optimizer, scope, update, basis,
                               frozenset({CREDITS[credit]}), features)
   if own:  # f32[C] each client's baseline, NaN until it is measured
     init = policy.init
@@ -258,4 +262,4 @@ def _build(config: GumbelConfig, context: PolicyContext) -> Policy:
                 config.horizon, config.horizon_credit, config.baseline_scope,
                 server_space(config.server_lrs, config.server_momenta,
                              context.server_opt), config.prior_rate,
-                config.horizon_sample)
+                config.horizon_sample, config.policy_basis)

@@ -20,6 +20,19 @@ correction counts each client's own updates), where the advantage a_i is
 what distinguishes them: the shared delayed reward for REINFORCE, the
 back-propagated credit dL/dc_i for the Gumbel reward-assignment method.
 Rows of clients that were not in the round are left untouched.
+
+A row holds P parameters and gives the H logits through a fixed basis,
+alpha = row @ B with B f32[P, H] (`logit_basis`): the identity ('joint',
+one logit per configuration), one indicator row per value of each
+hyper-parameter axis ('axes': alpha[z] = sum_a beta_a[z_a] / sqrt(n), so
+p is the product of one categorical per axis, the form of FedEx's
+released code, Khodak et al., NeurIPS 2021), or both stacked
+('joint+axes'), each of the n parts scaled so that a configuration's own
+logit moves as under 'joint'. Under the axes every credit to a
+configuration also moves each value it holds, so that evidence on lr 0.1
+x 10 steps reaches every lr 0.1 and every 10-step configuration; the
+joint part keeps what the axes cannot express (an lr that is good at 1
+step and bad at 10).
 """
 from __future__ import annotations
 
@@ -47,13 +60,21 @@ SCOPE_HELP = (
     "per-client offset), 'prior' (the same, the shared row moved by "
     "`prior_rate` times the round's mean score) or 'features' (a network "
     "of the client's features plus the offset)")
+BASES = ('joint', 'axes', 'joint+axes')
+BASIS_HELP = (
+    "how a row's parameters give the logits: 'joint' (one per "
+    "configuration), 'axes' (one per value of each hyper-parameter: a "
+    "product of one categorical per axis, so evidence on a configuration "
+    "moves every configuration sharing its values) or 'joint+axes' (both, "
+    "summed)")
 PRIOR_RATE_HELP = (
     "'prior' scope: the shared row moves by this many times the round's "
     "mean score (1: as fast as one client's offset)")
 
 
 class PolicyState(NamedTuple):
-  # f32[R, H]: R = C ('client', 'features': client i's offset), 1
+  # f32[R, P]: the rows' parameters, alpha = row @ B (`logit_basis`; P =
+  # H under 'joint'); R = C ('client', 'features': client i's offset), 1
   # ('global'), 1 + C ('shared': row 0 is the shared row, row 1 + i client
   # i's offset)
   logits: jax.Array
@@ -74,10 +95,12 @@ class LogitsConfig:
   policy_lr: float = setting(0.5, 'learning rate of the logits')
   policy_scope: str = setting('client', SCOPE_HELP)
   prior_rate: float = setting(1.0, PRIOR_RATE_HELP)
+  policy_basis: str = setting('joint', BASIS_HELP)
 
   def __post_init__(self):
     optimizer_of(self.policy_opt, self.policy_lr)
     check_choice('policy_scope', self.policy_scope, SCOPES)
+    check_choice('policy_basis', self.policy_basis, BASES)
     check_prior_rate(self.prior_rate)
     default = default_of(self, 'prior_rate')
     require(self.prior_rate == default or self.policy_scope == 'prior',
@@ -93,15 +116,38 @@ def check_prior_rate(rate: float) -> None:
   require(rate > 0, f'`prior_rate` must be > 0, got {rate}')
 
 
+def logit_basis(space: SearchSpace, basis: str) -> np.ndarray:
+  """B f32[P, H] with alpha = row @ B for `basis` (BASES): the identity
+  ('joint'), a 0/1 row per value of each axis of the space that holds two
+  values or more, marking the configurations that hold it ('axes'), or
+  both stacked ('joint+axes'); its n parts each scaled by 1/sqrt(n), so
+  that diag(B^T B) = 1: a configuration's own logit moves under a score
+  as under 'joint', and the rest of the step goes to the configurations
+  that share its values."""
+  check_choice('policy_basis', basis, BASES)
+  parts = [np.eye(space.size)] if basis != 'axes' else []
+  if basis != 'joint':
+    for values in (space.lr, space.local_steps, space.batch_size,
+                   space.tuned):
+      levels = np.unique(values)
+      if len(levels) > 1:
+        parts.append(levels[:, None] == values[None, :])
+  require(parts, "`policy_basis`='axes' needs an axis of the space with two "
+          "values or more; pass 'joint'")
+  return (np.concatenate(parts) / np.sqrt(len(parts))).astype(np.float32)
+
+
 def categorical_policy(space: SearchSpace,
                        optimizer: optax.GradientTransformation, scope: str,
                        update: Callable[[PolicyState, Feedback], PolicyState],
+                       basis: np.ndarray,
                        needs: frozenset = frozenset(),
                        features: np.ndarray | None = None) -> Policy:
   """A learned categorical policy over `space` with logits of `scope`
-  (SCOPES), sampled by `propose` and moved by `update` (which calls
-  `score_update` with the same scope and `features`, f32[C, F], the
-  clients' phi that the 'features' scope reads)."""
+  (SCOPES) through `basis` (f32[P, H], `logit_basis`), sampled by
+  `propose` and moved by `update` (which calls `score_update` with the
+  same scope, basis and `features`, f32[C, F], the clients' phi that the
+  'features' scope reads)."""
   check_choice('policy_scope', scope, SCOPES)
   if scope == 'features' and features is None:
     raise ConfigError("`policy_scope`='features' needs the clients' "
@@ -111,14 +157,15 @@ def categorical_policy(space: SearchSpace,
     rows = {'global': 1, 'shared': 1 + num_clients,
             'prior': 1 + num_clients}.get(scope, num_clients)
     if scope != 'features':
-      return init_state(optimizer, rows, space.size)
-    return init_state(optimizer, rows, space.size,
+      return init_state(optimizer, rows, basis.shape[0])
+    return init_state(optimizer, rows, basis.shape[0],
                       init_net(key, features.shape[1] + 1, space.size)
                       )._replace(seen_loss=jnp.full(num_clients, jnp.nan))
 
   policy = distribution_policy(
       space, init,
-      lambda state, clients: logits_of(state, scope, clients, features),
+      lambda state, clients: logits_of(state, scope, basis, clients,
+                                       features),
       update, needs | ({'pre_loss'} if scope == 'features' else set()))
   if scope != 'features':
     return policy
@@ -132,27 +179,30 @@ def categorical_policy(space: SearchSpace,
 
 def init_state(optimizer: optax.GradientTransformation, num_rows: int,
                size: int, net: Any = ()) -> PolicyState:
-  """Zero logits, one optimizer state per row, and `net` (g_w's parameters,
-  if any) with its own optimizer state."""
+  """Zero rows of `size` parameters (uniform logits), one optimizer state
+  per row, and `net` (g_w's parameters, if any) with its own optimizer
+  state."""
   logits = jnp.zeros((num_rows, size), jnp.float32)
   return PolicyState(logits, jax.vmap(optimizer.init)(logits),
                      jnp.zeros((), jnp.float32), net,
                      optimizer.init(net) if net else ())
 
 
-def logits_of(state: PolicyState, scope: str, clients: jax.Array,
+def logits_of(state: PolicyState, scope: str, basis: np.ndarray,
+              clients: jax.Array,
               features: np.ndarray | None = None) -> jax.Array:
   """The logits each client reads: f32[K, H]."""
-  return read_logits(state.logits, state.net, state.seen_loss, scope,
+  return read_logits(state.logits, state.net, state.seen_loss, scope, basis,
                      clients, features)
 
 
 def read_logits(table: jax.Array, net: Any, seen_loss: Any, scope: str,
-                clients: jax.Array, features: np.ndarray | None
-                ) -> jax.Array:
-  """alpha_i from the table's rows (and, for 'features', g_w(phi_i), phi_i
-  the client's `features` row and its relative loss, `features.py`)."""
-  alpha = jnp.sum(table[rows_of(scope, clients)], axis=1)  # f32[K, H]
+                basis: np.ndarray, clients: jax.Array,
+                features: np.ndarray | None) -> jax.Array:
+  """alpha_i = (the sum of its rows of the table) @ `basis` (and, for
+  'features', + g_w(phi_i), phi_i the client's `features` row and its
+  relative loss, `features.py`)."""
+  alpha = jnp.sum(table[rows_of(scope, clients)], axis=1) @ basis  # f32[K, H]
   if scope == 'features':
     phi = jnp.concatenate([jnp.asarray(features)[clients],
                            relative_log_loss(seen_loss)[clients, None]], 1)
@@ -173,14 +223,16 @@ def rows_of(scope: str, clients: jax.Array) -> jax.Array:
 
 
 def score_update(state: PolicyState, optimizer: optax.GradientTransformation,
-                 scope: str, clients: jax.Array, choices: jax.Array,
+                 scope: str, basis: np.ndarray, clients: jax.Array,
+                 choices: jax.Array,
                  advantage: jax.Array, entropy_weight: float = 0.0,
                  features: np.ndarray | None = None,
                  prior_rate: float = 1.0) -> PolicyState:
   """One optimizer step on S(alpha) = sum_i [a_i log p_alpha(z_i) - beta
   H(p_alpha_i)], beta = `entropy_weight` (an exploration bonus; 0: none).
 
-  grad_alpha log p(z) = onehot(z) - softmax(alpha), summed into the rows
+  grad_alpha log p(z) = onehot(z) - softmax(alpha), taken through
+  `basis` (B (onehot(z) - p) for a row) and summed into the rows
   the clients read (for 'shared', into the shared row from every client and
   into each offset from its own client; for 'prior', the shared row's sum
   scaled to `prior_rate` times the round's mean; and for 'features' through
@@ -192,7 +244,8 @@ def score_update(state: PolicyState, optimizer: optax.GradientTransformation,
 
   def surrogate(table, net):
     log_p = jax.nn.log_softmax(read_logits(
-        table, net, state.seen_loss, scope, clients, features))  # f32[K, H]
+        table, net, state.seen_loss, scope, basis, clients,
+        features))  # f32[K, H]
     entropy = -jnp.sum(jnp.exp(log_p) * log_p, axis=1)  # f32[K]
     return jnp.sum(advantage * jnp.take_along_axis(
         log_p, choices[:, None], axis=1)[:, 0] - entropy_weight * entropy)

@@ -23,7 +23,7 @@ import optax
 from pfhpo.policies.base import Policy, check_decay, diverged_of
 from pfhpo.policies.logits import (LogitsConfig, PolicyState,
                                    categorical_policy, check_prior_rate,
-                                   score_update)
+                                   logit_basis, score_update)
 from pfhpo.policies.registry import PolicyContext, register
 from pfhpo.policies.space import SearchSpace
 from pfhpo.settings import checked, setting
@@ -34,24 +34,26 @@ def reinforce(space: SearchSpace, optimizer: optax.GradientTransformation,
               scope: str = 'client',
               baseline_decay: float | None = 0.9,
               features: np.ndarray | None = None,
-              prior_rate: float = 1.0) -> Policy:
+              prior_rate: float = 1.0, basis: str = 'joint') -> Policy:
   """`features`: f32[C, F] the clients' phi, for the 'features' scope;
   `prior_rate`: the 'prior' scope's shared row moves by this many times the
-  round's mean score."""
+  round's mean score; `basis`: how a row gives the logits
+  (`logits.BASES`)."""
   check_prior_rate(prior_rate)
+  basis = logit_basis(space, basis)  # f32[P, H]
 
   def update(state: PolicyState, fb: Feedback) -> PolicyState:
     reward = fb.val_acc
     # A client whose update diverged gets the worst reward, accuracy 0.
     advantage = -(jnp.where(diverged_of(fb), 0.0, reward) - state.baseline)
-    state = score_update(state, optimizer, scope, fb.clients, fb.choices,
-                         advantage, features=features, prior_rate=prior_rate)
+    state = score_update(state, optimizer, scope, basis, fb.clients,
+                         fb.choices, advantage, features=features, prior_rate=prior_rate)
     if baseline_decay is None:
       return state
     return state._replace(baseline=baseline_decay * state.baseline +
                           (1 - baseline_decay) * reward)
 
-  return categorical_policy(space, optimizer, scope, update,
+  return categorical_policy(space, optimizer, scope, update, basis,
                             features=features)
 
 
@@ -69,4 +71,4 @@ class ReinforceConfig(LogitsConfig):
 def _build(config: ReinforceConfig, context: PolicyContext) -> Policy:
   return reinforce(context.space, config.optimizer(), config.policy_scope,
                    config.baseline_decay, context.client_features,
-                   config.prior_rate)
+                   config.prior_rate, config.policy_basis)
