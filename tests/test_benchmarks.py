@@ -2,7 +2,10 @@
 a client step, and count its FLOPs right, or the speedup cap it prints is
 wrong; the profile must tell the round's matmuls from the rest; the lean
 round must do our round's work."""
+import json
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -103,3 +106,35 @@ def test_lean_round_computes_our_fedavg_round():
   for a, b in zip(jax.tree_util.tree_leaves(lean),
                   jax.tree_util.tree_leaves(new.server.params)):
     np.testing.assert_allclose(a, b, atol=2e-6, rtol=1e-5)
+
+
+def test_the_device_study_stops_at_its_deadline_and_continues(tmp_path):
+  """benchmarks/device_study.sh at toy size on the CPU: a call whose
+  deadline falls inside the comparison says so and exits 0; the next call
+  continues it to the end and draws the seed's figure."""
+  root = Path(__file__).resolve().parents[1]
+  toy = ['--dataset=digits', '--max_clients=4', '--clients_per_round=4',
+         '--rounds=2', '--eval_every=1', '--seeds=0', '--static_grid=0',
+         '--policies=gumbel']
+  out = tmp_path / 'study'
+  env = {**os.environ, 'PY': sys.executable, 'OUT': str(out),
+         'MODELS': 'mlp'}
+
+  def call(seconds):
+    return subprocess.run(
+        ['bash', str(root / 'benchmarks' / 'device_study.sh'), *toy],
+        env={**env, 'STUDY_SECONDS': str(seconds)}, capture_output=True,
+        text=True, timeout=600)
+
+  first = call(3)
+  assert first.returncode == 0, first.stderr
+  assert first.stdout.splitlines()[-1] == (
+      'study: three_models stopped at the deadline; call again to continue')
+  assert not (out / 'three_models' / 'results.json').exists()
+  second = call(540)
+  assert second.returncode == 0, second.stderr
+  assert second.stdout.splitlines()[-1] == 'study: done'
+  (row,) = json.loads((out / 'three_models' / 'results.json').read_text())
+  assert (row['model'], row['method'], row['status']) == (
+      'mlp', 'gumbel', 'done')
+  assert (out / 'seed_models.png').read_bytes()[:4] == b'\x89PNG'

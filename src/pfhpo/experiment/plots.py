@@ -87,6 +87,25 @@ def plot_best_accuracy(curves: dict, path: Path, title: str) -> None:
   curves: {method: [[(round, global_acc), ...] per seed]}.
   """
   fig, ax = plt.subplots(figsize=(7, 4.5))
+  _draw_best_accuracy(ax, curves, title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def plot_best_accuracy_panels(panels: dict, path: Path) -> None:
+  """`plot_best_accuracy`'s figure for several models side by side, one
+  panel each, sharing the accuracy axis: {panel title: curves}."""
+  fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5),
+                           sharey=True, squeeze=False)
+  for ax, (title, curves) in zip(axes[0], panels.items()):
+    _draw_best_accuracy(ax, curves, title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def _draw_best_accuracy(ax, curves: dict, title: str) -> None:
   for method, runs in curves.items():
     rounds = sorted({r for run in runs for r, _ in run})
     best = []
@@ -109,9 +128,6 @@ def plot_best_accuracy(curves: dict, path: Path, title: str) -> None:
   ax.set_title(title)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
 
 
 def plot_budget(curves: dict, marks: dict, path: Path, title: str) -> None:

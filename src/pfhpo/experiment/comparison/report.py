@@ -119,24 +119,34 @@ def write_report(results: Sequence[RunResult], root: Path, title: str) -> str:
       for line in budget_markdown(results, model)])
   write_atomic(root / 'table.md', text)
   for model in dict.fromkeys(r.model for r in results):
-    mine = [r for r in results if r.model == model and r.curve]
-    curves: dict[str, list] = {}
-    for r in mine:
-      if not any(is_run_of(r.method, kind) for kind in (STATIC, SCAN)):
-        curves.setdefault(r.method, []).append(r.curve)
-    statics = statics_of(mine, model)
-    if statics:
-      best = best_static(statics)
-      curves = {f'static best ({statics[best][0].configuration})':
-                [r.curve for r in statics[best]], **curves}
+    curves = best_accuracy_curves(results, model)
     if curves:  # (a comparison of tuners alone has no run's curve)
       plot_best_accuracy(curves, root / f'best_acc_{model}.png',
                          title=f'{title}: {model}')
     everyone = [r for r in results if r.model == model]
     if any(r.method in TUNERS for r in everyone):
-      _plot_budget(everyone, statics, root / f'budget_{model}.png',
-                   f'{title}: {model}')
+      _plot_budget(everyone, statics_of(everyone, model),
+                   root / f'budget_{model}.png', f'{title}: {model}')
   return text
+
+
+def best_accuracy_curves(results: Sequence[RunResult], model: str
+                         ) -> dict[str, list]:
+  """{label: [curve per seed]} of `model`'s runs for best_acc_<model>.png:
+  the grid's best configuration first (`best_static`, labelled with it),
+  then every learned method (the grid's other runs and the per-group
+  scan left out)."""
+  mine = [r for r in results if r.model == model and r.curve]
+  curves: dict[str, list] = {}
+  for r in mine:
+    if not any(is_run_of(r.method, kind) for kind in (STATIC, SCAN)):
+      curves.setdefault(r.method, []).append(r.curve)
+  statics = statics_of(mine, model)
+  if not statics:
+    return curves
+  best = best_static(statics)
+  return {f'static best ({statics[best][0].configuration})':
+          [r.curve for r in statics[best]], **curves}
 
 
 def _plot_budget(mine: Sequence[RunResult], statics: dict, path: Path,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 from pathlib import Path
 from typing import Sequence
 
+from pfhpo.errors import ConfigError
 from pfhpo.experiment.outputs import write_atomic, write_json
 
 
@@ -60,3 +62,20 @@ def write_results(results: Sequence[RunResult], root: Path) -> None:
   writer.writeheader()
   writer.writerows(rows)
   write_atomic(root / 'results.csv', text.getvalue())
+
+
+def read_results(path: Path) -> list[RunResult]:
+  """The rows of a comparison's results.json (`write_results`); a file that
+  is not one is a ConfigError naming it."""
+  fields = {f.name for f in dataclasses.fields(RunResult)}
+  try:
+    rows = json.loads(Path(path).read_text())
+    results = [RunResult(**{k: v for k, v in row.items() if k in fields})
+               for row in rows]
+  except (OSError, ValueError, TypeError, AttributeError) as e:
+    raise ConfigError(f'{path} is not a comparison\'s results.json '
+                      f'({type(e).__name__}); give the file '
+                      'experiments/compare.py wrote') from None
+  return [dataclasses.replace(
+      r, curve=tuple(tuple(point) for point in r.curve),
+      anytime=tuple(tuple(point) for point in r.anytime)) for r in results]
