@@ -126,10 +126,12 @@ def test_the_device_study_stops_at_its_deadline_and_continues(tmp_path):
         env={**env, 'STUDY_SECONDS': str(seconds)}, capture_output=True,
         text=True, timeout=600)
 
-  first = call(3)
+  first = call(3)  # (on a loaded machine the deadline may pass before
+  # the comparison starts: the same stop, said before it)
   assert first.returncode == 0, first.stderr
-  assert first.stdout.splitlines()[-1] == (
-      'study: three_models stopped at the deadline; call again to continue')
+  assert first.stdout.splitlines()[-1] in (
+      'study: three_models stopped at the deadline; call again to continue',
+      'study: out of time before three_models; call again to continue')
   assert not (out / 'three_models' / 'results.json').exists()
   second = call(540)
   assert second.returncode == 0, second.stderr
