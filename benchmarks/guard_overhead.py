@@ -39,7 +39,7 @@ def medians(name: str, k: int, n: int, val_size: int, rounds: int):
   model = models.create(name, SHAPE, CLASSES)
   x, y = map(jnp.asarray, client_data(k, n))
   count = jnp.full(k, n, jnp.int32)
-  chunk, opt = default_client_chunk(), optax.sgd(1.0)
+  chunk, opt = default_client_chunk(name), optax.sgd(1.0)
   one = make_local_update(model, FEATURES, STEPS, BATCH)
 
   def bare(server, key):

@@ -69,7 +69,7 @@ def round_of(model, space, name: str, k: int, n: int, val_size: int,
         horizon_credit=horizon_credit,
         **({'horizon_sample': horizon_sample} if horizon_sample else {})))
   algorithm = make_round(model, FEATURES, optax.sgd(1.0), space, policy,
-                         client_chunk=default_client_chunk(),
+                         client_chunk=default_client_chunk(model.name),
                          mesh=client_mesh())
   step = jax.jit(algorithm.apply,
                  donate_argnums=(0,) if donate else algorithm.donate)

@@ -49,7 +49,7 @@ def worker(a) -> None:
   mesh = client_mesh()
   model = models.create(a.model, SHAPE, CLASSES)
   algo = fedavg(model, FEATURES, optax.sgd(1.0), 0.05, a.steps, a.batch,
-                client_chunk=default_client_chunk(), mesh=mesh)
+                client_chunk=default_client_chunk(a.model), mesh=mesh)
   x, y = client_data(k, n)
   everyone = np.arange(k)
   val = ValBatch(x[0, :100], y[0, :100], np.full(100, 0.01, np.float32))

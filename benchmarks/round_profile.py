@@ -116,10 +116,13 @@ def main():
   p.add_argument('--rounds', type=int, default=2, help='traced rounds')
   p.add_argument('--top', type=int, default=15)
   p.add_argument('--conv_impl', default=convolution.default_conv_impl())
-  p.add_argument('--client_chunk', type=int, default=default_client_chunk())
+  p.add_argument('--client_chunk', type=int, default=None,
+                 help="0: all at once; default: the model's")
   a = p.parse_args()
+  chunk = (default_client_chunk(a.model) if a.client_chunk is None
+           else a.client_chunk or None)
   round_ = ours(a.model, a.clients, a.steps, a.batch, a.examples, a.conv_impl,
-                a.client_chunk or None)
+                chunk)
   round_.run()  # warm
   names, matmuls = thunks(round_.hlo())
   traced = [traced_round(round_.run, r, names) for r in range(a.rounds)]

@@ -9,7 +9,7 @@ runs its `fed_avg.federated_averaging` (a Python loop over clients of jitted
 per-step calls); ours runs the one compiled round every experiment runs
 (`pfhpo.algorithms.fedavg`: the round with the static policy, which also
 measures the aggregate's loss on 100 validation examples), clients vmapped
-`--client_chunk` at a time (CPU default 2) and sharded over all devices,
+`--client_chunk` at a time (CPU default: 1 for conv and resnet18, 2 for mlp) and sharded over all devices,
 its clients' rows already split over the devices as a run's loop sends
 them while the round before computes. A third side, `lean_round.py`, is
 the same work as the plainest XLA program, laid out as ours but without
@@ -177,22 +177,24 @@ def main():
   p.add_argument('--rounds', type=int, default=5,
                  help='timed rounds of each side, interleaved (median)')
   p.add_argument('--conv_impl', default=convolution.default_conv_impl())
-  p.add_argument('--client_chunk', type=int, default=default_client_chunk(),
-                 help='clients trained side by side (0: all at once)')
+  p.add_argument('--client_chunk', type=int, default=None,
+                 help="clients trained side by side (0: all at once; "
+                 "default: the model's, `default_client_chunk`)")
   p.add_argument('--out', default=f'benchmarks/results/round_throughput_'
                  f'{jax.device_count()}dev.json')
   a = p.parse_args()
-  chunk = a.client_chunk or None
   peak = matmul_peak()
   print(f'matmul peak {peak / 1e9:.0f} GFLOP/s (float32, 2048 x 2048)')
   rows = []
   print(f'backend={jax.default_backend()} devices={jax.devices()} '
-        f'conv_impl={a.conv_impl} client_chunk={chunk} steps={a.steps} '
+        f'conv_impl={a.conv_impl} client_chunk={a.client_chunk} steps={a.steps} '
         f'batch={a.batch}')
   print(f'{"model":8} {"K":>5} {"ours s":>8} {"lean s":>8} {"fedjax s":>9} '
         f'{"speedup":>8} {"lean x":>7} {"floor s":>8} {"cap":>6} '
         f'{"of cap":>7} {"compile s":>9} {"GFLOP/s":>8} {"of peak":>8}')
   for name in a.models.split(','):
+    chunk = (default_client_chunk(name) if a.client_chunk is None
+             else a.client_chunk or None)
     for k in map(int, a.clients.split(',')):
       our_round = ours(name, k, a.steps, a.batch, a.examples, a.conv_impl,
                        chunk)

@@ -47,8 +47,20 @@ def test_chunked_aggregation_equals_one_vmap(chunk):
   np.testing.assert_allclose(want_aux, got_aux, atol=1e-6)
 
 
+def test_a_client_alone_skips_the_steps_it_does_not_take():
+  """Groups of one client are not vmapped, so the local update's steps past
+  the client's own are a conditional the compiled round skips; in groups
+  of two they are computed and selected away."""
+  params, train, args, w = _setup()
+  c = jnp.ones(K)
+  hlo = lambda ch: jax.jit(lambda: aggregate_clients(
+      train, params, args, w, c, ch)).lower().compile().as_text()
+  assert 'conditional(' in hlo(1)
+  assert 'conditional(' not in hlo(2)
+
+
 @pytest.mark.parametrize('chunk,recompute', [(None, False), (2, False),
-                                              (2, True)])
+                                              (2, True), (1, False), (1, True)])
 def test_grad_wrt_coefficients_is_the_closed_form_credit(chunk, recompute):
   """dL/dc_i = w_i <dL/dtheta_g, theta_i - theta>, at c = 1: kept updates
   or groups of clients trained again in the backward pass alike."""

@@ -32,6 +32,7 @@ from pfhpo.settings import check_choice
 Params = Any
 MODELS = ('logreg', 'mlp', 'conv', 'resnet18', 'lstm')
 SEQUENCE_MODELS = ('lstm',)  # token ids in, a prediction a position out
+CONV_MODELS = ('conv', 'resnet18')  # the convolutional networks
 # Each model's classifier layer: the last dense layer, by flax's auto-name.
 HEADS = {'logreg': 'Dense_0', 'mlp': 'Dense_2', 'conv': 'Dense_1',
          'resnet18': 'Dense_0', 'lstm': 'Dense_0'}

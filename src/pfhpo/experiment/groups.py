@@ -214,7 +214,9 @@ class RunConfig:
   eval_every: int = setting(5, 'evaluate every N rounds (and at the last)')
   eval_chunk: int = setting(512, 'examples per evaluation step')
   client_chunk: int | None = setting(
-      None, 'clients trained side by side (unset: 2 on CPU, all elsewhere)')
+      None, 'clients trained side by side (unset: on CPU 1 for the '
+      'convolutional models, whose lone clients skip the steps past their '
+      'own, and 2 for the others; all elsewhere)')
   recompute_clients: bool | None = setting(
       None, "train each group of `client_chunk` clients again in the "
       "credit's backward pass instead of keeping every client's update: "

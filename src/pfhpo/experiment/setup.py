@@ -100,7 +100,7 @@ def build(cfg: Config) -> Experiment:
   conv_impl = cfg.model.conv_impl or convolution.default_conv_impl(backend)
   unroll = (default_unroll(cfg.model.model, conv_impl, backend)
             if run.unroll is None else run.unroll)
-  chunk = run.client_chunk or default_client_chunk(backend)
+  chunk = run.client_chunk or default_client_chunk(cfg.model.model, backend)
   model = models.create(cfg.model.model, data.feature_shape, data.num_classes,
                         conv_impl=conv_impl)
   init_key, round_key = keys(run.seed)

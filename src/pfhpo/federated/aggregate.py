@@ -58,9 +58,11 @@ def aggregate_clients(train: Callable, server_params, args: tuple,
 
   * `chunk=None`: one vmap over all C clients, then `weighted_delta` over
     their stacked parameters [C, P] (the GPU/TPU default).
-  * `chunk=c`: a `scan` over groups of c clients (vmapped within a group)
-    whose carry is the running sum, so only c clients' parameters exist at
-    a time. On a CPU a client's weights stay in cache through its local
+  * `chunk=c`: a `scan` over groups of c clients (vmapped within a group;
+    a group of one is not batched, so its conditionals, such as a local
+    update's steps past the client's own, are skipped rather than
+    selected) whose carry is the running sum, so only c clients'
+    parameters exist at a time. On a CPU a client's weights stay in cache through its local
     steps, and the round needs no [C, P] buffer, which XLA:CPU would map
     and page-fault in afresh on every call (BUILD_NOTES.md has the figures).
     `jax.grad` with respect to `coeffs` still works: it keeps each client's
@@ -97,7 +99,11 @@ def aggregate_clients(train: Callable, server_params, args: tuple,
 
   def add_group(total, group):
     a, w, c = group
-    params, aux = jax.vmap(lambda a: train(*a))(a)
+    if chunk == 1:  # unbatched: a client's loop skips the steps it does not take
+      params, aux = tree_map(lambda v: v[None], train(*tree_map(
+          lambda v: v[0], a)))
+    else:
+      params, aux = jax.vmap(lambda a: train(*a))(a)
     return tree_map(jnp.add, total,
                     weighted_delta(server_params, params, w, c)), aux
 
