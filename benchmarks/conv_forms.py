@@ -23,7 +23,8 @@ out, differs:
     bf16        second layer's patches and kernel in bfloat16 (avx512_bf16
                 dot), accumulated in float32: not the same numbers
     chunk=N     patches, the clients trained N side by side (vmapped), the
-                groups walked by a scan (the CPU default: 2)
+                groups walked by a scan (N = 1: one client at a time,
+                unbatched; the CPU default for conv since issue 31)
 
 The forms are timed in turn (`common.interleaved`), and each round's
 result is compared with the `patches` form's (max |difference| over the
