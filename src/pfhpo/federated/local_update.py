@@ -121,8 +121,9 @@ def make_local_update(model: Model, features: Callable, max_steps: int,
              if track_alignment else jnp.float32(1.0))
       return (new_p, new_state), (loss, cos)
 
-    def skip_step(carry, step):
-      return carry, (jnp.float32(0.0), jnp.float32(1.0))
+    def skip_step(carry, step):  # take_step's outputs' types (f64 under x64)
+      loss, cos = jax.eval_shape(take_step, carry, step)[1]
+      return carry, (jnp.zeros((), loss.dtype), jnp.ones((), cos.dtype))
 
     def step_fn(carry, step):
       # A client alone (`aggregate_clients` with groups of one) skips its
