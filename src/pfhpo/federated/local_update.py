@@ -154,9 +154,9 @@ def default_client_chunk(model_name: str,
   On this project's 2-core CPU (BUILD_NOTES.md has the sweeps), groups of 2
   were best or within 10% of the best for mlp (50 clients). A convolutional
   client's step is large enough that vmapping two gains nothing (conv: one
-  at a time 4-10% faster at equal steps), and a client trained alone skips
+  at a time 11-14% faster at equal steps), and a client trained alone skips
   the steps past its own `local_steps` (a round of 1-step clients under a
-  10-step grid: 4.5x faster).
+  10-step grid: 4.6x faster).
   """
   if (backend or jax.default_backend()) != 'cpu':
     return None
