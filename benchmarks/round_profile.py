@@ -52,8 +52,7 @@ from typing import NamedTuple  # noqa: E402
 import jax  # noqa: E402
 
 from pfhpo import convolution  # noqa: E402
-from pfhpo.federated.local_update import default_client_chunk  # noqa: E402
-from round_throughput import ours  # noqa: E402
+from round_throughput import chunk_for, ours  # noqa: E402
 
 
 def thunks(hlo: str) -> tuple[set[str], set[str]]:
@@ -119,10 +118,8 @@ def main():
   p.add_argument('--client_chunk', type=int, default=None,
                  help="0: all at once; default: the model's")
   a = p.parse_args()
-  chunk = (default_client_chunk(a.model) if a.client_chunk is None
-           else a.client_chunk or None)
   round_ = ours(a.model, a.clients, a.steps, a.batch, a.examples, a.conv_impl,
-                chunk)
+                chunk_for(a.model, a.client_chunk))
   round_.run()  # warm
   names, matmuls = thunks(round_.hlo())
   traced = [traced_round(round_.run, r, names) for r in range(a.rounds)]

@@ -9,8 +9,8 @@ runs its `fed_avg.federated_averaging` (a Python loop over clients of jitted
 per-step calls); ours runs the one compiled round every experiment runs
 (`pfhpo.algorithms.fedavg`: the round with the static policy, which also
 measures the aggregate's loss on 100 validation examples), clients vmapped
-`--client_chunk` at a time (CPU default: 1 for conv and resnet18, 2 for mlp) and sharded over all devices,
-its clients' rows already split over the devices as a run's loop sends
+`--client_chunk` at a time (CPU default: 1 for conv and resnet18, 2 for
+mlp) and sharded over all devices, its clients' rows already split over the devices as a run's loop sends
 them while the round before computes. A third side, `lean_round.py`, is
 the same work as the plainest XLA program, laid out as ours but without
 the round's per-client configurations, divergence checks, validation and
@@ -68,6 +68,12 @@ class OurRound(NamedTuple):
   first_s: float              # the first round's seconds, compilation included
   run: Callable[..., None]    # run(index): one more round, waited for
   hlo: Callable[[], str]      # the round's optimized HLO, as XLA compiled it
+
+
+def chunk_for(name: str, flag: int | None) -> int | None:
+  """The clients trained side by side for model `name` given `--client_chunk`
+  (None: the model's default, 0: all at once)."""
+  return default_client_chunk(name) if flag is None else flag or None
 
 
 def ours(name: str, k: int, steps: int, batch: int, n: int, conv_impl: str,
@@ -193,8 +199,7 @@ def main():
         f'{"speedup":>8} {"lean x":>7} {"floor s":>8} {"cap":>6} '
         f'{"of cap":>7} {"compile s":>9} {"GFLOP/s":>8} {"of peak":>8}')
   for name in a.models.split(','):
-    chunk = (default_client_chunk(name) if a.client_chunk is None
-             else a.client_chunk or None)
+    chunk = chunk_for(name, a.client_chunk)
     for k in map(int, a.clients.split(',')):
       our_round = ours(name, k, a.steps, a.batch, a.examples, a.conv_impl,
                        chunk)
