@@ -10,12 +10,13 @@ per-step calls); ours runs the one compiled round every experiment runs
 (`pfhpo.algorithms.fedavg`: the round with the static policy, which also
 measures the aggregate's loss on 100 validation examples), clients vmapped
 `--client_chunk` at a time (CPU default: 1 for conv and resnet18, 2 for
-mlp) and sharded over all devices, its clients' rows already split over the devices as a run's loop sends
-them while the round before computes. A third side, `lean_round.py`, is
-the same work as the plainest XLA program, laid out as ours but without
-the round's per-client configurations, divergence checks, validation and
-policy: `lean s` is how fast JAX does this work on this machine, and
-`lean x` fedjax's seconds over it.
+mlp) and sharded over all devices, its clients' rows already split over
+the devices as a run's loop sends them while the round before computes.
+A third side, `lean_round.py`, is the same work as the plainest XLA
+program, laid out as ours but without the round's per-client
+configurations, divergence checks, validation and policy: `lean s` is how
+fast JAX does this work on this machine, and `lean x` fedjax's seconds
+over it.
 The three sides' rounds are timed in turn (`common.interleaved`), so that
 the machine's drift falls on all of them.
 
@@ -193,8 +194,8 @@ def main():
   print(f'matmul peak {peak / 1e9:.0f} GFLOP/s (float32, 2048 x 2048)')
   rows = []
   print(f'backend={jax.default_backend()} devices={jax.devices()} '
-        f'conv_impl={a.conv_impl} client_chunk={a.client_chunk} steps={a.steps} '
-        f'batch={a.batch}')
+        f'conv_impl={a.conv_impl} client_chunk={a.client_chunk} '
+        f'steps={a.steps} batch={a.batch}')
   print(f'{"model":8} {"K":>5} {"ours s":>8} {"lean s":>8} {"fedjax s":>9} '
         f'{"speedup":>8} {"lean x":>7} {"floor s":>8} {"cap":>6} '
         f'{"of cap":>7} {"compile s":>9} {"GFLOP/s":>8} {"of peak":>8}')

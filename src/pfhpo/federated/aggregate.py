@@ -100,7 +100,7 @@ def aggregate_clients(train: Callable, server_params, args: tuple,
 
   def add_group(total, group):
     a, w, c = group
-    if chunk == 1:  # unbatched: a client's loop skips the steps it does not take
+    if chunk == 1:  # unbatched: a client skips the steps it does not take
       params, aux = tree_map(lambda v: v[None], train(*tree_map(
           lambda v: v[0], a)))
     else:
