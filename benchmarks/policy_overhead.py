@@ -9,12 +9,12 @@ gumbel, sampled gumbel, again), so that the machine's drift falls on each.
     .venv/bin/python benchmarks/policy_overhead.py
     .venv/bin/python benchmarks/policy_overhead.py --models=mlp --clients=50
 
-The third column is gumbel with its credit on a fresh sample of
-`--credit_examples` validation examples a round (`credit_examples`).
+The gumbel round is the one-round credit (`horizon` 1); the third column
+is the shipped method, `gumbel`'s defaults (the credit over two rounds).
 Prints a table and writes JSON rows (`model`, `clients_per_round`,
 `static_s_per_round`, `gumbel_s_per_round`, `overhead`,
-`gumbel_sampled_s_per_round`, `sampled_overhead`, and the minor page
-faults of a static and a gumbel round).
+`default_s_per_round`, `default_overhead`, and the minor page faults of a
+static and a one-round gumbel round).
 
 A second table times the credit over K rounds (`--horizons`, each with
 the estimators of `pfhpo.federated.horizon` that `--horizon_credits`
@@ -46,11 +46,11 @@ from pfhpo.types import ClientBatch, RoundBatch, ValBatch
 
 
 def round_of(model, space, name: str, k: int, n: int, val_size: int,
-             horizon: int = 1, horizon_credit: str = 'exact',
+             horizon: int | None = 1, horizon_credit: str = 'exact',
              horizon_sample: int | None = None, donate: bool = False):
-  """One round of `name` ('static', 'gumbel', or 'gumbel:m', its credit on
-  m sampled validation examples; gumbel's credit over `horizon` rounds,
-  'sampled' from `horizon_sample` clients; `donate`: the state donated
+  """One round of `name` ('static' or 'gumbel'; gumbel's credit over
+  `horizon` rounds, 'sampled' from `horizon_sample` clients, or with
+  `horizon` None its defaults, the shipped method; `donate`: the state donated
   whatever the round says, `FederatedAlgorithm.donate`)
   over k clients, compiled: (a function of the round's index that runs it
   and waits, the compiled round's device memory in bytes)."""
@@ -62,11 +62,11 @@ def round_of(model, space, name: str, k: int, n: int, val_size: int,
       jnp.asarray(x), jnp.asarray(y), jnp.full(k, n, jnp.int32)), val)
   if name == 'static':
     policy = policies.create(name, space, policies.StaticConfig(0))
+  elif horizon is None:
+    policy = policies.create(name, space)
   else:
-    name, _, m = name.partition(':')
     policy = policies.create(name, space, policies.GumbelConfig(
-        credit_examples=int(m) if m else None, horizon=horizon,
-        horizon_credit=horizon_credit,
+        horizon=horizon, horizon_credit=horizon_credit,
         **({'horizon_sample': horizon_sample} if horizon_sample else {})))
   algorithm = make_round(model, FEATURES, optax.sgd(1.0), space, policy,
                          client_chunk=default_client_chunk(model.name),
@@ -82,7 +82,7 @@ def round_of(model, space, name: str, k: int, n: int, val_size: int,
                                  jax.random.PRNGKey(r))
     jax.block_until_ready(state[0])
 
-  for r in range(horizon):  # compiles, and fills a credit's window: the
+  for r in range(policy.horizon):  # compiles, and fills a credit's window: the
     # timed rounds each take the credit of the round `horizon` - 1 back
     one_round(r)
   return one_round, (memory.argument_size_in_bytes +
@@ -98,8 +98,6 @@ def main():
   p.add_argument('--val_size', type=int, default=1000)
   p.add_argument('--rounds', type=int, default=7,
                  help='timed rounds of each, interleaved (median)')
-  p.add_argument('--credit_examples', type=int, default=200,
-                 help="the sampled credit's validation examples")
   p.add_argument('--out', default=f'benchmarks/results/policy_overhead_'
                  f'{jax.device_count()}dev.json')
   p.add_argument('--horizons', default='2,4,8',
@@ -118,32 +116,34 @@ def main():
   space = make_space([0.01, 0.05, 0.2], [1, 5], [8, 16])
   print(f'backend={jax.default_backend()} devices={jax.device_count()} '
         f'H={space.size} val_size={a.val_size}')
-  m = a.credit_examples
   print(f'{"model":6} {"K":>4} {"static s":>9} {"gumbel s":>9} {"overhead":>9}'
-        f' {f"gumbel m={m} s":>15} {"overhead":>9} {"faults st":>10}'
+        f' {"default s":>10} {"overhead":>9} {"faults st":>10}'
         f' {"faults gu":>10}')
   rows = []
   for name in a.models.split(','):
     model = models.create(name, SHAPE, CLASSES)
     for k in map(int, a.clients.split(',')):
-      names = ('static', 'gumbel', f'gumbel:{m}')
-      got = interleaved({name: round_of(model, space, name, k, a.examples,
-                                        a.val_size)[0] for name in names},
-                        a.rounds)
-      (s, fs), (g, fg), (gm, _) = (got[name] for name in names)
+      built = {'static': round_of(model, space, 'static', k, a.examples,
+                                  a.val_size),
+               'gumbel': round_of(model, space, 'gumbel', k, a.examples,
+                                  a.val_size),
+               'default': round_of(model, space, 'gumbel', k, a.examples,
+                                   a.val_size, horizon=None)}
+      got = interleaved({key: b[0] for key, b in built.items()}, a.rounds)
+      (s, fs), (g, fg), (gd, _) = (got[key] for key in built)
       rows.append({'model': name, 'clients_per_round': k,
                    'static_s_per_round': round(s, 4),
                    'gumbel_s_per_round': round(g, 4),
                    'overhead': round(g / s, 2),
-                   'gumbel_sampled_s_per_round': round(gm, 4),
-                   'sampled_overhead': round(gm / s, 2),
-                   'credit_examples': m, 'val_size': a.val_size,
+                   'default_s_per_round': round(gd, 4),
+                   'default_overhead': round(gd / s, 2),
+                   'val_size': a.val_size,
                    'static_page_faults_per_round': round(fs),
                    'gumbel_page_faults_per_round': round(fg),
                    'search_space_size': space.size,
                    'backend': jax.default_backend()})
-      print(f'{name:6} {k:4d} {s:9.3f} {g:9.3f} {g / s:8.2f}x {gm:15.3f} '
-            f'{gm / s:8.2f}x {fs:10.0f} {fg:10.0f}', flush=True)
+      print(f'{name:6} {k:4d} {s:9.3f} {g:9.3f} {g / s:8.2f}x {gd:10.3f} '
+            f'{gd / s:8.2f}x {fs:10.0f} {fg:10.0f}', flush=True)
   write_rows(rows, a.out)
   if a.horizons:
     horizon_table(a, space)

@@ -15,6 +15,12 @@ each run at every budget of `--budgets` (in runs of `--rounds` rounds):
     python experiments/compare.py --policies=gumbel,rs,sha,hyperband \
         --budgets=1,2,4,8 --seeds=0,1,2
 
+The method's measured variants are named methods of their own files,
+`experiments/ablations/<preset>.toml`, which `--methods` adds:
+
+    python experiments/compare.py --methods=experiments/ablations/cross_silo.toml \
+        --policies=gumbel,gumbel-global
+
 Writes results.json, results.csv, table.md (with a table per budget),
 best_acc_<model>.png and, with a tuner, budget_<model>.png into
 `--out_dir`, and prints the table. Exit status: 0, or 1 if a run failed
@@ -34,7 +40,7 @@ from pfhpo.experiment.config import Config, override
 from pfhpo.experiment.flags import (OneLineParser, flag_message,
                                     load_preset, load_table)
 from pfhpo.host_memory import keep_freed_memory
-from pfhpo.settings import coerce
+from pfhpo.settings import coerce, require
 
 PRESET = 'experiments/configs/cross_silo.toml'
 # The base run's settings the command line may change (the search space's
@@ -53,6 +59,9 @@ GRID_FLAGS = tuple(f.name for f in dataclasses.fields(CompareConfig)
 def parser() -> argparse.ArgumentParser:
   p = OneLineParser(description=__doc__.splitlines()[0])
   p.add_argument('--config', default=PRESET, help=f'the preset ({PRESET})')
+  p.add_argument('--methods', default=None,
+                 help='a file of more named methods, [compare.methods.NAME] '
+                 "tables (experiments/ablations/: the method's variants)")
   p.add_argument('--out_dir', default=None,
                  help='where the comparison goes; the same one continues it '
                  '(unset: runs/compare-<preset>-<time>)')
@@ -72,10 +81,16 @@ def configs(argv=None) -> tuple[Config, CompareConfig, Path, str]:
   """(base run, grid, out_dir, title) from the command line."""
   given = vars(parser().parse_args(argv))
   preset, out_dir = given.pop('config'), given.pop('out_dir')
+  methods = given.pop('methods')
   base = override(Config(), load_preset(preset))
   base = override(base, {k: v for k, v in given.items() if k in RUN_FLAGS})
   grid = {**load_table(preset, 'compare'),
           **{k: v for k, v in given.items() if k in GRID_FLAGS}}
+  if methods is not None:
+    more = load_table(methods, 'compare')
+    require(set(more) <= {'methods'}, f'`methods`={methods} holds '
+            '[compare.methods.NAME] tables alone')
+    grid['methods'] = {**grid.get('methods', {}), **more.get('methods', {})}
   hints = typing.get_type_hints(CompareConfig)
   unknown = set(grid) - set(hints)
   if unknown:
@@ -100,7 +115,7 @@ def main(argv=None) -> int:
 
     results = run_all(base, grid, out, progress)
   except ConfigError as e:
-    print(f'error: {flag_message(str(e), GRID_FLAGS + ("out_dir",))}',
+    print(f"error: {flag_message(str(e), GRID_FLAGS + ('out_dir', 'methods'))}",
           file=sys.stderr)
     return 2
   print(write_report(results, out, title))

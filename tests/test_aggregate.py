@@ -124,8 +124,8 @@ def test_recomputed_clients_keep_device_memory_flat_in_the_clients():
         x, y, np.full(k, 8, np.int32)), ValBatch(x[0], y[0], np.full(
             8, 1 / 8, np.float32)))
     algo = make_round(model, lambda a: a.astype(jnp.float32), optax.sgd(1.0),
-                      space, gumbel(space, optax.sgd(0.5)), client_chunk=2,
-                      recompute=recompute)
+                      space, gumbel(space, optax.sgd(0.5), horizon=1),
+                      client_chunk=2, recompute=recompute)
     state, rows = algo.init(jax.random.PRNGKey(0), k)
     return jax.jit(algo.apply).lower(state, rows, batch, jax.random.PRNGKey(
         0)).compile().memory_analysis().temp_size_in_bytes

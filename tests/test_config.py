@@ -42,12 +42,12 @@ def test_flags_override_the_preset_and_reach_their_group():
   assert PRESETS, 'experiments/configs/ holds no preset'
   cfg = command_from_args([f'--config={ROOT}/experiments/configs/'
                            'cross_silo.toml', '--rounds=3', '--lrs=0.05,0.5',
-                           '--policy_scope=global', '--credit_normalize=0']
+                           '--policy_scope=global', '--horizon=1']
                           ).config
   assert cfg.run.rounds == 3 and cfg.run.clients_per_round == 20
   assert cfg.space.lrs == (0.05, 0.5) and cfg.data.max_clients == 20
   assert cfg.policy.options.policy_scope == 'global'
-  assert cfg.policy.options.credit_normalize is False
+  assert cfg.policy.options.horizon == 1
 
 
 @pytest.mark.parametrize('preset', PRESETS, ids=lambda p: p.name)

@@ -327,10 +327,13 @@ def _fails(argv, capsys, match):
      'pass --max_local_steps >='),
     ('--local_steps=5,50 --max_local_steps=20',
      'raise --max_local_steps to 50'),
-    ('--policy=gumbel --baseline_decay=1', 'must be in [0, 1)'),
+    ('--policy=reinforce --baseline_decay=1', 'must be in [0, 1)'),
     ('--policy=gumbel --horizon=0', '--horizon must be >= 1 rounds'),
     ('--policy=gumbel --horizon_credit=adjoint', 'choose one of exact'),
-    ('--policy=gumbel --baseline_scope=group', 'choose one of round'),
+    ('--policy=gumbel --baseline_decay=0.9', 'at the git tag ablations-'),
+    ('--policy_scope=shared', '--policy_scope=shared was retired'),
+    ('--credit_examples=10', '--credit_examples was retired after its'),
+    ('--policy=fedpop --local_start=base', '(`git checkout ablations-'),
     ('--policy=fedex --horizon=2', 'does not apply to --policy=fedex'),
 ])
 def test_bad_flags_give_one_line_and_write_nothing(tmp_path, capsys, flag, match):

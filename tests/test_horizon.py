@@ -47,12 +47,10 @@ def _rounds(policy, server_opt, horizon=K):
   return start, batch, metrics, state
 
 
-def _k_round_loss(start, batch, metrics, server_opt, params_form=False,
-                  axis=None):
+def _k_round_loss(start, batch, metrics, server_opt, axis=None):
   """F(c): the validation loss after the rounds of `metrics`, replayed
   client by client with the configurations they drew, round 0 aggregated
-  with coefficients c (sum_i w_i c_i theta_i for the 'params' form), the
-  others with ones (server SGD through optax, at the server configuration
+  with coefficients c, the others with ones (server SGD through optax, at the server configuration
   each round drew from `axis` where there is one)."""
   one = make_local_update(linear_model(), lambda x: x, SPACE.max_steps,
                           SPACE.max_batch)
@@ -70,8 +68,6 @@ def _k_round_loss(start, batch, metrics, server_opt, params_form=False,
       coeffs = c if r == 0 else jnp.ones(C)
       delta = sum(w[i] * coeffs[i] * (FLAT(trained[i]) - FLAT(theta))
                   for i in range(C))
-      if params_form:
-        delta = delta + (jnp.dot(w, coeffs) - 1) * FLAT(theta)
       if axis is not None:
         opt_state = with_server_hparams(opt_state, axis, m.server_choice)
       updates, opt_state = server_opt.update(UNFLAT(-delta), opt_state, theta)
@@ -87,29 +83,26 @@ SERVERS = {'sgd': optax.sgd(1.0), 'momentum': optax.sgd(0.5, momentum=0.9),
 AXIS = server_space((0.5, 1.0), (0.0, 0.5), 'sgd')
 
 
-@pytest.mark.parametrize('server,t,form', [('sgd', 0.5, 'delta'),
-                                           ('momentum', 1.0, 'delta'),
-                                           ('sgd', 0.5, 'params'),
-                                           ('drawn', 0.5, 'delta')])
+@pytest.mark.parametrize('server,t', [('sgd', 0.5), ('momentum', 1.0),
+                                      ('drawn', 0.5)])
 def test_the_exact_credit_is_finite_differences_of_the_k_round_loss(
-    server, t, form):
+    server, t):
   """dF/dc_i of round 0, from the compiled round 2 (the window of 3 rounds
   closing), equals central finite differences of F, the validation loss
   after 3 rounds with round 0's coefficients perturbed, replayed outside
-  the round (either form of the aggregate; 'drawn': each round's server
+  the round ('drawn': each round's server
   step at the configuration the policy drew for it); and it is not the
   one-round credit (which K = 1 gives)."""
   server_opt = SERVERS[server]
   axis = AXIS if server == 'drawn' else None
   start, batch, metrics, _ = _rounds(
-      gumbel(SPACE, optax.sgd(0.5), credit=form, credit_at=t, horizon=K,
-             server=axis), server_opt)
+      gumbel(SPACE, optax.sgd(0.5), credit_at=t, horizon=K,
+             horizon_credit='exact', server=axis), server_opt)
   for m in metrics[:-1]:  # no window has closed yet
     np.testing.assert_array_equal(m.credit, 0.0)
   if axis is not None:  # the rounds stepped at different configurations
     assert len({int(m.server_choice) for m in metrics}) > 1
-  loss, _ = _k_round_loss(start, batch, metrics, server_opt, form == 'params',
-                          axis)
+  loss, _ = _k_round_loss(start, batch, metrics, server_opt, axis)
   eps = 1e-2
   at = jnp.full(C, t)
   fd = np.array([(loss(at.at[i].add(eps)) - loss(at.at[i].add(-eps)))
@@ -118,8 +111,8 @@ def test_the_exact_credit_is_finite_differences_of_the_k_round_loss(
   np.testing.assert_allclose(credit, fd, rtol=3e-2, atol=2e-5)
   np.testing.assert_allclose(credit, jax.jit(jax.grad(loss))(at), rtol=1e-3,
                              atol=1e-6)
-  one_round = _rounds(gumbel(SPACE, optax.sgd(0.5), credit=form,
-                             credit_at=t), server_opt, horizon=1)[2][0].credit
+  one_round = _rounds(gumbel(SPACE, optax.sgd(0.5), credit_at=t, horizon=1),
+                      server_opt, horizon=1)[2][0].credit
   assert np.max(np.abs(credit - one_round)) > 0.1 * np.max(np.abs(credit))
 
 
@@ -164,21 +157,22 @@ def test_the_sampled_credit_is_unbiased_and_exact_with_every_client():
   are the window of a compiled 3-round exact credit after two rounds."""
   server_opt = SERVERS['momentum']
   _, batch, _, state = _rounds(
-      gumbel(SPACE, optax.sgd(0.5), horizon=3), server_opt, horizon=2)
+      gumbel(SPACE, optax.sgd(0.5), horizon=3, horizon_credit='exact'),
+      server_opt, horizon=2)
   first, later = [jax.tree_util.tree_map(lambda w: w[i], state.window.rounds)
                   for i in (0, 1)]
   model = linear_model()
   cohort = make_cohort(
       sgd_client(make_local_update(model, lambda x: x, SPACE.max_steps,
                                    SPACE.max_batch)),
-      make_masked_loss(model, lambda x: x), make_diverged(2), False, True,
-      None, None, False)
+      make_masked_loss(model, lambda x: x), make_diverged(2), True, None,
+      None, False)
   val_loss = lambda p: _val_loss(batch.val)(FLAT(p))
 
   def credit(estimator, later):
     step = step_at(server_opt)
     return horizon_credit(
-        step, False, replay_step(estimator, cohort, step), val_loss, first,
+        step, replay_step(estimator, cohort, step), val_loss, first,
         jax.tree_util.tree_map(lambda a: a[None], later), 1.0)
 
   credit = jax.jit(credit, static_argnums=0)
@@ -244,7 +238,7 @@ def test_a_rejected_round_inside_the_window_passes_no_credit():
   assert np.max(np.abs(taken - without)) > 1.0
 
 
-@pytest.mark.parametrize('scope', ['client', 'global', 'shared', 'features'])
+@pytest.mark.parametrize('scope', ['client', 'global', 'prior', 'features'])
 def test_each_scope_moves_the_rows_of_the_round_whose_window_closed(scope):
   """With a window of 2 rounds, round 0 leaves the policy untouched and
   round 1 moves it by round 0's clients' credits: the rows of every scope

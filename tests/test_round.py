@@ -13,7 +13,6 @@ import optax
 import pytest
 
 from pfhpo.federated import make_round, put_rows, take_rows
-from pfhpo.federated.credit import sample_val
 from pfhpo.federated.local_update import make_local_update
 from pfhpo.models import Model, cross_entropy
 from pfhpo.policies import (Policy, fedex, gumbel, pfedex, random, reinforce,
@@ -65,7 +64,7 @@ def run_policy(policy, rounds=40, chunk=None):
                          policy, client_chunk=chunk)
   step = jax.jit(algorithm.apply)
   batch = problem()
-  state, rows = algorithm.init(jax.random.PRNGKey(0), C)
+  state, rows = algorithm.init(jax.random.PRNGKey(0), C, batch)
   history = []
   for r in range(rounds):
     state, rows, metrics = step(state, rows, batch, jax.random.PRNGKey(r))
@@ -75,8 +74,7 @@ def run_policy(policy, rounds=40, chunk=None):
 
 @pytest.mark.parametrize('chunk', [None, 2])
 def test_gumbel_finds_each_groups_best_configuration(chunk):
-  probs, history = run_policy(
-      gumbel(SPACE, optax.sgd(0.5), normalize=True), chunk=chunk)
+  probs, history = run_policy(gumbel(SPACE, optax.sgd(0.5)), chunk=chunk)
   p_best = probs[np.arange(C), BEST]
   assert p_best.min() > 0.8, p_best
   assert float(history[-1].val_acc) > 0.9
@@ -95,12 +93,11 @@ def test_the_feature_policy_gives_unseen_clients_their_groups_configuration():
   batch = RoundBatch(trained, part(batch.train), batch.val,
                      part(batch.local_val))
   for scope, low, high in (('features', 0.8, 1.0), ('client', 0.3, 0.34)):
-    policy = gumbel(SPACE, optax.sgd(0.5), scope, normalize=True,
-                    features=phi)
+    policy = gumbel(SPACE, optax.sgd(0.5), scope, features=phi)
     algorithm = make_round(linear_model(), lambda x: x, optax.sgd(1.0), SPACE,
                            policy)
     step = jax.jit(algorithm.apply)
-    state, rows = algorithm.init(jax.random.PRNGKey(0), C)
+    state, rows = algorithm.init(jax.random.PRNGKey(0), C, batch)
     for r in range(20):
       state, rows, _ = step(state, rows, batch, jax.random.PRNGKey(r))
     p = np.asarray(policy.probabilities(state.policy, jnp.asarray(unseen)))
@@ -112,14 +109,13 @@ def test_the_feature_policy_observes_each_clients_loss_before_it_trains():
   """'pre_loss': before proposing, the round records log L_train_i(theta)
   of the server model it starts from, each client's own training data."""
   phi = np.zeros((C, 1), np.float32)
-  policy = gumbel(SPACE, optax.sgd(0.5), 'features', normalize=True,
-                  features=phi)
+  policy = gumbel(SPACE, optax.sgd(0.5), 'features', features=phi)
   assert 'pre_loss' in policy.needs
   algorithm = make_round(linear_model(), lambda x: x, optax.sgd(1.0), SPACE,
                          policy)
   step = jax.jit(algorithm.apply)
   batch = problem()
-  state, rows = algorithm.init(jax.random.PRNGKey(0), C)
+  state, rows = algorithm.init(jax.random.PRNGKey(0), C, batch)
   assert np.isnan(np.asarray(state.policy.seen_loss)).all()
   state, rows, _ = step(state, rows, batch, jax.random.PRNGKey(0))
   params = state.server.params  # what round 2 starts from
@@ -168,11 +164,11 @@ def _round_from_theta(policy, key=jax.random.PRNGKey(3)):
   outside the round, the weights w_i, theta_g flattened)."""
   algorithm = make_round(linear_model(), lambda x: x, optax.sgd(1.0), SPACE,
                          policy)
-  state, rows = algorithm.init(jax.random.PRNGKey(0), C)
-  # A nonzero starting model, so that the two credit forms differ.
+  batch = problem()
+  state, rows = algorithm.init(jax.random.PRNGKey(0), C, batch)
+  # A nonzero starting model, so that a lost theta term shows.
   theta = {'w': jnp.full((D, 2), 0.1).at[:, 1].set(-0.2), 'b': jnp.ones(2)}
   state = state._replace(server=state.server._replace(params=theta))
-  batch = problem()
   new, _, metrics = jax.jit(algorithm.apply)(state, rows, batch, key)
   one = make_local_update(linear_model(), lambda x: x, SPACE.max_steps,
                           SPACE.max_batch)
@@ -197,77 +193,28 @@ def _val_loss(val: ValBatch):
   return loss
 
 
-@pytest.mark.parametrize('form,t', [('delta', 1.0), ('params', 1.0),
-                                    ('delta', 0.5), ('params', 0.5)])
-def test_the_rounds_credit_is_the_closed_form_of_each_form(form, t):
+@pytest.mark.parametrize('t', [1.0, 0.5])
+def test_the_rounds_one_round_credit_is_its_closed_form(t):
   """dL/dc_i from the compiled round, at c = t 1, equals w_i <dL/dtheta(c),
-  theta_i - theta> ('delta') or w_i <dL/dtheta(c), theta_i> ('params'),
-  with theta(c) = theta + t sum_i w_i (theta_i - theta) or t sum_i w_i
-  theta_i, and theta_i trained again outside the round: a sign or a term
-  lost in either path fails it (they differ by w_i <dL/dtheta(c), theta>,
-  nonzero here). Whatever t, the server moves to, and reports the loss of,
-  the aggregate at c = 1."""
-  policy = gumbel(SPACE, optax.sgd(0.5), credit=form, credit_at=t)
+  theta_i - theta> with theta(c) = theta + t sum_i w_i (theta_i - theta),
+  and theta_i trained again outside the round: a sign or a term lost fails
+  it (w_i <dL/dtheta(c), theta_i>, the update's theta left in, differs:
+  nonzero theta here). Whatever t, the server moves to, and reports the
+  loss of, the aggregate at c = 1."""
+  policy = gumbel(SPACE, optax.sgd(0.5), credit_at=t, horizon=1)
   theta, batch, new, metrics, trained, w, theta_g = _round_from_theta(policy)
   val_loss = _val_loss(batch.val)
   flat = FLAT
   np.testing.assert_allclose(flat(new.server.params), theta_g, rtol=1e-5,
                              atol=1e-6)
   np.testing.assert_allclose(metrics.val_loss, val_loss(theta_g), rtol=1e-5)
-  at = (t * theta_g if form == 'params'
-        else flat(theta) + t * (theta_g - flat(theta)))
-  g = jax.grad(val_loss)(at)
-  base = 0.0 if form == 'params' else flat(theta)
-  closed = np.array([w[i] * jnp.dot(g, flat(trained[i]) - base)
+  g = jax.grad(val_loss)(flat(theta) + t * (theta_g - flat(theta)))
+  closed = np.array([w[i] * jnp.dot(g, flat(trained[i]) - flat(theta))
                      for i in range(C)])
   np.testing.assert_allclose(metrics.credit, closed, rtol=2e-4, atol=1e-6)
-  other = np.array([w[i] * jnp.dot(g, flat(trained[i]) - flat(theta) + base)
-                    for i in range(C)])  # the other form's
+  other = np.array([w[i] * jnp.dot(g, flat(trained[i]))
+                    for i in range(C)])  # theta left in
   assert np.max(np.abs(closed - other)) > 100 * 2e-4 * np.max(np.abs(closed))
-
-
-def test_a_sampled_credit_is_the_closed_form_on_its_sample():
-  """With `credit_examples`=m, dL/dc_i is w_i <dL_S/dtheta(c), theta_i -
-  theta> for the round's sample S of m validation examples (drawn from
-  fold_in(key, 1) in proportion to the weights), while the update and the
-  reported loss and accuracy are the whole set's, as without sampling."""
-  key = jax.random.PRNGKey(3)
-  full = _round_from_theta(gumbel(SPACE, optax.sgd(0.5)), key)
-  theta, batch, new, metrics, trained, w, theta_g = _round_from_theta(
-      gumbel(SPACE, optax.sgd(0.5), credit_examples=40), key)
-  for a, b in zip(jax.tree_util.tree_leaves(new.server.params),
-                  jax.tree_util.tree_leaves(full[2].server.params)):
-    np.testing.assert_array_equal(a, b)
-  assert metrics.val_loss == full[3].val_loss
-  assert metrics.val_acc == full[3].val_acc
-  sample = sample_val(jax.random.fold_in(key, 1), batch.val, 40)
-  assert sample.y.shape == (40,)
-  g = jax.grad(_val_loss(sample))(FLAT(theta) + 0.5 * (theta_g - FLAT(theta)))
-  closed = np.array([w[i] * jnp.dot(g, FLAT(trained[i]) - FLAT(theta))
-                     for i in range(C)])
-  np.testing.assert_allclose(metrics.credit, closed, rtol=2e-4, atol=1e-6)
-  assert np.max(np.abs(metrics.credit - full[3].credit)) > 1e-3 * np.max(
-      np.abs(full[3].credit))  # another set than the whole one
-
-
-def test_the_sampled_validation_loss_is_unbiased_and_skips_padding():
-  """The mean over 2,000 samples of m = 8 of the sampled loss's gradient is
-  the weighted gradient of the whole set (weights unequal, a quarter of
-  the examples padding of weight 0, never drawn)."""
-  rng = np.random.default_rng(0)
-  n = 64
-  weight = rng.random(n).astype(np.float32) * (np.arange(n) % 4 > 0)
-  val = ValBatch(rng.normal(size=(n, D)).astype(np.float32),
-                 rng.integers(0, 2, n).astype(np.int32), weight / weight.sum())
-  v = jnp.asarray(rng.normal(size=2 * D + 2), jnp.float32)
-  grad_of = lambda key: jax.grad(_val_loss(sample_val(key, val, 8)))(v)
-  keys = jax.random.split(jax.random.PRNGKey(0), 2000)
-  mean = jnp.mean(jax.vmap(grad_of)(keys), 0)
-  exact = jax.grad(_val_loss(val))(v)
-  assert jnp.linalg.norm(mean - exact) < 0.05 * jnp.linalg.norm(exact)
-  drawn = jax.vmap(lambda k: jax.random.choice(
-      k, n, (8,), p=jnp.asarray(val.weight)))(keys[:200])
-  assert not np.any(np.asarray(drawn) % 4 == 0)
 
 
 def _fixed_choices(choices):

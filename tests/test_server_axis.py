@@ -88,7 +88,7 @@ def test_the_server_row_finds_the_best_server_configuration():
 
   def run(policy, z=None):
     algorithm = make_round(linear(), lambda v: v, opt, space, policy)
-    state, rows = algorithm.init(jax.random.PRNGKey(0), c)
+    state, rows = algorithm.init(jax.random.PRNGKey(0), c, batch)
     if z is not None:  # a static run of server configuration z
       state = state._replace(server=state.server._replace(
           opt_state=with_server_hparams(state.server.opt_state, SERVERS,
@@ -101,8 +101,7 @@ def test_the_server_row_finds_the_best_server_configuration():
   final = [float(val_loss_of(batch.val)(run(static(space, 0), z)[0]
                                         .server.params))
            for z in range(SERVERS.size)]
-  state, m = run(gumbel(space, optax.sgd(0.5), normalize=True,
-                        server=SERVERS))
+  state, m = run(gumbel(space, optax.sgd(0.5), server=SERVERS))
   p = np.asarray(jax.nn.softmax(state.policy.server.logits))
   assert int(np.argmax(p)) == int(np.argmin(final)) and p.max() > 0.5, (
       p, final)

@@ -11,6 +11,7 @@ name is its flag's name, its help the flag's help.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import types
 import typing
@@ -46,6 +47,13 @@ def checked(cls: type) -> type:
 def default_of(config, name: str) -> Any:
   """The default of setting `name` of a config (its class or an instance)."""
   return config.__dataclass_fields__[name].default
+
+
+def param_default(function, name: str) -> Any:
+  """The default of parameter `name` of `function`: a config whose
+  settings are a builder's parameters takes its defaults from there, so
+  that they are written once."""
+  return inspect.signature(function).parameters[name].default
 
 
 def check_choice(name: str, value, allowed) -> None:

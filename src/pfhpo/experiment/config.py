@@ -26,6 +26,7 @@ from pfhpo import models
 from pfhpo.experiment.groups import (AlgorithmConfig, DataConfig, ModelConfig,
                                      PolicyConfig, RunConfig, ServerConfig,
                                      SpaceConfig)
+from pfhpo.experiment.retired import check_retired
 from pfhpo.policies import registry
 from pfhpo.policies.space import SearchSpace
 from pfhpo.settings import check_choice, checked, coerce, require
@@ -106,6 +107,7 @@ def override(cfg: Config, values: Mapping[str, Any]) -> Config:
   parsed) replaced. Choosing another policy or algorithm starts from its
   defaults; a setting of another one than the chosen is an error."""
   values = dict(values)
+  check_retired(values, values.get('policy', cfg.policy.policy))
   kinds = all_settings()
   for name in values:
     require(name in kinds, f'unknown setting `{name}`')

@@ -27,6 +27,7 @@ from pfhpo.distributed import Processes
 from pfhpo.errors import ConfigError
 from pfhpo.experiment.config import (GROUP_OF, GROUPS, Config, all_settings,
                                      override, own_settings)
+from pfhpo.experiment.retired import RETIRED
 from pfhpo.settings import require
 
 
@@ -60,6 +61,9 @@ def parser() -> argparse.ArgumentParser:
   for name, kind, text in PROCESS_FLAGS:
     processes.add_argument(f'--{name}', type=kind, default=None,
                            metavar=name.upper(), help=text)
+  for name in RETIRED:  # read, so that `override` names the tag
+    p.add_argument(f'--{name}', default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
   own = own_settings()
   for name, (kind, default, text) in all_settings().items():
     if name in own:  # one line per distinct meaning and default
@@ -156,6 +160,7 @@ def command_from_args(argv: Sequence[str] | None = None) -> Command:
 def flag_message(message: str, more: Sequence[str] = ()) -> str:
   """A library message with its `setting` names (and the `more` flags of
   another command) spelt as --flags."""
-  names = {*all_settings(), 'config', *(f[0] for f in PROCESS_FLAGS), *more}
+  names = {*all_settings(), *RETIRED, 'config',
+           *(f[0] for f in PROCESS_FLAGS), *more}
   return re.sub(r'`(\w+)`', lambda m: f'--{m[1]}' if m[1] in names else m[0],
                 message)

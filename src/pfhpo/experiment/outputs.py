@@ -194,24 +194,14 @@ def check_resumable(out_dir: Path, record: dict) -> None:
         f'same settings to continue it, or a new `out_dir`.')
 
 
-# Settings whose default changed after they were introduced: the value
-# they had at first, which is what a run recorded without them did.
-# 'credit_at' 0.5 since issue 12's ablation; gumbel's 'policy_scope' 'prior'
-# at 'prior_rate' 4, and its 'sampled' credit over 'horizon' 2, since issue
-# 28's
-FIRST_DEFAULTS = {'credit_at': 1.0, 'policy_scope': 'client',
-                  'prior_rate': 1.0, 'horizon': 1, 'horizon_credit': 'exact'}
-
-
 def changed_setting(stored: dict, record: dict, allowed: Sequence[str] = ()
                     ) -> tuple[str, Any, Any] | None:
   """(name, stored value, value now) of the first setting in which config
   records `record` and `stored` differ, but for `allowed`; None if none. A
-  setting `stored` lacks (one pfhpo gained since) counts as the value the
-  older run used: its first default (FIRST_DEFAULTS), else today's."""
+  setting `stored` lacks (a run of another pfhpo) differs, as None."""
   stored = _flat(stored)
   for name, now in _flat(json.loads(json.dumps(record))).items():
-    before = stored.get(name, FIRST_DEFAULTS.get(name, now))
+    before = stored.get(name)
     if name not in allowed and before != now:
       return (name if '.' in name else f'`{name}`'), before, now
   return None

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Sequence
 
 from pfhpo.tuners import Observation
@@ -95,7 +94,6 @@ class Summary:
 
 
 def observations(rows: Sequence[dict]) -> list[Observation]:
-  """A run's metrics rows (metrics.jsonl's) as a tuner sees them; a row
-  written before rows held validation accuracy is never chosen (-inf)."""
-  return [Observation(r['round'], r.get('val_acc', -math.inf),
+  """A run's metrics rows (metrics.jsonl's) as a tuner sees them."""
+  return [Observation(r['round'], r['val_acc'],
                       r['global_acc'], r['local_steps_total']) for r in rows]

@@ -32,7 +32,7 @@ from pfhpo.federated.sharding import replicated
 from pfhpo.federated.local_update import (default_client_chunk, default_unroll,
                                           make_masked_loss)
 from pfhpo.policies import Policy, SearchSpace, create
-from pfhpo.policies.base import CREDITS
+from pfhpo.policies.base import CREDIT
 from pfhpo.policies.features import client_features
 from pfhpo.settings import require
 from pfhpo.tuners.fedpop import check_population, population_round
@@ -218,7 +218,7 @@ def recompute_clients(run, policy: Policy, chunk: int | None, params_like,
   unset, when the updates it would keep, K / devices x the model's bytes,
   pass RECOMPUTE_ABOVE. Only a round that takes credits keeps them, and only
   a chunked one can retrain a group at a time."""
-  takes_credit = bool(policy.needs & set(CREDITS.values()))
+  takes_credit = CREDIT in policy.needs
   if run.recompute_clients is not None:
     require(not run.recompute_clients or chunk is not None,
             '`recompute_clients` retrains the clients a group at a time: '

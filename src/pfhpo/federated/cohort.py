@@ -3,11 +3,9 @@ model, a failed client's update left out, and the rest aggregated with
 coefficients c (`aggregate_clients`):
 
     Delta = sum_{i kept} w_i c_i (theta_i - theta) / sum_{i kept} w_i
-    theta_g(c) = scale theta + Delta
+    theta_g(c) = theta + Delta
 
-scale = 1, but sum_{i kept} w_i c_i / sum_{i kept} w_i where the credit
-differentiates the faithful form theta_g(c) = sum_i w_i c_i theta_i
-(`params_form`), equal at c = 1. The weights are w_i = D_i / D, or the
+The weights are w_i = D_i / D, or the
 algorithm's own (`ClientAlgorithm.weights`). A diverged client
 (`divergence.py`) sends theta_i = theta and keeps its row.
 """
@@ -34,11 +32,11 @@ class Trained(NamedTuple):
 
 
 def make_cohort(client: ClientAlgorithm, masked_loss: Callable,
-                diverged_of: Callable, params_form: bool, keeps_updates: bool,
+                diverged_of: Callable, keeps_updates: bool,
                 client_chunk: int | None, mesh: Mesh | None,
                 recompute: bool) -> Callable:
   """`cohort(server, rows, data, hparams, keys, coeffs, local_val=())` ->
-  (Delta, scale, Trained, (w: f32[K], the kept share sum_{i kept} w_i)),
+  (Delta, Trained, (w: f32[K], the kept share sum_{i kept} w_i)),
   the clients trained `client_chunk` side by side over `mesh`'s devices
   (trained again in the backward pass where `recompute`)."""
 
@@ -68,9 +66,7 @@ def make_cohort(client: ClientAlgorithm, masked_loss: Callable,
         recompute)
     kept = jnp.sum(jnp.where(trained.diverged, 0.0, weights))
     share = jnp.where(kept > 0, kept, 1.0)
-    scale = (jnp.sum(jnp.where(trained.diverged, 0.0, weights * coeffs))
-             / share if params_form else 1.0)
     delta = jax.tree_util.tree_map(lambda d: d / share, delta)
-    return delta, scale, trained, (weights, share)
+    return delta, trained, (weights, share)
 
   return cohort

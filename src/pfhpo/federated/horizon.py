@@ -223,13 +223,13 @@ def replay_step(estimator: str, cohort: Callable,
     again = record.inputs
     if estimator == 'exact':
       k = again.hparams.lr.shape[0]
-      delta, _, _, _ = cohort(server, again.rows, again.train, again.hparams,
+      delta, _, _ = cohort(server, again.rows, again.train, again.hparams,
                               jax.random.split(again.key, k), jnp.ones(k))
       return server_step_at(server, delta, record.server_choice)
     delta = record.updates.total
     if estimator == 'sampled':
       k, m = record.updates.shares.shape[0], again.positions.shape[0]
-      _, _, trained, _ = cohort(server, again.rows, again.train,
+      _, trained, _ = cohort(server, again.rows, again.train,
                                 again.hparams, again.keys, jnp.ones(m))
       scaled = k / m * record.updates.shares[again.positions]  # f32[m]
       delta = tree_map(
@@ -241,19 +241,16 @@ def replay_step(estimator: str, cohort: Callable,
   return step
 
 
-def horizon_credit(server_step_at: Callable,
-                   params_form: bool, later_round: Callable,
+def horizon_credit(server_step_at: Callable, later_round: Callable,
                    val_loss: Callable, first: RoundRecord, later: RoundRecord,
                    at: float) -> jax.Array:
   """dF_t/dc at c = `at` 1 (f32[k]) for the window's oldest round `first`.
 
   Round t's local training does not depend on c_t, so its aggregate is
-  Delta_t(c) = sum_i s_i c_i Delta_{t,i} whatever the estimator (for the
-  'params' form of the aggregate, theta_g(c) = sum_i s_i c_i theta_{t,i},
-  plus (sum_i s_i c_i - 1) theta_t), and by the chain rule
+  Delta_t(c) = sum_i s_i c_i Delta_{t,i} whatever the estimator, and by
+  the chain rule
 
-      dF_t/dc_i = s_i <v, Delta_{t,i}>   (+ s_i <v, theta_t>: 'params')
-      v = dF_t/dDelta_t  at Delta_t(`at` 1)
+      dF_t/dc_i = s_i <v, Delta_{t,i}>,   v = dF_t/dDelta_t  at Delta_t(`at` 1)
 
   one backward pass to v, then one pass over the stored updates.
   `server_step_at(S, Delta, z)` is a round's server step (`step_at`),
@@ -263,7 +260,7 @@ def horizon_credit(server_step_at: Callable,
   validation loss of the window's last model.
   """
   step = jax.checkpoint(later_round)
-  stored, theta = first.updates, first.server.params
+  stored = first.updates
 
   def taken(record, moved, server):
     return tree_map(lambda new, old: jnp.where(record.updated, new, old),
@@ -276,15 +273,8 @@ def horizon_credit(server_step_at: Callable,
         lambda s, r: (taken(r, step(s, r), s), None), server, later)
     return val_loss(server.params)
 
-  delta = tree_map(lambda d: at * d, stored.total)
-  if params_form:
-    delta = tree_map(lambda d, p: d + (at * jnp.sum(stored.shares) - 1) * p,
-                     delta, theta)
-  v = jax.grad(objective)(delta)
+  v = jax.grad(objective)(tree_map(lambda d: at * d, stored.total))
   inner = sum(jnp.tensordot(u, g, axes=g.ndim)
               for u, g in zip(jax.tree_util.tree_leaves(stored.updates),
                               jax.tree_util.tree_leaves(v)))  # f32[k]
-  if params_form:
-    inner = inner + sum(jnp.vdot(p, g) for p, g in zip(
-        jax.tree_util.tree_leaves(theta), jax.tree_util.tree_leaves(v)))
   return stored.shares * inner

@@ -22,8 +22,7 @@ with w_i = D_i / D, or the algorithm's own (`ClientAlgorithm.weights`:
 uniform for Reptile's second phase and for MOCHA). FedAvg is this round
 with the `static` policy of one configuration (`fedavg`). The policy says
 what the round measures (`policy.needs`): the backward pass through the
-aggregation for 'credit' or 'credit_params' (`credit.py`: at c = 1 or
-c = t 1, on all of the validation set or a sample), the clients'
+aggregation for 'credit' (`credit.py`: at c = t 1), the clients'
 validation losses for 'local_val', the step-gradient alignment for
 'alignment', and for 'pre_loss' each client's loss l_i of the server model
 on its training data before it trains, which `policy.observe` records
@@ -71,7 +70,7 @@ from jax.sharding import Mesh
 
 from pfhpo.federated.client import ClientAlgorithm, sgd_client
 from pfhpo.federated.cohort import make_cohort
-from pfhpo.federated.credit import credit_set, one_round_credit
+from pfhpo.federated.credit import one_round_credit
 from pfhpo.federated.divergence import make_diverged, make_rejected
 from pfhpo.federated.horizon import (ClientUpdates, RoundInput, RoundRecord,
                                      close, horizon_credit, init_window,
@@ -80,7 +79,7 @@ from pfhpo.federated.local_update import make_local_update, make_masked_loss
 from pfhpo.federated.server import chosen_server_step, init_server
 from pfhpo.federated.sharding import replicate
 from pfhpo.models import Model, accuracy, cross_entropy
-from pfhpo.policies.base import CREDITS, MEASUREMENTS, Policy, mean_entropy
+from pfhpo.policies.base import CREDIT, MEASUREMENTS, Policy, mean_entropy
 from pfhpo.policies.space import SearchSpace, hparams_for
 from pfhpo.types import (Feedback, RoundBatch, RoundMetrics, RoundState,
                          ValBatch)
@@ -124,7 +123,7 @@ def make_round(model: Model, features: Callable,
   unknown = policy.needs - set(MEASUREMENTS)
   if unknown:
     raise ValueError(f'policy needs unknown measurements {sorted(unknown)}')
-  credit = policy.needs & set(CREDITS.values())
+  credit = CREDIT in policy.needs
   client = client or sgd_client(make_local_update(
       model, features, space.max_steps, space.max_batch, momentum, unroll,
       track_alignment='alignment' in policy.needs))
@@ -163,16 +162,15 @@ def make_round(model: Model, features: Callable,
     acc = jnp.sum(val.weight * accuracy(logits, val.y))
     return loss, acc
 
-  cohort = make_cohort(client, masked_loss, diverged_of,
-                       'credit_params' in credit, keeps_updates, client_chunk,
-                       mesh, recompute)
+  cohort = make_cohort(client, masked_loss, diverged_of, keeps_updates,
+                       client_chunk, mesh, recompute)
 
   # The later rounds' clients train again outside `shard_map` (the
   # partitioner places them), whose training jax 0.10 cannot transpose.
   server_step_at = step_at(server_opt, policy.server_axis)
   later_round = replay_step(policy.horizon_credit, make_cohort(
-      client, masked_loss, diverged_of, False, True, client_chunk, None,
-      recompute), server_step_at)
+      client, masked_loss, diverged_of, True, client_chunk, None, recompute),
+      server_step_at)
 
   def apply(state: RoundState, rows, batch: RoundBatch, key: jax.Array):
     server, clients, data = state.server, batch.clients, batch.train
@@ -193,19 +191,15 @@ def make_round(model: Model, features: Callable,
       chex.assert_equal_shape([clients, batch.local_val.count])
 
     def objective(coeffs, val: ValBatch):
-      delta, scale, aux, weighting = cohort(
+      delta, aux, weighting = cohort(
           server, rows, data, hparams, train_keys, coeffs, local_split)
-      theta_g = jax.tree_util.tree_map(lambda s, d: scale * s + d,
-                                       server.params, delta)
+      theta_g = jax.tree_util.tree_map(jnp.add, server.params, delta)
       loss, acc = val_metrics(theta_g, val)
       return loss, (delta, acc, (aux, weighting))
 
-    credit_val = credit_set(jax.random.fold_in(key, 1), batch.val,
-                            policy.credit_examples)
     val_loss, val_acc, delta, (aux, (weights, share)), dl_dc = (
         one_round_credit(objective, val_metrics, server.params, batch.val,
-                         credit_val, k, bool(credit) and horizon == 1,
-                         policy.credit_at))
+                         k, credit and horizon == 1, policy.credit_at))
     stats, client_val_loss, diverged, new_rows, updates = aux  # [K]
     trained = ~jnp.all(diverged)  # some client's update is in the aggregate
     rejected = trained & rejected_of(val_loss)
@@ -218,7 +212,7 @@ def make_round(model: Model, features: Callable,
     before = server
     stepped, pstate, z_server = chosen_server_step(
         policy.server_axis, pstate, server_opt, server, delta, updated,
-        jax.random.fold_in(key, 2), lambda p: val_metrics(p, credit_val)[0],
+        jax.random.fold_in(key, 2), lambda p: val_metrics(p, batch.val)[0],
         policy.credit_at)
     server = jax.tree_util.tree_map(
         lambda new, old: jnp.where(updated, new, old), stepped, server)
@@ -244,8 +238,8 @@ def make_round(model: Model, features: Callable,
                         delta), inputs)
       pstate, dl_dc, window = close(
           window, record, lambda first, later: horizon_credit(
-              server_step_at, 'credit_params' in credit, later_round,
-              lambda p: val_metrics(p, credit_val)[0], first, later,
+              server_step_at, later_round,
+              lambda p: val_metrics(p, batch.val)[0], first, later,
               policy.credit_at),
           lambda state, first, dl_dc: policy.update(state, Feedback(
               first.clients, first.choices, dl_dc, val_loss, val_acc,

@@ -33,7 +33,6 @@ from pfhpo.types import Feedback
 
 # What a policy may ask the round to measure (each costs compute):
 #   'credit'     dL/dc_i, a backward pass through the aggregation (gumbel);
-#   'credit_params'  the same through theta_g(c) = sum_i w_i c_i theta_i;
 #   'local_val'  each client's validation loss of its own trained theta_i
 #                (FedEx, personalised FedEx);
 #   'alignment'  each client's min over local steps of the cosine between
@@ -41,12 +40,8 @@ from pfhpo.types import Feedback
 #   'pre_loss'   each client's loss of the server model on its training
 #                data, before it trains, given to `Policy.observe` before
 #                the round proposes (the 'features' scope).
-MEASUREMENTS = ('credit', 'credit_params', 'local_val', 'alignment',
-                'pre_loss')
-
-
-# Which credit measurement each form of the aggregate asks for.
-CREDITS = {'delta': 'credit', 'params': 'credit_params'}
+MEASUREMENTS = ('credit', 'local_val', 'alignment', 'pre_loss')
+CREDIT = 'credit'
 
 
 # How a credit over several rounds goes through the rounds after the first:
@@ -72,9 +67,6 @@ class Policy(NamedTuple):
   # Where the round takes a 'credit' measurement: dL/dc at c = credit_at 1
   # (1: the aggregate's own gradient; see pfhpo.federated.round).
   credit_at: float = 1.0
-  # How many validation examples the credit's backward pass sees: a fresh
-  # sample each round, drawn in proportion to their weights (None: all).
-  credit_examples: int | None = None
   # (state, clients, f32[K] losses) -> state: records the 'pre_loss'
   # measurement (None for a policy that does not ask for it)
   observe: Callable | None = None

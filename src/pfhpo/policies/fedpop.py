@@ -34,13 +34,9 @@ from pfhpo.federated.server import ServerSpace, server_space
 from pfhpo.policies.base import Policy, diverged_of
 from pfhpo.policies.registry import PolicyContext, register
 from pfhpo.policies.space import SearchSpace, hparams_for
-from pfhpo.settings import check_choice, checked, require, setting
+from pfhpo.settings import checked, require, setting
 from pfhpo.types import Feedback
 
-# Where a member's slots start, at its base b: each a neighbour of b
-# (FedPop's released code: each a perturbation of b), or all at b, spread
-# by FedPop-L's explore alone.
-LOCAL_STARTS = ('neighbours', 'base')
 DISCOUNT = 0.9  # gamma of a slot's score (FedPop's discounted mean)
 BIG = 1e9  # a failed client's validation loss
 
@@ -99,23 +95,22 @@ def neighbour(key: jax.Array, z: jax.Array, grid: tuple[int, ...],
 def fedpop(space: SearchSpace, population: int = 4, exploit_every: int = 10,
            local_every: int = 5, quantile: float = 0.25,
            resample: float = 0.2,
-           server: ServerSpace | None = None,
-           local_start: str = 'neighbours') -> Policy:
+           server: ServerSpace | None = None) -> Policy:
   """A FedPop member over `space` (FedPop-L every `local_every` rounds, 0:
   never), in a population of `population` whose worst ceil(`quantile` P)
   take the best's weights and hyper-parameters every `exploit_every` rounds
   and move them, each axis drawn afresh with probability `resample`, over
   the client space and the `server` configurations."""
   check(population, exploit_every, local_every, quantile, resample)
-  check_choice('local_start', local_start, LOCAL_STARTS)
   grid = axis_sizes(space)
 
   def reseed(state: Slots, base: jax.Array, key: jax.Array) -> Slots:
     c = state.slots.shape[0]
     around = jax.vmap(lambda k: neighbour(k, base, grid, resample))(
         jax.random.split(key, c))
-    spread = local_every > 0 and local_start == 'neighbours'
-    slots = jnp.where(spread, around, base).at[0].set(base)
+    # each slot a neighbour of the base, as in FedPop's released code (the
+    # first at the base itself); all at the base where FedPop-L never runs
+    slots = jnp.where(local_every > 0, around, base).at[0].set(base)
     zeros = jnp.zeros(c, jnp.float32)
     return state._replace(base=base, slots=slots.astype(jnp.int32),
                           num=zeros, den=zeros, best=jnp.int32(0))
@@ -225,10 +220,6 @@ class FedPopConfig:
   resample_probability: float = setting(
       0.2, 'the probability that explore draws an axis afresh instead of '
       'moving it one step')
-  local_start: str = setting(
-      'neighbours', "where a member's client slots start: each a neighbour "
-      "of its base ('neighbours'), or all at its base ('base': FedPop-L's "
-      'explore alone spreads them)')
   server_lrs: tuple[float, ...] = setting(
       (), "server learning rates the population searches (unset: the run's "
       '`server_lr`)')
@@ -239,7 +230,6 @@ class FedPopConfig:
     check(self.population, self.exploit_every, self.local_every,
           self.quantile, self.resample_probability)
     server_space(self.server_lrs, self.server_momenta, 'sgd')
-    check_choice('local_start', self.local_start, LOCAL_STARTS)
 
 
 @register('fedpop', FedPopConfig, searches=False)
@@ -253,4 +243,4 @@ def _build(config: FedPopConfig, context: PolicyContext) -> Policy:
           'or `batch_sizes`, or `server_lrs`/`server_momenta`.')
   return fedpop(context.space, config.population, config.exploit_every,
                 config.local_every, config.quantile,
-                config.resample_probability, server, config.local_start)
+                config.resample_probability, server)

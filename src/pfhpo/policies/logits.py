@@ -2,12 +2,12 @@
 reads its row, and the score-function step that moves them.
 
 The logits alpha are a table with one row per client (`scope='client'`,
-personalised), a single shared row (`scope='global'`), or both (`'shared'`:
-alpha_i = a + b_i, a shared row that every client's update moves plus a
-per-client offset that only client i's moves; `'prior'`: the same, the
-shared row moved by `prior_rate` times the mean of the round's scores, so
-that it learns what the clients agree on `prior_rate` times as fast as an
-offset learns one client), or a
+personalised), a single shared row (`scope='global'`), or both (`'prior'`:
+alpha_i = a + b_i, a shared row that every client's update moves, by
+`prior_rate` times the mean of the round's scores, plus a per-client
+offset that only client i's moves, so that the shared row learns what the
+clients agree on `prior_rate` times as fast as an offset learns one
+client), or a
 network of the client's features plus the offset (`'features'`: alpha_i =
 g_w(phi_i) + b_i, `features.py`, so a client never in a round starts from
 what similar clients learned). Client i draws its configuration z_i ~
@@ -53,13 +53,12 @@ from pfhpo.settings import (check_choice, checked, default_of, require,
 from pfhpo.types import Feedback
 
 
-SCOPES = ('client', 'global', 'shared', 'prior', 'features')
+SCOPES = ('client', 'global', 'prior', 'features')
 SCOPE_HELP = (
     "'client' (one row per client: personalised), 'global' (one shared "
-    "row), 'shared' (a shared row moved by the summed scores, plus a "
-    "per-client offset), 'prior' (the same, the shared row moved by "
-    "`prior_rate` times the round's mean score) or 'features' (a network "
-    "of the client's features plus the offset)")
+    "row), 'prior' (a shared row moved by `prior_rate` times the round's "
+    "mean score, plus a per-client offset) or 'features' (a network of "
+    "the client's features plus the offset)")
 BASES = ('joint', 'axes', 'joint+axes')
 BASIS_HELP = (
     "how a row's parameters give the logits: 'joint' (one per "
@@ -75,7 +74,7 @@ PRIOR_RATE_HELP = (
 class PolicyState(NamedTuple):
   # f32[R, P]: the rows' parameters, alpha = row @ B (`logit_basis`; P =
   # H under 'joint'); R = C ('client', 'features': client i's offset), 1
-  # ('global'), 1 + C ('shared': row 0 is the shared row, row 1 + i client
+  # ('global'), 1 + C ('prior': row 0 is the shared row, row 1 + i client
   # i's offset)
   logits: jax.Array
   opt_state: Any  # optax state with a leading row axis R
@@ -154,8 +153,7 @@ def categorical_policy(space: SearchSpace,
                       'features (a run gives them; pass `features`)')
 
   def init(key, num_clients):
-    rows = {'global': 1, 'shared': 1 + num_clients,
-            'prior': 1 + num_clients}.get(scope, num_clients)
+    rows = {'global': 1, 'prior': 1 + num_clients}.get(scope, num_clients)
     if scope != 'features':
       return init_state(optimizer, rows, basis.shape[0])
     return init_state(optimizer, rows, basis.shape[0],
@@ -212,8 +210,8 @@ def read_logits(table: jax.Array, net: Any, seen_loss: Any, scope: str,
 
 def rows_of(scope: str, clients: jax.Array) -> jax.Array:
   """The rows of the logits table whose sum each client reads: i32[K, 1]
-  ('client', 'global', 'features') or i32[K, 2] ('shared', 'prior': the
-  shared row, the offset)."""
+  ('client', 'global', 'features') or i32[K, 2] ('prior': the shared row,
+  the offset)."""
   clients = clients[:, None]
   if scope in ('client', 'features'):
     return clients
@@ -225,20 +223,18 @@ def rows_of(scope: str, clients: jax.Array) -> jax.Array:
 def score_update(state: PolicyState, optimizer: optax.GradientTransformation,
                  scope: str, basis: np.ndarray, clients: jax.Array,
                  choices: jax.Array,
-                 advantage: jax.Array, entropy_weight: float = 0.0,
+                 advantage: jax.Array,
                  features: np.ndarray | None = None,
                  prior_rate: float = 1.0) -> PolicyState:
-  """One optimizer step on S(alpha) = sum_i [a_i log p_alpha(z_i) - beta
-  H(p_alpha_i)], beta = `entropy_weight` (an exploration bonus; 0: none).
+  """One optimizer step on S(alpha) = sum_i a_i log p_alpha(z_i).
 
   grad_alpha log p(z) = onehot(z) - softmax(alpha), taken through
   `basis` (B (onehot(z) - p) for a row) and summed into the rows
-  the clients read (for 'shared', into the shared row from every client and
-  into each offset from its own client; for 'prior', the shared row's sum
-  scaled to `prior_rate` times the round's mean; and for 'features' through
-  g_w into its parameters from every client, by the same optimizer); the
-  optimizer minimises S, so a positive advantage (a cost) makes z_i less
-  likely, and beta > 0 pulls each client's distribution towards uniform.
+  the clients read (for 'prior', into the shared row from every client,
+  scaled to `prior_rate` times the round's mean, and into each offset from
+  its own client; for 'features' through g_w into its parameters from
+  every client, by the same optimizer); the optimizer minimises S, so a
+  positive advantage (a cost) makes z_i less likely.
   """
   rows = rows_of(scope, clients)  # i32[K, 1 or 2]
 
@@ -246,9 +242,8 @@ def score_update(state: PolicyState, optimizer: optax.GradientTransformation,
     log_p = jax.nn.log_softmax(read_logits(
         table, net, state.seen_loss, scope, basis, clients,
         features))  # f32[K, H]
-    entropy = -jnp.sum(jnp.exp(log_p) * log_p, axis=1)  # f32[K]
     return jnp.sum(advantage * jnp.take_along_axis(
-        log_p, choices[:, None], axis=1)[:, 0] - entropy_weight * entropy)
+        log_p, choices[:, None], axis=1)[:, 0])
 
   grads, net_grads = jax.grad(surrogate, argnums=(0, 1))(state.logits,
                                                          state.net)

@@ -21,12 +21,13 @@ import numpy as np
 import optax
 
 from pfhpo.policies.base import Policy, check_decay, diverged_of
-from pfhpo.policies.logits import (LogitsConfig, PolicyState,
+from pfhpo.policies.logits import (BASIS_HELP, PRIOR_RATE_HELP, SCOPE_HELP,
+                                   LogitsConfig, PolicyState,
                                    categorical_policy, check_prior_rate,
                                    logit_basis, score_update)
 from pfhpo.policies.registry import PolicyContext, register
 from pfhpo.policies.space import SearchSpace
-from pfhpo.settings import checked, setting
+from pfhpo.settings import checked, param_default, setting
 from pfhpo.types import Feedback
 
 
@@ -57,10 +58,18 @@ def reinforce(space: SearchSpace, optimizer: optax.GradientTransformation,
                             features=features)
 
 
+def _default(name: str):
+  return param_default(reinforce, name)
+
+
 @checked
 class ReinforceConfig(LogitsConfig):
+  """`reinforce`'s settings, its defaults `reinforce`'s own."""
+  policy_scope: str = setting(_default('scope'), SCOPE_HELP)
+  prior_rate: float = setting(_default('prior_rate'), PRIOR_RATE_HELP)
+  policy_basis: str = setting(_default('basis'), BASIS_HELP)
   baseline_decay: float | None = setting(
-      0.9, 'decay of the moving-average baseline of the reward (unset: none)')
+      _default('baseline_decay'), 'decay of the moving-average baseline of the reward (unset: none)')
 
   def __post_init__(self):
     super().__post_init__()

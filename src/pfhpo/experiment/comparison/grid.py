@@ -11,6 +11,7 @@ from pfhpo import models as model_zoo
 from pfhpo.data.groups import group_names
 from pfhpo.experiment.config import (AlgorithmConfig, Config, override,
                                      own_settings)
+from pfhpo.experiment.retired import check_retired
 from pfhpo.policies import REGISTRY
 from pfhpo.settings import check_choice, checked, require, setting
 
@@ -104,6 +105,7 @@ class CompareConfig:
               f'{where}: `policy`={policy!r} is not a learned policy; choose '
               f'one of {", ".join(learned)}, or {STATIC} with a '
               '`static_index`')
+      check_retired(table, policy, f'{where}: ')
       own = [f.name for f in dataclasses.fields(REGISTRY[policy].config)]
       for setting_ in set(table) - {'policy'}:
         require(setting_ in own or setting_ in METHOD_SETTINGS,
