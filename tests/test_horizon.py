@@ -230,7 +230,7 @@ def test_a_rejected_round_inside_the_window_passes_no_credit():
   loss = lambda p: jnp.sum((p['w'] - 1.0)**2)
   step = step_at(opt)
   credit = lambda later: horizon_credit(
-      step, False, replay_step('first_order', None, step), loss, first, later,
+      step, replay_step('first_order', None, step), loss, first, later,
       0.5)
   without = credit(stack(kept))
   np.testing.assert_array_equal(credit(stack(kept, thrown)), without)
