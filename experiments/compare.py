@@ -115,7 +115,8 @@ def main(argv=None) -> int:
 
     results = run_all(base, grid, out, progress)
   except ConfigError as e:
-    print(f"error: {flag_message(str(e), GRID_FLAGS + ('out_dir', 'methods'))}",
+    more = GRID_FLAGS + ('out_dir', 'methods')
+    print(f'error: {flag_message(str(e), more)}',
           file=sys.stderr)
     return 2
   print(write_report(results, out, title))

@@ -94,7 +94,7 @@ class RoundMetrics(NamedTuple):
   choices: jax.Array  # i32[K] configuration index (-1: not a grid point)
   hparams: ClientHParams  # [K] each, what every client used
   # f32[K] dL/dc_i of the clients this round credited: its own, or with a
-  # credit over H rounds, round r - H + 1's (zeros unless measured)
+  # credit over K rounds, round r - K + 1's (zeros unless measured)
   credit: jax.Array
   # i32[] the server configuration the policy drew (-1: the run's own)
   server_choice: jax.Array
@@ -104,7 +104,8 @@ class Feedback(NamedTuple):
   """What a round measured, for the policy to learn from."""
   clients: jax.Array  # i32[K] client indices of the round
   choices: jax.Array  # i32[K] configuration index each client used
-  credit: jax.Array  # f32[K] dL/dc_i at c = 1 (zeros unless measured)
+  credit: jax.Array  # f32[K] dL/dc_i at the credit's c = t 1 (zeros unless
+  # measured; for a credit over K rounds, of that round's validation loss)
   val_loss: jax.Array  # f32[] validation loss of the aggregated model
   val_acc: jax.Array  # f32[] validation accuracy of the aggregated model
   client_loss: jax.Array  # f32[K] each client's mean local training loss
@@ -115,5 +116,5 @@ class Feedback(NamedTuple):
   delta: Any = None  # the aggregate update theta_g - theta (server pytree)
   alignment: jax.Array | None = None  # f32[K] (ones unless measured)
   # bool[K] the clients whose update failed: diverged (left out), or in an
-  # aggregate the server rejected
-  diverged: jax.Array | None = None
+  # aggregate the server rejected, or whose credit or loss overflowed
+  failed: jax.Array | None = None

@@ -1,5 +1,5 @@
 """A credit that looks K rounds ahead: the window of past rounds it needs,
-and its two estimators.
+and its three estimators of the rounds after the credited one.
 
 Round t's clients train from theta_t; the server aggregates them with
 coefficients c_t and steps, and the rounds after it run as they did:
@@ -20,7 +20,8 @@ Short-Horizon Bias in Stochastic Meta-Optimization", ICLR 2018): a step
 that raises the next validation loss may still lower the loss a few
 rounds on, which one round's credit cannot see.
 
-Three estimators of dF_t/dc (`HORIZON_CREDITS` in `pfhpo.policies.base`):
+Three estimators of dF_t/dc (`Estimator`: `exact`, `first_order`,
+`sampled`; `pfhpo.federated.credit` builds the credit from one):
 
 * 'exact': `jax.grad` through the K - 1 later rounds, their local
   training from the aggregate each received (the Jacobian of local SGD:
@@ -127,7 +128,7 @@ class RoundRecord(NamedTuple):
   server: ServerState  # the state the round started from
   clients: jax.Array  # i32[k]
   choices: jax.Array  # i32[k]
-  failed: jax.Array  # bool[k]: what `Feedback.diverged` said of them
+  failed: jax.Array  # bool[k]: what `Feedback.failed` said of them
   client_loss: jax.Array  # f32[k]
   updated: jax.Array  # bool[]: the server took the round's aggregate
   server_choice: jax.Array  # i32[]: the server configuration drawn (-1: none)
@@ -142,32 +143,109 @@ class Window(NamedTuple):
   rounds: RoundRecord
 
 
+class Estimator(NamedTuple):
+  """How a K-round credit takes the rounds after the credited one: what a
+  window keeps of each round to train it again, and the replay of a later
+  round from a server state.
+
+    inputs = empty(table, batch, hparams, key)    (a window's zeros)
+    inputs = keep(key, rows, train, hparams, train_key, keys)
+    step   = replay(cohort, server_step_at)       step(S, record) -> S
+  """
+  empty: Callable
+  keep: Callable
+  replay: Callable
+
+
+def _zeros(tree, lead: int, n: int):
+  """`tree`'s leaves with their first `lead` axes replaced by one of n."""
+  return tree_map(lambda a: jnp.zeros((n, *a.shape[lead:]), a.dtype), tree)
+
+
+def exact() -> Estimator:
+  """Every later round's clients trained again with what they used, from
+  the model the credited coefficients give: `jax.grad` through their local
+  training (second order)."""
+
+  def empty(table, batch, hparams, key):
+    return RoundInput(_zeros(table, 1, batch.clients.shape[0]), batch.train,
+                      hparams, key)
+
+  def keep(key, rows, train, hparams, train_key, keys):
+    return RoundInput(rows, train, hparams, train_key)
+
+  def replay(cohort, server_step_at):
+    def step(server: ServerState, record: RoundRecord) -> ServerState:
+      again = record.inputs
+      k = again.hparams.lr.shape[0]
+      delta, _, _ = cohort(server, again.rows, again.train, again.hparams,
+                           jax.random.split(again.key, k), jnp.ones(k))
+      return server_step_at(server, delta, record.server_choice)
+    return step
+
+  return Estimator(empty, keep, replay)
+
+
+def first_order() -> Estimator:
+  """Local training's Jacobian taken as the identity: a later round's
+  aggregate is the value the run measured; no client trains again."""
+
+  def replay(cohort, server_step_at):
+    def step(server: ServerState, record: RoundRecord) -> ServerState:
+      return server_step_at(server, record.updates.total,
+                            record.server_choice)
+    return step
+
+  return Estimator(lambda table, batch, hparams, key: (),
+                   lambda key, rows, train, hparams, train_key, keys: (),
+                   replay)
+
+
+def sampled(m: int) -> Estimator:
+  """The stored aggregate, its Jacobian estimated without bias from m of
+  the round's k clients (at most k) trained again (`sample_inputs`)."""
+
+  def empty(table, batch, hparams, key):
+    n = min(m, batch.clients.shape[0])
+    return SampledInput(jnp.zeros(n, jnp.int32), _zeros(table, 1, n),
+                        _zeros(batch.train, 1, n), _zeros(hparams, 1, n),
+                        jax.random.split(key, n))
+
+  def keep(key, rows, train, hparams, train_key, keys):
+    return sample_inputs(key, m, rows, train, hparams, keys)
+
+  def replay(cohort, server_step_at):
+    def step(server: ServerState, record: RoundRecord) -> ServerState:
+      again = record.inputs
+      k, n = record.updates.shares.shape[0], again.positions.shape[0]
+      _, trained, _ = cohort(server, again.rows, again.train, again.hparams,
+                             again.keys, jnp.ones(n))
+      scaled = k / n * record.updates.shares[again.positions]  # f32[n]
+      delta = tree_map(
+          lambda d, u: d + jnp.tensordot(
+              scaled, u - jax.lax.stop_gradient(u), axes=1),
+          record.updates.total, trained.update)
+      return server_step_at(server, delta, record.server_choice)
+    return step
+
+  return Estimator(empty, keep, replay)
+
+
 def init_window(horizon: int, server: ServerState, table, batch,
-                hparams: ClientHParams, key: jax.Array, estimator: str,
-                sample: int) -> Window:
+                hparams: ClientHParams, key: jax.Array,
+                estimator: Estimator) -> Window:
   """An empty window of horizon - 1 rounds of `batch`'s k clients, with
   the server state's, the per-client table's (numpy [C, ...]), the
-  hyper-parameters' and the key's shapes, and the inputs that
-  `estimator` trains again (all k clients' for 'exact', `sample` of them,
-  at most k, for 'sampled': `sample_inputs`)."""
+  hyper-parameters' and the key's shapes, and the inputs that `estimator`
+  keeps to train a round again."""
   k = batch.clients.shape[0]
-  sample = min(sample, k)
-  like = lambda tree, lead, n=k: tree_map(
-      lambda a: jnp.zeros((n, *a.shape[lead:]), a.dtype), tree)
   zeros = jnp.zeros(k, jnp.int32)
-  inputs = ()
-  if estimator == 'exact':
-    inputs = RoundInput(like(table, 1), batch.train, hparams, key)
-  elif estimator == 'sampled':
-    inputs = SampledInput(zeros[:sample], like(table, 1, sample),
-                          like(batch.train, 1, sample),
-                          like(hparams, 1, sample),
-                          jax.random.split(key, sample))
   record = RoundRecord(
       server, zeros, zeros, zeros > 0, jnp.zeros(k, jnp.float32),
       jnp.zeros((), bool), jnp.int32(-1), ClientUpdates(
-          like(server.params, 0), jnp.zeros(k, jnp.float32),
-          tree_map(jnp.zeros_like, server.params)), inputs)
+          _zeros(server.params, 0, k), jnp.zeros(k, jnp.float32),
+          tree_map(jnp.zeros_like, server.params)),
+      estimator.empty(table, batch, hparams, key))
   return Window(jnp.zeros((), jnp.int32), tree_map(
       lambda a: jnp.zeros((horizon - 1, *jnp.shape(a)), jnp.asarray(a).dtype),
       record))
@@ -210,37 +288,6 @@ def step_at(server_opt: optax.GradientTransformation,
   return step
 
 
-def replay_step(estimator: str, cohort: Callable,
-                server_step_at: Callable) -> Callable:
-  """`step(S, record)`: a round after the credited one, from server state S:
-  its stored aggregate ('first_order'), its clients trained again with
-  what they used ('exact'), or the stored aggregate whose derivative a
-  sample of them trained again gives ('sampled'); `cohort` trains them
-  (`make_cohort`, keeping each client's update), `server_step_at` steps
-  the server (`step_at`)."""
-
-  def step(server: ServerState, record: RoundRecord) -> ServerState:
-    again = record.inputs
-    if estimator == 'exact':
-      k = again.hparams.lr.shape[0]
-      delta, _, _ = cohort(server, again.rows, again.train, again.hparams,
-                              jax.random.split(again.key, k), jnp.ones(k))
-      return server_step_at(server, delta, record.server_choice)
-    delta = record.updates.total
-    if estimator == 'sampled':
-      k, m = record.updates.shares.shape[0], again.positions.shape[0]
-      _, trained, _ = cohort(server, again.rows, again.train,
-                                again.hparams, again.keys, jnp.ones(m))
-      scaled = k / m * record.updates.shares[again.positions]  # f32[m]
-      delta = tree_map(
-          lambda d, u: d + jnp.tensordot(
-              scaled, u - jax.lax.stop_gradient(u), axes=1),
-          delta, trained.update)
-    return server_step_at(server, delta, record.server_choice)
-
-  return step
-
-
 def horizon_credit(server_step_at: Callable, later_round: Callable,
                    val_loss: Callable, first: RoundRecord, later: RoundRecord,
                    at: float) -> jax.Array:
@@ -254,9 +301,8 @@ def horizon_credit(server_step_at: Callable, later_round: Callable,
 
   one backward pass to v, then one pass over the stored updates.
   `server_step_at(S, Delta, z)` is a round's server step (`step_at`),
-  `later_round(S, record)` a later round from server state S (its
-  stored aggregate again for 'first_order', its clients trained again for
-  'exact', `replay_step`), each a `jax.checkpoint`; `val_loss(params)` the
+  `later_round(S, record)` a later round from server state S (an
+  `Estimator`'s replay), each a `jax.checkpoint`; `val_loss(params)` the
   validation loss of the window's last model.
   """
   step = jax.checkpoint(later_round)

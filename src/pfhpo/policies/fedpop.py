@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pfhpo.federated.server import ServerSpace, server_space
-from pfhpo.policies.base import Policy, diverged_of
+from pfhpo.policies.base import Policy, failed_of
 from pfhpo.policies.registry import PolicyContext, register
 from pfhpo.policies.space import SearchSpace, hparams_for
 from pfhpo.settings import checked, require, setting
@@ -137,7 +137,7 @@ def fedpop(space: SearchSpace, population: int = 4, exploit_every: int = 10,
 
   def update(state: Slots, fb: Feedback) -> Slots:
     s = slot_of(state, fb.clients)  # i32[K]
-    loss = jnp.where(diverged_of(fb) | ~jnp.isfinite(fb.local_val_loss),
+    loss = jnp.where(failed_of(fb) | ~jnp.isfinite(fb.local_val_loss),
                      BIG, fb.local_val_loss)
     state = state._replace(
         round=state.round + 1,

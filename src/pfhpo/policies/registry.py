@@ -40,16 +40,21 @@ class PolicyEntry(NamedTuple):
   config: type  # the policy's settings: a frozen dataclass
   build: Callable[[Any, PolicyContext], Policy]
   searches: bool
+  # config -> the round's credit its settings name (`federated.credit`);
+  # None: the round's own choice for the policy
+  credit: Callable[[Any], Any] | None = None
 
 
 REGISTRY: dict[str, PolicyEntry] = {}
 
 
-def register(name: str, config: type, searches: bool = True) -> Callable:
-  """Registers the decorated `build(config, context) -> Policy` as `name`."""
+def register(name: str, config: type, searches: bool = True,
+             credit: Callable[[Any], Any] | None = None) -> Callable:
+  """Registers the decorated `build(config, context) -> Policy` as `name`
+  (`credit(config)`: the round's credit its settings name)."""
 
   def decorate(build):
-    REGISTRY[name] = PolicyEntry(config, build, searches)
+    REGISTRY[name] = PolicyEntry(config, build, searches, credit)
     return build
 
   return decorate
@@ -77,3 +82,12 @@ def create(name: str, space: SearchSpace, config: Any = None,
         f'but it holds one; give several `lrs`, `local_steps` or '
         f'`batch_sizes`.')
   return spec.build(config, PolicyContext(space, **context))
+
+
+def credit_of(name: str, config: Any = None):
+  """The round's credit that policy `name`'s `config` (None: its defaults)
+  names, or None where the policy leaves it to the round (`make_round`)."""
+  spec = entry(name)
+  if spec.credit is None:
+    return None
+  return spec.credit(spec.config() if config is None else config)

@@ -9,7 +9,7 @@ dummy scale c on it,
 
     theta'(c) = theta + c u(z),    g = dL_val(theta'(c))/dc at c = t
 
-(`federated.server.credited_server_step`; t is the policy's `credit_at`).
+(`federated.server.credited_server_step`; t is the round's credit's `at`).
 At t = 1/2, g is the midpoint estimate of the step's own effect,
 integral_0^1 dL/dc dc = L_val(theta + u) - L_val(theta): a step that is too
 short lowers the loss a little, a good one a lot, one that overshoots
