@@ -9,6 +9,8 @@ A preset (`experiments/configs/*.toml`) gives the base run and, in its
 [compare] table, the grid; the flags below override either. Every run goes
 to `<out_dir>/runs/...`; the same command with the same `--out_dir`
 continues an interrupted comparison (finished runs are read, not redone).
+A comparison holds its `--out_dir` while it runs: another into it stops at
+once (exit status 2), writing nothing.
 The tuners `rs`, `sha` and `hyperband` are methods of `--policies` too,
 each run at every budget of `--budgets` (in runs of `--rounds` rounds):
 
@@ -34,8 +36,8 @@ import typing
 from pathlib import Path
 
 from pfhpo.errors import ConfigError
-from pfhpo.experiment.comparison import (CompareConfig, run_all,
-                                         write_report)
+from pfhpo.experiment.comparison import (CompareConfig, claim, plan,
+                                         run_all, write_report)
 from pfhpo.experiment.config import Config, override
 from pfhpo.experiment.flags import (OneLineParser, flag_message,
                                     load_preset, load_table)
@@ -113,13 +115,16 @@ def main(argv=None) -> int:
             f'{" (finished: read)" if what == "read" else ""}',
             file=sys.stderr, flush=True)
 
-    results = run_all(base, grid, out, progress)
+    plan(base, grid)  # every setting checked before `out` is made
+    with claim(out):  # for the comparison's life, its report included
+      results = run_all(base, grid, out, progress)
+      report = write_report(results, out, title)
   except ConfigError as e:
     more = GRID_FLAGS + ('out_dir', 'methods')
     print(f'error: {flag_message(str(e), more)}',
           file=sys.stderr)
     return 2
-  print(write_report(results, out, title))
+  print(report)
   failed = [r for r in results if r.status == 'failed']
   for r in failed:
     print(f'failed: {r.model} {r.method} seed {r.seed}: {r.error}',

@@ -1,6 +1,7 @@
 """Bad input of every kind: a one-line error naming the fix, exit status 2,
 and an earlier run in the same place left byte for byte as it was."""
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -141,6 +142,44 @@ def test_another_runs_directory_is_refused_without_resume(capsys, earlier):
   assert len(err) == 1 and 'already holds a run' in err[0]
   assert '--resume' in err[0] and 'new --out_dir' in err[0]
   assert _files(earlier[0]) == earlier[1]
+
+
+def test_a_checkpoint_cut_short_is_one_line_and_loses_nothing(
+    tmp_path, capsys, monkeypatch, earlier):
+  """A run whose largest checkpoint file was cut short (as a crash while
+  writing it leaves it), resumed: exit status 2 and one line naming the
+  checkpoint to delete, nothing after it (no traceback from a read left
+  running), and not a byte of the run changed. Those tracebacks came from
+  about half the resumes (thread timing), so it resumes six times in this
+  process, a second each, then once as the command."""
+  out = tmp_path / 'run'
+  shutil.copytree(earlier[0], out)
+  largest = max((p for p in (out / 'checkpoints').rglob('*') if p.is_file()),
+                key=lambda p: p.stat().st_size)
+  largest.write_bytes(largest.read_bytes()[:largest.stat().st_size // 2])
+  before = _files(out)
+  resume = QUICK + ['--rounds=3', f'--out_dir={out}', '--resume']
+  start = (f'error: --resume: the checkpoint {out / "checkpoints" / "2"} '
+           f'cannot be read')
+  end = ('delete that directory to resume from an earlier checkpoint, or '
+         'start a new --out_dir.\n')
+  unraisable = []  # what a thread could not raise (printed as a traceback)
+  monkeypatch.setattr(sys, 'unraisablehook', unraisable.append)
+  for _ in range(6):
+    assert femnist.main(resume) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(start) and err.endswith(end), err[-3000:]
+    assert err.count('\n') == 1
+  assert not unraisable, unraisable[0].exc_value
+  proc = subprocess.run(
+      [sys.executable, str(ROOT / 'experiments' / 'femnist.py'), *resume],
+      capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 2 and proc.stdout == '', proc.stderr[-3000:]
+  assert proc.stderr.startswith(start) and proc.stderr.endswith(end), (
+      proc.stderr[-3000:])
+  assert proc.stderr.count('\n') == 1
+  assert 'Traceback' not in proc.stderr and 'RuntimeError' not in proc.stderr
+  assert _files(out) == before
 
 
 def test_clients_smaller_than_the_batch_train_with_a_note(tmp_path, capsys):

@@ -2,7 +2,9 @@
 and the table, results and figures they make."""
 import csv
 import dataclasses
+import fcntl
 import json
+import os
 import re
 import statistics
 import sys
@@ -117,6 +119,52 @@ def test_a_failed_run_is_reported_and_the_others_go_on(tmp_path, monkeypatch,
                               f'--out_dir={out}']) == 0
   rows = json.loads((out / 'results.json').read_text())
   assert [r['status'] for r in rows] == ['done', 'done']
+
+
+def _locked(directory: Path) -> bool:
+  """Whether a process holds `directory`'s lock (an exclusive flock on its
+  `.lock`, as a run's directory is held)."""
+  fd = os.open(directory / '.lock', os.O_RDWR | os.O_CREAT)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return False
+  except BlockingIOError:
+    return True
+  finally:
+    os.close(fd)
+
+
+def test_a_second_comparison_into_a_running_ones_out_dir_is_refused(
+    tmp_path, monkeypatch, capsys):
+  """A comparison holds its `--out_dir`'s lock while it runs and lets go
+  when it ends; a second one into it meanwhile stops at once with one line
+  and exit status 2, writing nothing. No run trains: the first stops at
+  its first run, and the second is refused before it."""
+  out = tmp_path / 'cmp'
+  argv = ARGV + [_preset(tmp_path), f'--out_dir={out}']
+  held = []
+
+  def first_run(cfg):
+    held.append(_locked(out))
+    raise ConfigError('stopped at its first run')
+
+  monkeypatch.setattr(comparison.runs, 'run', first_run)
+  assert compare.main(argv) == 2
+  assert held == [True] and not _locked(out)
+  capsys.readouterr()
+  tree = lambda: {p: p.is_file() and p.read_bytes() for p in out.rglob('*')}
+  before = tree()
+  fd = os.open(out / '.lock', os.O_RDWR)  # held as the first held it
+  fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  try:
+    assert compare.main(argv) == 2
+  finally:
+    os.close(fd)
+  assert capsys.readouterr().err == (
+      f'error: a comparison is running in --out_dir={out}; wait for it to '
+      f'end or pass another --out_dir.\n')
+  assert held == [True]  # no run started
+  assert tree() == before
 
 
 def test_named_methods_run_with_their_own_settings(tmp_path, capsys):

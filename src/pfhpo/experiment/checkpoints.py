@@ -16,7 +16,8 @@ previous checkpoint intact; the newest two are kept. A step's table is
 written (to a temporary directory, then renamed) before its orbax step, so
 every complete step has its table. A checkpoint that
 cannot be read or does not fit the run is a `ConfigError`, never a silent
-fresh start.
+fresh start; a step's stored values are all read before orbax restores it
+(`_check_values`), so that one cut short is that error and nothing else.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+import tensorstore as ts
 
 from pfhpo.errors import ConfigError
 from pfhpo.experiment.records import MetricsRow
@@ -157,6 +159,34 @@ class RunCheckpoints:
       leaf[...] = stored
     return like
 
+  def _check_values(self, round_: int) -> None:
+    """Reads every value of step `round_`'s arrays (orbax's OCDBT store),
+    waiting for each read, and raises the first failure. A file cut short
+    (a crash mid-write) fails here rather than in orbax's restore, which
+    stops at its first failed read and closes its event loop while the
+    others still run: each then prints a traceback when it ends."""
+    path = self.directory / str(round_) / 'state'
+    if not (path / 'manifest.ocdbt').exists():
+      return  # another layout: orbax's restore reads it
+    try:
+      store = ts.KvStore.open({'driver': 'ocdbt', 'base': {
+          'driver': 'file', 'path': f'{path}/'}}).result()
+      reads = {key: store.read(key) for key in store.list().result()}
+    except Exception as e:  # the store's own files cannot be read
+      raise self._unreadable(round_, _first_line(e)) from None
+    errors = {key: read.exception()  # waits for the read
+              for key, read in reads.items()}
+    for key, error in errors.items():
+      if error is not None:
+        raise self._unreadable(round_,
+                               f'{key.decode()}: {_first_line(error)}')
+
+  def _unreadable(self, round_: int, reason: str) -> ConfigError:
+    return ConfigError(
+        f'`resume`: the checkpoint {self.directory / str(round_)} cannot be '
+        f'read or does not fit this run ({reason}); delete that directory '
+        f'to resume from an earlier checkpoint, or start a new `out_dir`.')
+
   def restore(self, like: RunState) -> RunState:
     """The newest checkpoint, its arrays shaped and placed like `like`'s."""
     round_ = self._manager.latest_step()
@@ -164,17 +194,13 @@ class RunCheckpoints:
       raise ConfigError(
           f'`resume`: {self.directory} holds no checkpoint; run without '
           f'`resume` into a new `out_dir`.')
+    self._check_values(round_)
     try:
       got = self._manager.restore(round_, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(host(like.arrays())),
           meta=ocp.args.JsonRestore()))
     except Exception as e:  # orbax/tensorstore raise many kinds; all fatal
-      reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-      raise ConfigError(
-          f'`resume`: the checkpoint {self.directory / str(round_)} cannot be '
-          f'read or does not fit this run ({reason}); delete that directory '
-          f'to resume from an earlier checkpoint, or start a new `out_dir`.'
-      ) from None
+      raise self._unreadable(round_, _first_line(e)) from None
     arrays = jax.tree_util.tree_map(  # device arrays where `like` had them
         # (an uncommitted one stays free to join any computation)
         lambda a, b: jax.device_put(a, b.sharding if b.committed else None)
@@ -192,3 +218,10 @@ class RunCheckpoints:
   def close(self) -> None:
     if self._manager is not None:
       self._manager.close()
+
+
+def _first_line(error: Exception) -> str:
+  """`error`'s message, its first line cut to 200 characters (its type's
+  name if it has none)."""
+  return str(error).splitlines()[0][:200] if str(error) else (
+      type(error).__name__)

@@ -69,6 +69,20 @@ def check_out_dir(out_dir: str | None, resume: bool) -> None:
         f'new `out_dir`, `resume` to continue it, or remove the old one.')
 
 
+def lock(directory: Path, held: str) -> int:
+  """Locks `directory` for this process: an exclusive lock on its `.lock`
+  (created if missing, nothing else written), held until the returned
+  descriptor is closed or the process ends, however it ends. Raises a
+  ConfigError saying `held` if another holds it."""
+  fd = os.open(directory / '.lock', os.O_RDWR | os.O_CREAT)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    os.close(fd)
+    raise ConfigError(held) from None
+  return fd
+
+
 class RunDirectory:
   """The claimed, locked directory of one run, and its log files.
 
@@ -92,14 +106,9 @@ class RunDirectory:
     except OSError as e:
       raise ConfigError(f'cannot create `out_dir`={self.path} ({e.strerror}); '
                         f'pass another `out_dir`.') from None
-    self._lock = os.open(self.path / '.lock', os.O_RDWR | os.O_CREAT)
-    try:
-      fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      os.close(self._lock)
-      raise ConfigError(f'another run is writing into `out_dir`={self.path}; '
-                        f'wait for it to end or pass another `out_dir`.'
-                        ) from None
+    self._lock = lock(
+        self.path, f'another run is writing into `out_dir`={self.path}; '
+        f'wait for it to end or pass another `out_dir`.')
     check_out_dir(str(self.path), resume)  # again, now that it is ours
 
   def start(self, record: dict, rows: tuple[MetricsRow, ...],

@@ -40,9 +40,9 @@ from pfhpo.experiment.comparison.grid import (STATIC, CompareConfig, RunSpec,
 from pfhpo.experiment.comparison.report import table_markdown, write_report
 from pfhpo.experiment.comparison.results import RunResult, write_results
 from pfhpo.experiment.comparison.runs import run_one
-from pfhpo.experiment.comparison.suite import run_all
+from pfhpo.experiment.comparison.suite import claim, run_all
 from pfhpo.experiment.comparison.table import TableRow, table_rows
 
 __all__ = ['STATIC', 'CompareConfig', 'RunResult', 'RunSpec', 'TableRow',
-           'plan', 'run_all', 'run_one', 'table_markdown', 'table_rows',
-           'write_report', 'write_results']
+           'claim', 'plan', 'run_all', 'run_one', 'table_markdown',
+           'table_rows', 'write_report', 'write_results']

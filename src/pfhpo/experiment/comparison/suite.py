@@ -1,19 +1,44 @@
 """The whole comparison, in order: the grid's runs, the per-group oracle's
-scan and runs, then each tuner at each budget (`run_all`)."""
+scan and runs, then each tuner at each budget (`run_all`), in a directory
+that it holds for its life (`claim`)."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
+from pfhpo.errors import ConfigError
 from pfhpo.experiment.comparison.grid import CompareConfig, RunSpec, plan
 from pfhpo.experiment.comparison.oracle import oracle_plan, scan_plan
 from pfhpo.experiment.comparison.results import RunResult, write_results
 from pfhpo.experiment.comparison.runs import run_one
 from pfhpo.experiment.comparison.tuning import tune, tuner_plan
 from pfhpo.experiment.config import Config
-from pfhpo.experiment.outputs import changed_setting, config_record, write_json
+from pfhpo.experiment.outputs import (changed_setting, config_record, lock,
+                                      write_json)
 from pfhpo.settings import require
+
+
+@contextlib.contextmanager
+def claim(root: Path) -> Iterator[None]:
+  """Creates `root` and locks it for the comparison while the block runs
+  (`outputs.lock`, as a run locks its directory): a second comparison into
+  it meanwhile is refused before it writes anything, instead of meeting
+  the first's runs one by one. The lock goes however the comparison ends,
+  so that the same command can continue it."""
+  try:
+    root.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise ConfigError(f'cannot create `out_dir`={root} ({e.strerror}); pass '
+                      f'another `out_dir`.') from None
+  fd = lock(root, f'a comparison is running in `out_dir`={root}; wait for '
+            f'it to end or pass another `out_dir`.')
+  try:
+    yield
+  finally:
+    os.close(fd)
 
 
 def run_all(base: Config, grid: CompareConfig, root: Path,
