@@ -16,8 +16,9 @@ from pfhpo.federated.client import sgd_client
 from pfhpo.federated.cohort import make_cohort
 from pfhpo.federated.divergence import make_diverged
 from pfhpo.federated.credit import ESTIMATORS, make_credit
-from pfhpo.federated.horizon import (ClientUpdates, RoundRecord, SampledInput,
-                                     first_order, horizon_credit, step_at)
+from pfhpo.federated.estimators import SampledInput, first_order
+from pfhpo.federated.horizon import (ClientUpdates, RoundRecord,
+                                     horizon_credit, step_at)
 from pfhpo.federated.local_update import make_local_update, make_masked_loss
 from pfhpo.federated.server import (init_server, server_optimizer,
                                     server_space, with_server_hparams)

@@ -38,8 +38,9 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from pfhpo.federated.horizon import (Estimator, close, exact, first_order,
-                                     horizon_credit, init_window, sampled)
+from pfhpo.federated.estimators import (Estimator, exact, first_order,
+                                        sampled)
+from pfhpo.federated.horizon import close, horizon_credit, init_window
 from pfhpo.settings import require
 from pfhpo.types import ValBatch
 
