@@ -21,8 +21,9 @@ from pfhpo.federated.horizon import (ClientUpdates, RoundRecord,
                                      horizon_credit, step_at)
 from pfhpo.federated.local_update import make_local_update, make_masked_loss
 from pfhpo.federated.server import (init_server, server_optimizer,
-                                    server_space, with_server_hparams)
+                                    with_server_hparams)
 from pfhpo.policies import gumbel
+from pfhpo.policies.space import server_space
 from pfhpo.types import Feedback
 from test_round import C, SPACE, linear_model, problem, _val_loss
 

@@ -11,6 +11,8 @@ from typing import Any, NamedTuple
 
 import jax
 
+from pfhpo.settings import require
+
 Params = Any  # a model's parameter pytree
 
 
@@ -76,8 +78,35 @@ class RoundState(NamedTuple):
   # (`pfhpo.federated.horizon.Window`; () for a one-round credit)
   window: Any = ()
   # FedPop's members, whose best is `server` and `policy`
-  # (`pfhpo.tuners.fedpop.Population`; () for a single run)
+  # (`pfhpo.fedpop.population.Population`; () for a single run)
   population: Any = ()
+
+
+class CreditSettings(NamedTuple):
+  """The settings of a round's credit (`pfhpo.federated.credit.make_credit`);
+  the defaults are the shipped method's: dL/dc at c = `at` 1 of the
+  validation loss `horizon` rounds on, the rounds after the first taken by
+  `estimator` ('exact', 'first_order' or 'sampled', from `sample` of
+  their clients trained again)."""
+  horizon: int = 2
+  estimator: str = 'sampled'
+  sample: int = 2
+  at: float = 0.5
+
+  def checked(self) -> 'CreditSettings':
+    require(self.horizon >= 1,
+            f'`horizon` must be >= 1 rounds, got {self.horizon}')
+    require(self.estimator in ESTIMATORS, f'unknown `horizon_credit`='
+            f'{self.estimator!r}; choose one of {", ".join(ESTIMATORS)}')
+    require(self.sample >= 1,
+            f'`horizon_sample` must be >= 1 clients, got {self.sample}')
+    require(0 < self.at <= 1, f'`credit_at` must be in (0, 1], got {self.at}')
+    return self
+
+
+# How a credit over K rounds takes the rounds after the first
+# (`pfhpo.federated.estimators`).
+ESTIMATORS = ('exact', 'first_order', 'sampled')
 
 
 class RoundMetrics(NamedTuple):

@@ -42,7 +42,9 @@ from pfhpo.federated.estimators import (Estimator, exact, first_order,
                                         sampled)
 from pfhpo.federated.horizon import close, horizon_credit, init_window
 from pfhpo.settings import require
-from pfhpo.types import ValBatch
+from pfhpo.types import CreditSettings, ValBatch
+
+SHIPPED = CreditSettings()
 
 
 class Credited(NamedTuple):
@@ -111,7 +113,7 @@ def no_credit() -> Credit:
 
 def one_round(at: float = 0.5) -> Credit:
   """dL_val(theta_g(c))/dc at c = `at` 1 of the round's own aggregate."""
-  check_at(at)
+  CreditSettings(at=at).checked()
   return Credit(_none, lambda *a: aggregate(*a, at), _none, _now, at, False)
 
 
@@ -121,7 +123,7 @@ def over_rounds(horizon: int, estimator: Estimator,
   the K - 1 rounds after round t as `estimator` takes them: the round
   closes the window of round t = r - K + 1 and moves that round's
   clients' rows (`horizon.py`)."""
-  check_at(at)
+  CreditSettings(horizon, at=at).checked()
   require(horizon >= 2, f'a credit over rounds looks >= 2 ahead, got '
           f'{horizon}')
 
@@ -140,24 +142,21 @@ def over_rounds(horizon: int, estimator: Estimator,
                 at, True)
 
 
+# `types.ESTIMATORS`'s constructors, each of the sample size
 ESTIMATORS = {'exact': lambda m: exact(),
               'first_order': lambda m: first_order(), 'sampled': sampled}
 
 
-def make_credit(horizon: int = 2, estimator: str = 'sampled', sample: int = 2,
-           at: float = 0.5) -> Credit:
+def make_credit(horizon: int = SHIPPED.horizon,
+                estimator: str = SHIPPED.estimator,
+                sample: int = SHIPPED.sample, at: float = SHIPPED.at) -> Credit:
   """The credit the settings name: the round's own at `horizon` 1, else
   over `horizon` rounds with `estimator` (ESTIMATORS; 'sampled' trains
   `sample` of each later round's clients again), at c = `at` 1. The
-  defaults are the shipped method's (RESULTS.md has the ablations)."""
-  require(horizon >= 1, f'`horizon` must be >= 1 rounds, got {horizon}')
-  require(estimator in ESTIMATORS, f'unknown `horizon_credit`={estimator!r};'
-          f' choose one of {", ".join(ESTIMATORS)}')
-  require(sample >= 1, f'`horizon_sample` must be >= 1 clients, got {sample}')
+  defaults are the shipped method's (`CreditSettings`; RESULTS.md has the
+  ablations)."""
+  CreditSettings(horizon, estimator, sample, at).checked()
   if horizon == 1:
     return one_round(at)
   return over_rounds(horizon, ESTIMATORS[estimator](sample), at)
 
-
-def check_at(t: float) -> None:
-  require(0 < t <= 1, f'`credit_at` must be in (0, 1], got {t}')

@@ -61,7 +61,7 @@ class Policy(NamedTuple):
   # measurement (None for a policy that does not ask for it)
   observe: Callable | None = None
   # A member of a population the round runs P copies of (FedPop:
-  # `fedpop.Members`, `pfhpo.tuners.fedpop`); None for a single run.
+  # `pfhpo.fedpop.members.Members`); None for a single run.
   population: Any = None
   # The server's configuration as one more choice, one draw a round
   # (`server_axis.ServerAxis`, its row in the state's `server`); None:

@@ -22,7 +22,7 @@ positive credit instead: the round's largest credit plus three standard
 deviations (`base.penalized`).
 
 The credit is the round's component (`pfhpo.federated.credit`; the
-shipped one, `make_credit()`'s defaults, is dL/dc at c = 1/2 of the
+shipped one, `CreditSettings`' defaults, is dL/dc at c = 1/2 of the
 validation loss a round later, differentiated through that round, whose
 local training's Jacobian 2 of its clients, trained again, estimate without
 bias; a row moves a round after its client drew). The policy's defaults
@@ -51,8 +51,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from pfhpo.federated.credit import Credit, make_credit
-from pfhpo.federated.server import ServerSpace, server_space
 from pfhpo.policies.base import CREDIT, Policy, failed_of, penalized
 from pfhpo.policies.logits import (BASIS_HELP, PRIOR_RATE_HELP, SCOPE_HELP,
                                    LogitsConfig, PolicyState,
@@ -60,9 +58,11 @@ from pfhpo.policies.logits import (BASIS_HELP, PRIOR_RATE_HELP, SCOPE_HELP,
                                    logit_basis, score_update)
 from pfhpo.policies.registry import PolicyContext, register
 from pfhpo.policies.server_axis import server_axis
-from pfhpo.policies.space import SearchSpace
+from pfhpo.policies.space import SearchSpace, ServerSpace, server_space
 from pfhpo.settings import checked, default_of, param_default, require, setting
-from pfhpo.types import Feedback
+from pfhpo.types import CreditSettings, Feedback
+
+SHIPPED = CreditSettings()
 
 
 def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
@@ -104,35 +104,35 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
   return policy
 
 
-def _default(name: str, builder=gumbel):
-  return param_default(builder, name)
+def _default(name: str):
+  return param_default(gumbel, name)
 
 
 @checked
 class GumbelConfig(LogitsConfig):
-  """`gumbel`'s settings and its credit's (`make_credit`'s), their defaults
-  theirs."""
+  """`gumbel`'s settings and its credit's (`CreditSettings`), their
+  defaults theirs."""
   policy_scope: str = setting(_default('scope'), SCOPE_HELP)
   prior_rate: float = setting(_default('prior_rate'), PRIOR_RATE_HELP)
   policy_basis: str = setting(_default('basis'), BASIS_HELP)
   credit_at: float = setting(
-      _default('at', make_credit), 'where dL/dc is taken, c = t 1: 0.5 (the '
+      SHIPPED.at, 'where dL/dc is taken, c = t 1: 0.5 (the '
       "midpoint estimate of each client's share of the round's loss "
       "change) or 1 (the aggregate's gradient: the marginal value of each "
       'update)')
   horizon: int = setting(
-      _default('horizon', make_credit), 'rounds the credit looks ahead: '
+      SHIPPED.horizon, 'rounds the credit looks ahead: '
       'dL/dc of the validation loss that many rounds later, through the rounds between '
       "(1: the round's own aggregate); a client's row moves horizon - 1 "
       'rounds after it drew')
   horizon_credit: str = setting(
-      _default('estimator', make_credit), "through the rounds after the first: "
+      SHIPPED.estimator, "through the rounds after the first: "
       "'exact' (their local training, aggregation and server step, second "
       "order), 'first_order' (local training's Jacobian taken as the "
       "identity) or 'sampled' (that Jacobian estimated, unbiased, from "
       "`horizon_sample` of each round's clients trained again)")
   horizon_sample: int = setting(
-      _default('sample', make_credit), "'sampled': how many of each later "
+      SHIPPED.sample, "'sampled': how many of each later "
       "round's clients train again (at most the round's; the cost grows "
       'with it, the noise shrinks)')
   server_lrs: tuple[float, ...] = setting(
@@ -151,10 +151,10 @@ class GumbelConfig(LogitsConfig):
             f'pass that too, or leave `horizon_sample` at {default}')
     server_space(self.server_lrs, self.server_momenta, 'sgd')
 
-  def credit(self) -> Credit:
+  def credit(self) -> CreditSettings:
     """The round's credit these settings name."""
-    return make_credit(self.horizon, self.horizon_credit, self.horizon_sample,
-                       self.credit_at)
+    return CreditSettings(self.horizon, self.horizon_credit,
+                          self.horizon_sample, self.credit_at).checked()
 
 
 @register('gumbel', GumbelConfig, credit=GumbelConfig.credit)

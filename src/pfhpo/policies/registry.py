@@ -23,6 +23,7 @@ from pfhpo.errors import ConfigError
 from pfhpo.policies.base import Policy
 from pfhpo.policies.space import SearchSpace
 from pfhpo.settings import check_choice
+from pfhpo.types import CreditSettings
 
 
 class PolicyContext(NamedTuple):
@@ -40,16 +41,17 @@ class PolicyEntry(NamedTuple):
   config: type  # the policy's settings: a frozen dataclass
   build: Callable[[Any, PolicyContext], Policy]
   searches: bool
-  # config -> the round's credit its settings name (`federated.credit`);
-  # None: the round's own choice for the policy
-  credit: Callable[[Any], Any] | None = None
+  # config -> the settings of the round's credit it names
+  # (`CreditSettings`); None: the round's own choice for the policy
+  credit: Callable[[Any], CreditSettings] | None = None
 
 
 REGISTRY: dict[str, PolicyEntry] = {}
 
 
 def register(name: str, config: type, searches: bool = True,
-             credit: Callable[[Any], Any] | None = None) -> Callable:
+             credit: Callable[[Any], CreditSettings] | None = None
+             ) -> Callable:
   """Registers the decorated `build(config, context) -> Policy` as `name`
   (`credit(config)`: the round's credit its settings name)."""
 
@@ -84,9 +86,10 @@ def create(name: str, space: SearchSpace, config: Any = None,
   return spec.build(config, PolicyContext(space, **context))
 
 
-def credit_of(name: str, config: Any = None):
-  """The round's credit that policy `name`'s `config` (None: its defaults)
-  names, or None where the policy leaves it to the round (`make_round`)."""
+def credit_of(name: str, config: Any = None) -> CreditSettings | None:
+  """The settings of the round's credit that policy `name`'s `config`
+  (None: its defaults) names, or None where the policy leaves it to the
+  round (`make_round`)."""
   spec = entry(name)
   if spec.credit is None:
     return None

@@ -1,6 +1,6 @@
 """The server's configuration as one more choice of the project's method: a
 categorical row over S server configurations (learning rate x momentum,
-`federated.server.ServerSpace`), one draw a round, credited by
+`policies.space.ServerSpace`), one draw a round, credited by
 back-propagation through the server step.
 
 With u(z) the update the server optimizer makes of the round's aggregate
@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pfhpo.federated.server import ServerSpace
+from pfhpo.policies.space import ServerSpace
 
 DECAY = 0.9  # of the credit's running second moment
 PENALTY = 3.0  # a failed round's normalised credit
