@@ -27,6 +27,7 @@ import optax
 from common import CLASSES, FEATURES, SHAPE, client_data, write_rows
 from pfhpo import models
 from pfhpo.algorithms import fedavg
+from pfhpo.federated import Execution
 from pfhpo.federated.aggregate import aggregate_clients, example_weights
 from pfhpo.federated.local_update import default_client_chunk, make_local_update
 from pfhpo.federated.server import server_step
@@ -51,7 +52,8 @@ def medians(name: str, k: int, n: int, val_size: int, rounds: int):
         weights, jnp.ones_like(weights), chunk)
     return server_step(opt, server, delta)
 
-  algorithm = fedavg(model, FEATURES, opt, LR, STEPS, BATCH, client_chunk=chunk)
+  algorithm = fedavg(model, FEATURES, opt, LR, STEPS, BATCH,
+                     execution=Execution(client_chunk=chunk))
   val = ValBatch(x[0, :val_size], y[0, :val_size],
                  jnp.full(val_size, 1 / val_size))
   batch = RoundBatch(jnp.arange(k, dtype=jnp.int32), ClientBatch(x, y, count),

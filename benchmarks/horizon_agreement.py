@@ -33,10 +33,11 @@ import numpy as np
 import optax
 
 from common import write_rows
-from pfhpo import models
+from pfhpo import algorithms, models
 from pfhpo.experiment.flags import command_from_args
 from pfhpo.experiment.setup import build, keys, sample_clients
-from pfhpo.federated import make_round
+from pfhpo.federated import Execution, make_round
+from pfhpo.federated.credit import make_credit
 from pfhpo.policies import GumbelConfig, gumbel
 
 
@@ -59,14 +60,15 @@ def credits(config: str, horizons: list[int], samples: list[int],
                                    cfg.run.clients_per_round))
   runs = {}
   for h, e in estimators:
-    credit, _, m = e.partition(':')
-    policy = gumbel(exp.space, optax.sgd(0.0),
-                    credit_at=GumbelConfig().credit_at, horizon=h,
-                    horizon_credit=credit, horizon_sample=int(m or 1))
+    estimator, _, m = e.partition(':')
     algorithm = make_round(
-        model, exp.data.features, cfg.server.optimizer(), exp.space, policy,
-        momentum=cfg.space.momentum, unroll=exp.resolved['unroll'],
-        client_chunk=exp.resolved['client_chunk'])
+        model, exp.data.features, cfg.server.optimizer(), exp.space,
+        gumbel(exp.space, optax.sgd(0.0)),
+        make_credit(h, estimator, int(m or 1), GumbelConfig().credit_at),
+        algorithms.create('fedavg', None, model, exp.data.features,
+                          exp.space.max_steps, exp.space.max_batch,
+                          cfg.space.momentum, exp.resolved['unroll']),
+        Execution(exp.resolved['client_chunk']))
     state, table = algorithm.init(init_key, exp.data.num_clients, first)
     runs[h, e] = [jax.jit(algorithm.apply), state, table, []]
   choices = []

@@ -38,7 +38,8 @@ import optax
 from common import (CLASSES, FEATURES, SHAPE, client_data, interleaved,
                     write_rows)
 from pfhpo import models, policies
-from pfhpo.federated import client_mesh, make_round
+from pfhpo.federated import Execution, client_mesh, make_round
+from pfhpo.federated.credit import make_credit
 from pfhpo.federated.local_update import default_client_chunk
 from pfhpo.policies import make_space
 from pfhpo.types import ClientBatch, RoundBatch, ValBatch
@@ -62,15 +63,14 @@ def round_of(model, space, name: str, k: int, n: int, val_size: int,
       jnp.asarray(x), jnp.asarray(y), jnp.full(k, n, jnp.int32)), val)
   if name == 'static':
     policy = policies.create(name, space, policies.StaticConfig(0))
-  elif horizon is None:
-    policy = policies.create(name, space)
   else:
-    policy = policies.create(name, space, policies.GumbelConfig(
-        horizon=horizon, horizon_credit=horizon_credit,
-        **({'horizon_sample': horizon_sample} if horizon_sample else {})))
+    policy = policies.create(name, space)
+  credit = (None if name == 'static' or horizon is None else make_credit(
+      horizon, horizon_credit, **({'sample': horizon_sample}
+                                  if horizon_sample else {})))
   algorithm = make_round(model, FEATURES, optax.sgd(1.0), space, policy,
-                         client_chunk=default_client_chunk(model.name),
-                         mesh=client_mesh())
+                         credit, execution=Execution(
+                             default_client_chunk(model.name), client_mesh()))
   step = jax.jit(algorithm.apply,
                  donate_argnums=(0,) if donate else algorithm.donate)
   state = list(algorithm.init(jax.random.PRNGKey(0), k, batch))
@@ -82,8 +82,8 @@ def round_of(model, space, name: str, k: int, n: int, val_size: int,
                                  jax.random.PRNGKey(r))
     jax.block_until_ready(state[0])
 
-  for r in range(policy.horizon):  # compiles, and fills a credit's window: the
-    # timed rounds each take the credit of the round `horizon` - 1 back
+  for r in range(horizon or 2):  # compiles, and fills a credit's window:
+    # the timed rounds each take the credit of the round `horizon` - 1 back
     one_round(r)
   return one_round, (memory.argument_size_in_bytes +
                      memory.output_size_in_bytes - memory.alias_size_in_bytes

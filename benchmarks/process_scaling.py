@@ -40,6 +40,7 @@ def worker(a) -> None:
   from common import CLASSES, FEATURES, SHAPE, client_data, timed
   from pfhpo import models
   from pfhpo.algorithms import fedavg
+  from pfhpo.federated import Execution
   from pfhpo.federated import client_mesh
   from pfhpo.federated.local_update import default_client_chunk
   from pfhpo.federated.sharding import client_rows, replicated
@@ -49,7 +50,7 @@ def worker(a) -> None:
   mesh = client_mesh()
   model = models.create(a.model, SHAPE, CLASSES)
   algo = fedavg(model, FEATURES, optax.sgd(1.0), 0.05, a.steps, a.batch,
-                client_chunk=default_client_chunk(a.model), mesh=mesh)
+                execution=Execution(default_client_chunk(a.model), mesh))
   x, y = client_data(k, n)
   everyone = np.arange(k)
   val = ValBatch(x[0, :100], y[0, :100], np.full(100, 0.01, np.float32))

@@ -55,7 +55,7 @@ from matmul_floor import matmul_floor, matmul_peak, round_flops, step_matmuls
 from pfhpo import convolution, models
 from pfhpo.compat import fedjax
 from pfhpo.algorithms import fedavg
-from pfhpo.federated import client_mesh
+from pfhpo.federated import Execution, client_mesh
 from pfhpo.federated.local_update import default_client_chunk, default_unroll
 from pfhpo.federated.sharding import client_rows, replicate
 from pfhpo.models import cross_entropy
@@ -83,8 +83,8 @@ def ours(name: str, k: int, steps: int, batch: int, n: int, conv_impl: str,
   model = models.create(name, SHAPE, CLASSES, conv_impl=conv_impl)
   mesh = client_mesh()
   algo = fedavg(model, FEATURES, optax.sgd(1.0), 0.05, steps, batch,
-                client_chunk=chunk, mesh=mesh,
-                unroll=default_unroll(name, conv_impl))
+                unroll=default_unroll(name, conv_impl),
+                execution=Execution(chunk, mesh))
   x, y = client_data(k, n)
   # As a run's loop builds a round (data/batches.py): the clients' rows
   # already on their devices, split over the mesh (a run sends the next

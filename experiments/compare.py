@@ -120,7 +120,8 @@ def main(argv=None) -> int:
       results = run_all(base, grid, out, progress)
       report = write_report(results, out, title)
   except ConfigError as e:
-    print(f"error: {flag_message(str(e), GRID_FLAGS + ('out_dir', 'methods'))}",
+    more = GRID_FLAGS + ('out_dir', 'methods')
+    print(f'error: {flag_message(str(e), more)}',
           file=sys.stderr)
     return 2
   print(report)

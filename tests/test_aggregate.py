@@ -112,7 +112,8 @@ def test_recomputed_clients_keep_device_memory_flat_in_the_clients():
   the backward pass (then it does not grow)."""
   import optax
   from pfhpo import models
-  from pfhpo.federated import make_round
+  from pfhpo.federated import Execution, make_round
+  from pfhpo.federated.credit import one_round
   from pfhpo.policies import gumbel, make_space
   from pfhpo.types import ClientBatch, RoundBatch, ValBatch
   model = models.create('mlp', (8, 8, 1), 10)
@@ -124,8 +125,9 @@ def test_recomputed_clients_keep_device_memory_flat_in_the_clients():
         x, y, np.full(k, 8, np.int32)), ValBatch(x[0], y[0], np.full(
             8, 1 / 8, np.float32)))
     algo = make_round(model, lambda a: a.astype(jnp.float32), optax.sgd(1.0),
-                      space, gumbel(space, optax.sgd(0.5), horizon=1),
-                      client_chunk=2, recompute=recompute)
+                      space, gumbel(space, optax.sgd(0.5)), one_round(),
+                      execution=Execution(client_chunk=2,
+                                          recompute=recompute))
     state, rows = algo.init(jax.random.PRNGKey(0), k)
     return jax.jit(algo.apply).lower(state, rows, batch, jax.random.PRNGKey(
         0)).compile().memory_analysis().temp_size_in_bytes

@@ -16,6 +16,7 @@ import optax
 
 from pfhpo import models
 from pfhpo.algorithms import fedavg
+from pfhpo.federated import Execution
 from pfhpo.federated.local_update import example_order
 from pfhpo.types import ClientBatch, RoundBatch, ValBatch
 
@@ -89,7 +90,7 @@ def test_lean_round_computes_our_fedavg_round():
   y = rng.integers(0, classes, (k, n)).astype(np.int32)
   count = np.full(k, n, np.int32)
   ours = fedavg(model, FEATURES, optax.sgd(1.0), lr, steps, batch,
-                client_chunk=2)
+                execution=Execution(client_chunk=2))
   state, rows = ours.init(jax.random.PRNGKey(0), k)
   key = jax.random.PRNGKey(1)
   val = ValBatch(x[0, :2], y[0, :2], np.full(2, 0.5, np.float32))

@@ -1,6 +1,7 @@
 """Config groups, the generated command line, presets and overrides."""
 import ast
 import dataclasses
+import inspect
 import re
 import typing
 from pathlib import Path
@@ -14,7 +15,10 @@ from pfhpo.experiment.config import all_settings, own_settings
 from pfhpo.experiment.flags import (PROCESS_FLAGS, command_from_args,
                                     flag_message, parser)
 from pfhpo.experiment.retired import RETIRED
-from pfhpo.policies import REGISTRY, FedExConfig, GumbelConfig
+from pfhpo.federated.credit import make_credit
+from pfhpo.policies import REGISTRY, FedExConfig, GumbelConfig, gumbel
+from pfhpo.policies.registry import credit_of
+from pfhpo.types import CreditSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = sorted((ROOT / 'experiments' / 'configs').glob('*.toml'))
@@ -145,3 +149,17 @@ def test_every_float_setting_rejects_inf_and_nan(value):
     one = float(value) if name == 'target_acc' else (0.5, float(value))
     with pytest.raises(ConfigError, match=f'`{name}` must be finite'):
       CompareConfig(**{name: one})
+
+
+def test_the_command_lines_gumbel_is_the_librarys_default():
+  """One set of defaults: `--policy=gumbel`'s settings are `gumbel`'s own
+  and its credit's (`CreditSettings`, which `make_credit` defaults to)."""
+  config, own = GumbelConfig(), inspect.signature(gumbel).parameters
+  assert (config.policy_scope, config.prior_rate, config.policy_basis) == (
+      own['scope'].default, own['prior_rate'].default, own['basis'].default)
+  assert config.credit() == CreditSettings()
+  credit = inspect.signature(make_credit).parameters
+  assert CreditSettings() == CreditSettings(
+      *(credit[name].default for name in CreditSettings._fields))
+  assert credit_of('gumbel') == CreditSettings()
+  assert credit_of('fedex') is None  # the round's own choice: none

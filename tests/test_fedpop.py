@@ -1,4 +1,4 @@
-"""FedPop (`pfhpo.tuners.fedpop`, `pfhpo.policies.fedpop`): the exploit step
+"""FedPop (`pfhpo.fedpop`): the exploit step
 copies the best members into the worst, explore moves only the copies, a
 population of one without perturbation is a static run, and the round's
 cost is every member's."""
@@ -9,11 +9,12 @@ import optax
 
 from pfhpo.evaluate import make_val_loss
 from pfhpo.federated import make_round
-from pfhpo.federated.server import server_optimizer, server_space
+from pfhpo.federated.server import server_optimizer
+from pfhpo.policies.space import server_space
 from pfhpo.models import Model
 from pfhpo.policies import fedpop, static
 from pfhpo.policies.space import make_space
-from pfhpo.tuners.fedpop import exploit, explore, population_round
+from pfhpo.fedpop.population import exploit, explore, population_round
 from pfhpo.types import ClientBatch, Feedback, RoundBatch, ValBatch
 
 C, N, D = 6, 24, 5

@@ -15,12 +15,15 @@ from pfhpo.federated import make_round
 from pfhpo.federated.client import sgd_client
 from pfhpo.federated.cohort import make_cohort
 from pfhpo.federated.divergence import make_diverged
-from pfhpo.federated.horizon import (ClientUpdates, RoundRecord, SampledInput,
-                                     horizon_credit, replay_step, step_at)
+from pfhpo.federated.credit import ESTIMATORS, make_credit
+from pfhpo.federated.estimators import SampledInput, first_order
+from pfhpo.federated.horizon import (ClientUpdates, RoundRecord,
+                                     horizon_credit, step_at)
 from pfhpo.federated.local_update import make_local_update, make_masked_loss
 from pfhpo.federated.server import (init_server, server_optimizer,
-                                    server_space, with_server_hparams)
+                                    with_server_hparams)
 from pfhpo.policies import gumbel
+from pfhpo.policies.space import server_space
 from pfhpo.types import Feedback
 from test_round import C, SPACE, linear_model, problem, _val_loss
 
@@ -29,18 +32,19 @@ FLAT = lambda p: jnp.concatenate([p['w'].ravel(), p['b']])
 UNFLAT = lambda v: {'w': v[:-2].reshape(-1, 2), 'b': v[-2:]}
 
 
-def _rounds(policy, server_opt, horizon=K):
-  """`horizon` compiled rounds of `policy` from the initial state, round r
-  keyed PRNGKey(r): the initial state, the batch, and each round's
-  metrics; the last round's credit is the first round's clients'."""
+def _rounds(policy, credit, server_opt, rounds=K):
+  """`rounds` compiled rounds of `policy` and `credit` from the initial
+  state, round r keyed PRNGKey(r): the initial state, the batch, and each
+  round's metrics; with a credit over K = `rounds` rounds, the last
+  round's credit is the first round's clients'."""
   algorithm = make_round(linear_model(), lambda x: x, server_opt, SPACE,
-                         policy)
+                         policy, credit)
   batch = problem()
   state, rows = algorithm.init(jax.random.PRNGKey(0), C, batch)
   start = state
   step = jax.jit(algorithm.apply)
   metrics = []
-  for r in range(horizon):
+  for r in range(rounds):
     state, rows, m = step(state, rows, batch, jax.random.PRNGKey(r))
     assert int(m.dropped_clients) == 0 and bool(m.updated)
     metrics.append(m)
@@ -96,8 +100,8 @@ def test_the_exact_credit_is_finite_differences_of_the_k_round_loss(
   server_opt = SERVERS[server]
   axis = AXIS if server == 'drawn' else None
   start, batch, metrics, _ = _rounds(
-      gumbel(SPACE, optax.sgd(0.5), credit_at=t, horizon=K,
-             horizon_credit='exact', server=axis), server_opt)
+      gumbel(SPACE, optax.sgd(0.5), server=axis),
+      make_credit(K, 'exact', at=t), server_opt)
   for m in metrics[:-1]:  # no window has closed yet
     np.testing.assert_array_equal(m.credit, 0.0)
   if axis is not None:  # the rounds stepped at different configurations
@@ -111,8 +115,8 @@ def test_the_exact_credit_is_finite_differences_of_the_k_round_loss(
   np.testing.assert_allclose(credit, fd, rtol=3e-2, atol=2e-5)
   np.testing.assert_allclose(credit, jax.jit(jax.grad(loss))(at), rtol=1e-3,
                              atol=1e-6)
-  one_round = _rounds(gumbel(SPACE, optax.sgd(0.5), credit_at=t, horizon=1),
-                      server_opt, horizon=1)[2][0].credit
+  one_round = _rounds(gumbel(SPACE, optax.sgd(0.5)),
+                      make_credit(1, at=t), server_opt, rounds=1)[2][0].credit
   assert np.max(np.abs(credit - one_round)) > 0.1 * np.max(np.abs(credit))
 
 
@@ -127,8 +131,8 @@ def test_the_first_order_credit_is_its_closed_form(server):
   eta, beta = (1.0, 0.0) if server == 'sgd' else (0.5, 0.9)
   t = 0.5
   start, batch, metrics, end = _rounds(
-      gumbel(SPACE, optax.sgd(0.5), credit_at=t, horizon=K,
-             horizon_credit='first_order'), server_opt)
+      gumbel(SPACE, optax.sgd(0.5)), make_credit(K, 'first_order', at=t),
+      server_opt)
   _, one = _k_round_loss(start, batch, metrics, server_opt)
   train, theta = batch.train, start.server.params
   keys = jax.random.split(jax.random.split(jax.random.PRNGKey(0))[1], C)
@@ -157,8 +161,8 @@ def test_the_sampled_credit_is_unbiased_and_exact_with_every_client():
   are the window of a compiled 3-round exact credit after two rounds."""
   server_opt = SERVERS['momentum']
   _, batch, _, state = _rounds(
-      gumbel(SPACE, optax.sgd(0.5), horizon=3, horizon_credit='exact'),
-      server_opt, horizon=2)
+      gumbel(SPACE, optax.sgd(0.5)), make_credit(3, 'exact'), server_opt,
+      rounds=2)
   first, later = [jax.tree_util.tree_map(lambda w: w[i], state.window.rounds)
                   for i in (0, 1)]
   model = linear_model()
@@ -172,7 +176,7 @@ def test_the_sampled_credit_is_unbiased_and_exact_with_every_client():
   def credit(estimator, later):
     step = step_at(server_opt)
     return horizon_credit(
-        step, replay_step(estimator, cohort, step), val_loss, first,
+        step, ESTIMATORS[estimator](C).replay(cohort, step), val_loss, first,
         jax.tree_util.tree_map(lambda a: a[None], later), 1.0)
 
   credit = jax.jit(credit, static_argnums=0)
@@ -201,9 +205,10 @@ def test_the_compiled_sampled_credit_of_every_client_is_the_exact_one():
   """In the compiled round (a window of 3 rounds), the 'sampled' credit
   with `horizon_sample` above the round's clients trains all of them again
   and reports the exact credit (at c = 1)."""
-  credit = lambda estimator: _rounds(gumbel(
-      SPACE, optax.sgd(0.5), credit_at=1.0, horizon=K, horizon_credit=estimator,
-      horizon_sample=2 * C), SERVERS['sgd'])[2][-1].credit
+  credit = lambda estimator: _rounds(
+      gumbel(SPACE, optax.sgd(0.5)),
+      make_credit(K, estimator, sample=2 * C, at=1.0),
+      SERVERS['sgd'])[2][-1].credit
   exact = np.asarray(credit('exact'))
   np.testing.assert_allclose(credit('sampled'), exact, rtol=1e-4,
                              atol=1e-6 * np.max(np.abs(exact)))
@@ -230,8 +235,7 @@ def test_a_rejected_round_inside_the_window_passes_no_credit():
   loss = lambda p: jnp.sum((p['w'] - 1.0)**2)
   step = step_at(opt)
   credit = lambda later: horizon_credit(
-      step, replay_step('first_order', None, step), loss, first, later,
-      0.5)
+      step, first_order().replay(None, step), loss, first, later, 0.5)
   without = credit(stack(kept))
   np.testing.assert_array_equal(credit(stack(kept, thrown)), without)
   taken = credit(stack(kept, thrown._replace(updated=jnp.asarray(True))))
@@ -245,10 +249,9 @@ def test_each_scope_moves_the_rows_of_the_round_whose_window_closed(scope):
   after round 1 are those of one `update` with round 0's choices and the
   round's reported credit."""
   features = np.eye(C, 3, dtype=np.float32)
-  policy = gumbel(SPACE, optax.sgd(0.5), scope=scope, horizon=2,
-                  horizon_credit='first_order', features=features)
+  policy = gumbel(SPACE, optax.sgd(0.5), scope=scope, features=features)
   algorithm = make_round(linear_model(), lambda x: x, optax.sgd(1.0), SPACE,
-                         policy)
+                         policy, make_credit(2, 'first_order'))
   batch = problem()
   state, rows = algorithm.init(jax.random.PRNGKey(0), C, batch)
   step = jax.jit(algorithm.apply)
@@ -259,7 +262,7 @@ def test_each_scope_moves_the_rows_of_the_round_whose_window_closed(scope):
   second, rows, m1 = step(first, rows, batch, jax.random.PRNGKey(1))
   assert np.max(np.abs(m1.credit)) > 0
   fb = Feedback(batch.clients, m0.choices, m1.credit, m1.val_loss, m1.val_acc,
-                jnp.zeros(C), diverged=jnp.zeros(C, bool))
+                jnp.zeros(C), failed=jnp.zeros(C, bool))
   want = policy.update(first.policy._replace(
       seen_loss=second.policy.seen_loss), fb)
   for a, b in zip(jax.tree_util.tree_leaves(second.policy),

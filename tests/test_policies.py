@@ -354,10 +354,10 @@ def test_a_diverged_client_is_penalised_beyond_every_client_that_trained():
   policy = gumbel(SPACE, optax.sgd(0.5))
   state = policy.init(None, 4)
   fb = _feedback([0, 1, 2, 3], [0, 4, 1, 2], credit=[0.2, 0.0, -0.1, 0.5])
-  new = policy.update(state, fb._replace(diverged=diverged))
+  new = policy.update(state, fb._replace(failed=diverged))
   assert float(policy.probabilities(new, jnp.array([1]))[0, 4]) < 1 / 6 - 0.05
   # reinforce: the diverged client gets reward 0, the others the accuracy.
   policy = reinforce(SPACE, optax.sgd(1.0), baseline_decay=None)
-  new = policy.update(policy.init(None, 4), fb._replace(diverged=diverged))
+  new = policy.update(policy.init(None, 4), fb._replace(failed=diverged))
   p = np.asarray(policy.probabilities(new, jnp.arange(4)))
   assert p[0, 0] > 1 / 6 and p[1, 4] == pytest.approx(1 / 6)

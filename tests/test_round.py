@@ -12,7 +12,8 @@ import numpy as np
 import optax
 import pytest
 
-from pfhpo.federated import make_round, put_rows, take_rows
+from pfhpo.federated import Execution, make_round, put_rows, take_rows
+from pfhpo.federated.credit import one_round
 from pfhpo.federated.local_update import make_local_update
 from pfhpo.models import Model, cross_entropy
 from pfhpo.policies import (Policy, fedex, gumbel, pfedex, random, reinforce,
@@ -61,7 +62,7 @@ def run_policy(policy, rounds=40, chunk=None):
   """Runs `rounds` rounds with every client; (probabilities f32[C, H] of the
   final policy, the per-round RoundMetrics)."""
   algorithm = make_round(linear_model(), lambda x: x, optax.sgd(1.0), SPACE,
-                         policy, client_chunk=chunk)
+                         policy, execution=Execution(client_chunk=chunk))
   step = jax.jit(algorithm.apply)
   batch = problem()
   state, rows = algorithm.init(jax.random.PRNGKey(0), C, batch)
@@ -158,12 +159,12 @@ def test_fedex_concentrates_on_the_best_shared_configuration():
 FLAT = lambda t: jnp.concatenate([t['w'].ravel(), t['b'].ravel()])
 
 
-def _round_from_theta(policy, key=jax.random.PRNGKey(3)):
+def _round_from_theta(policy, credit=None, key=jax.random.PRNGKey(3)):
   """One round of every client of `problem()` from a nonzero model theta;
   (theta, batch, new state, metrics, each client's theta_i trained again
   outside the round, the weights w_i, theta_g flattened)."""
   algorithm = make_round(linear_model(), lambda x: x, optax.sgd(1.0), SPACE,
-                         policy)
+                         policy, credit)
   batch = problem()
   state, rows = algorithm.init(jax.random.PRNGKey(0), C, batch)
   # A nonzero starting model, so that a lost theta term shows.
@@ -201,8 +202,8 @@ def test_the_rounds_one_round_credit_is_its_closed_form(t):
   it (w_i <dL/dtheta(c), theta_i>, the update's theta left in, differs:
   nonzero theta here). Whatever t, the server moves to, and reports the
   loss of, the aggregate at c = 1."""
-  policy = gumbel(SPACE, optax.sgd(0.5), credit_at=t, horizon=1)
-  theta, batch, new, metrics, trained, w, theta_g = _round_from_theta(policy)
+  theta, batch, new, metrics, trained, w, theta_g = _round_from_theta(
+      gumbel(SPACE, optax.sgd(0.5)), one_round(t))
   val_loss = _val_loss(batch.val)
   flat = FLAT
   np.testing.assert_allclose(flat(new.server.params), theta_g, rtol=1e-5,
@@ -290,7 +291,7 @@ def test_an_exploded_aggregate_is_rejected_and_every_client_penalised():
   and optimizer state, and the policy hears that every client failed."""
   policy = _fixed_choices(np.zeros(C, int))._replace(
       init=lambda key, n: jnp.zeros(n, bool),
-      update=lambda state, fb: fb.diverged)
+      update=lambda state, fb: fb.failed)
   algorithm = make_round(linear_model(), lambda x: x,
                          optax.sgd(1.0, momentum=0.9), DIVERGE, policy)
   state, rows = algorithm.init(jax.random.PRNGKey(0), C)

@@ -10,11 +10,11 @@ import pytest
 
 from pfhpo.federated import make_round
 from pfhpo.federated.server import (credited_server_step, init_server,
-                                    server_optimizer, server_space,
-                                    server_step, with_server_hparams)
+                                    server_optimizer, server_step,
+                                    with_server_hparams)
 from pfhpo.models import Model, cross_entropy
 from pfhpo.policies import gumbel, static
-from pfhpo.policies.space import make_space
+from pfhpo.policies.space import make_space, server_space
 from pfhpo.types import ClientBatch, RoundBatch, ValBatch
 
 D = 6

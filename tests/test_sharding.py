@@ -16,7 +16,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = textwrap.dedent('''
     import jax, jax.numpy as jnp, numpy as np, optax
     from pfhpo import models
-    from pfhpo.federated import client_mesh, make_round
+    from pfhpo.federated import Execution, client_mesh, make_round
+    from pfhpo.federated.credit import make_credit
     from pfhpo.policies import gumbel, make_space
     from pfhpo.types import ClientBatch, RoundBatch, ValBatch
     assert jax.device_count() == 4
@@ -35,13 +36,13 @@ SCRIPT = textwrap.dedent('''
     # stored aggregate's path of 'first_order' too).
     space = make_space([0.01, 0.1, 0.3], [1, 3, 5], [2, 8])
     out = []
-    for policy, mesh in [(gumbel(space, optax.sgd(0.5), horizon=h,
-                                 horizon_credit=e, horizon_sample=3), mesh)
+    for credit, mesh in [(make_credit(h, e, sample=3), mesh)
                          for h, e in [(1, 'exact'), (2, 'exact'),
                                       (2, 'sampled')]
                          for mesh in (None, client_mesh())]:
-      algo = make_round(model, features, optax.sgd(1.0), space, policy,
-                        client_chunk=1, mesh=mesh)
+      algo = make_round(model, features, optax.sgd(1.0), space,
+                        gumbel(space, optax.sgd(0.5)), credit,
+                        execution=Execution(client_chunk=1, mesh=mesh))
       state, rows = algo.init(jax.random.PRNGKey(0), K, batch)
       init = state.server.params
       step = jax.jit(algo.apply)

@@ -11,6 +11,8 @@ from typing import Any, NamedTuple
 
 import jax
 
+from pfhpo.settings import require
+
 Params = Any  # a model's parameter pytree
 
 
@@ -76,8 +78,35 @@ class RoundState(NamedTuple):
   # (`pfhpo.federated.horizon.Window`; () for a one-round credit)
   window: Any = ()
   # FedPop's members, whose best is `server` and `policy`
-  # (`pfhpo.tuners.fedpop.Population`; () for a single run)
+  # (`pfhpo.fedpop.population.Population`; () for a single run)
   population: Any = ()
+
+
+class CreditSettings(NamedTuple):
+  """The settings of a round's credit (`pfhpo.federated.credit.make_credit`);
+  the defaults are the shipped method's: dL/dc at c = `at` 1 of the
+  validation loss `horizon` rounds on, the rounds after the first taken by
+  `estimator` ('exact', 'first_order' or 'sampled', from `sample` of
+  their clients trained again)."""
+  horizon: int = 2
+  estimator: str = 'sampled'
+  sample: int = 2
+  at: float = 0.5
+
+  def checked(self) -> 'CreditSettings':
+    require(self.horizon >= 1,
+            f'`horizon` must be >= 1 rounds, got {self.horizon}')
+    require(self.estimator in ESTIMATORS, f'unknown `horizon_credit`='
+            f'{self.estimator!r}; choose one of {", ".join(ESTIMATORS)}')
+    require(self.sample >= 1,
+            f'`horizon_sample` must be >= 1 clients, got {self.sample}')
+    require(0 < self.at <= 1, f'`credit_at` must be in (0, 1], got {self.at}')
+    return self
+
+
+# How a credit over K rounds takes the rounds after the first
+# (`pfhpo.federated.estimators`).
+ESTIMATORS = ('exact', 'first_order', 'sampled')
 
 
 class RoundMetrics(NamedTuple):
@@ -94,7 +123,7 @@ class RoundMetrics(NamedTuple):
   choices: jax.Array  # i32[K] configuration index (-1: not a grid point)
   hparams: ClientHParams  # [K] each, what every client used
   # f32[K] dL/dc_i of the clients this round credited: its own, or with a
-  # credit over H rounds, round r - H + 1's (zeros unless measured)
+  # credit over K rounds, round r - K + 1's (zeros unless measured)
   credit: jax.Array
   # i32[] the server configuration the policy drew (-1: the run's own)
   server_choice: jax.Array
@@ -104,7 +133,8 @@ class Feedback(NamedTuple):
   """What a round measured, for the policy to learn from."""
   clients: jax.Array  # i32[K] client indices of the round
   choices: jax.Array  # i32[K] configuration index each client used
-  credit: jax.Array  # f32[K] dL/dc_i at c = 1 (zeros unless measured)
+  credit: jax.Array  # f32[K] dL/dc_i at the credit's c = t 1 (zeros unless
+  # measured; for a credit over K rounds, of that round's validation loss)
   val_loss: jax.Array  # f32[] validation loss of the aggregated model
   val_acc: jax.Array  # f32[] validation accuracy of the aggregated model
   client_loss: jax.Array  # f32[K] each client's mean local training loss
@@ -115,5 +145,5 @@ class Feedback(NamedTuple):
   delta: Any = None  # the aggregate update theta_g - theta (server pytree)
   alignment: jax.Array | None = None  # f32[K] (ones unless measured)
   # bool[K] the clients whose update failed: diverged (left out), or in an
-  # aggregate the server rejected
-  diverged: jax.Array | None = None
+  # aggregate the server rejected, or whose credit or loss overflowed
+  failed: jax.Array | None = None

@@ -20,7 +20,8 @@ import optax
 
 from pfhpo.algorithms.registry import AlgorithmContext, register
 from pfhpo.federated.client import ClientAlgorithm, sgd_client
-from pfhpo.federated.round import FederatedAlgorithm, make_round
+from pfhpo.federated.local_update import make_local_update
+from pfhpo.federated.round import Execution, FederatedAlgorithm, make_round
 from pfhpo.models import Model
 from pfhpo.policies.fixed import static
 from pfhpo.policies.space import make_space
@@ -39,9 +40,14 @@ def _build(config: FedAvgConfig, context: AlgorithmContext) -> ClientAlgorithm:
 
 def fedavg(model: Model, features: Callable,
            server_opt: optax.GradientTransformation, lr: float,
-           local_steps: int, batch_size: int, **options) -> FederatedAlgorithm:
+           local_steps: int, batch_size: int, momentum: float = 0.0,
+           unroll: bool = False,
+           execution: Execution = Execution()) -> FederatedAlgorithm:
   """FedAvg (FedAvgM, FedAdam with their server optimizers): the round with
-  every client on one configuration. `options` as `make_round`'s."""
+  every client on one configuration, local SGD with heavy-ball `momentum`
+  (its loop unrolled where `unroll`), run as `execution` says."""
   space = make_space([lr], [local_steps], [batch_size])
   return make_round(model, features, server_opt, space, static(space),
-                    **options)
+                    client=sgd_client(make_local_update(
+                        model, features, local_steps, batch_size, momentum,
+                        unroll)), execution=execution)

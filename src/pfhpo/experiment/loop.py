@@ -86,9 +86,8 @@ def _train(exp: Experiment, out: RunDirectory) -> Summary:
 
   # (a credit over several rounds keeps a window of rounds shaped like
   # round 1's)
-  algorithm, table = exp.algorithm.init(
-      init_key, data.num_clients,
-      round_input(1)[1] if exp.policy.horizon > 1 else None)
+  algorithm, table = exp.algorithm.init(init_key, data.num_clients,
+                                        round_input(1)[1])
   state = RunState(0, algorithm, table, Totals.zeros(), (), (), None, 0.0)
   checkpoints = RunCheckpoints(out.path, writes=out.writes)
   if run.resume:  # read before anything is written: a bad one changes nothing

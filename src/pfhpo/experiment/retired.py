@@ -38,5 +38,6 @@ def check_retired(values: Mapping[str, Any], policy: str,
     gone = (name in RETIRED or RETIRED_FROM.get(name) == policy
             or value in RETIRED_VALUES.get(name, ()))
     what = f'`{name}`={value}' if name in RETIRED_VALUES else f'`{name}`'
-    require(not gone, f'{where}{what} was retired after its ablation (RESULTS.md); '
-            f'it still runs at the git tag {TAG} (`git checkout {TAG}`)')
+    require(not gone, f'{where}{what} was retired after its ablation '
+            f'(RESULTS.md); it still runs at the git tag {TAG} '
+            f'(`git checkout {TAG}`)')

@@ -27,15 +27,18 @@ from pfhpo.evaluate import (PERSONAL_BLOCK, PersonalMetrics, by_blocks,
                             make_personalized_evaluate, make_val_loss,
                             make_validate, summarize_personal)
 from pfhpo.experiment.config import Config
-from pfhpo.federated import FederatedAlgorithm, client_mesh, make_round
+from pfhpo.federated import (Execution, FederatedAlgorithm, client_mesh,
+                             make_round)
+from pfhpo.federated.credit import make_credit
 from pfhpo.federated.sharding import replicated
 from pfhpo.federated.local_update import (default_client_chunk, default_unroll,
                                           make_masked_loss)
 from pfhpo.policies import Policy, SearchSpace, create
+from pfhpo.policies.registry import credit_of
 from pfhpo.policies.base import CREDIT
 from pfhpo.policies.features import client_features
 from pfhpo.settings import require
-from pfhpo.tuners.fedpop import check_population, population_round
+from pfhpo.fedpop.population import check_population, population_round
 from pfhpo.types import RoundBatch, RoundState
 
 
@@ -134,9 +137,12 @@ def build(cfg: Config) -> Experiment:
           '`server_lrs` and `server_momenta`')
   recompute = recompute_clients(run, policy, chunk, params_like,
                                 mesh.size if mesh is not None else 1)
-  algorithm = make_round(model, data.features, server_opt, space,
-                         policy, client_chunk=chunk, mesh=mesh, client=client,
-                         recompute=recompute)
+  settings = credit_of(cfg.policy.policy, cfg.policy.options)
+  credit = None if settings is None else make_credit(*settings)
+  algorithm = make_round(
+      model, data.features, server_opt, space, policy,
+      credit, client,
+      Execution(chunk, mesh, recompute))
   if policy.population is not None:
     algorithm = population_round(algorithm, policy.population,
                                  make_val_loss(model, data.features))

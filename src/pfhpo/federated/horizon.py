@@ -1,5 +1,5 @@
 """A credit that looks K rounds ahead: the window of past rounds it needs,
-and its two estimators.
+and the credit of the oldest round through the rounds after it.
 
 Round t's clients train from theta_t; the server aggregates them with
 coefficients c_t and steps, and the rounds after it run as they did:
@@ -20,48 +20,9 @@ Short-Horizon Bias in Stochastic Meta-Optimization", ICLR 2018): a step
 that raises the next validation loss may still lower the loss a few
 rounds on, which one round's credit cannot see.
 
-Three estimators of dF_t/dc (`HORIZON_CREDITS` in `pfhpo.policies.base`):
-
-* 'exact': `jax.grad` through the K - 1 later rounds, their local
-  training from the aggregate each received (the Jacobian of local SGD:
-  second-order terms), their aggregation and the server optimizer. Round
-  t's own training does not depend on c_t: its clients' updates are kept.
-  The later rounds are trained again from S_{t+1}(c) with what each used
-  (its clients' rows, data, hyper-parameters and key); each is a
-  `jax.checkpoint` inside a `lax.scan`, so the backward pass keeps K
-  server states and one round's intermediates at a time.
-* 'first_order': local training's Jacobian taken as the identity, so the
-  later rounds' aggregates Delta_u stay the values the run measured and
-  theta_{t+K} depends on c only through the server optimizer:
-
-      dF_t/dc_i ~= w_i <dL_val/dtheta (theta_{t+K}), dtheta_{t+K}/dDelta_t (theta_{t,i} - theta_t)>
-
-  which for server SGD at learning rate eta is eta w_i <g_{t+K}, Delta_{t,i}>
-  (times (1 - beta^K)/(1 - beta) with momentum beta): the inner product of
-  a client's round-t update with the validation gradient K rounds later.
-  No second-order terms, and no client trained again.
-* 'sampled': the exact Jacobian of each later round u estimated from m of
-  its k clients, M_u, drawn uniformly without replacement when the round
-  ran. The forward value is the stored aggregate, as 'first_order'; the
-  derivative is the sample's, scaled to the round:
-
-      Delta_u(theta) = sum_i s_i Delta_{u,i}
-                       + (k/m) sum_{j in M_u} s_j (Delta_{u,j}(theta) - sg(Delta_{u,j}(theta)))
-
-  (sg: stop_gradient; s_i the client's share of the aggregate). The
-  added term is zero in value, and its Jacobian (k/m) sum_{j in M_u} s_j
-  (J_{u,j} - I) is unbiased for the exact sum_i s_i (J_{u,i} - I), the
-  part of local training's Jacobian that 'first_order' drops; for K = 2
-  the credit is linear in it, so the credit is unbiased too (for K > 2
-  the rounds' samples are independent, so their product is). It trains m
-  clients again a later round instead of k, and the window keeps only
-  their inputs. With m = k it is the exact credit at c = 1; at
-  `credit_at` < 1 its later rounds are the run's own, as for
-  'first_order', where the exact credit trains them again from the model
-  that c gives.
-
-'exact' and 'sampled' train the later rounds' clients outside the round's
-`shard_map` (`make_round`), so every estimator runs over a client mesh.
+The rounds after the credited one are taken by an `Estimator`
+(`estimators.py`: 'exact', 'first_order' or 'sampled'; `credit.py` builds
+the credit from one).
 
 However the later rounds are taken, round t's credit is one backward pass
 to v = dF_t/dDelta_t and one pass over its stored client updates,
@@ -81,38 +42,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from pfhpo.federated.estimators import (Estimator, RoundInput, SampledInput,
+                                        zeros_like_rows)
 from pfhpo.federated.server import server_step, with_server_hparams
-from pfhpo.types import ClientBatch, ClientHParams, ServerState
+from pfhpo.types import ClientHParams, ServerState
 
 tree_map = jax.tree_util.tree_map
-
-
-class RoundInput(NamedTuple):
-  """What training a round's clients again takes ('exact'): [k, ...]."""
-  rows: Any  # the clients' rows of per-client state before the round
-  train: ClientBatch
-  hparams: ClientHParams
-  key: jax.Array  # the round's training key
-
-
-class SampledInput(NamedTuple):
-  """What training m of a round's k clients again takes ('sampled'): [m, ...]."""
-  positions: jax.Array  # i32[m] the sampled clients' places in the round
-  rows: Any
-  train: ClientBatch
-  hparams: ClientHParams
-  keys: jax.Array  # [m] their training keys
-
-
-def sample_inputs(key: jax.Array, m: int, rows, train: ClientBatch,
-                  hparams: ClientHParams, keys: jax.Array) -> SampledInput:
-  """m of the round's k clients (all of them where m >= k), uniformly
-  without replacement, with what each trained on: the [k, ...] `rows`,
-  `train`, `hparams` and `keys`."""
-  positions = jax.random.permutation(key, keys.shape[0])[:m]  # i32[min(m, k)]
-  take = lambda tree: tree_map(lambda a: a[positions], tree)
-  return SampledInput(positions, take(rows), take(train), take(hparams),
-                      keys[positions])
 
 
 class ClientUpdates(NamedTuple):
@@ -127,7 +62,7 @@ class RoundRecord(NamedTuple):
   server: ServerState  # the state the round started from
   clients: jax.Array  # i32[k]
   choices: jax.Array  # i32[k]
-  failed: jax.Array  # bool[k]: what `Feedback.diverged` said of them
+  failed: jax.Array  # bool[k]: what `Feedback.failed` said of them
   client_loss: jax.Array  # f32[k]
   updated: jax.Array  # bool[]: the server took the round's aggregate
   server_choice: jax.Array  # i32[]: the server configuration drawn (-1: none)
@@ -143,31 +78,20 @@ class Window(NamedTuple):
 
 
 def init_window(horizon: int, server: ServerState, table, batch,
-                hparams: ClientHParams, key: jax.Array, estimator: str,
-                sample: int) -> Window:
+                hparams: ClientHParams, key: jax.Array,
+                estimator: Estimator) -> Window:
   """An empty window of horizon - 1 rounds of `batch`'s k clients, with
   the server state's, the per-client table's (numpy [C, ...]), the
-  hyper-parameters' and the key's shapes, and the inputs that
-  `estimator` trains again (all k clients' for 'exact', `sample` of them,
-  at most k, for 'sampled': `sample_inputs`)."""
+  hyper-parameters' and the key's shapes, and the inputs that `estimator`
+  keeps to train a round again."""
   k = batch.clients.shape[0]
-  sample = min(sample, k)
-  like = lambda tree, lead, n=k: tree_map(
-      lambda a: jnp.zeros((n, *a.shape[lead:]), a.dtype), tree)
   zeros = jnp.zeros(k, jnp.int32)
-  inputs = ()
-  if estimator == 'exact':
-    inputs = RoundInput(like(table, 1), batch.train, hparams, key)
-  elif estimator == 'sampled':
-    inputs = SampledInput(zeros[:sample], like(table, 1, sample),
-                          like(batch.train, 1, sample),
-                          like(hparams, 1, sample),
-                          jax.random.split(key, sample))
   record = RoundRecord(
       server, zeros, zeros, zeros > 0, jnp.zeros(k, jnp.float32),
       jnp.zeros((), bool), jnp.int32(-1), ClientUpdates(
-          like(server.params, 0), jnp.zeros(k, jnp.float32),
-          tree_map(jnp.zeros_like, server.params)), inputs)
+          zeros_like_rows(server.params, 0, k), jnp.zeros(k, jnp.float32),
+          tree_map(jnp.zeros_like, server.params)),
+      estimator.empty(table, batch, hparams, key))
   return Window(jnp.zeros((), jnp.int32), tree_map(
       lambda a: jnp.zeros((horizon - 1, *jnp.shape(a)), jnp.asarray(a).dtype),
       record))
@@ -210,37 +134,6 @@ def step_at(server_opt: optax.GradientTransformation,
   return step
 
 
-def replay_step(estimator: str, cohort: Callable,
-                server_step_at: Callable) -> Callable:
-  """`step(S, record)`: a round after the credited one, from server state S:
-  its stored aggregate ('first_order'), its clients trained again with
-  what they used ('exact'), or the stored aggregate whose derivative a
-  sample of them trained again gives ('sampled'); `cohort` trains them
-  (`make_cohort`, keeping each client's update), `server_step_at` steps
-  the server (`step_at`)."""
-
-  def step(server: ServerState, record: RoundRecord) -> ServerState:
-    again = record.inputs
-    if estimator == 'exact':
-      k = again.hparams.lr.shape[0]
-      delta, _, _ = cohort(server, again.rows, again.train, again.hparams,
-                              jax.random.split(again.key, k), jnp.ones(k))
-      return server_step_at(server, delta, record.server_choice)
-    delta = record.updates.total
-    if estimator == 'sampled':
-      k, m = record.updates.shares.shape[0], again.positions.shape[0]
-      _, trained, _ = cohort(server, again.rows, again.train,
-                                again.hparams, again.keys, jnp.ones(m))
-      scaled = k / m * record.updates.shares[again.positions]  # f32[m]
-      delta = tree_map(
-          lambda d, u: d + jnp.tensordot(
-              scaled, u - jax.lax.stop_gradient(u), axes=1),
-          delta, trained.update)
-    return server_step_at(server, delta, record.server_choice)
-
-  return step
-
-
 def horizon_credit(server_step_at: Callable, later_round: Callable,
                    val_loss: Callable, first: RoundRecord, later: RoundRecord,
                    at: float) -> jax.Array:
@@ -254,9 +147,8 @@ def horizon_credit(server_step_at: Callable, later_round: Callable,
 
   one backward pass to v, then one pass over the stored updates.
   `server_step_at(S, Delta, z)` is a round's server step (`step_at`),
-  `later_round(S, record)` a later round from server state S (its
-  stored aggregate again for 'first_order', its clients trained again for
-  'exact', `replay_step`), each a `jax.checkpoint`; `val_loss(params)` the
+  `later_round(S, record)` a later round from server state S (an
+  `Estimator`'s replay), each a `jax.checkpoint`; `val_loss(params)` the
   validation loss of the window's last model.
   """
   step = jax.checkpoint(later_round)

@@ -149,14 +149,10 @@ def make_local_update(model: Model, features: Callable, max_steps: int,
 def default_client_chunk(model_name: str,
                          backend: str | None = None) -> int | None:
   """Clients trained side by side (`aggregate_clients`): on a CPU one at a
-  time for the convolutional models and 2 for the others; all elsewhere.
-
-  On this project's 2-core CPU (BUILD_NOTES.md has the sweeps), groups of 2
-  were best or within 10% of the best for mlp (50 clients). A convolutional
-  client's step is large enough that vmapping two gains nothing (conv: one
-  at a time 11-14% faster at equal steps), and a client trained alone skips
-  the steps past its own `local_steps` (a round of 1-step clients under a
-  10-step grid: 4.6x faster).
+  time for the convolutional models, whose step is large enough that
+  vmapping two gains nothing and a client trained alone skips the steps
+  past its own `local_steps`, and 2 for the others; all elsewhere (the
+  fastest measured: BUILD_NOTES.md has the sweeps).
   """
   if (backend or jax.default_backend()) != 'cpu':
     return None

@@ -10,12 +10,9 @@ momentum 0.9 FedAvgM, Adam FedAdam.
 """
 from __future__ import annotations
 
-import itertools
-from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from pfhpo.settings import check_choice, require
@@ -58,56 +55,10 @@ def server_optimizer(server_opt: str, server_lr: float,
   return optax.sgd(server_lr, momentum=server_momentum)
 
 
-class ServerSpace(NamedTuple):
-  """S server configurations: the product of the searched learning rates
-  and momenta, row-major (a None axis is not searched: the run's own)."""
-  lrs: tuple[float, ...] | None
-  momenta: tuple[float, ...] | None
-
-  @property
-  def shape(self) -> tuple[int, int]:
-    return len(self.lrs or (0,)), len(self.momenta or (0,))
-
-  @property
-  def size(self) -> int:
-    return int(np.prod(self.shape))
-
-  def values(self) -> tuple[np.ndarray, np.ndarray]:
-    """(f32[S] learning rates, f32[S] momenta); NaN on an axis not
-    searched."""
-    grid = list(itertools.product(self.lrs or (np.nan,),
-                                  self.momenta or (np.nan,)))
-    return (np.array([g[0] for g in grid], np.float32),
-            np.array([g[1] for g in grid], np.float32))
-
-  def describe(self, s: int) -> str:
-    """' server_lr=0.5 server_momentum=0.9' of the axes searched."""
-    lr, m = (float(v[s]) for v in self.values())
-    return ((f' server_lr={lr:g}' if self.lrs else '') +
-            (f' server_momentum={m:g}' if self.momenta else ''))
-
-
-def server_space(lrs: Sequence[float], momenta: Sequence[float],
-                 server_opt: str) -> ServerSpace | None:
-  """The server configurations a policy searches (None: none)."""
-  for name, values in (('server_lrs', lrs), ('server_momenta', momenta)):
-    require(len(set(values)) == len(values),
-            f'`{name}` repeats a value ({list(values)}); list each once')
-  require(all(lr > 0 for lr in lrs),
-          f'`server_lrs` must be > 0, got {list(lrs)}')
-  require(all(0 <= m < 1 for m in momenta),
-          f'`server_momenta` must be in [0, 1), got {list(momenta)}')
-  require(not momenta or server_opt != 'adam',
-          '`server_momenta` are momenta of `server_opt`=sgd or momentum; '
-          'adam has its own (drop them, or choose sgd)')
-  if not lrs and not momenta:
-    return None
-  return ServerSpace(tuple(lrs) or None, tuple(momenta) or None)
-
-
-def with_server_hparams(opt_state, space: ServerSpace, s: jax.Array):
+def with_server_hparams(opt_state, space, s: jax.Array):
   """An injected server optimizer's state (`server_optimizer(...,
-  injected=True)`) set to server configuration `s` (i32[]) of `space`: the
+  injected=True)`) set to server configuration `s` (i32[]) of `space` (a
+  `policies.space.ServerSpace`): the
   searched axes' values, the others as they were."""
   lrs, momenta = (jnp.asarray(v)[s] for v in space.values())
   hparams = dict(opt_state.hyperparams)
@@ -133,7 +84,7 @@ def server_step(server_opt: optax.GradientTransformation, state: ServerState,
 
 
 def credited_server_step(server_opt: optax.GradientTransformation,
-                         state: ServerState, delta, space: ServerSpace,
+                         state: ServerState, delta, space,
                          z: jax.Array, val_loss, at: float = 1.0
                          ) -> tuple[ServerState, jax.Array]:
   """The server step at configuration `z` of `space` (an injected

@@ -9,7 +9,7 @@ from pfhpo.policies.gumbel import GumbelConfig, gumbel
 from pfhpo.policies.fedex import FedExConfig, fedex
 from pfhpo.policies.pfedex import PFedExConfig, pfedex
 from pfhpo.policies.fathom import FathomConfig, fathom
-from pfhpo.policies.fedpop import FedPopConfig, fedpop
+from pfhpo.fedpop.members import FedPopConfig, fedpop
 from pfhpo.policies.base import MEASUREMENTS, Policy, mean_entropy
 from pfhpo.policies.logits import SCOPES, PolicyState
 from pfhpo.policies.registry import REGISTRY, PolicyContext, create

@@ -32,7 +32,7 @@ from pfhpo.types import Feedback
 
 
 # What a policy may ask the round to measure (each costs compute):
-#   'credit'     dL/dc_i, a backward pass through the aggregation (gumbel);
+#   'credit'     dL/dc_i, as the round's `Credit` takes it (gumbel);
 #   'local_val'  each client's validation loss of its own trained theta_i
 #                (FedEx, personalised FedEx);
 #   'alignment'  each client's min over local steps of the cosine between
@@ -42,13 +42,6 @@ from pfhpo.types import Feedback
 #                the round proposes (the 'features' scope).
 MEASUREMENTS = ('credit', 'local_val', 'alignment', 'pre_loss')
 CREDIT = 'credit'
-
-
-# How a credit over several rounds goes through the rounds after the first:
-# all of their computation ('exact'), their local training's Jacobian
-# taken as the identity ('first_order'), or estimated from a sample of
-# their clients ('sampled').
-HORIZON_CREDITS = ('exact', 'first_order', 'sampled')
 
 
 class Policy(NamedTuple):
@@ -64,22 +57,11 @@ class Policy(NamedTuple):
   # (state, clients) -> {name: JSON-able value}: where the policy ended
   summarize: Callable[..., dict]
   needs: frozenset = frozenset()  # a subset of MEASUREMENTS
-  # Where the round takes a 'credit' measurement: dL/dc at c = credit_at 1
-  # (1: the aggregate's own gradient; see pfhpo.federated.round).
-  credit_at: float = 1.0
   # (state, clients, f32[K] losses) -> state: records the 'pre_loss'
   # measurement (None for a policy that does not ask for it)
   observe: Callable | None = None
-  # Over how many rounds a 'credit' measurement looks (1: the round's own
-  # aggregate), and how the rounds after the first are differentiated
-  # (HORIZON_CREDITS; `pfhpo.federated.horizon`).
-  horizon: int = 1
-  horizon_credit: str = 'exact'
-  # 'sampled': how many of each later round's clients train again (at
-  # most the round's).
-  horizon_sample: int = 2
   # A member of a population the round runs P copies of (FedPop:
-  # `fedpop.Members`, `pfhpo.tuners.fedpop`); None for a single run.
+  # `pfhpo.fedpop.members.Members`); None for a single run.
   population: Any = None
   # The server's configuration as one more choice, one draw a round
   # (`server_axis.ServerAxis`, its row in the state's `server`); None:
@@ -87,12 +69,12 @@ class Policy(NamedTuple):
   server_axis: Any = None
 
 
-def diverged_of(fb: Feedback) -> jax.Array:
+def failed_of(fb: Feedback) -> jax.Array:
   """bool[K]: the clients whose update failed, diverged or rejected with its
   aggregate (none if unreported)."""
-  if fb.diverged is None:
+  if fb.failed is None:
     return jnp.zeros(fb.clients.shape, bool)
-  return fb.diverged
+  return fb.failed
 
 
 def penalized(values: jax.Array, diverged: jax.Array,

@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pfhpo.trees import tree_cosine
-from pfhpo.policies.base import Policy, diverged_of
+from pfhpo.policies.base import Policy, failed_of
 from pfhpo.policies.registry import PolicyContext, register
 from pfhpo.settings import checked, require, setting
 from pfhpo.types import ClientHParams, Feedback
@@ -120,7 +120,7 @@ def fathom(lr: float, batch_size: int, epochs: float | None, max_steps: int,
     return hparams, jnp.full(clients.shape, -1, jnp.int32)  # not a grid index
 
   def update(state: FathomState, fb: Feedback) -> FathomState:
-    diverged = diverged_of(fb)
+    diverged = failed_of(fb)
     n = jnp.where(diverged, 0.0, counts[fb.clients].astype(jnp.float32))
     # H_t = N_t; a diverged client is the clearest sign of a step too large:
     # the worst value, +1 (consecutive updates opposed).

@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pfhpo.policies.base import Policy, check_decay, diverged_of, penalized
+from pfhpo.policies.base import Policy, check_decay, failed_of, penalized
 from pfhpo.policies.distribution import distribution_policy
 from pfhpo.policies.registry import PolicyContext, register
 from pfhpo.policies.space import SearchSpace
@@ -74,7 +74,7 @@ def round_signal(fb: Feedback, baseline: DiscountedMean):
   client's L_i penalised."""
   v = fb.local_val_count.astype(jnp.float32)
   w = v / jnp.maximum(jnp.sum(v), 1.0)
-  losses = penalized(fb.local_val_loss, diverged_of(fb), baseline.value())
+  losses = penalized(fb.local_val_loss, failed_of(fb), baseline.value())
   return w * (losses - baseline.value()), jnp.sum(w * losses)
 
 

@@ -21,8 +21,13 @@ its dL/dc_i is 0, or in an aggregate the server rejected) gets a large
 positive credit instead: the round's largest credit plus three standard
 deviations (`base.penalized`).
 
-The defaults are the shipped method (`--policy=gumbel` runs them; RESULTS.md
-has the ablations that chose them):
+The credit is the round's component (`pfhpo.federated.credit`; the
+shipped one, `CreditSettings`' defaults, is dL/dc at c = 1/2 of the
+validation loss a round later, differentiated through that round, whose
+local training's Jacobian 2 of its clients, trained again, estimate without
+bias; a row moves a round after its client drew). The policy's defaults
+are the shipped method's too (`--policy=gumbel` runs them; RESULTS.md has
+the ablations that chose them):
 
   scope 'prior', prior_rate R = 4: alpha_i = a + b_i, a row a that every
     client reads plus client i's offset b_i (`logits`),
@@ -35,13 +40,6 @@ has the ablations that chose them):
     while each offset keeps its client's own. 'client' (the offsets
     alone), 'global' (the shared row alone) and 'features' (a network of
     the client's features plus the offset, `features.py`) are the others.
-  credit_at t = 1/2: dL/dc at c = t 1, the midpoint estimate of each
-    client's share of the round's loss change (`pfhpo.federated.credit`).
-  horizon K = 2, horizon_credit 'sampled', horizon_sample m = 2: the
-    credit of the validation loss a round later, differentiated through
-    that round, whose local training's Jacobian m of its clients, trained
-    again, estimate without bias; a row moves a round after its client
-    drew (`pfhpo.federated.horizon`: also 'exact' and 'first_order').
 
 The server's learning rate and momentum (`server`) may be one more choice,
 one draw a round from a row of their own, credited by dL_val/dc of a dummy
@@ -53,46 +51,38 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from pfhpo.federated.server import ServerSpace, server_space
-from pfhpo.policies.base import (CREDIT, HORIZON_CREDITS, Policy, diverged_of,
-                                 penalized)
+from pfhpo.policies.base import CREDIT, Policy, failed_of, penalized
 from pfhpo.policies.logits import (BASIS_HELP, PRIOR_RATE_HELP, SCOPE_HELP,
                                    LogitsConfig, PolicyState,
                                    categorical_policy, check_prior_rate,
                                    logit_basis, score_update)
 from pfhpo.policies.registry import PolicyContext, register
 from pfhpo.policies.server_axis import server_axis
-from pfhpo.policies.space import SearchSpace
+from pfhpo.policies.space import SearchSpace, ServerSpace, server_space
 from pfhpo.settings import checked, default_of, param_default, require, setting
-from pfhpo.types import Feedback
+from pfhpo.types import CreditSettings, Feedback
+
+SHIPPED = CreditSettings()
 
 
 def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
            scope: str = 'prior', prior_rate: float = 4.0,
-           basis: str = 'joint', credit_at: float = 0.5, horizon: int = 2,
-           horizon_credit: str = 'sampled', horizon_sample: int = 2,
-           features: np.ndarray | None = None,
+           basis: str = 'joint', features: np.ndarray | None = None,
            server: ServerSpace | None = None) -> Policy:
   """The method over `space`, its logits moved by `optimizer`; the
   defaults are the shipped method (the module's docstring).
 
   `scope` (`logits.SCOPES`) and `prior_rate`: whose rows a client reads
   and how fast the 'prior' scope's shared row moves; `basis`: how a row
-  gives the logits (`logits.BASES`); `credit_at`: the point c = t 1 where
-  dL/dc is taken; `horizon`: the credit of the validation loss that many
-  rounds on, through the rounds between as `horizon_credit`
-  (`HORIZON_CREDITS`) says, its 'sampled' estimator training
-  `horizon_sample` clients of each again; `features`: f32[C, F] the
+  gives the logits (`logits.BASES`); `features`: f32[C, F] the
   clients' phi, for the 'features' scope; `server`: the server
   configurations it also chooses among, one a round (None: the run's
   own)."""
-  check_credit_at(credit_at)
-  check_horizon(horizon, horizon_credit, horizon_sample)
   check_prior_rate(prior_rate)
   basis = logit_basis(space, basis)  # f32[P, H]
 
   def update(state: PolicyState, fb: Feedback) -> PolicyState:
-    credit = penalized(fb.credit, diverged_of(fb))  # f32[K]
+    credit = penalized(fb.credit, failed_of(fb))  # f32[K]
     spread = jnp.std(credit)
     credit = credit / jnp.where(
         spread > 0, spread, jnp.maximum(jnp.max(jnp.abs(credit)), 1e-12))
@@ -111,21 +101,7 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
             **summarize(state, clients), 'server_probabilities': np.asarray(
                 axis.probabilities(state)).round(4).tolist()},
         server_axis=axis)
-  return policy._replace(credit_at=credit_at, horizon=horizon,
-                         horizon_credit=horizon_credit,
-                         horizon_sample=horizon_sample)
-
-
-def check_credit_at(t: float) -> None:
-  require(0 < t <= 1, f'`credit_at` must be in (0, 1], got {t}')
-
-
-def check_horizon(horizon: int, horizon_credit: str, sample: int) -> None:
-  require(horizon >= 1, f'`horizon` must be >= 1 rounds, got {horizon}')
-  require(horizon_credit in HORIZON_CREDITS,
-          f'unknown `horizon_credit`={horizon_credit!r}; choose one of '
-          f'{", ".join(HORIZON_CREDITS)}')
-  require(sample >= 1, f'`horizon_sample` must be >= 1 clients, got {sample}')
+  return policy
 
 
 def _default(name: str):
@@ -134,28 +110,29 @@ def _default(name: str):
 
 @checked
 class GumbelConfig(LogitsConfig):
-  """`gumbel`'s settings, its defaults `gumbel`'s own."""
+  """`gumbel`'s settings and its credit's (`CreditSettings`), their
+  defaults theirs."""
   policy_scope: str = setting(_default('scope'), SCOPE_HELP)
   prior_rate: float = setting(_default('prior_rate'), PRIOR_RATE_HELP)
   policy_basis: str = setting(_default('basis'), BASIS_HELP)
   credit_at: float = setting(
-      _default('credit_at'), 'where dL/dc is taken, c = t 1: 0.5 (the '
+      SHIPPED.at, 'where dL/dc is taken, c = t 1: 0.5 (the '
       "midpoint estimate of each client's share of the round's loss "
       "change) or 1 (the aggregate's gradient: the marginal value of each "
       'update)')
   horizon: int = setting(
-      _default('horizon'), 'rounds the credit looks ahead: dL/dc of the '
-      'validation loss that many rounds later, through the rounds between '
+      SHIPPED.horizon, 'rounds the credit looks ahead: '
+      'dL/dc of the validation loss that many rounds later, through the rounds between '
       "(1: the round's own aggregate); a client's row moves horizon - 1 "
       'rounds after it drew')
   horizon_credit: str = setting(
-      _default('horizon_credit'), "through the rounds after the first: "
+      SHIPPED.estimator, "through the rounds after the first: "
       "'exact' (their local training, aggregation and server step, second "
       "order), 'first_order' (local training's Jacobian taken as the "
       "identity) or 'sampled' (that Jacobian estimated, unbiased, from "
       "`horizon_sample` of each round's clients trained again)")
   horizon_sample: int = setting(
-      _default('horizon_sample'), "'sampled': how many of each later "
+      SHIPPED.sample, "'sampled': how many of each later "
       "round's clients train again (at most the round's; the cost grows "
       'with it, the noise shrinks)')
   server_lrs: tuple[float, ...] = setting(
@@ -167,20 +144,22 @@ class GumbelConfig(LogitsConfig):
 
   def __post_init__(self):
     super().__post_init__()
-    check_credit_at(self.credit_at)
-    check_horizon(self.horizon, self.horizon_credit, self.horizon_sample)
+    self.credit()
     default = default_of(self, 'horizon_sample')
     require(self.horizon_sample == default or self.horizon_credit == 'sampled',
             '`horizon_sample` sizes the sample of `horizon_credit`=sampled; '
             f'pass that too, or leave `horizon_sample` at {default}')
     server_space(self.server_lrs, self.server_momenta, 'sgd')
 
+  def credit(self) -> CreditSettings:
+    """The round's credit these settings name."""
+    return CreditSettings(self.horizon, self.horizon_credit,
+                          self.horizon_sample, self.credit_at).checked()
 
-@register('gumbel', GumbelConfig)
+
+@register('gumbel', GumbelConfig, credit=GumbelConfig.credit)
 def _build(config: GumbelConfig, context: PolicyContext) -> Policy:
   return gumbel(context.space, config.optimizer(), config.policy_scope,
-                config.prior_rate, config.policy_basis, config.credit_at,
-                config.horizon, config.horizon_credit, config.horizon_sample,
-                context.client_features,
+                config.prior_rate, config.policy_basis, context.client_features,
                 server_space(config.server_lrs, config.server_momenta,
                              context.server_opt))

@@ -23,6 +23,7 @@ from pfhpo.errors import ConfigError
 from pfhpo.policies.base import Policy
 from pfhpo.policies.space import SearchSpace
 from pfhpo.settings import check_choice
+from pfhpo.types import CreditSettings
 
 
 class PolicyContext(NamedTuple):
@@ -40,16 +41,22 @@ class PolicyEntry(NamedTuple):
   config: type  # the policy's settings: a frozen dataclass
   build: Callable[[Any, PolicyContext], Policy]
   searches: bool
+  # config -> the settings of the round's credit it names
+  # (`CreditSettings`); None: the round's own choice for the policy
+  credit: Callable[[Any], CreditSettings] | None = None
 
 
 REGISTRY: dict[str, PolicyEntry] = {}
 
 
-def register(name: str, config: type, searches: bool = True) -> Callable:
-  """Registers the decorated `build(config, context) -> Policy` as `name`."""
+def register(name: str, config: type, searches: bool = True,
+             credit: Callable[[Any], CreditSettings] | None = None
+             ) -> Callable:
+  """Registers the decorated `build(config, context) -> Policy` as `name`
+  (`credit(config)`: the round's credit its settings name)."""
 
   def decorate(build):
-    REGISTRY[name] = PolicyEntry(config, build, searches)
+    REGISTRY[name] = PolicyEntry(config, build, searches, credit)
     return build
 
   return decorate
@@ -77,3 +84,13 @@ def create(name: str, space: SearchSpace, config: Any = None,
         f'but it holds one; give several `lrs`, `local_steps` or '
         f'`batch_sizes`.')
   return spec.build(config, PolicyContext(space, **context))
+
+
+def credit_of(name: str, config: Any = None) -> CreditSettings | None:
+  """The settings of the round's credit that policy `name`'s `config`
+  (None: its defaults) names, or None where the policy leaves it to the
+  round (`make_round`)."""
+  spec = entry(name)
+  if spec.credit is None:
+    return None
+  return spec.credit(spec.config() if config is None else config)

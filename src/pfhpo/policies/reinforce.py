@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from pfhpo.policies.base import Policy, check_decay, diverged_of
+from pfhpo.policies.base import Policy, check_decay, failed_of
 from pfhpo.policies.logits import (BASIS_HELP, PRIOR_RATE_HELP, SCOPE_HELP,
                                    LogitsConfig, PolicyState,
                                    categorical_policy, check_prior_rate,
@@ -46,7 +46,7 @@ def reinforce(space: SearchSpace, optimizer: optax.GradientTransformation,
   def update(state: PolicyState, fb: Feedback) -> PolicyState:
     reward = fb.val_acc
     # A client whose update diverged gets the worst reward, accuracy 0.
-    advantage = -(jnp.where(diverged_of(fb), 0.0, reward) - state.baseline)
+    advantage = -(jnp.where(failed_of(fb), 0.0, reward) - state.baseline)
     state = score_update(state, optimizer, scope, basis, fb.clients,
                          fb.choices, advantage, features=features, prior_rate=prior_rate)
     if baseline_decay is None:
@@ -69,7 +69,8 @@ class ReinforceConfig(LogitsConfig):
   prior_rate: float = setting(_default('prior_rate'), PRIOR_RATE_HELP)
   policy_basis: str = setting(_default('basis'), BASIS_HELP)
   baseline_decay: float | None = setting(
-      _default('baseline_decay'), 'decay of the moving-average baseline of the reward (unset: none)')
+      _default('baseline_decay'),
+      'decay of the moving-average baseline of the reward (unset: none)')
 
   def __post_init__(self):
     super().__post_init__()

@@ -1,6 +1,6 @@
 """The server's configuration as one more choice of the project's method: a
 categorical row over S server configurations (learning rate x momentum,
-`federated.server.ServerSpace`), one draw a round, credited by
+`policies.space.ServerSpace`), one draw a round, credited by
 back-propagation through the server step.
 
 With u(z) the update the server optimizer makes of the round's aggregate
@@ -9,7 +9,7 @@ dummy scale c on it,
 
     theta'(c) = theta + c u(z),    g = dL_val(theta'(c))/dc at c = t
 
-(`federated.server.credited_server_step`; t is the policy's `credit_at`).
+(`federated.server.credited_server_step`; t is the round's credit's `at`).
 At t = 1/2, g is the midpoint estimate of the step's own effect,
 integral_0^1 dL/dc dc = L_val(theta + u) - L_val(theta): a step that is too
 short lowers the loss a little, a good one a lot, one that overshoots
@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pfhpo.federated.server import ServerSpace
+from pfhpo.policies.space import ServerSpace
 
 DECAY = 0.9  # of the credit's running second moment
 PENALTY = 3.0  # a failed round's normalised credit

@@ -1,4 +1,6 @@
-"""The hyper-parameter search space: H candidate client configurations.
+"""The hyper-parameter search spaces: H candidate client configurations,
+and S server configurations (`ServerSpace`) for a policy that also
+chooses the server's learning rate and momentum.
 
 The space is the Cartesian product of the values given for each axis
 (lrs 0.01, 0.1 x local_steps 1, 5 x batch_sizes 16 is H = 4 candidates,
@@ -96,3 +98,50 @@ def hparams_for(space: SearchSpace, choices) -> ClientHParams:
                        jnp.asarray(space.local_steps)[choices],
                        jnp.asarray(space.batch_size)[choices],
                        jnp.asarray(space.tuned)[choices])
+
+
+class ServerSpace(NamedTuple):
+  """S server configurations: the product of the searched learning rates
+  and momenta, row-major (a None axis is not searched: the run's own)."""
+  lrs: tuple[float, ...] | None
+  momenta: tuple[float, ...] | None
+
+  @property
+  def shape(self) -> tuple[int, int]:
+    return len(self.lrs or (0,)), len(self.momenta or (0,))
+
+  @property
+  def size(self) -> int:
+    return int(np.prod(self.shape))
+
+  def values(self) -> tuple[np.ndarray, np.ndarray]:
+    """(f32[S] learning rates, f32[S] momenta); NaN on an axis not
+    searched."""
+    grid = list(itertools.product(self.lrs or (np.nan,),
+                                  self.momenta or (np.nan,)))
+    return (np.array([g[0] for g in grid], np.float32),
+            np.array([g[1] for g in grid], np.float32))
+
+  def describe(self, s: int) -> str:
+    """' server_lr=0.5 server_momentum=0.9' of the axes searched."""
+    lr, m = (float(v[s]) for v in self.values())
+    return ((f' server_lr={lr:g}' if self.lrs else '') +
+            (f' server_momentum={m:g}' if self.momenta else ''))
+
+
+def server_space(lrs: Sequence[float], momenta: Sequence[float],
+                 server_opt: str) -> ServerSpace | None:
+  """The server configurations a policy searches (None: none)."""
+  for name, values in (('server_lrs', lrs), ('server_momenta', momenta)):
+    require(len(set(values)) == len(values),
+            f'`{name}` repeats a value ({list(values)}); list each once')
+  require(all(lr > 0 for lr in lrs),
+          f'`server_lrs` must be > 0, got {list(lrs)}')
+  require(all(0 <= m < 1 for m in momenta),
+          f'`server_momenta` must be in [0, 1), got {list(momenta)}')
+  require(not momenta or server_opt != 'adam',
+          '`server_momenta` are momenta of `server_opt`=sgd or momentum; '
+          'adam has its own (drop them, or choose sgd)')
+  if not lrs and not momenta:
+    return None
+  return ServerSpace(tuple(lrs) or None, tuple(momenta) or None)

@@ -1,8 +1,7 @@
 """Tuners that run many trials of a space's configurations and choose one
 by validation: random search, successive halving and Hyperband
-(`search.py`), charged for what they train (`ledger.py`); and FedPop's
-population, many runs at once on one compiled round (`fedpop.py`, imported
-from there: it builds on `pfhpo.federated`)."""
+(`search.py`), charged for what they train (`ledger.py`). FedPop's
+population, many runs at once on one compiled round, is `pfhpo.fedpop`."""
 from pfhpo.tuners.ledger import (Choice, Ledger, Observation, Point, Trainer,
                                  Trial, TunerResult)
 from pfhpo.tuners.search import (draw, hyperband, hyperband_spend,

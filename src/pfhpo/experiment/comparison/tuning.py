@@ -4,7 +4,7 @@ the static grid's configurations, FedEx wrapped in successive halving
 (`fedex_sha`: Khodak et al., NeurIPS 2021, Sec. 5) over FedEx runs, each
 arm with its own baseline discount (`pfhpo.tuners`), and FedPop
 (`fedpop`: Chen et al., AAAI 2025) as one run of a population of B
-members at budget B (`pfhpo.tuners.fedpop`), searching the grid's server
+members at budget B (`pfhpo.fedpop`), searching the grid's server
 axes too.
 
 A tuner's trial is the static run of its configuration with the

@@ -3,7 +3,7 @@
 Federated Population-based Hyperparameter Tuning. H. Chen, X. Chen, Y. Li,
 J. Wu, V. Tresp, et al. AAAI 2025. https://arxiv.org/abs/2308.08634
 
-FedPop trains a population of P members at once (`pfhpo.tuners.fedpop`,
+FedPop trains a population of P members at once (`population.py`,
 FedPop-G), each a server model with its own hyper-parameters. This module
 is one member's client side. A member holds a base configuration b and C
 slots, each a configuration near b (slot 0 is b itself). Each round, client
@@ -30,10 +30,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pfhpo.federated.server import ServerSpace, server_space
-from pfhpo.policies.base import Policy, diverged_of
+
+from pfhpo.policies.base import Policy, failed_of
 from pfhpo.policies.registry import PolicyContext, register
-from pfhpo.policies.space import SearchSpace, hparams_for
+from pfhpo.policies.space import (SearchSpace, ServerSpace, hparams_for,
+                                 server_space)
 from pfhpo.settings import checked, require, setting
 from pfhpo.types import Feedback
 
@@ -53,7 +54,7 @@ class Slots(NamedTuple):
 
 
 class Members(NamedTuple):
-  """What the population (`pfhpo.tuners.fedpop`) runs this policy with."""
+  """What the population (`population.py`) runs this policy with."""
   size: int  # P members
   exploit_every: int  # rounds between FedPop-G's exploit-and-explore steps
   quantile: float  # q: the worst ceil(q P) copy one of the best ceil(q P)
@@ -137,7 +138,7 @@ def fedpop(space: SearchSpace, population: int = 4, exploit_every: int = 10,
 
   def update(state: Slots, fb: Feedback) -> Slots:
     s = slot_of(state, fb.clients)  # i32[K]
-    loss = jnp.where(diverged_of(fb) | ~jnp.isfinite(fb.local_val_loss),
+    loss = jnp.where(failed_of(fb) | ~jnp.isfinite(fb.local_val_loss),
                      BIG, fb.local_val_loss)
     state = state._replace(
         round=state.round + 1,

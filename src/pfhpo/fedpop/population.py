@@ -8,7 +8,7 @@ https://arxiv.org/abs/1711.09846)
 
 Member m is a whole round state (server model, server optimizer state with
 its own learning rate and momentum, and its clients' slots, FedPop-L:
-`pfhpo.policies.fedpop`), and the round is vmapped over the members: every
+`pfhpo.fedpop.members`), and the round is vmapped over the members: every
 member trains the round's clients from its own server model, with its own
 configurations. After the round, member m's score is the validation loss
 of its server model, L_m = L_val(theta_m). Every `exploit_every` rounds,
@@ -37,7 +37,7 @@ from jax.sharding import Mesh
 from pfhpo.federated.round import FederatedAlgorithm
 from pfhpo.federated.server import with_server_hparams
 from pfhpo.policies.base import Policy
-from pfhpo.policies.fedpop import Members, neighbour
+from pfhpo.fedpop.members import Members, neighbour
 from pfhpo.settings import require
 from pfhpo.types import Params, RoundState, ValBatch
 
