@@ -25,7 +25,7 @@ from pfhpo.policies.space import make_space
 from pfhpo.types import Feedback, RoundState
 
 ROOT = Path(__file__).resolve().parents[1]
-ROUNDS = 30
+ROUNDS = 16  # kills after 5 to 10 logged rounds, checkpoints every 3
 ARGS = ['--dataset=digits', '--model=mlp', f'--rounds={ROUNDS}',
         '--eval_every=1', '--clients_per_round=5', '--policy=gumbel',
         '--algorithm=ditto',  # per-client rows in the checkpoint too

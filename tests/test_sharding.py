@@ -18,6 +18,7 @@ SCRIPT = textwrap.dedent('''
     from pfhpo import models
     from pfhpo.federated import Execution, client_mesh, make_round
     from pfhpo.federated.credit import make_credit
+    from pfhpo.federated.sharding import replicated
     from pfhpo.policies import gumbel, make_space
     from pfhpo.types import ClientBatch, RoundBatch, ValBatch
     assert jax.device_count() == 4
@@ -45,7 +46,11 @@ SCRIPT = textwrap.dedent('''
                         execution=Execution(client_chunk=1, mesh=mesh))
       state, rows = algo.init(jax.random.PRNGKey(0), K, batch)
       init = state.server.params
-      step = jax.jit(algo.apply)
+      # The outputs come back replicated, where init put the state, as the
+      # CLI's round does: the second round meets the first one's placement
+      # and does not compile again.
+      step = jax.jit(algo.apply, out_shardings=None if mesh is None
+                     else replicated(mesh))
       credits = []
       for r in range(3):
         state, rows, m = step(state, rows, batch, jax.random.PRNGKey(r))
