@@ -168,12 +168,15 @@ def test_a_second_comparison_into_a_running_ones_out_dir_is_refused(
 
 
 def test_named_methods_run_with_their_own_settings(tmp_path, capsys):
-  """The preset's [compare.methods]: gumbel-global is gumbel with one shared
+  """A preset's [compare.methods]: gumbel-global is gumbel with one shared
   policy row; fathom starts from its configuration, and its one epoch
   start (4 steps of 16 on the largest writer's 63 examples) is cut to the
   3 steps the round is compiled for, not failed."""
   out = tmp_path / 'cmp'
-  argv = ARGV + [_preset(tmp_path, steps=3), '--static_grid=0', '--seeds=0',
+  shared = ('\n[compare.methods.gumbel-global]\npolicy = "gumbel"\n'
+            'policy_scope = "global"\n')
+  argv = ARGV + [_preset(tmp_path, shared, steps=3), '--static_grid=0',
+                 '--seeds=0',
                  '--policies=gumbel-global,fathom', f'--out_dir={out}']
   assert compare.main(argv) == 0
   rows = json.loads((out / 'results.json').read_text())
