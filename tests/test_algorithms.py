@@ -470,8 +470,10 @@ def test_mocha_round_moves_each_row_by_its_clients_coupled_update():
   want = np.stack(want)
   np.testing.assert_allclose(state.server.params['W'], want, rtol=1e-4,
                              atol=1e-5)
+  # A is a matrix function of W in float32: a 1e-5 difference in W (the
+  # tolerance above) moves its entries by up to ~5e-4 of their size
   np.testing.assert_allclose(state.server.params['A'],
-                             relationship(jnp.asarray(want)), rtol=1e-4,
+                             relationship(jnp.asarray(want)), rtol=2e-3,
                              atol=1e-4)
   np.testing.assert_array_equal(state.server.params['seen'], 0)
   tree_close(client.server.model(state.server.params),

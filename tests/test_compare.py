@@ -225,8 +225,8 @@ def test_each_model_gets_its_table_and_figure(tmp_path):
      '[compare.methods.fast]: --rounds is not a setting of policy gumbel'),
     ('[compare.methods.tuned]\npolicy = "static"',
      "--policy='static' is not a learned policy"),
-    ('[compare.methods.mine]\npolicy = "gumbel"\nbaseline_decay = "x"',
-     "--baseline_decay='x' is not a number"),
+    ('[compare.methods.mine]\npolicy = "gumbel"\nprior_rate = "x"',
+     "--prior_rate='x' is not a number"),
     ('[compare.methods."a/b"]\npolicy = "gumbel"', "its runs' directory"),
 ])
 def test_a_bad_method_table_is_one_line_exit_2(tmp_path, capsys, table,

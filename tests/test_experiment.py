@@ -65,7 +65,7 @@ def test_fedavg_on_shakespeare_beats_the_unigram_guess(tmp_path):
 
 @pytest.mark.parametrize('extra', [[], ['--val_source=federated',
                                      '--policy_scope=global'],
-                                   ['--horizon=3', '--policy_scope=shared']])
+                                   ['--horizon=3', '--policy_scope=client']])
 def test_gumbel_policy_run_writes_choices_and_policy(tmp_path, extra):
   out = tmp_path / 'run'
   argv = ['--dataset=digits', '--model=mlp', '--clients_per_round=4',
