@@ -71,7 +71,8 @@ SCRIPT = textwrap.dedent('''
 
 def test_sharded_round_equals_single_device_round():
   env = {**os.environ,
-         'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
+         'XLA_FLAGS': os.environ.get('XLA_FLAGS', '')
+                      + ' --xla_force_host_platform_device_count=4'}
   proc = subprocess.run([sys.executable, '-c', SCRIPT], env=env,
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]
@@ -84,7 +85,8 @@ def test_sharded_round_equals_single_device_round():
 
 def _cli(args, tmp_path):
   env = {**os.environ,
-         'XLA_FLAGS': '--xla_force_host_platform_device_count=2'}
+         'XLA_FLAGS': os.environ.get('XLA_FLAGS', '')
+                      + ' --xla_force_host_platform_device_count=2'}
   return subprocess.run(
       [sys.executable, os.path.join(ROOT, 'experiments', 'femnist.py'),
        '--dataset=digits', '--model=mlp', '--rounds=4', '--eval_every=2',
@@ -132,7 +134,8 @@ def _two_processes(args, out_dir):
   """`femnist.py args` as two processes of one run (jax.distributed over
   gloo), one CPU device each; their (exit status, stderr)."""
   address = f'localhost:{_free_port()}'
-  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}
+  env = {**os.environ, 'XLA_FLAGS': os.environ.get('XLA_FLAGS', '')
+                      + ' --xla_force_host_platform_device_count=1'}
   procs = [subprocess.Popen(
       [sys.executable, os.path.join(ROOT, 'experiments', 'femnist.py'),
        *args, f'--out_dir={out_dir}', '--num_processes=2',

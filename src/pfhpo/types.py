@@ -2,7 +2,7 @@
 
 Shapes: C clients in the federation, K clients in a round, H candidate
 configurations, M validation examples, N_max / Nv_max the padded examples
-per client. Every record is a NamedTuple, hence a pytree: it passes through
+per client; T rounds a credit looks ahead (its horizon). Every record is a NamedTuple, hence a pytree: it passes through
 `jax.jit`, `vmap` and orbax as it is.
 """
 from __future__ import annotations
@@ -104,7 +104,7 @@ class CreditSettings(NamedTuple):
     return self
 
 
-# How a credit over K rounds takes the rounds after the first
+# How a credit over T rounds takes the rounds after the first
 # (`pfhpo.federated.estimators`).
 ESTIMATORS = ('exact', 'first_order', 'sampled')
 
@@ -123,7 +123,7 @@ class RoundMetrics(NamedTuple):
   choices: jax.Array  # i32[K] configuration index (-1: not a grid point)
   hparams: ClientHParams  # [K] each, what every client used
   # f32[K] dL/dc_i of the clients this round credited: its own, or with a
-  # credit over K rounds, round r - K + 1's (zeros unless measured)
+  # credit over T rounds, round r - T + 1's (zeros unless measured)
   credit: jax.Array
   # i32[] the server configuration the policy drew (-1: the run's own)
   server_choice: jax.Array
@@ -133,8 +133,8 @@ class Feedback(NamedTuple):
   """What a round measured, for the policy to learn from."""
   clients: jax.Array  # i32[K] client indices of the round
   choices: jax.Array  # i32[K] configuration index each client used
-  credit: jax.Array  # f32[K] dL/dc_i at the credit's c = t 1 (zeros unless
-  # measured; for a credit over K rounds, of that round's validation loss)
+  credit: jax.Array  # f32[K] dL/dc_i at the credit's c = t_c 1 (zeros unless
+  # measured; for a credit over T rounds, of that round's validation loss)
   val_loss: jax.Array  # f32[] validation loss of the aggregated model
   val_acc: jax.Array  # f32[] validation accuracy of the aggregated model
   client_loss: jax.Array  # f32[K] each client's mean local training loss

@@ -36,7 +36,7 @@ def make_cohort(client: ClientAlgorithm, masked_loss: Callable,
                 client_chunk: int | None, mesh: Mesh | None,
                 recompute: bool) -> Callable:
   """`cohort(server, rows, data, hparams, keys, coeffs, local_val=())` ->
-  (Delta, Trained, (w: f32[K], the kept share sum_{i kept} w_i)),
+  (Delta, Trained, (w: f32[K], the kept weight sum_{i kept} w_i)),
   the clients trained `client_chunk` side by side over `mesh`'s devices
   (trained again in the backward pass where `recompute`)."""
 
@@ -65,8 +65,8 @@ def make_cohort(client: ClientAlgorithm, masked_loss: Callable,
         train, server.params, args, weights, coeffs, client_chunk, mesh,
         recompute)
     kept = jnp.sum(jnp.where(trained.diverged, 0.0, weights))
-    share = jnp.where(kept > 0, kept, 1.0)
-    delta = jax.tree_util.tree_map(lambda d: d / share, delta)
-    return delta, trained, (weights, share)
+    kept = jnp.where(kept > 0, kept, 1.0)
+    delta = jax.tree_util.tree_map(lambda d: d / kept, delta)
+    return delta, trained, (weights, kept)
 
   return cohort

@@ -13,7 +13,7 @@ change L(theta_g(1)) - L(theta) (the Aumann-Shapley shares of the
 change), and t = 1/2 is that integral's midpoint estimate, where t = 1 is
 the marginal value of each update at the aggregate. The server still moves
 to, and validates, theta_g(1) (one more forward pass of the validation
-set). A credit over K rounds is dL_val(theta_{t+K})/dc_t instead, through
+set). A credit over T rounds is dL_val(theta_{t+T})/dc_t instead, through
 the rounds between (`horizon.py`, with its three estimators).
 
 A credit is four pure functions, in the manner of an optax
@@ -119,9 +119,9 @@ def one_round(at: float = 0.5) -> Credit:
 
 def over_rounds(horizon: int, estimator: Estimator,
                 at: float = 0.5) -> Credit:
-  """dL_val(theta_{t+K})/dc_t at c = `at` 1, K = `horizon` >= 2, through
-  the K - 1 rounds after round t as `estimator` takes them: the round
-  closes the window of round t = r - K + 1 and moves that round's
+  """dL_val(theta_{t+T})/dc_t at c = `at` 1, T = `horizon` >= 2, through
+  the T - 1 rounds after round t as `estimator` takes them: the round
+  closes the window of round t = r - T + 1 and moves that round's
   clients' rows (`horizon.py`)."""
   CreditSettings(horizon, at=at).checked()
   require(horizon >= 2, f'a credit over rounds looks >= 2 ahead, got '

@@ -1,24 +1,24 @@
-"""The three estimators of a K-round credit (`horizon.py`): how the rounds
-after the credited round t are taken in F_t(c) = L_val(theta_{t+K}(c)).
+"""The three estimators of a T-round credit (`horizon.py`): how the rounds
+after the credited round t are taken in F_t(c) = L_val(theta_{t+T}(c)).
 
 
-* 'exact': `jax.grad` through the K - 1 later rounds, their local
+* 'exact': `jax.grad` through the T - 1 later rounds, their local
   training from the aggregate each received (the Jacobian of local SGD:
   second-order terms), their aggregation and the server optimizer. Round
   t's own training does not depend on c_t: its clients' updates are kept.
   The later rounds are trained again from S_{t+1}(c) with what each used
   (its clients' rows, data, hyper-parameters and key); each is a
-  `jax.checkpoint` inside a `lax.scan`, so the backward pass keeps K
+  `jax.checkpoint` inside a `lax.scan`, so the backward pass keeps T
   server states and one round's intermediates at a time.
 * 'first_order': local training's Jacobian taken as the identity, so the
   later rounds' aggregates Delta_u stay the values the run measured and
-  theta_{t+K} depends on c only through the server optimizer:
+  theta_{t+T} depends on c only through the server optimizer:
 
-      dF_t/dc_i ~= w_i <dL_val/dtheta (theta_{t+K}), dtheta_{t+K}/dDelta_t (theta_{t,i} - theta_t)>
+      dF_t/dc_i ~= w_i <dL_val/dtheta (theta_{t+T}), dtheta_{t+T}/dDelta_t (theta_{t,i} - theta_t)>
 
-  which for server SGD at learning rate eta is eta w_i <g_{t+K}, Delta_{t,i}>
-  (times (1 - beta^K)/(1 - beta) with momentum beta): the inner product of
-  a client's round-t update with the validation gradient K rounds later.
+  which for server SGD at learning rate eta is eta w_i <g_{t+T}, Delta_{t,i}>
+  (times (1 - beta^T)/(1 - beta) with momentum beta): the inner product of
+  a client's round-t update with the validation gradient T rounds later.
   No second-order terms, and no client trained again.
 * 'sampled': the exact Jacobian of each later round u estimated from m of
   its k clients, M_u, drawn uniformly without replacement when the round
@@ -31,8 +31,8 @@ after the credited round t are taken in F_t(c) = L_val(theta_{t+K}(c)).
   (sg: stop_gradient; s_i the client's share of the aggregate). The
   added term is zero in value, and its Jacobian (k/m) sum_{j in M_u} s_j
   (J_{u,j} - I) is unbiased for the exact sum_i s_i (J_{u,i} - I), the
-  part of local training's Jacobian that 'first_order' drops; for K = 2
-  the credit is linear in it, so the credit is unbiased too (for K > 2
+  part of local training's Jacobian that 'first_order' drops; for T = 2
+  the credit is linear in it, so the credit is unbiased too (for T > 2
   the rounds' samples are independent, so their product is). It trains m
   clients again a later round instead of k, and the window keeps only
   their inputs. With m = k it is the exact credit at c = 1; at
@@ -85,7 +85,7 @@ def sample_inputs(key: jax.Array, m: int, rows, train: ClientBatch,
 
 
 class Estimator(NamedTuple):
-  """How a K-round credit takes the rounds after the credited one: what a
+  """How a T-round credit takes the rounds after the credited one: what a
   window keeps of each round to train it again, and the replay of a later
   round from a server state.
 

@@ -1,19 +1,19 @@
-"""A credit that looks K rounds ahead: the window of past rounds it needs,
+"""A credit that looks T rounds ahead: the window of past rounds it needs,
 and the credit of the oldest round through the rounds after it.
 
 Round t's clients train from theta_t; the server aggregates them with
 coefficients c_t and steps, and the rounds after it run as they did:
 
     S_{t+1}(c) = ServerOpt(S_t, Delta_t(c)),  Delta_t(c) = sum_i w_i c_i (theta_{t,i} - theta_t)
-    S_{u+1}(c) = ServerOpt(S_u(c), Delta_u(theta_u(c)))      u = t+1 .. t+K-1
-    F_t(c)     = L_val(theta_{t+K}(c))
+    S_{u+1}(c) = ServerOpt(S_u(c), Delta_u(theta_u(c)))      u = t+1 .. t+T-1
+    F_t(c)     = L_val(theta_{t+T}(c))
 
 (S = the server's parameters theta and its optimizer's state; a round
 whose aggregate the server rejected leaves S as it was, in the replay as
 in the run, so that no credit flows through a model the server threw
-away). Client i's K-round credit is dF_t/dc_i at c = t_c 1 (`credit_at`),
+away). Client i's T-round credit is dF_t/dc_i at c = t_c 1 (`credit_at`),
 and the policy moves its row with it as with the one-round credit
-(`pfhpo.policies.gumbel`). K = 1 is the one-round credit through the
+(`pfhpo.policies.gumbel`). T = 1 is the one-round credit through the
 server optimizer. A longer horizon answers the short-horizon bias of a
 greedy hyper-parameter gradient (Wu, Ren, Liao, Grosse, "Understanding
 Short-Horizon Bias in Stochastic Meta-Optimization", ICLR 2018): a step
@@ -28,9 +28,9 @@ However the later rounds are taken, round t's credit is one backward pass
 to v = dF_t/dDelta_t and one pass over its stored client updates,
 dF_t/dc_i = s_i <v, Delta_{t,i}> (`horizon_credit`).
 
-The window holds the last K - 1 rounds; the current round closes the
+The window holds the last T - 1 rounds; the current round closes the
 window of the oldest, whose clients' rows the policy then moves (a delay
-of K - 1 rounds; no update before the first window closes). It lives in
+of T - 1 rounds; no update before the first window closes). It lives in
 `RoundState.window`, so a checkpoint holds it and a resumed run continues
 mid-window exactly.
 """
@@ -72,7 +72,7 @@ class RoundRecord(NamedTuple):
 
 
 class Window(NamedTuple):
-  """The last W = K - 1 rounds, oldest first ([W, ...] on every leaf)."""
+  """The last W = T - 1 rounds, oldest first ([W, ...] on every leaf)."""
   count: jax.Array  # i32[] rounds held; full at W
   rounds: RoundRecord
 

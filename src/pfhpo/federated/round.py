@@ -21,8 +21,8 @@ alignment for 'alignment', and for 'pre_loss' each client's loss l_i of
 the server model on its training data before it trains, which
 `policy.observe` records before the policy proposes. The credit
 (`credit.py`) says how the clients are credited: by dL/dc of the round's
-own aggregate at c = t 1, or of the validation loss K rounds later, in
-which case the round closes the window of round r - K + 1 and moves that
+own aggregate at c = t_c 1, or of the validation loss T rounds later, in
+which case the round closes the window of round r - T + 1 and moves that
 round's clients' rows (`horizon.py`; the window lives in
 `RoundState.window`). A policy that also chooses the server's
 configuration (`Policy.server_axis`) draws one z a round, its step
@@ -76,7 +76,8 @@ from pfhpo.federated.local_update import make_local_update, make_masked_loss
 from pfhpo.federated.server import chosen_server_step, init_server
 from pfhpo.federated.sharding import replicate
 from pfhpo.models import Model, accuracy, cross_entropy
-from pfhpo.policies.base import CREDIT, MEASUREMENTS, Policy, mean_entropy
+from pfhpo.federated.metrics import round_metrics
+from pfhpo.policies.base import CREDIT, MEASUREMENTS, Policy
 from pfhpo.policies.space import SearchSpace, hparams_for
 from pfhpo.types import (Feedback, RoundBatch, RoundMetrics, RoundState,
                          ValBatch)
@@ -199,7 +200,7 @@ def make_round(model: Model, features: Callable,
 
     agg = credit.aggregate(objective, val_metrics, server.params, batch.val,
                            k)
-    trained, (weights, share) = agg.aux  # [K] each
+    trained, (weights, kept) = agg.aux  # f32[K], f32[]
     diverged = trained.diverged
     some_kept = ~jnp.all(diverged)
     rejected = some_kept & rejected_of(agg.loss)
@@ -215,18 +216,18 @@ def make_round(model: Model, features: Callable,
     record = RoundRecord(
         server, clients, choices, failed, trained.stats.loss, updated,
         jnp.int32(z_server), ClientUpdates(
-            trained.update, jnp.where(diverged, 0.0, weights / share),
+            trained.update, jnp.where(diverged, 0.0, weights / kept),
             agg.delta),
         credit.keep(jax.random.fold_in(key, 3), rows, data, hparams,
                     train_key, train_keys))
 
     def learn(pstate, record: RoundRecord, dl_dc, now: bool):
       count = None if batch.local_val is None else batch.local_val.count
-      own = ((trained.val_loss, count, agg.delta, trained.stats.alignment)
-             if now else ())  # this round's own measurements
+      measured = ((trained.val_loss, count, agg.delta,
+                   trained.stats.alignment) if now else ())  # this round's
       return policy.update(pstate, Feedback(
           record.clients, record.choices, dl_dc, agg.loss, agg.acc,
-          record.client_loss, *own,
+          record.client_loss, *measured,
           failed=record.failed | ~jnp.isfinite(dl_dc)))
 
     pstate, dl_dc, window = credit.assign(
@@ -249,27 +250,3 @@ def make_round(model: Model, features: Callable,
   return FederatedAlgorithm(init, apply,
                             () if credit.keeps_updates else (0,))
 
-
-def round_metrics(policy: Policy, pstate, batch: RoundBatch, agg, trained,
-                  weights, rejected, updated, hparams, choices, dl_dc,
-                  z_server, own_val) -> RoundMetrics:
-  """What the round reports (`RoundMetrics`)."""
-  diverged = trained.diverged
-  kept = jnp.where(diverged, 0.0, weights)
-  if own_val:  # what FedEx learns from
-    n_val = jnp.where(diverged, 0, batch.local_val.count)
-    local_val_loss = jnp.sum(n_val * trained.val_loss) / jnp.maximum(
-        jnp.sum(n_val), 1)
-  else:
-    local_val_loss = jnp.float32(jnp.nan)
-  entropy = (jnp.float32(jnp.nan) if policy.probabilities is None else
-             mean_entropy(policy.probabilities(pstate, batch.clients)))
-  return RoundMetrics(
-      train_loss=jnp.sum(jnp.where(diverged, 0.0, kept * trained.stats.loss))
-      / jnp.maximum(jnp.sum(kept), 1e-12),
-      val_loss=agg.loss, val_acc=agg.acc,
-      dropped_clients=jnp.sum(diverged), rejected=rejected, updated=updated,
-      local_steps_total=jnp.sum(hparams.local_steps),
-      local_val_loss=local_val_loss, policy_entropy=entropy,
-      choices=choices, hparams=hparams, credit=dl_dc,
-      server_choice=jnp.int32(z_server))
