@@ -1,0 +1,113 @@
+"""The personalised evaluation behind `personal_acc`, `personal_acc_p10`
+and the pooled figure, against a plain loop over clients.
+
+A small federation whose clients differ in their train and test counts
+(two have no test examples), each fine-tuned with its own configuration.
+With the batch set to the client's count, FedAvg's fine-tuning is full-batch
+gradient descent, which the reference writes with nothing of the library's
+local update: the compiled, blocked, chunked evaluation must give every
+client the accuracy of its own fine-tuned model, NaN where it has no test
+data, and the summary must be the mean, the tenth percentile and the
+test-count-weighted mean over the clients with test data.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pfhpo import models
+from pfhpo.data.federated import ClientSplit
+from pfhpo.evaluate import make_personalized_evaluate, summarize_personal
+from pfhpo.federated.client import sgd_client
+from pfhpo.federated.local_update import make_local_update
+from pfhpo.types import ClientHParams
+
+FEATURES, CLASSES = 4, 3
+TRAIN = np.array([3, 5, 8, 2, 6, 4, 7])
+TEST = np.array([9, 0, 12, 7, 0, 11, 13])  # clients 1 and 4: no test data
+C = len(TRAIN)
+# Each client's own configuration: client 3 does not move (lr 0), so its
+# personal model is the global one.
+LR = np.array([0.5, 1.0, 0.2, 0.0, 0.8, 1.5, 0.3], np.float32)
+STEPS = np.array([3, 1, 5, 2, 4, 6, 2], np.int32)
+
+
+def _split(counts, rng) -> ClientSplit:
+  n = int(counts.sum())
+  # Each client's labels follow its own rule of the features, so that
+  # fine-tuning moves each client's accuracy its own way.
+  x = rng.normal(size=(n, FEATURES)).astype(np.float32)
+  owner = np.repeat(np.arange(C), counts)
+  y = (np.argmax(x[:, :CLASSES] * (1 + owner[:, None] % 3), 1) + owner) % CLASSES
+  return ClientSplit(x, y.astype(np.int32),
+                     np.concatenate([[0], np.cumsum(counts)]),
+                     int(max(counts.max(), 1)))
+
+
+def _reference(params, model, train: ClientSplit, test: ClientSplit):
+  """Client by client: full-batch gradient descent on its train examples
+  with its own lr and steps, then the accuracy on its own test examples."""
+
+  def loss(p, x, y):
+    logits = model.apply(p, x)
+    return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(len(y)), y])
+
+  acc = np.full(C, np.nan)
+  for i in range(C):
+    p = params
+    x, y = train.client(i)
+    for _ in range(STEPS[i]):
+      g = jax.grad(loss)(p, jnp.asarray(x), jnp.asarray(y))
+      p = jax.tree_util.tree_map(lambda a, b: a - LR[i] * b, p, g)
+    tx, ty = test.client(i)
+    if len(ty):
+      pred = np.argmax(np.asarray(model.apply(p, jnp.asarray(tx))), 1)
+      acc[i] = np.mean(pred == ty)
+  return acc
+
+
+@pytest.mark.parametrize('block,chunk', [(3, 2), (7, 7)])
+def test_each_client_is_tested_with_its_own_fine_tuned_model(block, chunk):
+  """Blocks of 3 clients (the last padded) with 2 side by side, and all
+  at once: the same per-client accuracies as the loop, NaN exactly where a
+  client has no test examples; the summary's mean, p10 and pooled figures
+  are those of the clients with test data (p10 by linear interpolation,
+  numpy's default, written out here), and the unseen clients' mean is
+  over the unseen ones among them."""
+  rng = np.random.default_rng(0)
+  train, test = _split(TRAIN, rng), _split(TEST, rng)
+  model = models.create('logreg', (FEATURES,), CLASSES)
+  params = model.init(jax.random.PRNGKey(0))
+  local = make_local_update(model, lambda x: x, int(STEPS.max()),
+                            int(TRAIN.max()))
+  evaluate = make_personalized_evaluate(
+      model, lambda x: x, sgd_client(local).personalize, chunk, block)
+  hparams = ClientHParams(LR, STEPS, TRAIN.astype(np.int32),
+                          np.zeros(C, np.float32))
+  got = evaluate(params, (), train, hparams, jax.random.split(
+      jax.random.PRNGKey(1), C), test)
+  want = _reference(params, model, train, test)
+  np.testing.assert_array_equal(np.isnan(got), TEST == 0)
+  np.testing.assert_allclose(got, want, atol=1e-6)
+  # the clients really differ, and fine-tuning really changed some
+  has = TEST > 0
+  untuned = np.argmax(np.asarray(model.apply(params, jnp.asarray(
+      test.client(3)[0]))), 1)
+  assert got[3] == pytest.approx(np.mean(untuned == test.client(3)[1]))
+
+  # clients 2, 4 and 5 never in a round; 4 has no test data, so it is not
+  # among the unseen clients the summary counts
+  seen = np.array([1, 1, 0, 1, 0, 0, 1], bool)
+  summary = summarize_personal(got, test.counts, seen)
+  acc = want[has]  # clients 0, 2, 3, 5, 6
+  ordered = np.sort(acc)
+  assert len(set(ordered)) == 5  # no ties: a wrong percentile shows
+  rank = 0.1 * (len(acc) - 1)  # between the lowest and the next
+  lo = int(np.floor(rank))
+  p10 = ordered[lo] + (rank - lo) * (ordered[lo + 1] - ordered[lo])
+  assert summary.mean == pytest.approx(acc.sum() / 5)
+  assert summary.p10 == pytest.approx(p10)
+  assert summary.pooled == pytest.approx(
+      float((TEST[has] * acc).sum() / TEST.sum()))
+  assert summary.unseen == 2
+  assert summary.unseen_mean == pytest.approx((want[2] + want[5]) / 2)
