@@ -111,3 +111,32 @@ def test_each_client_is_tested_with_its_own_fine_tuned_model(block, chunk):
       float((TEST[has] * acc).sum() / TEST.sum()))
   assert summary.unseen == 2
   assert summary.unseen_mean == pytest.approx((want[2] + want[5]) / 2)
+
+
+@pytest.mark.parametrize('preferred,moves', [(1, False), (0, True)])
+def test_a_run_fine_tunes_each_client_with_the_configuration_its_policy_prefers(
+    preferred, moves):
+  """A run's personalised figures (`Experiment.personalize`) fine-tune
+  every client with the configuration its policy prefers: the static
+  policy on configuration 1, whose learning rate is 1e-8, leaves each
+  client's personal model the global one to float precision, so every
+  client's personal accuracy is its global accuracy; on configuration 0
+  (lr 0.3, 5 steps) fine-tuning moves them."""
+  from pfhpo.experiment.flags import command_from_args
+  from pfhpo.experiment.setup import build
+  cfg = command_from_args([
+      '--dataset=digits', '--model=mlp', '--policy=static',
+      f'--static_index={preferred}', '--lrs=0.3,1e-8', '--local_steps=5',
+      '--batch_sizes=16', '--clients_per_round=4']).config
+  exp = build(cfg)
+  state, table = exp.algorithm.init(jax.random.PRNGKey(0),
+                                    exp.data.num_clients)
+  personal = exp.personalize(state, table,
+                             np.ones(exp.data.num_clients, bool))
+  global_acc = np.asarray(exp.evaluate(state.server.params).client_acc)
+  has = exp.data.test.counts > 0
+  assert has.all()
+  if moves:
+    assert np.abs(personal.client_acc - global_acc).max() > 0.05
+  else:
+    np.testing.assert_array_equal(personal.client_acc, global_acc)
