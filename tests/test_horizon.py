@@ -16,7 +16,8 @@ from pfhpo.federated.client import sgd_client
 from pfhpo.federated.cohort import make_cohort
 from pfhpo.federated.divergence import make_diverged
 from pfhpo.federated.credit import ESTIMATORS, make_credit
-from pfhpo.federated.estimators import SampledInput, first_order
+from pfhpo.federated.estimators import (SampledInput, first_order,
+                                        sample_inputs)
 from pfhpo.federated.horizon import (ClientUpdates, RoundRecord,
                                      horizon_credit, step_at)
 from pfhpo.federated.local_update import make_local_update, make_masked_loss
@@ -24,7 +25,7 @@ from pfhpo.federated.server import (init_server, server_optimizer,
                                     with_server_hparams)
 from pfhpo.policies import gumbel
 from pfhpo.policies.space import server_space
-from pfhpo.types import Feedback
+from pfhpo.types import ClientBatch, ClientHParams, Feedback
 from test_round import C, SPACE, linear_model, problem, _val_loss
 
 K = 3
@@ -32,14 +33,15 @@ FLAT = lambda p: jnp.concatenate([p['w'].ravel(), p['b']])
 UNFLAT = lambda v: {'w': v[:-2].reshape(-1, 2), 'b': v[-2:]}
 
 
-def _rounds(policy, credit, server_opt, rounds=K):
+def _rounds(policy, credit, server_opt, rounds=K, batch=None):
   """`rounds` compiled rounds of `policy` and `credit` from the initial
-  state, round r keyed PRNGKey(r): the initial state, the batch, and each
+  state on `batch` (unset: `problem()`), round r keyed PRNGKey(r): the
+  initial state, the batch, and each
   round's metrics; with a credit over K = `rounds` rounds, the last
   round's credit is the first round's clients'."""
   algorithm = make_round(linear_model(), lambda x: x, server_opt, SPACE,
                          policy, credit)
-  batch = problem()
+  batch = problem() if batch is None else batch
   state, rows = algorithm.init(jax.random.PRNGKey(0), C, batch)
   start = state
   step = jax.jit(algorithm.apply)
@@ -150,21 +152,28 @@ def test_the_first_order_credit_is_its_closed_form(server):
                              atol=1e-6)
 
 
-def test_the_sampled_credit_is_unbiased_and_exact_with_every_client():
-  """The 2-round credit of round 0 through round 1 with m = 1 of round 1's
-  clients trained again: averaged over the C clients it could sample, it
-  is the exact credit (the credit is linear in round 1's Jacobian, which
-  each sample estimates without bias), though no single sample is; with
-  every client sampled it is the exact credit. Both at c = 1, where the
-  exact credit's replay is the run's (elsewhere it trains from another
-  model, the sampled one from the run's). Round 0's and round 1's records
-  are the window of a compiled 3-round exact credit after two rounds."""
+# Unequal example counts, so that each client's share s_i = D_i / D is its own.
+COUNTS = np.array([64, 12, 40, 24, 56, 16, 48, 32], np.int32)
+
+
+@pytest.fixture(scope='module')
+def window():
+  """The window of a compiled 4-round exact credit after three rounds on
+  clients of unequal sizes (`COUNTS`), server SGD with momentum: rounds 0,
+  1 and 2 as the window holds them, each with what its clients used; and
+  `credit(estimator, later, at)`, round 0's credit through the records
+  `later` (stacked [W, ...]) as `estimator` takes them, at c = `at` 1,
+  with 'sampled' records built by `sampled(record, positions)`."""
   server_opt = SERVERS['momentum']
+  batch = problem()
+  batch = batch._replace(train=batch.train._replace(count=COUNTS))
   _, batch, _, state = _rounds(
-      gumbel(SPACE, optax.sgd(0.5)), make_credit(3, 'exact'), server_opt,
-      rounds=2)
-  first, later = [jax.tree_util.tree_map(lambda w: w[i], state.window.rounds)
-                  for i in (0, 1)]
+      gumbel(SPACE, optax.sgd(0.5)), make_credit(4, 'exact'), server_opt,
+      rounds=3, batch=batch)
+  records = [jax.tree_util.tree_map(lambda w: w[i], state.window.rounds)
+             for i in range(3)]
+  np.testing.assert_allclose(records[0].updates.shares,
+                             COUNTS / COUNTS.sum(), rtol=1e-6)
   model = linear_model()
   cohort = make_cohort(
       sgd_client(make_local_update(model, lambda x: x, SPACE.max_steps,
@@ -172,33 +181,97 @@ def test_the_sampled_credit_is_unbiased_and_exact_with_every_client():
       make_masked_loss(model, lambda x: x), make_diverged(2), True, None,
       None, False)
   val_loss = lambda p: _val_loss(batch.val)(FLAT(p))
+  step = step_at(server_opt)
 
-  def credit(estimator, later):
-    step = step_at(server_opt)
+  def credit(estimator, later, at):
     return horizon_credit(
-        step, ESTIMATORS[estimator](C).replay(cohort, step), val_loss, first,
-        jax.tree_util.tree_map(lambda a: a[None], later), 1.0)
+        step, ESTIMATORS[estimator](C).replay(cohort, step), val_loss,
+        records[0], later, at)
 
-  credit = jax.jit(credit, static_argnums=0)
-  inputs = later.inputs
-  keys = jax.random.split(inputs.key, C)
+  return records, jax.jit(credit, static_argnums=(0, 2))
 
-  def sampled(positions):
-    take = lambda tree: jax.tree_util.tree_map(lambda a: a[positions], tree)
-    return np.asarray(credit('sampled', later._replace(inputs=SampledInput(
-        positions, take(inputs.rows), take(inputs.train),
-        take(inputs.hparams), keys[positions]))))
 
-  exact = np.asarray(credit('exact', later))
+def sampled(record, positions):
+  """`record` (an exact one) as the 'sampled' estimator keeps it, its
+  clients at `positions` (i32[m]) trained again."""
+  inputs = record.inputs
+  take = lambda tree: jax.tree_util.tree_map(lambda a: a[positions], tree)
+  return record._replace(inputs=SampledInput(
+      positions, take(inputs.rows), take(inputs.train), take(inputs.hparams),
+      jax.random.split(inputs.key, C)[positions]))
+
+
+stack = lambda *rs: jax.tree_util.tree_map(lambda *a: jnp.stack(a), *rs)
+
+
+def test_the_sampled_credit_is_unbiased_and_exact_with_every_client(window):
+  """The 2-round credit of round 0 through round 1 with m = 1 of round 1's
+  clients trained again: averaged over the C clients it could sample, it
+  is the exact credit (the credit is linear in round 1's Jacobian, which
+  each sample estimates without bias), though no single sample is; with
+  every client sampled it is the exact credit. Both at c = 1, where the
+  exact credit's replay is the run's (elsewhere it trains from another
+  model, the sampled one from the run's). The clients' sizes differ, so a
+  sample scaled by another client's share s_j is off."""
+  records, credit = window
+  later = records[1]
+  exact = np.asarray(credit('exact', stack(later), 1.0))
   scale = np.max(np.abs(exact))
-  np.testing.assert_allclose(sampled(jnp.arange(C)[::-1]), exact, rtol=1e-4,
+  one = lambda positions: np.asarray(credit(
+      'sampled', stack(sampled(later, positions)), 1.0))
+  np.testing.assert_allclose(one(jnp.arange(C)[::-1]), exact, rtol=1e-4,
                              atol=1e-6 * scale)
-  singles = np.stack([sampled(jnp.array([j])) for j in range(C)])
+  singles = np.stack([one(jnp.array([j])) for j in range(C)])
   np.testing.assert_allclose(singles.mean(0), exact, rtol=1e-4,
                              atol=1e-5 * scale)
   assert np.min(np.max(np.abs(singles - exact), axis=1)) > 1e-2 * scale
-  first_order = np.asarray(credit('first_order', later._replace(inputs=())))
+  first_order = np.asarray(credit('first_order', stack(
+      later._replace(inputs=())), 1.0))
   assert np.max(np.abs(first_order - exact)) > 1e-2 * scale
+
+
+def test_the_sampled_credit_over_three_rounds_is_unbiased_over_both_samples(
+    window):
+  """T = 3, m = 2 of round 1's and of round 2's C clients: the credit is
+  a product of one factor per later round, each linear in its own
+  round's sample, and the samples are independent, so its mean over all
+  28 x 28 pairs of samples (the exact expectation) is the exact credit at
+  c = 1, though no single pair's credit is. At c = 1/2 the mean over the
+  pairs is the credit with every client sampled (the later rounds'
+  values are the run's whatever the sample, so each round's Jacobian is
+  still estimated without bias), and that is not the exact credit, whose
+  later rounds train from the model c = 1/2 gives: the sampled ones keep
+  the run's aggregates. Off by one round (T = 2) or with another client's
+  share, the means are off."""
+  records, credit = window
+  pairs = np.array([(a, b) for a in range(C) for b in range(a + 1, C)])
+  first, second = np.meshgrid(np.arange(len(pairs)), np.arange(len(pairs)),
+                              indexing='ij')
+  both = jnp.asarray(pairs[first.ravel()]), jnp.asarray(pairs[second.ravel()])
+
+  def mean_over_samples(at):
+    each = jax.jit(jax.vmap(lambda p1, p2: credit(
+        'sampled', stack(sampled(records[1], p1), sampled(records[2], p2)),
+        at)))(*both)  # [28 * 28, C]
+    return np.asarray(each)
+
+  every = lambda at: np.asarray(credit('sampled', stack(
+      sampled(records[1], jnp.arange(C)), sampled(records[2], jnp.arange(C))),
+      at))
+  exact = lambda at: np.asarray(credit('exact', stack(*records[1:]), at))
+  each = mean_over_samples(1.0)
+  want = exact(1.0)
+  scale = np.max(np.abs(want))
+  np.testing.assert_allclose(every(1.0), want, rtol=1e-4, atol=1e-6 * scale)
+  np.testing.assert_allclose(each.mean(0), want, rtol=1e-4,
+                             atol=1e-5 * scale)
+  assert np.min(np.max(np.abs(each - want), axis=1)) > 1e-3 * scale
+  two_rounds = np.asarray(credit('exact', stack(records[1]), 1.0))
+  assert np.max(np.abs(two_rounds - want)) > 1e-2 * scale
+  half = mean_over_samples(0.5).mean(0)
+  np.testing.assert_allclose(half, every(0.5), rtol=1e-4,
+                             atol=1e-5 * np.max(np.abs(half)))
+  assert np.max(np.abs(half - exact(0.5))) > 1e-3 * np.max(np.abs(half))
 
 
 def test_the_compiled_sampled_credit_of_every_client_is_the_exact_one():
@@ -268,3 +341,50 @@ def test_each_scope_moves_the_rows_of_the_round_whose_window_closed(scope):
   for a, b in zip(jax.tree_util.tree_leaves(second.policy),
                   jax.tree_util.tree_leaves(want)):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_sample_inputs_draws_m_distinct_clients_uniformly_with_their_inputs():
+  """`sample_inputs` over n = 4000 keys, m = 3 of k = 8 clients: each
+  draw's m positions are distinct; each client is drawn in a fraction
+  m/k of the draws, and each pair of clients in m(m-1)/(k(k-1)) (what
+  uniform sampling without replacement gives); and every field it
+  returns (rows, train data, hyper-parameters, keys) is the input at the
+  returned positions. The counts are Binomial(n, p): each is asserted
+  within 6 standard deviations (sd <= sqrt(n/4) / n ~ 0.008 of a
+  fraction; a false alarm has probability below 1e-7 over the 8 + 28
+  counts, and the keys are fixed), where a sampler of the first m
+  clients (fractions 1 and 0), one that never reaches the last client,
+  or one of a random contiguous run of m (adjacent pairs at m/k = 0.375
+  against 0.107) is off by far more. The inputs encode their client's
+  index in every leaf, so a field gathered at other positions shows."""
+  k, m, n = C, 3, 4000
+  ids = jnp.arange(k)
+  code = lambda field, shape, dtype: (
+      100 * field + ids.reshape(k, *([1] * len(shape)))
+      + jnp.zeros((k, *shape))).astype(dtype)
+  rows = {'head': code(1, (2, 3), jnp.float32), 'n': code(2, (), jnp.int32)}
+  train = ClientBatch(code(3, (4, 2), jnp.float32), code(4, (4,), jnp.int32),
+                      code(5, (), jnp.int32))
+  hparams = ClientHParams(code(6, (), jnp.float32), code(7, (), jnp.int32),
+                          code(8, (), jnp.int32), code(9, (), jnp.float32))
+  keys = code(10, (2,), jnp.uint32)
+  draws = jax.jit(jax.vmap(
+      lambda key: sample_inputs(key, m, rows, train, hparams, keys)))(
+          jax.random.split(jax.random.PRNGKey(42), n))
+  positions = np.asarray(draws.positions)  # [n, m]
+  assert positions.shape == (n, m)
+  assert np.all((0 <= positions) & (positions < k))
+  assert all(len(set(p)) == m for p in positions.tolist())
+  fields = {'rows': (rows, draws.rows), 'train': (train, draws.train),
+            'hparams': (hparams, draws.hparams), 'keys': (keys, draws.keys)}
+  for name, (full, taken) in fields.items():
+    for a, b in zip(jax.tree_util.tree_leaves(full),
+                    jax.tree_util.tree_leaves(taken)):
+      np.testing.assert_array_equal(b, np.asarray(a)[positions], err_msg=name)
+  drawn = np.zeros((n, k), bool)
+  np.put_along_axis(drawn, positions, True, axis=1)
+  within = lambda got, p: np.testing.assert_array_less(
+      np.abs(got - p), 6 * np.sqrt(p * (1 - p) / n))
+  within(drawn.mean(0), m / k)
+  pairs = (drawn.T.astype(np.float32) @ drawn) / n  # [k, k]
+  within(pairs[np.triu_indices(k, 1)], m * (m - 1) / (k * (k - 1)))
