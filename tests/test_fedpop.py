@@ -14,6 +14,7 @@ from pfhpo.policies.space import server_space
 from pfhpo.models import Model
 from pfhpo.policies import fedpop, static
 from pfhpo.policies.space import make_space
+from pfhpo.fedpop.members import DISCOUNT
 from pfhpo.fedpop.population import exploit, explore, population_round
 from pfhpo.types import ClientBatch, Feedback, RoundBatch, ValBatch
 
@@ -157,6 +158,124 @@ def test_the_round_costs_every_members_local_steps_and_reports_the_best():
   best = int(np.argmin(state.population.val_loss))
   assert leaves_equal(state.server, member(members.server, best))
   np.testing.assert_array_equal(metrics.hparams.local_steps, steps[best])
+
+
+def test_the_population_exploits_exactly_every_exploit_every_rounds():
+  """exploit_every = 2, local_every = 3, seven rounds of 4 members (k =
+  min(ceil(0.25 * 4), 4 // 2) = 1). After rounds 2, 4, 6 exactly one pair
+  of members shares its weights: the worst of the round's validation
+  losses, now a copy of the best; after rounds 1, 3, 5, 7 no two do and no
+  member's server configuration moved. FedPop-L: all C clients train every
+  round, so every slot is measured each round and its weight is
+  den = sum_{i < t} 0.9^i, t the rounds since its scores last started
+  again: at every third round (local_every) for all, and at an exploit for
+  the copy (reseeded around its new base); a member's slots change only
+  then."""
+  size, every, local = 4, 2, 3
+  _, algorithm = population(size, local_every=local, exploit_every=every)
+  state, rows = algorithm.init(jax.random.PRNGKey(0), C)
+  step = jax.jit(algorithm.apply)
+  reset = np.zeros(size, int)  # the round each member's scores restarted
+  moved = 0
+  for r in range(1, 8):
+    before = state.population
+    state, rows, _ = step(state, rows, problem(), jax.random.PRNGKey(r))
+    pop = state.population
+    assert int(pop.round) == r
+    params = [member(pop.members.server.params, m) for m in range(size)]
+    shared = [{a, b} for a in range(size) for b in range(a + 1, size)
+              if leaves_equal(params[a], params[b])]
+    order = np.argsort(np.asarray(pop.val_loss))
+    copy = None
+    if r % every == 0:
+      copy = int(order[-1])
+      assert shared == [{int(order[0]), copy}], r
+    else:
+      assert shared == [], r
+      np.testing.assert_array_equal(pop.server, before.server)
+    den = np.asarray(pop.members.policy.den)
+    slots = np.asarray(pop.members.policy.slots)
+    for m in range(size):
+      if r % local == 0 or m == copy:
+        reset[m] = r
+      want = sum(DISCOUNT ** i for i in range(r - reset[m]))
+      np.testing.assert_allclose(den[m], want, rtol=1e-6, err_msg=str((r, m)))
+      if r % local and m != copy:
+        np.testing.assert_array_equal(
+            slots[m], before.members.policy.slots[m], err_msg=str((r, m)))
+      elif r % local == 0:
+        moved += int(np.sum(slots[m] != before.members.policy.slots[m]))
+  assert moved > 0  # the local steps moved some slot
+
+
+def test_a_member_with_a_non_finite_loss_is_ranked_worst_and_replaced():
+  """exploit over 4 members (k = 1) with member 1's loss NaN or inf: member
+  1 is the one replaced, by the best finite one (member 2, loss 0.5), and
+  is never the source; the others are untouched."""
+  _, state, _ = trained(4, rounds=1, exploit_every=100)
+  members, server = state.population.members, state.population.server
+  for bad in (np.nan, np.inf):
+    loss = jnp.array([2.0, bad, 0.5, 1.0])
+    copied, copied_server, replaced = exploit(
+        members, server, loss, jax.random.PRNGKey(1), 0.25)
+    np.testing.assert_array_equal(replaced, [False, True, False, False])
+    assert leaves_equal(member(copied, 1), member(members, 2))
+    assert int(copied_server[1]) == int(server[2])
+    for m in (0, 2, 3):
+      assert leaves_equal(member(copied, m), member(members, m))
+
+
+def test_a_member_whose_model_is_nan_is_replaced_and_never_reported():
+  """A population of 4 exploiting every round, member 1's server weights
+  NaN: its clients diverge, its validation loss is recorded as inf, it is
+  the member replaced, by a copy of the best finite member, and the run's
+  model is that best member's, its metrics finite."""
+  size = 4
+  _, algorithm = population(size, exploit_every=1)
+  state, rows = algorithm.init(jax.random.PRNGKey(0), C)
+  pop = state.population
+  params = jax.tree_util.tree_map(lambda a: a.at[1].set(jnp.nan),
+                                  pop.members.server.params)
+  pop = pop._replace(members=pop.members._replace(
+      server=pop.members.server._replace(params=params)))
+  state = state._replace(population=pop)
+  state, _, metrics = jax.jit(algorithm.apply)(state, rows, problem(),
+                                               jax.random.PRNGKey(3))
+  loss = np.asarray(state.population.val_loss)
+  assert np.isinf(loss[1]) and np.all(np.isfinite(np.delete(loss, 1)))
+  best = int(np.argmin(loss))
+  assert best != 1
+  members = state.population.members
+  assert leaves_equal(member(members.server.params, 1),
+                      member(members.server.params, best))
+  assert all(np.all(np.isfinite(a)) for a in
+             jax.tree_util.tree_leaves(members.server.params))
+  assert leaves_equal(state.server, member(members.server, best))
+  assert np.isfinite(float(metrics.val_loss))
+  assert np.isfinite(float(metrics.train_loss))
+
+
+def test_the_round_counts_every_members_local_steps_exactly():
+  """Three members with FedPop-L every round and an exploit every second
+  round, four rounds: each round's local_steps_total is the sum, over the
+  members and their C clients, of the local steps of the configuration
+  each client drew (the member's proposal before the round), so a member
+  left out, or the best counted P times, is a different number."""
+  size = 3
+  policy, algorithm = population(size, local_every=1, exploit_every=2)
+  state, rows = algorithm.init(jax.random.PRNGKey(0), C)
+  step = jax.jit(algorithm.apply)
+  drew = jax.jit(jax.vmap(
+      lambda s: policy.propose(s, jnp.arange(C), None)[1]))  # i32[P, C]
+  differ = False
+  for r in range(4):
+    choices = np.asarray(drew(state.population.members.policy))
+    drawn = [int(np.sum(np.asarray(SPACE.local_steps)[choices[m]]))
+             for m in range(size)]
+    differ |= len(set(drawn)) > 1
+    state, rows, metrics = step(state, rows, problem(), jax.random.PRNGKey(r))
+    assert int(metrics.local_steps_total) == sum(drawn), (r, drawn)
+  assert differ  # some round's members drew different step counts
 
 
 def test_fedpop_l_moves_the_worst_slots_next_to_the_best():
