@@ -37,7 +37,9 @@ test: $(STAMP)
 # host device per core); the round over 1, 2 and 4 processes (jax.distributed);
 # what the gumbel policy costs over a static round; what the round's
 # divergence test and validation cost over a bare FedAvg round; a
-# FEMNIST-sized federation's load time and peak memory.
+# FEMNIST-sized federation's load time and peak memory; how quickly the
+# data loaders fail without their files, and how long the device study's
+# toy calls take against a short deadline (what the tests once timed).
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/round_throughput.py --models=mlp,conv --clients=10,100
 	$(VENV)/bin/python benchmarks/round_throughput.py --models=mlp --clients=1000 \
@@ -54,6 +56,8 @@ bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/policy_overhead.py
 	$(VENV)/bin/python benchmarks/guard_overhead.py
 	$(VENV)/bin/python benchmarks/federation_memory.py
+	$(VENV)/bin/python benchmarks/error_latency.py
+	$(VENV)/bin/python benchmarks/study_deadline.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -136,32 +136,58 @@ def test_every_convolution_form_computes_the_library_cnn():
                              lib.apply(params, probe), atol=1e-5)
 
 
+# A stand-in for the study's Python that never finishes a comparison: it
+# marks that one started and sleeps (exec: `timeout` kills the sleep itself);
+# it answers the device line at once and runs anything else for real.
+STAND_IN = """#!/usr/bin/env bash
+case "$1" in
+  experiments/compare.py) touch "$STARTED"; exec sleep 60;;
+  -c) echo 'stand-in device'; exit 0;;
+esac
+exec "$REAL_PY" "$@"
+"""
+
+
 def test_the_device_study_stops_at_its_deadline_and_continues(tmp_path):
-  """benchmarks/device_study.sh at toy size on the CPU: a call whose
-  deadline falls inside the comparison says so and exits 0; the next call
-  continues it to the end and draws the seed's figure."""
+  """benchmarks/device_study.sh at toy size on the CPU, each stop made
+  certain rather than raced: with a deadline already reached
+  (STUDY_SECONDS=0) it stops before the comparison starts; with a
+  comparison that cannot finish (a stand-in that sleeps), `timeout` stops
+  it at the deadline. Each says which, exits 0 and leaves no results; the
+  next call, with time, runs the comparison to the end and draws the
+  seed's figure. (How long the toy study's calls take on this machine, and
+  whether it beats a short deadline: benchmarks/study_deadline.py.)"""
   root = Path(__file__).resolve().parents[1]
   toy = ['--dataset=digits', '--max_clients=4', '--clients_per_round=4',
          '--rounds=2', '--eval_every=1', '--seeds=0', '--static_grid=0',
          '--policies=gumbel']
   out = tmp_path / 'study'
-  env = {**os.environ, 'PY': sys.executable, 'OUT': str(out),
-         'MODELS': 'mlp'}
+  stand_in, started = tmp_path / 'python', tmp_path / 'started'
+  stand_in.write_text(STAND_IN)
+  stand_in.chmod(0o755)
+  env = {**os.environ, 'OUT': str(out), 'MODELS': 'mlp',
+         'REAL_PY': sys.executable, 'STARTED': str(started)}
 
-  def call(seconds):
+  def call(seconds, python):
     return subprocess.run(
         ['bash', str(root / 'benchmarks' / 'device_study.sh'), *toy],
-        env={**env, 'STUDY_SECONDS': str(seconds)}, capture_output=True,
-        text=True, timeout=600)
+        env={**env, 'PY': str(python), 'STUDY_SECONDS': str(seconds)},
+        capture_output=True, text=True, timeout=600)
 
-  first = call(3)  # (on a loaded machine the deadline may pass before
-  # the comparison starts: the same stop, said before it)
-  assert first.returncode == 0, first.stderr
-  assert first.stdout.splitlines()[-1] in (
-      'study: three_models stopped at the deadline; call again to continue',
+  past = call(0, stand_in)  # the deadline is now: no time is left
+  assert past.returncode == 0, past.stderr
+  assert past.stdout.splitlines()[-1] == (
       'study: out of time before three_models; call again to continue')
+  assert not started.exists()  # stopped before the comparison
+  hung = call(3, stand_in)  # the comparison never ends: killed at 3 s
+  assert hung.returncode == 0, hung.stderr
+  assert hung.stdout.splitlines()[-1] == (
+      'study: three_models stopped at the deadline; call again to continue'
+  ), hung.stdout
+  assert started.exists()
   assert not (out / 'three_models' / 'results.json').exists()
-  second = call(540)
+  assert not (out / 'seed_models.png').exists()
+  second = call(540, sys.executable)
   assert second.returncode == 0, second.stderr
   assert second.stdout.splitlines()[-1] == 'study: done'
   (row,) = json.loads((out / 'three_models' / 'results.json').read_text())

@@ -16,7 +16,7 @@ import pytest
 import pfhpo.data
 from pfhpo.data.groups import GROUPS, with_groups
 from pfhpo.errors import ConfigError
-from pfhpo.experiment import comparison
+from pfhpo.experiment import comparison, outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'experiments'))
@@ -121,6 +121,91 @@ def test_a_failed_run_is_reported_and_the_others_go_on(tmp_path, monkeypatch,
   assert [r['status'] for r in rows] == ['done', 'done']
 
 
+class Crash(BaseException):
+  """A kill as the run meets one: nothing in the comparison catches it (it
+  is not an Exception), so the run stops where it is, its files as they
+  are."""
+
+
+def _crash_after(monkeypatch, seed: int, round_: int) -> None:
+  """Makes the run of `seed` die right after it logs round `round_`'s
+  metrics line."""
+  real = outputs.RunDirectory.log_metrics
+
+  def log_metrics(self, row):
+    real(self, row)
+    if row.round == round_ and self.path.name == f'seed{seed}':
+      raise Crash(f'seed {seed} killed after round {round_}')
+
+  monkeypatch.setattr(outputs.RunDirectory, 'log_metrics', log_metrics)
+
+
+# What differs between an interrupted run and a straight one: its clocks,
+# and whether (and from where) it was resumed.
+TIMING = ('seconds', 'total_seconds', 'first_round_seconds', 'compile_seconds',
+          'resumed_from_round', 'round_compilations')
+
+
+def _untimed(d: dict) -> dict:
+  return {k: v for k, v in d.items() if k not in TIMING}
+
+
+def _run_files(run: Path) -> tuple:
+  """A run's metrics rows and summary (timings aside) and its choices."""
+  rows = [_untimed(json.loads(line))
+          for line in (run / 'metrics.jsonl').read_text().splitlines()]
+  return (rows, (run / 'choices.jsonl').read_text(),
+          _untimed(json.loads((run / 'summary.json').read_text())))
+
+
+def test_an_interrupted_comparison_continues_its_run_to_the_straight_one(
+    tmp_path, monkeypatch):
+  """The comparison's own resume (`runs.train_to`), gumbel on one seed of
+  4 rounds, checkpoints every 2. Its run dies after logging round 1,
+  before its first checkpoint (config and a metrics line written, no
+  checkpoint): the same command starts it afresh, and it dies again after
+  round 3 (its checkpoint at round 2, a line past it): the same command
+  continues it from round 2 to the end. Its metrics rows, choices and
+  summary, and its row of results.json, then equal a straight comparison's
+  (timings aside), and its summary says it resumed from round 2."""
+  preset = Path(_preset(tmp_path)[len('--config='):])
+  preset.write_text(preset.read_text().replace(
+      '[run]\n', '[run]\ncheckpoint_every = 2\n', 1))
+  argv = lambda out: ARGV + [f'--config={preset}', '--static_grid=0',
+                             '--seeds=0', '--rounds=4', f'--out_dir={out}']
+  straight, out = tmp_path / 'straight', tmp_path / 'cut'
+  assert compare.main(argv(straight)) == 0
+  run = out / 'runs' / 'mlp' / 'gumbel' / 'seed0'
+  lines = lambda: (run / 'metrics.jsonl').read_text().splitlines()
+  steps = lambda: sorted(p.name for p in (run / 'checkpoints').glob('[0-9]*'))
+
+  with monkeypatch.context() as m:  # dies before its first checkpoint
+    _crash_after(m, seed=0, round_=1)
+    with pytest.raises(Crash):
+      compare.main(argv(out))
+  assert (run / 'config.json').exists() and len(lines()) == 1
+  assert steps() == [] and not (run / 'summary.json').exists()
+  with monkeypatch.context() as m:  # started again; dies after round 3
+    _crash_after(m, seed=0, round_=3)
+    with pytest.raises(Crash):
+      compare.main(argv(out))
+  assert steps() == ['2'] and len(lines()) == 3
+  assert not (run / 'summary.json').exists()
+  assert compare.main(argv(out)) == 0  # continued from round 2
+
+  got = _run_files(run)
+  want = _run_files(straight / 'runs' / 'mlp' / 'gumbel' / 'seed0')
+  assert got[0] == want[0]  # every metric of every round, exactly
+  assert got[1] == want[1]  # every client's configuration
+  assert got[2] == want[2]
+  assert json.loads((run / 'summary.json').read_text())[
+      'resumed_from_round'] == 2
+  got, want = (json.loads((root / 'results.json').read_text())
+               for root in (out, straight))
+  assert [_untimed(r) for r in got] == [_untimed(r) for r in want]
+  assert [(r['seed'], r['status']) for r in got] == [(0, 'done')]
+
+
 def _locked(directory: Path) -> bool:
   """Whether a process holds `directory`'s lock (an exclusive flock on its
   `.lock`, as a run's directory is held)."""
@@ -202,7 +287,24 @@ def test_named_methods_run_with_their_own_settings(tmp_path, capsys):
   assert "used --policy_scope='global', not 'client'" in err
 
 
+def _table_cells(table: str, model: str) -> dict[str, dict[str, str]]:
+  """{method: {column: cell}} of `model`'s table in table.md, the bold
+  marks taken off."""
+  section = table[table.index(f'## {model}\n'):]
+  end = section.find('\n\n', section.index('| method'))
+  section = section[:end if end >= 0 else None]
+  lines = [l for l in section.splitlines() if l.startswith('| ')]
+  split = lambda l: [c.strip().strip('*') for c in l.strip('|').split('|')]
+  header = split(lines[0])
+  return {cells[0]: dict(zip(header[1:], cells[1:]))
+          for cells in map(split, lines[2:])}
+
+
 def test_each_model_gets_its_table_and_figure(tmp_path):
+  """Each model's runs go to its own directory with its own config; its
+  table in table.md (in --models' order) shows its run's own figures from
+  results.json, column by column (one seed: each number as it is, no
+  spread); each gets its figure."""
   out = tmp_path / 'cmp'
   assert compare.main(ARGV + [_preset(tmp_path), '--static_grid=0',
                               '--seeds=0', '--rounds=2', '--models=mlp,conv',
@@ -216,6 +318,23 @@ def test_each_model_gets_its_table_and_figure(tmp_path):
   assert config['model']['model'] == 'conv'
   table = (out / 'table.md').read_text()
   assert table.index('## mlp') < table.index('## conv')
+  for row in rows:
+    cells = _table_cells(table, row['model'])
+    assert list(cells) == ['gumbel'], row['model']
+    acc = lambda key: f'{row[key]:.3f}' if row[key] is not None else '-'
+    count = lambda key: f'{row[key]:,.0f}' if row[key] is not None else '-'
+    assert cells['gumbel'] == {
+        'runs': '1', 'best global acc': acc('best_global_acc'),
+        'test at best val': acc('test_at_best_val'),
+        'final global acc': acc('global_acc'),
+        'personal acc': acc('personal_acc'),
+        'personal p10': acc('personal_acc_p10'),
+        'rounds to target': count('rounds_to_target'),
+        'runs spent': f'{row["spent_runs"]:.2f}',
+        'local steps': count('local_steps_total'),
+        'seconds': count('total_seconds')}, row['model']
+    assert row['best_global_acc'] == max(a for _, a in row['curve'])
+    assert row['global_acc'] == row['curve'][-1][1]
   for model in ('mlp', 'conv'):
     assert (out / f'best_acc_{model}.png').stat().st_size > 1000
 

@@ -5,7 +5,6 @@ import gzip
 import pathlib
 import sqlite3
 import struct
-import time
 
 import hypothesis
 import hypothesis.strategies as st
@@ -147,22 +146,50 @@ def test_femnist_float_fallback(tmp_path):
       np.sort(rows(data.train, 1)[1]), np.sort(train['b']['label']))
 
 
-def test_femnist_missing_files(tmp_path):
-  start = time.monotonic()
+def requests_spy(monkeypatch) -> list[dict]:
+  """Records the keyword arguments of every `requests.get` the loaders make
+  (each still goes to the network: here a refused port)."""
+  import requests
+  calls, real = [], requests.get
+
+  def get(url, **kwargs):
+    calls.append({'url': url, **kwargs})
+    return real(url, **kwargs)
+
+  monkeypatch.setattr(requests, 'get', get)
+  return calls
+
+
+def assert_one_bounded_attempt(calls: list[dict], name: str) -> None:
+  """The failure was one request for `name`, with connect and read
+  timeouts: a quick failure, whatever the network does. (How quick on this
+  machine: benchmarks/error_latency.py.)"""
+  assert [c['url'] for c in calls] == [UNREACHABLE.format(file=name)]
+  connect, read = calls[0]['timeout']
+  assert 0 < connect <= 10 and 0 < read <= 60
+
+
+def test_femnist_missing_files(tmp_path, monkeypatch):
+  """With `data_dir`, missing files are an error naming both files and the
+  directory, and nothing is downloaded (no request at all)."""
+  monkeypatch.setattr(femnist, 'URL_TEMPLATE', UNREACHABLE)
+  calls = requests_spy(monkeypatch)
   with pytest.raises(ConfigError) as e:
     femnist.load(data_dir=str(tmp_path))
-  assert time.monotonic() - start < 2
+  assert calls == []
   msg = str(e.value)
   assert 'federated_emnist_train.sqlite' in msg
   assert 'federated_emnist_test.sqlite' in msg and str(tmp_path) in msg
 
 
 def test_femnist_download_failure_is_quick(tmp_path, monkeypatch):
+  """A failed download is one attempt with timeouts (no retry), an error
+  naming the file, the cache and `data_dir`, and leaves no partial file."""
   monkeypatch.setattr(femnist, 'URL_TEMPLATE', UNREACHABLE)
-  start = time.monotonic()
+  calls = requests_spy(monkeypatch)
   with pytest.raises(ConfigError) as e:
     femnist.load(cache_dir=str(tmp_path / 'cache'), only_digits=True)
-  assert time.monotonic() - start < 10
+  assert_one_bounded_attempt(calls, 'federated_emnist_digitsonly_train.sqlite')
   msg = str(e.value)
   assert 'federated_emnist_digitsonly_train.sqlite' in msg
   assert str(tmp_path / 'cache') in msg and '`data_dir`' in msg
@@ -343,17 +370,22 @@ def test_fashion_data_dir(tmp_path, monkeypatch):
 
 
 def test_fashion_missing_files(tmp_path, monkeypatch):
+  """Missing files in `data_dir` are an error naming every file and the
+  directory, with no request made; without Debian's copy or a cache, one
+  bounded download attempt fails into the same advice."""
+  monkeypatch.setattr(fashion_mnist, 'URL_TEMPLATE', UNREACHABLE)
+  calls = requests_spy(monkeypatch)
   with pytest.raises(ConfigError) as e:
     fashion_mnist.load(data_dir=str(tmp_path))
   for name in fashion_mnist.FILES:
     assert name in str(e.value)
   assert str(tmp_path) in str(e.value)
+  assert calls == []
   monkeypatch.setattr(fashion_mnist, 'DEBIAN_DIR', tmp_path / 'none')
-  monkeypatch.setattr(fashion_mnist, 'URL_TEMPLATE', UNREACHABLE)
-  start = time.monotonic()
   with pytest.raises(ConfigError, match='apt-get install dataset-fashion'):
     fashion_mnist.load(cache_dir=str(tmp_path / 'cache'))
-  assert time.monotonic() - start < 10
+  assert_one_bounded_attempt(calls, f'{fashion_mnist.FILES[0]}.gz')
+  assert not list((tmp_path / 'cache').glob('*'))  # no partial file left
 
 
 @pytest.mark.skipif(
