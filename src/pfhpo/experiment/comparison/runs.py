@@ -45,7 +45,9 @@ def train_to(base: Config, spec: RunSpec, root: Path,
   if summary.exists() and _reached(json.loads(summary.read_text()), rounds):
     check_resumable(out, config_record(cfg, {}))
     return None
-  resume = any((out / 'checkpoints').glob('[0-9]*'))
+  # A checkpoint's directory is its round; orbax writes it under a
+  # temporary name that also starts with the round, which a crash may leave.
+  resume = any(path.name.isdigit() for path in (out / 'checkpoints').glob('*'))
   if out.exists() and not resume:  # died before its first checkpoint
     shutil.rmtree(out)
   out.parent.mkdir(parents=True, exist_ok=True)
