@@ -23,7 +23,7 @@ import compare  # noqa: E402  (experiments/compare.py)
 
 # Six configurations (FATHOM's preset start is configuration 4).
 ARGV = ['--dataset=digits', '--max_clients=4', '--clients_per_round=4',
-        '--rounds=3', '--eval_every=1', '--models=mlp', '--lrs=0.05,0.1,0.3',
+        '--rounds=2', '--eval_every=1', '--models=mlp', '--lrs=0.05,0.1,0.3',
         '--local_steps=1,5', '--seeds=0', '--static_grid=0', '--budgets=2',
         '--policies=gumbel,fedex,pfedex,fathom,rs,sha,hyperband,fedex_sha,'
         'fedpop']
