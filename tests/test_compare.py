@@ -21,6 +21,7 @@ from pfhpo.experiment import comparison, outputs
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'experiments'))
 import compare  # noqa: E402  (experiments/compare.py)
+from test_resume import run_files, untimed  # noqa: E402
 
 # Two static configurations (lr 0.1 / 0.3, 5 steps) and gumbel over them,
 # two seeds: 6 runs of 3 rounds on 4 digits writers.
@@ -140,24 +141,6 @@ def _crash_after(monkeypatch, seed: int, round_: int) -> None:
   monkeypatch.setattr(outputs.RunDirectory, 'log_metrics', log_metrics)
 
 
-# What differs between an interrupted run and a straight one: its clocks,
-# and whether (and from where) it was resumed.
-TIMING = ('seconds', 'total_seconds', 'first_round_seconds', 'compile_seconds',
-          'resumed_from_round', 'round_compilations')
-
-
-def _untimed(d: dict) -> dict:
-  return {k: v for k, v in d.items() if k not in TIMING}
-
-
-def _run_files(run: Path) -> tuple:
-  """A run's metrics rows and summary (timings aside) and its choices."""
-  rows = [_untimed(json.loads(line))
-          for line in (run / 'metrics.jsonl').read_text().splitlines()]
-  return (rows, (run / 'choices.jsonl').read_text(),
-          _untimed(json.loads((run / 'summary.json').read_text())))
-
-
 def test_an_interrupted_comparison_continues_its_run_to_the_straight_one(
     tmp_path, monkeypatch):
   """The comparison's own resume (`runs.train_to`), gumbel on one seed of
@@ -198,8 +181,8 @@ def test_an_interrupted_comparison_continues_its_run_to_the_straight_one(
   assert not (run / 'summary.json').exists()
   assert compare.main(argv(out)) == 0  # continued from round 2
 
-  got = _run_files(run)
-  want = _run_files(straight / 'runs' / 'mlp' / 'gumbel' / 'seed0')
+  got = run_files(run)
+  want = run_files(straight / 'runs' / 'mlp' / 'gumbel' / 'seed0')
   assert got[0] == want[0]  # every metric of every round, exactly
   assert got[1] == want[1]  # every client's configuration
   assert got[2] == want[2]
@@ -207,7 +190,7 @@ def test_an_interrupted_comparison_continues_its_run_to_the_straight_one(
       'resumed_from_round'] == 2
   got, want = (json.loads((root / 'results.json').read_text())
                for root in (out, straight))
-  assert [_untimed(r) for r in got] == [_untimed(r) for r in want]
+  assert [untimed(r) for r in got] == [untimed(r) for r in want]
   assert [(r['seed'], r['status']) for r in got] == [(0, 'done')]
 
 

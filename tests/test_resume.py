@@ -89,12 +89,18 @@ def _kill_at(out, round_: int, where: str, *extra) -> int:
   return logged()
 
 
-def _results(out):
+def untimed(record: dict) -> dict:
+  """A run's record without what differs between an interrupted run and a
+  straight one: its clocks, and whether (and from where) it resumed."""
+  return {k: v for k, v in record.items() if k not in TIMING}
+
+
+def run_files(out):
+  """A run's metrics rows and summary (timings aside) and its choices."""
   rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines()]
   summary = json.loads((out / 'summary.json').read_text())
-  drop = lambda d: {k: v for k, v in d.items() if k not in TIMING}
-  return ([drop(r) for r in rows], (out / 'choices.jsonl').read_text(),
-          drop(summary))
+  return ([untimed(r) for r in rows], (out / 'choices.jsonl').read_text(),
+          untimed(summary))
 
 
 # The kills' rounds come from this seed (PFHPO_KILL_SEED picks another, to
@@ -121,7 +127,7 @@ def test_sigkill_at_random_rounds_then_resume_is_bit_identical(tmp_path):
   where += f' (killed with {at_first} and {at_second} rounds logged)'
   proc = _run(out, '--resume')
   assert proc.returncode == 0, f'{where}: {proc.stderr[-2000:]}'
-  got, want = _results(out), _results(reference)
+  got, want = run_files(out), run_files(reference)
   assert got[0] == want[0], where  # every metric of every round, exactly
   assert got[1] == want[1], where  # every client's configuration
   assert got[2] == want[2], where

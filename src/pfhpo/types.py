@@ -2,8 +2,9 @@
 
 Shapes: C clients in the federation, K clients in a round, H candidate
 configurations, M validation examples, N_max / Nv_max the padded examples
-per client; T rounds a credit looks ahead (its horizon). Every record is a NamedTuple, hence a pytree: it passes through
-`jax.jit`, `vmap` and orbax as it is.
+per client; T rounds a credit looks ahead (its horizon). Every record is a
+NamedTuple, hence a pytree: it passes through `jax.jit`, `vmap` and orbax
+as it is.
 """
 from __future__ import annotations
 

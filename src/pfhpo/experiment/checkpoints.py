@@ -220,6 +220,13 @@ class RunCheckpoints:
       self._manager.close()
 
 
+def saved_rounds(out_dir: str | Path) -> list[int]:
+  """The rounds of run directory `out_dir`'s finished checkpoints, as
+  orbax reads them: a checkpoint cut short while it was written (orbax's
+  temporary directory, also named after its round) is none."""
+  return ocp.path.step.checkpoint_steps(Path(out_dir) / DIRNAME)
+
+
 def _first_line(error: Exception) -> str:
   """`error`'s message, its first line cut to 200 characters (its type's
   name if it has none)."""

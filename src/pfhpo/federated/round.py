@@ -73,10 +73,10 @@ from pfhpo.federated.credit import (Credit, RoundParts, make_credit,
 from pfhpo.federated.divergence import make_diverged, make_rejected
 from pfhpo.federated.horizon import ClientUpdates, RoundRecord, step_at
 from pfhpo.federated.local_update import make_local_update, make_masked_loss
+from pfhpo.federated.metrics import round_metrics
 from pfhpo.federated.server import chosen_server_step, init_server
 from pfhpo.federated.sharding import replicate
 from pfhpo.models import Model, accuracy, cross_entropy
-from pfhpo.federated.metrics import round_metrics
 from pfhpo.policies.base import CREDIT, MEASUREMENTS, Policy
 from pfhpo.policies.space import SearchSpace, hparams_for
 from pfhpo.types import (Feedback, RoundBatch, RoundMetrics, RoundState,

@@ -13,6 +13,7 @@ from pfhpo.errors import ConfigError, RunStopped
 from pfhpo.experiment.comparison.grid import (RunSpec, config_of,
                                               describe_server)
 from pfhpo.experiment.comparison.results import RunResult
+from pfhpo.experiment.checkpoints import saved_rounds
 from pfhpo.experiment.config import Config
 from pfhpo.experiment.loop import run
 from pfhpo.experiment.outputs import check_resumable, config_record
@@ -45,9 +46,7 @@ def train_to(base: Config, spec: RunSpec, root: Path,
   if summary.exists() and _reached(json.loads(summary.read_text()), rounds):
     check_resumable(out, config_record(cfg, {}))
     return None
-  # A checkpoint's directory is its round; orbax writes it under a
-  # temporary name that also starts with the round, which a crash may leave.
-  resume = any(path.name.isdigit() for path in (out / 'checkpoints').glob('*'))
+  resume = bool(saved_rounds(out))
   if out.exists() and not resume:  # died before its first checkpoint
     shutil.rmtree(out)
   out.parent.mkdir(parents=True, exist_ok=True)
