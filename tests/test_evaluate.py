@@ -1,5 +1,7 @@
-"""The personalised evaluation behind `personal_acc`, `personal_acc_p10`
-and the pooled figure, against a plain loop over clients.
+"""The evaluations behind the reported figures, against plain loops over
+clients: the global model's (`global_acc`, `global_loss`,
+`client_acc_mean`) and the personalised one (`personal_acc`,
+`personal_acc_p10` and the pooled figure).
 
 A small federation whose clients differ in their train and test counts
 (two have no test examples), each fine-tuned with its own configuration.
@@ -17,7 +19,8 @@ import pytest
 
 from pfhpo import models
 from pfhpo.data.federated import ClientSplit
-from pfhpo.evaluate import make_personalized_evaluate, summarize_personal
+from pfhpo.evaluate import (group_means, make_eval_set, make_evaluate,
+                            make_personalized_evaluate, summarize_personal)
 from pfhpo.federated.client import sgd_client
 from pfhpo.federated.local_update import make_local_update
 from pfhpo.types import ClientHParams
@@ -64,6 +67,38 @@ def _reference(params, model, train: ClientSplit, test: ClientSplit):
       pred = np.argmax(np.asarray(model.apply(p, jnp.asarray(tx))), 1)
       acc[i] = np.mean(pred == ty)
   return acc
+
+
+def test_the_global_models_figures_are_a_plain_loop_over_clients():
+  """The global model on every client's test split, its examples end to end
+  in chunks of 5 (the last padded): each client's accuracy on its own
+  examples; the accuracy and the loss pooled over every example (client i
+  weighs n_i); the accuracy's mean over the clients with examples only."""
+  rng = np.random.default_rng(0)
+  test = _split(TEST, rng)
+  model = models.create('logreg', (FEATURES,), CLASSES)
+  params = jax.tree_util.tree_map(  # a model whose clients' accuracies differ
+      lambda a: jnp.asarray(rng.normal(size=a.shape), a.dtype),
+      model.init(jax.random.PRNGKey(0)))
+  assert TEST.sum() % 5
+  got = jax.jit(make_evaluate(model, lambda x: x, C, 5))(
+      params, make_eval_set(test, 5))
+  right, loss = [], []
+  for i in np.flatnonzero(TEST):
+    x, y = test.client(i)
+    logits = np.asarray(model.apply(params, jnp.asarray(x)), np.float64)
+    right.append(np.argmax(logits, 1) == y)
+    log_p = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    loss.append(-log_p[np.arange(len(y)), y])
+  acc = np.array([r.mean() for r in right])
+  assert np.ptp(acc) > 0.2  # a pooled figure differs from a mean
+  np.testing.assert_allclose(np.asarray(got.client_acc)[TEST > 0], acc,
+                             atol=1e-6)
+  assert float(got.acc) == pytest.approx(np.concatenate(right).mean())
+  assert float(got.loss) == pytest.approx(np.concatenate(loss).mean(),
+                                          rel=1e-5)
+  assert float(got.client_acc_mean) == pytest.approx(acc.mean())
+  assert abs(acc.mean() - np.concatenate(right).mean()) > 0.01
 
 
 @pytest.mark.parametrize('block,chunk', [(3, 2), (7, 7)])
@@ -140,3 +175,16 @@ def test_a_run_fine_tunes_each_client_with_the_configuration_its_policy_prefers(
     assert np.abs(personal.client_acc - global_acc).max() > 0.05
   else:
     np.testing.assert_array_equal(personal.client_acc, global_acc)
+
+
+def test_a_groups_figure_weighs_its_clients_by_their_examples():
+  """group_means: per group, sum n_i v_i / sum n_i over its clients with
+  examples and a value; a client with no examples or a NaN value is left
+  out, and a group left with none is NaN."""
+  values = np.array([0.2, 0.9, 0.5, np.nan, 0.7, 0.1, 0.4])
+  weights = np.array([3, 1, 0, 5, 2, 4, 6])
+  group = np.array([0, 0, 1, 0, 2, 2, 0])
+  got = group_means(values, weights, group, 4)
+  want = [(3 * 0.2 + 1 * 0.9 + 6 * 0.4) / 10, np.nan,
+          (2 * 0.7 + 4 * 0.1) / 6, np.nan]
+  np.testing.assert_allclose(got, want, rtol=1e-12)
