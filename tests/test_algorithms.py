@@ -3,8 +3,10 @@
 Each test asserts the algorithm's defining equation on a small problem:
 FedMeta's meta-gradient against finite differences and its first-order
 variant against the exact Hessian term, FedRep's body-only aggregation and
-persistent heads, Ditto's two limits of lambda; and, end to end, that on
-strongly label-skewed clients each personal model beats the FedAvg model.
+persistent heads, Ditto's two limits of lambda, a credit over two rounds
+through Reptile's and FedRep's rounds against finite differences of the
+two rounds replayed; and, end to end, that on strongly label-skewed
+clients each personal model beats the FedAvg model.
 """
 import jax
 import jax.flatten_util
@@ -20,9 +22,10 @@ from pfhpo.algorithms.mocha import relationship
 from pfhpo.experiment import run
 from pfhpo.experiment.config import AlgorithmConfig, Config, override
 from pfhpo.federated import make_round, put_rows, take_rows
+from pfhpo.federated.credit import make_credit
 from pfhpo.federated.local_update import make_local_update, make_masked_loss
 from pfhpo.models import Model
-from pfhpo.policies import fedex, random, static
+from pfhpo.policies import fedex, gumbel, random, static
 from pfhpo.policies.space import make_space
 from pfhpo.types import ClientBatch, ClientHParams, RoundBatch, ValBatch
 
@@ -517,20 +520,141 @@ def test_personal_models_beat_fedavg_on_label_skewed_clients(
   assert personal > fedavg + 0.05, (name, personal, fedavg)
 
 
-@pytest.mark.parametrize('name', ['reptile', 'fedrep'])
+# A credit over two rounds through an algorithm's round ------------------------
+
+REPTILE_LR = 0.05  # Reptile's server Adam, from its second server step
+COUNTS = np.array([8, 24, 12, 24, 16, 10], np.int32)  # unequal sizes
+
+
+def two_rounds(name, estimator, t):
+  """Two compiled rounds of every client of `problem()` (sizes `COUNTS`)
+  under `name`'s client and server, as a run builds them (Reptile: FedAvg
+  for one server step, then Adam at REPTILE_LR; FedRep: 1 or 3 body
+  steps), gumbel drawing each client's configuration, and a 2-round
+  credit (`estimator`, every client of round 1 taken, at c = t 1): (its
+  search space, the initial state and table, the batch, each round's
+  metrics, the final server parameters, the round's compilations)."""
+  model = two_layer_model()
+  options = ({'reptile_start': 1, 'reptile_lr': REPTILE_LR}
+             if name == 'reptile' else {})
+  client, space = client_of(name, model, [0.1, 0.3], [2, 4], [8],
+                            (1, 3) if name == 'fedrep' else None, **options)
+  server_opt = algorithms.server_optimizer(
+      name, algorithms.entry(name).config(**options), optax.sgd(1.0))
+  algorithm = make_round(model, lambda x: x, server_opt, space,
+                         gumbel(space, optax.sgd(0.5)),
+                         make_credit(2, estimator, sample=C, at=t),
+                         client=client)
+  batch = problem()
+  batch = batch._replace(train=batch.train._replace(count=COUNTS))
+  state, table = algorithm.init(jax.random.PRNGKey(0), C, batch)
+  start, rows, metrics, traces = (state, table), table, [], []
+
+  def apply(*args):
+    traces.append(1)  # once per compilation, never per call
+    return algorithm.apply(*args)
+
+  step = jax.jit(apply)
+  for r in range(2):
+    state, rows, m = step(state, rows, batch, jax.random.PRNGKey(r))
+    assert int(m.dropped_clients) == 0 and bool(m.updated)
+    metrics.append(m)
+  return space, start, batch, metrics, state.server.params, len(traces)
+
+
+def two_round_loss(name, space, start, batch, metrics):
+  """c -> (F(c) = L_val(theta_2(c)), theta_2(c) flattened): the server
+  model after the two rounds of `metrics`, replayed client by client with
+  the configurations and keys they drew, round 0 aggregated with
+  coefficients c, round 1 with ones, and its validation loss:
+
+      theta_1(c) = theta_0 + sum_i w_i c_i (theta_0i - theta_0)
+      theta_2(c) = theta_1(c) + step(sum_i v_i (theta_1i(c) - theta_1(c)))
+
+  Reptile: w_i = D_i / D and step = SGD at 1 (FedAvg, its first server
+  step), then v_i = 1 / C and Adam's first step from zero moments, step(d)
+  = REPTILE_LR d / (|d| + 1e-3) per coordinate (bias-corrected m = g,
+  v = g^2, g = -d). FedRep: v_i = w_i = D_i / D, SGD at 1; client i trains
+  its own head h_i from the server's body (its local steps), then the body
+  under that head (its body steps); it sends the body, keeps the head,
+  and starts round 1 from it (round 0 from its row of the initial table).
+  Compiled twice: vmapped over rows of c [n, C], and its gradient."""
+  model = two_layer_model()
+  (state, table), train, val = start, batch.train, batch.val
+  unflat = jax.flatten_util.ravel_pytree(state.server.params)[1]
+  only = lambda part: lambda p: {
+      k: jax.tree_util.tree_map(lambda _: k == part, v) for k, v in p.items()}
+  sgd, head_sgd, body_sgd = (
+      make_local_update(model, lambda x: x, space.max_steps, space.max_batch,
+                        trainable=trainable)
+      for trainable in (None, only('head'), only('body')))
+  shares = COUNTS / COUNTS.sum()  # f32[C] w_i
+
+  def client(theta, head, i, hp, key):
+    """(theta_i, client i's head after the round: FedRep's; Reptile: None)."""
+    data = jnp.asarray(train.x[i]), jnp.asarray(train.y[i]), train.count[i]
+    if name == 'reptile':
+      return sgd(theta, *data, *hp.sgd, key)[0], None
+    head_key, body_key = jax.random.split(key)
+    own = head_sgd({**theta, 'head': head}, *data, *hp.sgd, head_key)[0]
+    own = body_sgd(own, *data, hp.lr, jnp.round(hp.tuned).astype(jnp.int32),
+                   hp.batch_size, body_key)[0]
+    return {**own, 'head': theta['head']}, own['head']
+
+  def loss(c):
+    theta = state.server.params
+    heads = [jax.tree_util.tree_map(lambda a: a[i], table) for i in range(C)]
+    for r, m in enumerate(metrics):
+      keys = jax.random.split(jax.random.split(jax.random.PRNGKey(r))[1], C)
+      sent = [client(theta, heads[i], i,
+                     jax.tree_util.tree_map(lambda v: v[i], m.hparams),
+                     keys[i]) for i in range(C)]
+      heads = [head for _, head in sent]
+      w = np.full(C, 1 / C) if name == 'reptile' and r == 1 else shares
+      coeffs = c if r == 0 else jnp.ones(C)
+      d = sum(w[i] * coeffs[i] * (flat(sent[i][0]) - flat(theta))
+              for i in range(C))  # f32[P]
+      if name == 'reptile' and r == 1:
+        d = REPTILE_LR * d / (jnp.abs(d) + 1e-3)
+      theta = unflat(flat(theta) + d)
+    logits = model.apply(theta, jnp.asarray(val.x))
+    return jnp.sum(val.weight * models.cross_entropy(logits, val.y)), flat(
+        theta)
+
+  return jax.jit(jax.vmap(loss)), jax.jit(jax.grad(loss, has_aux=True))
+
+
+@pytest.mark.parametrize('name,estimator,t', [
+    ('reptile', 'exact', 0.5), ('reptile', 'sampled', 1.0),
+    ('fedrep', 'exact', 0.5), ('fedrep', 'sampled', 1.0)])
 def test_a_credit_over_two_rounds_goes_through_each_algorithms_round(
-    tmp_path, name):
-  """gumbel's default 2-round credit (the next round's Jacobian from 2 of
-  its clients trained again) through Reptile's own round (uniform
-  weights, server Adam from round 3) and FedRep's (a head per client, the
-  sample's kept in the window's rows): one compilation, and the policy
-  moves (its mean distribution leaves uniform)."""
-  summary = run(override(Config(), {
-      'dataset': 'digits', 'model': 'mlp', 'rounds': 6,
-      'clients_per_round': 5, 'policy': 'gumbel', 'horizon': 2,
-      'lrs': (0.03, 0.3), 'local_steps': (1, 5), 'eval_every': 6,
-      'algorithm': name, 'out_dir': str(tmp_path / name),
-      **({'reptile_start': 3} if name == 'reptile' else {'body_steps': 5})}))
-  assert summary.round_compilations == 1, name
-  p = np.array(summary.policy['mean_probabilities'])
-  assert np.max(np.abs(p - 0.25)) > 1e-3, (name, p)
+    name, estimator, t):
+  """Round 1's credit, dF/dc_i at c = t 1 for round 0's clients (F the
+  validation loss after both rounds, `two_round_loss`), equals central
+  finite differences and `jax.grad` of F replayed outside the round:
+  through Reptile's phase change (FedAvg's example weights and SGD in round
+  0, uniform weights and Adam in round 1) and FedRep's heads, each client
+  training round 1's head from the one it kept from round 0. 'sampled'
+  with every client taken is the exact credit at c = 1 (the sample's rows,
+  FedRep's heads, in the window's order). At c = 1 the replay is the run:
+  theta_2(1) is the server's model after round 1. One compilation, round
+  0's window still open included."""
+  space, start, batch, metrics, end, compilations = two_rounds(
+      name, estimator, t)
+  assert compilations == 1
+  np.testing.assert_array_equal(metrics[0].credit, 0.0)
+  if name == 'fedrep':  # the policy drew both body steps
+    assert set(np.asarray(metrics[1].hparams.tuned).tolist()) == {1, 3}
+  losses, grad = two_round_loss(name, space, start, batch, metrics)
+  eps, at = 1e-2, jnp.full(C, t)
+  step = eps * jnp.eye(C)
+  f, theta = losses(jnp.concatenate([jnp.ones((1, C)), at + step,
+                                     at - step]))  # f32[1 + 2C], [1 + 2C, P]
+  np.testing.assert_allclose(theta[0], flat(end), rtol=1e-5, atol=1e-6)
+  fd = (f[1:C + 1] - f[C + 1:]) / (2 * eps)  # f32[C]
+  credit = np.asarray(metrics[1].credit)
+  np.testing.assert_allclose(credit, fd, rtol=3e-2, atol=2e-5)
+  # The same function differentiated: float32 rounding apart (~1e-6).
+  want = np.asarray(grad(at)[0])
+  np.testing.assert_allclose(credit, want, rtol=1e-4,
+                             atol=1e-5 * np.max(np.abs(want)))

@@ -129,14 +129,48 @@ def test_the_feature_policy_observes_each_clients_loss_before_it_trains():
 
 
 def test_baselines_do_not_separate_the_groups():
+  """Random stays uniform and static on its one configuration. REINFORCE
+  takes Williams' (1992) step on A log p(z_i) with one reward for the
+  round: under SGD at lr, client i's row of logits moves by
+
+      alpha_i' - alpha_i = lr (R - b) (onehot(z_i) - softmax(alpha_i))
+
+  R the aggregate's validation accuracy, b the baseline before the round
+  (then b' = 0.9 b + 0.1 R). The factor lr (R - b) is the round's, not the
+  client's: two clients that drew the same configuration from the same
+  row move alike, one flipped and one clean, so it cannot separate the
+  groups."""
   probs, _ = run_policy(random(SPACE))
   np.testing.assert_allclose(probs, 1 / 3)
   probs, _ = run_policy(static(SPACE, 1))
   np.testing.assert_array_equal(probs[:, 1], 1.0)
-  # One shared reward cannot tell a flipped client from a clean one.
-  probs, _ = run_policy(reinforce(SPACE, optax.sgd(0.5)))
-  p_best = probs[np.arange(C), BEST]
-  assert p_best[FLIPPED].mean() < 0.8
+  lr = 0.5
+  algorithm = make_round(linear_model(), lambda x: x, optax.sgd(1.0), SPACE,
+                         reinforce(SPACE, optax.sgd(lr), baseline_decay=0.9))
+  step = jax.jit(algorithm.apply)
+  batch = problem()
+  state, rows = algorithm.init(jax.random.PRNGKey(0), C, batch)
+  onehot = np.eye(SPACE.size)
+  for r in range(4):  # from round 1 on, b != 0 and the rows differ
+    before = state.policy
+    p = np.asarray(jax.nn.softmax(before.logits))  # f32[C, H]
+    state, rows, m = step(state, rows, batch, jax.random.PRNGKey(r))
+    assert int(m.dropped_clients) == 0 and not bool(m.rejected)
+    reward, b = float(m.val_acc), float(before.baseline)
+    z = np.asarray(m.choices)  # i32[C]
+    moved = np.asarray(state.policy.logits - before.logits)  # f32[C, H]
+    np.testing.assert_allclose(moved, lr * (reward - b) * (onehot[z] - p),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(state.policy.baseline, 0.9 * b + 0.1 * reward,
+                               rtol=1e-6)
+    assert abs(reward - b) > 0.05  # a move the closed form can see
+    if r == 0:  # every row uniform before: the same draw, the same row
+      pairs = [(i, j) for i in np.flatnonzero(FLIPPED)
+               for j in np.flatnonzero(~FLIPPED) if z[i] == z[j]]
+      assert pairs
+      for i, j in pairs:
+        np.testing.assert_array_equal(state.policy.logits[i],
+                                      state.policy.logits[j])
 
 
 def test_fedex_concentrates_on_the_best_shared_configuration():
