@@ -527,8 +527,10 @@ COUNTS = np.array([8, 24, 12, 24, 16, 10], np.int32)  # unequal sizes
 
 
 def two_rounds(name, estimator, t):
-  """Two compiled rounds of every client of `problem()` (sizes `COUNTS`)
-  under `name`'s client and server, as a run builds them (Reptile: FedAvg
+  """Two compiled rounds of every client of `problem()` (sizes `COUNTS`,
+  feature 0 zero in every training example, as digits' corner pixels are:
+  the weights it feeds never move, so every aggregate has zero
+  coordinates, where Adam's sqrt(v) has no derivative) under `name`'s client and server, as a run builds them (Reptile: FedAvg
   for one server step, then Adam at REPTILE_LR; FedRep: 1 or 3 body
   steps), gumbel drawing each client's configuration, and a 2-round
   credit (`estimator`, every client of round 1 taken, at c = t 1): (its
@@ -546,7 +548,9 @@ def two_rounds(name, estimator, t):
                          make_credit(2, estimator, sample=C, at=t),
                          client=client)
   batch = problem()
-  batch = batch._replace(train=batch.train._replace(count=COUNTS))
+  x = batch.train.x.copy()
+  x[..., 0] = 0  # a feature no client has: zeros in every aggregate
+  batch = batch._replace(train=batch.train._replace(x=x, count=COUNTS))
   state, table = algorithm.init(jax.random.PRNGKey(0), C, batch)
   start, rows, metrics, traces = (state, table), table, [], []
 

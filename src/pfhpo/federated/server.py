@@ -21,9 +21,19 @@ from pfhpo.types import Params, ServerState
 SERVER_OPTS = ('sgd', 'momentum', 'adam')
 
 
+# Inside Adam's denominator sqrt(v + EPS_ROOT) + tau: sqrt has no
+# derivative at 0, and v is 0 wherever every client left a coordinate alone
+# (a pixel no client has, a part of the model no client sends): the credit,
+# which differentiates through the server's step, was NaN for every client.
+# 1e-16 moves the step by at most 1e-5 of itself (sqrt(1e-16) against tau).
+EPS_ROOT = 1e-16
+
+
 def fedadam(lr: float) -> optax.GradientTransformation:
-  """Adam with Reddi et al.'s tau = 1e-3 as its epsilon."""
-  return optax.adam(lr, b1=0.9, b2=0.99, eps=1e-3)
+  """Adam with Reddi et al.'s tau = 1e-3 as its epsilon (Reddi et al.,
+  "Adaptive Federated Optimization", ICLR 2021), differentiable where a
+  coordinate's second moment is zero (`EPS_ROOT`)."""
+  return optax.adam(lr, b1=0.9, b2=0.99, eps=1e-3, eps_root=EPS_ROOT)
 
 
 def server_optimizer(server_opt: str, server_lr: float,
