@@ -78,13 +78,15 @@ def test_fedavg_on_digits_learns_and_compiles_once(tmp_path):
 
 def test_fedavg_on_shakespeare_beats_the_unigram_guess(tmp_path):
   """The character LSTM learns past the most frequent next character in 60
-  local steps of FedAvg over four roles (a test of the sequence path end to
-  end: the loader, masked loss and accuracy, the vmapped round)."""
+  local steps of FedAvg over four roles, batches of 8 (a test of the
+  sequence path end to end: the loader, masked loss and accuracy, the
+  vmapped round; its time is the LSTM's steps, so the smallest batch that
+  learns: 0.265 against the unigram's 0.166 at 8, 0.273 at 16)."""
   out = tmp_path / 'run'
   assert femnist.main([
       '--dataset=shakespeare', '--model=lstm', '--max_clients=4',
       '--clients_per_round=2', '--policy=static', '--lrs=4',
-      '--local_steps=10', '--batch_sizes=16', '--rounds=6', '--eval_every=6',
+      '--local_steps=10', '--batch_sizes=8', '--rounds=6', '--eval_every=6',
       '--val_size=100', f'--out_dir={out}']) == 0
   data = shakespeare.load(max_clients=4)
   tokens = data.train.y[data.train.y != models.PAD]
