@@ -182,8 +182,8 @@ def test_held_out_clients_of_each_group_are_reported_apart(tmp_path):
   np.testing.assert_array_equal(offsets[held], 0)
   assert np.all(np.abs(np.delete(offsets, held, 0)).max(1) > 0)
   phi = np.column_stack([
-      client_features(data.train.y, data.train.client_of, 20,
-                       data.num_classes),
+      client_features(data.train.y, data.train.client_of, data.num_clients,
+                      data.num_classes),
       relative_log_loss(policy.seen_loss)])
   p = np.asarray(jax.nn.softmax(apply_net(policy.net, phi)))  # f32[C, H]
   assert np.abs(p[held] - 0.25).max() > 1e-3

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from pfhpo.data.groups import GROUPS
 from pfhpo.errors import ConfigError, RunStopped
+from pfhpo.experiment.checkpoints import saved_rounds
 from pfhpo.experiment.comparison.grid import (RunSpec, config_of,
                                               describe_server)
 from pfhpo.experiment.comparison.results import RunResult
-from pfhpo.experiment.checkpoints import saved_rounds
 from pfhpo.experiment.config import Config
 from pfhpo.experiment.loop import run
 from pfhpo.experiment.outputs import check_resumable, config_record
