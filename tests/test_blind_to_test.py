@@ -21,9 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'experiments'))
 import compare  # noqa: E402  (experiments/compare.py)
 
-# Six configurations (FATHOM's preset start is configuration 4).
+PRESET = ROOT / 'experiments' / 'configs' / 'cross_silo.toml'
+
+# The space and federation of tests/test_tuning.py (their programs are
+# compiled once), FATHOM starting from the second configuration.
 ARGV = ['--dataset=digits', '--max_clients=4', '--clients_per_round=4',
-        '--rounds=2', '--eval_every=1', '--models=mlp', '--lrs=0.05,0.1,0.3',
+        '--rounds=2', '--eval_every=1', '--models=mlp', '--lrs=0.1,0.3',
         '--local_steps=1,5', '--seeds=0', '--static_grid=0', '--budgets=2',
         '--policies=gumbel,fedex,pfedex,fathom,rs,sha,hyperband,fedex_sha,'
         'fedpop']
@@ -71,9 +74,13 @@ def _written(out: Path) -> dict:
 
 
 def test_relabelling_the_test_split_changes_no_choice(tmp_path, monkeypatch):
-  assert compare.main(ARGV + [f'--out_dir={tmp_path / "a"}']) == 0
+  preset = tmp_path / 'preset.toml'
+  preset.write_text(PRESET.read_text().replace('static_index = 4',
+                                               'static_index = 1'))
+  argv = ARGV + [f'--config={preset}']
+  assert compare.main(argv + [f'--out_dir={tmp_path / "a"}']) == 0
   monkeypatch.setattr(datasets, 'load', _relabelled(datasets.load))
-  assert compare.main(ARGV + [f'--out_dir={tmp_path / "b"}']) == 0
+  assert compare.main(argv + [f'--out_dir={tmp_path / "b"}']) == 0
   a, b = _written(tmp_path / 'a'), _written(tmp_path / 'b')
   assert a.keys() == b.keys()
   methods = {r['method'] for r in a['results.json']}

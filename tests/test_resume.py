@@ -26,6 +26,9 @@ from pfhpo.policies.space import make_space
 from pfhpo.types import Feedback, RoundState
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'experiments'))
+import femnist  # noqa: E402  (experiments/femnist.py)
+
 ROUNDS = 16  # kills after 5 to 10 logged rounds, checkpoints every 3
 ARGS = ['--dataset=digits', '--model=mlp', f'--rounds={ROUNDS}',
         '--eval_every=1', '--clients_per_round=5', '--policy=gumbel',
@@ -115,8 +118,8 @@ def test_sigkill_at_random_rounds_then_resume_is_bit_identical(tmp_path):
   resumed, then resumed to the end, logs every metric of every round,
   every client's configuration and the summary bit-identical to an
   uninterrupted run's (timings aside), and says it was resumed."""
-  reference = tmp_path / 'reference'
-  assert _run(reference).returncode == 0
+  reference = tmp_path / 'reference'  # in this process: the same programs
+  assert femnist.main([*ARGS, f'--out_dir={reference}']) == 0
   rng = np.random.default_rng(KILL_SEED)
   first, second = sorted(rng.choice(np.arange(5, ROUNDS - 5), 2, replace=False))
   where = f'PFHPO_KILL_SEED={KILL_SEED}: kills at rounds {first} and {second}'
@@ -135,33 +138,36 @@ def test_sigkill_at_random_rounds_then_resume_is_bit_identical(tmp_path):
   assert summary['resumed_from_round'] is not None, where
 
 
-def test_bad_resumes_are_errors_that_change_nothing(tmp_path):
+def test_bad_resumes_are_errors_that_change_nothing(tmp_path, capsys):
   """No run to resume; other flags; a corrupt checkpoint: exit 2, one line,
-  and not a byte of the run changed."""
+  and not a byte of the run changed. In this process (a real process's
+  exit status is tests/test_experiment.py's)."""
   out = tmp_path / 'run'
   args = [a for a in ARGS if not a.startswith('--rounds')]
-  base = [sys.executable, str(ROOT / 'experiments' / 'femnist.py'), *args,
-          f'--out_dir={out}']
-  run = lambda *extra: subprocess.run(base + list(extra), capture_output=True,
-                                      text=True, timeout=600)
-  proc = run('--resume', '--rounds=8')
-  assert proc.returncode == 2 and 'holds no run to resume' in proc.stderr
+
+  def run(*extra) -> tuple[int, str]:  # (exit status, stderr)
+    capsys.readouterr()
+    code = femnist.main([*args, f'--out_dir={out}', *extra])
+    return code, capsys.readouterr().err
+
+  code, err = run('--resume', '--rounds=8')
+  assert code == 2 and 'holds no run to resume' in err
   assert not out.exists()
-  assert run('--rounds=6').returncode == 0
+  assert run('--rounds=6')[0] == 0
   files = lambda: {p: p.read_bytes() for p in out.rglob('*') if p.is_file()}
   before = files()
-  proc = run('--resume', '--rounds=8', '--lrs=0.05,0.5')
-  assert proc.returncode == 2
-  assert 'used --lrs=[0.05, 0.3], not [0.05, 0.5]' in proc.stderr
+  code, err = run('--resume', '--rounds=8', '--lrs=0.05,0.5')
+  assert code == 2
+  assert 'used --lrs=[0.05, 0.3], not [0.05, 0.5]' in err
   assert files() == before
   for path in (out / 'checkpoints' / '6' / 'state').rglob('*'):
     if path.is_file():
       path.write_bytes(b'\0garbage')
   before = files()
-  proc = run('--resume', '--rounds=8')
-  assert proc.returncode == 2
-  err = proc.stderr.strip().splitlines()
-  assert len(err) == 1 and 'cannot be read' in err[0], proc.stderr[-2000:]
+  code, err = run('--resume', '--rounds=8')
+  assert code == 2
+  err = err.strip().splitlines()
+  assert len(err) == 1 and 'cannot be read' in err[0], err[-20:]
   assert files() == before
 
 
