@@ -9,11 +9,10 @@ and is set through the environment, so subprocesses inherit it.
 
 Most of the suite's time is XLA compiling programs that then run for
 milliseconds. The suite compiles them the cheap way (FAST_COMPILE): LLVM's
-optimisations off, and XLA:CPU's older code generators, its elemental
-emitters and runtime, in place of the MLIR fusion emitters and thunk
-runtime. The same HLO programs and XLA passes; the digits MLP's gumbel
-round compiles in 3.8 s against 7.4 s with LLVM's optimisations alone
-off and about 10 s as shipped, and runs a round in 29 ms against 26
+optimisations off, and XLA:CPU's elemental emitters in place of its MLIR
+fusion emitters. The same HLO programs and XLA passes; the digits MLP's
+gumbel round compiles in about half the time of LLVM's optimisations
+alone off, a third of as shipped, and runs about as fast
 (benchmarks/compile_flags.py). Every comparison a test makes is between
 programs compiled alike (a subprocess adds its device count to these
 flags); runs, demos and benchmarks compile as shipped, and so does the one
@@ -30,8 +29,7 @@ _CACHE = Path(__file__).resolve().parents[1] / '.pytest_cache' / 'jax'
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', str(_CACHE))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 FAST_COMPILE = ('--xla_backend_optimization_level=0',
-                '--xla_cpu_use_fusion_emitters=false',
-                '--xla_cpu_use_thunk_runtime=false')
+                '--xla_cpu_use_fusion_emitters=false')
 _flags = os.environ.get('XLA_FLAGS', '').split()
 os.environ['XLA_FLAGS'] = ' '.join(
     _flags + [f for f in FAST_COMPILE if f not in _flags])
