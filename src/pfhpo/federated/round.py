@@ -140,7 +140,7 @@ def make_round(model: Model, features: Callable,
 
   # Initialisation compiled whole: one program, where eagerly each of its
   # operations compiles on its own (73 programs, 3.9 s against 1.3 s for
-  # the digits MLP under gumbel), to the same bits.
+  # the digits MLP under gumbel with no compilation cache).
   init_params = jax.jit(lambda key: model.init(jax.random.split(key)[0]))
 
   @partial(jax.jit, static_argnums=4)
