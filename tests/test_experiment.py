@@ -83,8 +83,9 @@ def test_fedavg_on_shakespeare_beats_the_unigram_guess(tmp_path):
   sequence path end to end: the loader, masked loss and accuracy, the
   vmapped round; its time is the LSTM's steps, so the smallest batch that
   learns: 0.265 against the unigram's 0.166 at 8, 0.273 at 16). A process
-  of its own, compiled as shipped: the suite's unoptimised code generation
-  (conftest.py) runs these steps 2.7x slower than it saves compiling."""
+  of its own, compiled as shipped: the suite's cheap code generation
+  (conftest.py) runs these steps 2.7x slower, which costs more than it
+  saves compiling."""
   out = tmp_path / 'run'
   flags = ' '.join(f for f in os.environ['XLA_FLAGS'].split()
                    if f not in FAST_COMPILE)
