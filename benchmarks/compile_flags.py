@@ -7,9 +7,9 @@ FAST_COMPILE); runs, demos and benchmarks compile as shipped. This
 measures that choice on the digits MLP's gumbel round (5 clients a round,
 two learning rates by 1 or 5 local steps): for each flag set, in a fresh
 process with no compilation cache, `jax.jit(round).lower(...).compile()`
-timed, then the round run `--repeats` times after a first call. The
-checksum (the sum of the new server parameters' first leaf) shows that
-the flag sets compute the same round.
+timed, then the round's median over `--repeats` calls after a first one
+(`common.timed`). The checksum (the sum of the new server parameters'
+first leaf) shows that the flag sets compute the same round.
 
     .venv/bin/python benchmarks/compile_flags.py
     .venv/bin/python benchmarks/compile_flags.py --repeats=20
@@ -43,8 +43,9 @@ ARGV = ['--dataset=digits', '--model=mlp', '--clients_per_round=5',
 
 def measure(repeats: int) -> dict:
   """In this process (its XLA_FLAGS set by the caller): the round's
-  compile seconds, its mean milliseconds a call, and a checksum."""
+  compile seconds, its median milliseconds a call, and a checksum."""
   import jax
+  from common import timed
   from pfhpo.experiment.flags import command_from_args
   from pfhpo.experiment.setup import build, keys, sample_clients
   cfg = command_from_args(ARGV + ['--out_dir=unused']).config
@@ -58,14 +59,11 @@ def measure(repeats: int) -> dict:
   start = time.perf_counter()
   compiled = lowered.compile()
   compile_s = time.perf_counter() - start
-  out = jax.block_until_ready(compiled(*args))
-  start = time.perf_counter()
-  for _ in range(repeats):
-    out = jax.block_until_ready(compiled(*args))
-  round_ms = 1000 * (time.perf_counter() - start) / repeats
+  _, round_s = timed(lambda: jax.block_until_ready(compiled(*args)), repeats)
+  out = compiled(*args)
   first = jax.tree_util.tree_leaves(out[0].server.params)[0]
-  return {'compile_s': round(compile_s, 2), 'round_ms': round(round_ms, 1),
-          'checksum': float(first.sum())}
+  return {'compile_s': round(compile_s, 2),
+          'round_ms': round(1000 * round_s, 1), 'checksum': float(first.sum())}
 
 
 def main():
@@ -75,10 +73,10 @@ def main():
   p.add_argument('--measure', action='store_true',
                  help='(internal) measure in this process and print JSON')
   a = p.parse_args()
+  sys.path.insert(0, str(ROOT / 'benchmarks'))
   if a.measure:
     print(json.dumps(measure(a.repeats)))
     return
-  sys.path.insert(0, str(ROOT / 'benchmarks'))
   from common import write_rows
   print(f'{"compile s":>9} {"round ms":>8}  {"checksum":>12}  flags')
   rows = []

@@ -11,9 +11,9 @@ Most of the suite's time is XLA compiling programs that then run for
 milliseconds. The suite compiles them the cheap way (FAST_COMPILE): LLVM's
 optimisations off, and XLA:CPU's elemental emitters in place of its MLIR
 fusion emitters. The same HLO programs and XLA passes; the digits MLP's
-gumbel round compiles in 4.2 s against 7.6 s with LLVM's optimisations
-alone off and 12.8 s as shipped, and runs a round in 34 ms against 26 and
-8, to the same numbers (benchmarks/compile_flags.py). Every comparison a
+gumbel round compiles in 3.5 s against 8.4 s with LLVM's optimisations
+alone off and 12.8 s as shipped, and runs a round in 34 ms against 29 and
+10, to the same numbers (benchmarks/compile_flags.py). Every comparison a
 test makes is between programs compiled alike (a subprocess adds its
 device count to these flags); runs, demos and benchmarks compile as
 shipped, and so does the one test whose time is its steps, not its
