@@ -596,7 +596,8 @@ def two_round_loss(name, space, start, batch, metrics):
 
   def client(theta, head, i, hp, key):
     """(theta_i, client i's head after the round: FedRep's; Reptile: None)."""
-    data = jnp.asarray(train.x[i]), jnp.asarray(train.y[i]), train.count[i]
+    data = (jnp.asarray(train.x)[i], jnp.asarray(train.y)[i],
+            jnp.asarray(train.count)[i])
     if name == 'reptile':
       return sgd(theta, *data, *hp.sgd, key)[0], None
     head_key, body_key = jax.random.split(key)
@@ -607,17 +608,21 @@ def two_round_loss(name, space, start, batch, metrics):
 
   def loss(c):
     theta = state.server.params
-    heads = [jax.tree_util.tree_map(lambda a: a[i], table) for i in range(C)]
+    heads = table  # [C, ...] per leaf: each client's head (FedRep)
     for r, m in enumerate(metrics):
       keys = jax.random.split(jax.random.split(jax.random.PRNGKey(r))[1], C)
-      sent = [client(theta, heads[i], i,
-                     jax.tree_util.tree_map(lambda v: v[i], m.hparams),
-                     keys[i]) for i in range(C)]
-      heads = [head for _, head in sent]
+
+      def one(i, theta=theta, heads=heads, m=m, keys=keys):
+        row = lambda tree: jax.tree_util.tree_map(lambda a: jnp.asarray(a)[i],
+                                                  tree)
+        sent, head = client(theta, row(heads), i, row(m.hparams), keys[i])
+        return flat(sent), head
+
+      # client by client, in order (a loop, not a vmap)
+      sent, heads = jax.lax.map(one, jnp.arange(C))  # f32[C, P], [C, ...]
       w = np.full(C, 1 / C) if name == 'reptile' and r == 1 else shares
       coeffs = c if r == 0 else jnp.ones(C)
-      d = sum(w[i] * coeffs[i] * (flat(sent[i][0]) - flat(theta))
-              for i in range(C))  # f32[P]
+      d = jnp.sum((w * coeffs)[:, None] * (sent - flat(theta)), 0)  # f32[P]
       if name == 'reptile' and r == 1:
         d = REPTILE_LR * d / (jnp.abs(d) + 1e-3)
       theta = unflat(flat(theta) + d)

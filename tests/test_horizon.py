@@ -68,19 +68,21 @@ def _k_round_loss(start, batch, metrics, server_opt, axis=None):
     theta, opt_state = start.server.params, start.server.opt_state
     for r, m in enumerate(metrics):
       keys = jax.random.split(jax.random.split(jax.random.PRNGKey(r))[1], C)
-      trained = [one(theta, jnp.asarray(train.x[i]), jnp.asarray(train.y[i]),
-                     train.count[i], *(v[i] for v in m.hparams.sgd), keys[i])[0]
-                 for i in range(C)]
+      # client by client, in order (a loop, not a vmap)
+      trained = jax.lax.map(lambda i: FLAT(one(
+          theta, jnp.asarray(train.x)[i], jnp.asarray(train.y)[i],
+          jnp.asarray(train.count)[i], *(v[i] for v in m.hparams.sgd),
+          keys[i])[0]), jnp.arange(C))  # f32[C, P]
       coeffs = c if r == 0 else jnp.ones(C)
-      delta = sum(w[i] * coeffs[i] * (FLAT(trained[i]) - FLAT(theta))
-                  for i in range(C))
+      delta = jnp.sum((w * coeffs)[:, None] * (trained - FLAT(theta)), 0)
       if axis is not None:
         opt_state = with_server_hparams(opt_state, axis, m.server_choice)
       updates, opt_state = server_opt.update(UNFLAT(-delta), opt_state, theta)
       theta = optax.apply_updates(theta, updates)
     return val_loss(FLAT(theta))
 
-  # Compiled once: the same loop of per-client calls, not dispatched op by op.
+  # Compiled once: the same loop of per-client calls, not dispatched op by
+  # op, each round's traced once.
   return jax.jit(loss), jax.jit(one)
 
 

@@ -64,8 +64,9 @@ def parser() -> argparse.ArgumentParser:
   for name in RETIRED:  # read, so that `override` names the tag
     p.add_argument(f'--{name}', default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
-  own = own_settings()
-  for name, (kind, default, text) in all_settings().items():
+  own, settings = own_settings(), all_settings()
+  names = _flag_names(settings)
+  for name, (kind, default, text) in settings.items():
     if name in own:  # one line per distinct meaning and default
       group, per_choice = own[name]
       section = sections[group]
@@ -81,7 +82,7 @@ def parser() -> argparse.ArgumentParser:
     boolean = bool in (kind, *typing.get_args(kind))
     section.add_argument(
         f'--{name}', default=argparse.SUPPRESS,
-        help=flag_message(text).replace('%', '%%'),
+        help=_spelt(text, names).replace('%', '%%'),
         metavar='0|1' if boolean else name.upper(),
         nargs='?' if boolean else None, const='1' if boolean else None)
   return p
@@ -160,7 +161,16 @@ def command_from_args(argv: Sequence[str] | None = None) -> Command:
 def flag_message(message: str, more: Sequence[str] = ()) -> str:
   """A library message with its `setting` names (and the `more` flags of
   another command) spelt as --flags."""
-  names = {*all_settings(), *RETIRED, 'config',
-           *(f[0] for f in PROCESS_FLAGS), *more}
+  return _spelt(message, _flag_names(all_settings(), more))
+
+
+def _flag_names(settings, more: Sequence[str] = ()) -> set[str]:
+  """The names a message may spell as flags: every setting, the retired
+  ones, --config, the process flags and the `more` of another command."""
+  return {*settings, *RETIRED, 'config', *(f[0] for f in PROCESS_FLAGS),
+          *more}
+
+
+def _spelt(message: str, names: set[str]) -> str:
   return re.sub(r'`(\w+)`', lambda m: f'--{m[1]}' if m[1] in names else m[0],
                 message)
