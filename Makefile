@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 DEMO_DIR := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: demo test bench fashion-mnist clean
+.PHONY: demo test bench fashion-mnist results-page clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ fashion-mnist:
 # printed, its results and plots in $(DEMO_DIR).
 demo: $(STAMP) fashion-mnist
 	$(VENV)/bin/python experiments/compare.py --out_dir=$(DEMO_DIR)
+
+# RESULTS.md from its template (experiments/results_page.md) and the
+# committed results/<study>/results.json: no figure on it is typed.
+results-page: $(STAMP)
+	$(VENV)/bin/python experiments/results_page.py
 
 # Two workers: much of the suite is compiling and starting processes, which
 # one worker leaves single-threaded. The slowest tests are listed at the

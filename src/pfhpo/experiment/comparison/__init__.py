@@ -32,8 +32,9 @@ run's recorded result and the results files), `oracle` (the grid's best and
 the per-group oracle's scan), `runs` (running, continuing or reading one
 run),
 `tuning` (the tuners over the static grid at each budget), `suite` (all
-of it in order), `table` (table.md's rows over seeds) and `report` (their
-markdown and the figures).
+of it in order), `table` (table.md's rows over seeds), `report` (their
+markdown and the figures) and `page` (a results page's template filled in
+from the comparisons' results files: RESULTS.md).
 """
 from pfhpo.experiment.comparison.grid import (STATIC, CompareConfig, RunSpec,
                                               plan)

@@ -24,32 +24,35 @@ def table_markdown(rows: Sequence[TableRow], title: str) -> str:
   column among the methods in bold (the grid's cost row excluded)."""
   lines = [f'# {title}', '']
   for model in dict.fromkeys(r.model for r in rows):
-    mine = [r for r in rows if r.model == model]
-    best = {}
-    for col, (_, better) in COLUMNS.items():
-      values = [r.cells[col][0] for r in mine
-                if r.cells.get(col) and not r.cost]
-      best[col] = better(values) if values else None
-    lines += [f'## {model}', '',
-              '| method | runs | ' + ' | '.join(COLUMNS) + ' |',
-              '| --- | --- |' + ' --- |' * len(COLUMNS)]
-    for r in mine:
-      cells = []
-      for col in COLUMNS:
-        cell = r.cells.get(col)
-        if cell is None:
-          cells.append('-')
-          continue
-        text = _format(col, *cell)
-        if cell[2] < r.runs:  # e.g. runs that never reached the target
-          text += f' ({cell[2]} of {r.runs})'
-        bold = not r.cost and cell[0] == best[col]
-        cells.append(f'**{text}**' if bold else text)
-      runs = f'{r.runs}' + (f' ({r.failed} failed)' if r.failed else '')
-      lines.append(f'| {r.method} | {runs} | ' + ' | '.join(cells) + ' |')
-    lines.append('')
-    lines += _group_table(mine)
+    lines += [f'## {model}', '']
+    lines += model_table([r for r in rows if r.model == model])
   return '\n'.join(lines)
+
+
+def model_table(mine: Sequence[TableRow]) -> list[str]:
+  """One model's table (its rows of `table_rows`) and its table by client
+  group, as table.md's lines."""
+  best = {}
+  for col, (_, better) in COLUMNS.items():
+    values = [r.cells[col][0] for r in mine if r.cells.get(col) and not r.cost]
+    best[col] = better(values) if values else None
+  lines = ['| method | runs | ' + ' | '.join(COLUMNS) + ' |',
+           '| --- | --- |' + ' --- |' * len(COLUMNS)]
+  for r in mine:
+    cells = []
+    for col in COLUMNS:
+      cell = r.cells.get(col)
+      if cell is None:
+        cells.append('-')
+        continue
+      text = format_cell(col, *cell)
+      if cell[2] < r.runs:  # e.g. runs that never reached the target
+        text += f' ({cell[2]} of {r.runs})'
+      bold = not r.cost and cell[0] == best[col]
+      cells.append(f'**{text}**' if bold else text)
+    runs = f'{r.runs}' + (f' ({r.failed} failed)' if r.failed else '')
+    lines.append(f'| {r.method} | {runs} | ' + ' | '.join(cells) + ' |')
+  return lines + [''] + _group_table(mine)
 
 
 def _group_table(rows: Sequence[TableRow]) -> list[str]:
@@ -69,7 +72,7 @@ def _group_table(rows: Sequence[TableRow]) -> list[str]:
     cells = [r.group_cells.get(g, {}).get(col) for g in names
              for col in GROUP_COLUMNS]
     lines.append(f'| {r.method} | ' + ' | '.join(
-        '-' if c is None else _format('personal acc', *c) for c in cells)
+        '-' if c is None else format_cell('personal acc', *c) for c in cells)
         + ' |')
   return lines + ['']
 
@@ -84,24 +87,30 @@ def budget_markdown(results: Sequence[RunResult], model: str) -> list[str]:
   """table.md's tables at equal budget for `model` (`budget_rows`)."""
   lines = []
   for budget, rows in budget_rows(results, model).items():
-    lines += [f'### {model} at a budget of {budget} runs', '',
-              '| method | runs | ' + ' | '.join(BUDGET_COLUMNS) + ' |',
-              '| --- | --- |' + ' --- |' * len(BUDGET_COLUMNS)]
-    best = max((r.cells[BUDGET_COLUMNS[0]][0] for r in rows
-                if r.cells.get(BUDGET_COLUMNS[0])), default=None)
-    for r in rows:
-      cells = []
-      for col in BUDGET_COLUMNS:
-        cell = r.cells.get(col)
-        text = '-' if cell is None else _format(col, *cell)
-        bold = col == BUDGET_COLUMNS[0] and cell and cell[0] == best
-        cells.append(f'**{text}**' if bold else text)
-      lines.append(f'| {r.method} | {r.runs} | ' + ' | '.join(cells) + ' |')
-    lines.append('')
+    lines += [f'### {model} at a budget of {budget} runs', '']
+    lines += budget_table(rows)
   return lines
 
 
-def _format(col: str, mean: float, std: float, count: int) -> str:
+def budget_table(rows: Sequence[TableRow]) -> list[str]:
+  """One budget's table (its rows of `budget_rows`), the best figure of
+  its first column in bold."""
+  lines = ['| method | runs | ' + ' | '.join(BUDGET_COLUMNS) + ' |',
+           '| --- | --- |' + ' --- |' * len(BUDGET_COLUMNS)]
+  best = max((r.cells[BUDGET_COLUMNS[0]][0] for r in rows
+              if r.cells.get(BUDGET_COLUMNS[0])), default=None)
+  for r in rows:
+    cells = []
+    for col in BUDGET_COLUMNS:
+      cell = r.cells.get(col)
+      text = '-' if cell is None else format_cell(col, *cell)
+      bold = col == BUDGET_COLUMNS[0] and cell and cell[0] == best
+      cells.append(f'**{text}**' if bold else text)
+    lines.append(f'| {r.method} | {r.runs} | ' + ' | '.join(cells) + ' |')
+  return lines + ['']
+
+
+def format_cell(col: str, mean: float, std: float, count: int) -> str:
   """`mean ± std` over the runs with a value; the mean alone for one."""
   if col in ACCURACIES:
     return f'{mean:.3f} ± {std:.3f}' if count > 1 else f'{mean:.3f}'

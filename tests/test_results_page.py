@@ -1,0 +1,105 @@
+"""RESULTS.md is its template filled in from the committed results files
+(`pfhpo.experiment.comparison.page`), and each directive says what its
+file says: figures computed here by hand from constructed results."""
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+
+from pfhpo.errors import ConfigError
+from pfhpo.experiment.comparison.page import render
+from pfhpo.experiment.comparison.results import RunResult, write_results
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'experiments'))
+import results_page  # noqa: E402  (experiments/results_page.py)
+
+
+def test_results_md_is_its_template_filled_from_the_results_files(capsys):
+  assert results_page.main(['--check']) == 0, capsys.readouterr().err
+
+
+def _study(root: Path) -> Path:
+  """Two seeds of a grid of two static configurations, whose best on
+  test (static[1]) is not its best on validation on seed 0, one learned
+  method, and random search and SHA at budgets of 1 and 2 runs."""
+  def run(method, seed, val, test, budget=1, steps=100, personal=None):
+    return RunResult('mlp', method, seed, 'done', best_val_acc=val,
+                     test_at_best_val=test, best_global_acc=test,
+                     budget=budget, spent_runs=float(budget),
+                     local_steps_total=steps, personal_acc=personal)
+  results = [
+      run('static[0]', 0, 0.90, 0.70), run('static[1]', 0, 0.80, 0.95),
+      run('static[0]', 1, 0.60, 0.62), run('static[1]', 1, 0.85, 0.88),
+      run('gumbel', 0, 0.7, 0.81, personal=0.5),
+      run('gumbel', 1, 0.7, 0.79, personal=0.7),
+      run('rs', 0, 0.9, 0.70, budget=2), run('rs', 1, 0.9, 0.88, budget=2),
+      run('sha', 0, 0.9, 0.90, budget=2), run('sha', 1, 0.9, 0.84, budget=2),
+      run('rs', 0, 0.9, 0.60), run('rs', 1, 0.9, 0.64),
+      run('sha', 0, 0.9, 0.50), run('sha', 1, 0.9, 0.52)]
+  (root / 'toy').mkdir(parents=True)
+  write_results(results, root / 'toy')
+  return root
+
+
+def test_each_directive_is_its_figure_computed_by_hand(tmp_path):
+  root = _study(tmp_path)
+  sd = lambda *v: statistics.stdev(v)
+  page = render(
+      '{{cell|toy|mlp|gumbel|test at best val}}\n'
+      '{{cell|toy|mlp|gumbel|personal acc}}\n'
+      # per seed, the grid's run of best validation accuracy: static[0]
+      # on seed 0 (0.70; its best on test is 0.95), static[1] on seed 1
+      '{{cell|toy|mlp|static: best of 2 by validation|test at best val}}\n'
+      '{{tuner|toy|mlp|2}}\n{{tuner|toy|mlp|1}}\n'
+      '{{best|toy|mlp|test at best val|gumbel|rs (budget 2)}}\n'
+      '{{cell|toy|mlp|static: best of 2 by validation|local steps}}', root)
+  assert page.splitlines() == [
+      f'0.800 ± {sd(0.81, 0.79):.3f}',
+      f'0.600 ± {sd(0.5, 0.7):.3f}',
+      f'0.790 ± {sd(0.70, 0.88):.3f}',
+      f'sha 0.870 ± {sd(0.90, 0.84):.3f}',
+      f'rs 0.620 ± {sd(0.60, 0.64):.3f}',
+      f'gumbel 0.800 ± {sd(0.81, 0.79):.3f}',
+      '200']  # both runs of the grid, each seed
+  table = render('{{budget|toy|mlp|2}}', root).splitlines()
+  assert table[0].startswith('| method | runs | test at best val |')
+  assert [line.split(' | ')[0] for line in table[2:]] == [
+      '| gumbel', '| static: best of 2 by validation', '| rs', '| sha']
+  assert f'**0.870 ± {sd(0.90, 0.84):.3f}**' in table[-1]
+
+
+@pytest.mark.parametrize('directive,match', [
+    ('{{cell|nowhere|mlp|gumbel|test at best val}}', 'does not exist'),
+    ('{{cell|toy|conv|gumbel|test at best val}}', 'no runs of the model conv'),
+    ('{{cell|toy|mlp|bayes|test at best val}}', "no row 'bayes'; the rows"),
+    ('{{cell|toy|mlp|gumbel|accuracy}}', "no column 'accuracy'"),
+    ('{{cell|toy|mlp|gumbel|seconds}}', "no 'seconds' in its results file"),
+    ('{{tuner|toy|mlp|4}}', 'the budgets are [1, 2]'),
+    ('{{figure|toy|mlp}}', 'a directive is one of table'),
+])
+def test_a_directive_its_files_cannot_fill_names_the_fix(tmp_path, directive,
+                                                         match):
+  with pytest.raises(ConfigError, match=match.replace('[', r'\[')):
+    render(f'text {directive} text', _study(tmp_path))
+
+
+def test_the_command_checks_writes_and_refuses_in_one_line(tmp_path, capsys):
+  root = _study(tmp_path / 'results')
+  template, out = tmp_path / 'page.md', tmp_path / 'RESULTS.md'
+  template.write_text('# Toy\n\n{{cell|toy|mlp|gumbel|test at best val}}\n')
+  argv = [f'--template={template}', f'--results={root}', f'--out={out}']
+  assert results_page.main(argv + ['--check']) == 1
+  assert 'run `make results-page`' in capsys.readouterr().err
+  assert results_page.main(argv) == 0
+  assert out.read_text().startswith('# Toy\n\n0.800 ± ')
+  assert results_page.main(argv + ['--check']) == 0
+  out.write_text(out.read_text().replace('0.800', '0.801'))  # typed into
+  assert results_page.main(argv + ['--check']) == 1
+  assert 'at line 3' in capsys.readouterr().err
+  template.write_text('{{cell|toy|mlp|bayes|test at best val}}')
+  assert results_page.main(argv) == 2
+  err = capsys.readouterr().err
+  assert err.count('\n') == 1 and err.startswith('error: {{cell|toy|mlp|bayes|')
+  assert out.read_text().startswith('# Toy')  # nothing lost
