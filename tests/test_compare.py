@@ -73,6 +73,15 @@ def test_a_comparison_runs_its_grid_writes_its_table_and_resumes(
                                         for r in statics[m]))
   assert f'static: best of 2 ({statics[best][0]["configuration"]})' in table
   assert '| gumbel | 2 |' in table and 'static grid: all 2' in table
+  # The grid's best, chosen on test or on validation, cost the whole grid:
+  # both runs of its seed, and their local steps.
+  cells = _table_cells(table, 'mlp')
+  (grid,) = {sum(r['local_steps_total'] for rs in statics.values()
+                 for r in rs if r['seed'] == seed) for seed in (0, 1)}
+  for label in (f'static: best of 2 ({statics[best][0]["configuration"]})',
+                'static: best of 2 by validation'):
+    assert cells[label]['runs spent'] == '2.00', label
+    assert cells[label]['local steps'] == f'{grid:,.0f}', label
   assert table.count('**') >= 2  # the best of each column in bold
   assert (out / 'best_acc_mlp.png').stat().st_size > 1000
   assert table in capsys.readouterr().out
