@@ -24,8 +24,9 @@ fashion-mnist:
 demo: $(STAMP) fashion-mnist
 	$(VENV)/bin/python experiments/compare.py --out_dir=$(DEMO_DIR)
 
-# RESULTS.md from its template (experiments/results_page.md) and the
-# committed results/<study>/results.json: no figure on it is typed.
+# RESULTS.md and docs/benchmarks.md from their templates (experiments/pages/)
+# and the committed results/<study>/results.json and benchmarks/results/*.json:
+# no figure on them is typed.
 results-page: $(STAMP)
 	$(VENV)/bin/python experiments/results_page.py
 

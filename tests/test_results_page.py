@@ -1,6 +1,7 @@
 """RESULTS.md is its template filled in from the committed results files
 (`pfhpo.experiment.comparison.page`), and each directive says what its
 file says: figures computed here by hand from constructed results."""
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -16,7 +17,8 @@ sys.path.insert(0, str(ROOT / 'experiments'))
 import results_page  # noqa: E402  (experiments/results_page.py)
 
 
-def test_results_md_is_its_template_filled_from_the_results_files(capsys):
+def test_the_pages_are_their_templates_filled_from_the_results_files(capsys):
+  """RESULTS.md and docs/benchmarks.md, as `make results-page` writes them."""
   assert results_page.main(['--check']) == 0, capsys.readouterr().err
 
 
@@ -38,8 +40,11 @@ def _study(root: Path) -> Path:
       run('sha', 0, 0.9, 0.90, budget=2), run('sha', 1, 0.9, 0.84, budget=2),
       run('rs', 0, 0.9, 0.60), run('rs', 1, 0.9, 0.64),
       run('sha', 0, 0.9, 0.50), run('sha', 1, 0.9, 0.52)]
-  (root / 'toy').mkdir(parents=True)
-  write_results(results, root / 'toy')
+  (root / 'results' / 'toy').mkdir(parents=True)
+  write_results(results, root / 'results' / 'toy')
+  (root / 'bench.json').write_text(json.dumps([
+      {'model': 'mlp', 'steps': 12000, 's': 0.25, 'note': None},
+      {'model': 'conv', 's': 1.5, 'extra': True}]))
   return root
 
 
@@ -68,6 +73,9 @@ def test_each_directive_is_its_figure_computed_by_hand(tmp_path):
   assert [line.split(' | ')[0] for line in table[2:]] == [
       '| gumbel', '| static: best of 2 by validation', '| rs', '| sha']
   assert f'**0.870 ± {sd(0.90, 0.84):.3f}**' in table[-1]
+  assert render('{{records|bench.json|model,steps,s}}', root).splitlines() == [
+      '| model | steps | s |', '| --- | --- | --- |',
+      '| mlp | 12,000 | 0.25 |', '| conv | - | 1.5 |']
 
 
 @pytest.mark.parametrize('directive,match', [
@@ -78,6 +86,8 @@ def test_each_directive_is_its_figure_computed_by_hand(tmp_path):
     ('{{cell|toy|mlp|gumbel|seconds}}', "no 'seconds' in its results file"),
     ('{{tuner|toy|mlp|4}}', 'the budgets are [1, 2]'),
     ('{{figure|toy|mlp}}', 'a directive is one of table'),
+    ('{{records|bench.json|model,speed}}', "has ['speed']; its fields are"),
+    ('{{records|nothing.json|model}}', 'cannot be read as JSON'),
 ])
 def test_a_directive_its_files_cannot_fill_names_the_fix(tmp_path, directive,
                                                          match):
@@ -86,10 +96,10 @@ def test_a_directive_its_files_cannot_fill_names_the_fix(tmp_path, directive,
 
 
 def test_the_command_checks_writes_and_refuses_in_one_line(tmp_path, capsys):
-  root = _study(tmp_path / 'results')
+  root = _study(tmp_path / 'repo')
   template, out = tmp_path / 'page.md', tmp_path / 'RESULTS.md'
   template.write_text('# Toy\n\n{{cell|toy|mlp|gumbel|test at best val}}\n')
-  argv = [f'--template={template}', f'--results={root}', f'--out={out}']
+  argv = [f'--template={template}', f'--root={root}', f'--out={out}']
   assert results_page.main(argv + ['--check']) == 1
   assert 'run `make results-page`' in capsys.readouterr().err
   assert results_page.main(argv) == 0
@@ -103,3 +113,5 @@ def test_the_command_checks_writes_and_refuses_in_one_line(tmp_path, capsys):
   err = capsys.readouterr().err
   assert err.count('\n') == 1 and err.startswith('error: {{cell|toy|mlp|bayes|')
   assert out.read_text().startswith('# Toy')  # nothing lost
+  assert results_page.main([f'--template={template}']) == 2
+  assert 'give both' in capsys.readouterr().err

@@ -1,6 +1,7 @@
-"""A results page rendered from the comparisons' results files, so that no
-figure on it is typed: a markdown template whose directives the committed
-`results/<study>/results.json` files fill in (`render`).
+"""A page rendered from the committed results files, so that no figure on
+it is typed: a markdown template whose directives the comparisons'
+`results/<study>/results.json` and the benchmarks' JSON fill in
+(`render`).
 
 A directive is `{{kind|argument|...}}`, alone or inside a line:
 
@@ -13,6 +14,10 @@ A directive is `{{kind|argument|...}}`, alone or inside a line:
                                        "METHOD figure"
     {{tuner|STUDY|MODEL|B}}            the best tuner at budget B on test at
                                        best val: "TUNER figure"
+    {{records|FILE|FIELD,FIELD...}}    a table of a JSON file's records (a
+                                       list of objects, e.g. a benchmark's
+                                       benchmarks/results/*.json), a row a
+                                       record, a column a field, as written
 
 METHOD is a row's name as the table prints it ("gumbel", "static: best of
 8 by validation", "sha (budget 2)"), COLUMN a column's ('test at best
@@ -21,6 +26,7 @@ val', 'personal acc', ...). Every figure goes through `table_rows` and
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -36,15 +42,17 @@ DIRECTIVE = re.compile(r'\{\{([a-z]+)((?:\|[^|}]+)*)\}\}')
 
 
 def render(template: str, root: Path) -> str:
-  """`template` with every directive replaced by what the results files
-  under `root` (`root / STUDY / 'results.json'`) say."""
+  """`template` with every directive replaced by what the files under the
+  repository `root` say (a study's: `root / 'results' / STUDY /
+  'results.json'`; a FILE's: `root / FILE`)."""
   studies: dict[str, list[RunResult]] = {}
 
   def results(study: str) -> list[RunResult]:
     if study not in studies:
-      path = root / study / 'results.json'
+      path = root / 'results' / study / 'results.json'
       if not path.exists():
-        raise ConfigError(f'{path} does not exist; name a study of {root}')
+        raise ConfigError(f'{path} does not exist; name a study of '
+                          f'{root / "results"}')
       studies[study] = read_results(path)
     return studies[study]
 
@@ -54,6 +62,8 @@ def render(template: str, root: Path) -> str:
     if kind not in KINDS or len(args) < KINDS[kind]:
       raise ConfigError(f'{where}a directive is one of ' + ', '.join(
           f'{k} ({n}+ arguments)' for k, n in KINDS.items()))
+    if kind == 'records':
+      return '\n'.join(_records(where, root / args[0], args[1].split(',')))
     study, model, *rest = args
     rs = [r for r in results(study) if r.model == model]
     if not rs:
@@ -78,7 +88,30 @@ def render(template: str, root: Path) -> str:
   return DIRECTIVE.sub(fill, template)
 
 
-KINDS = {'table': 2, 'budget': 3, 'cell': 4, 'best': 4, 'tuner': 3}
+KINDS = {'table': 2, 'budget': 3, 'cell': 4, 'best': 4, 'tuner': 3,
+         'records': 2}
+
+
+def _records(where: str, path: Path, fields: list[str]) -> list[str]:
+  """A markdown table of `path`'s records, the `fields` as columns."""
+  try:
+    records = json.loads(path.read_text())
+  except (OSError, ValueError) as e:
+    raise ConfigError(f'{where}{path} cannot be read as JSON '
+                      f'({type(e).__name__}); name a file of records') from None
+  if not (isinstance(records, list) and records
+          and all(isinstance(r, dict) for r in records)):
+    raise ConfigError(f'{where}{path} is not a list of records')
+  missing = [f for f in fields if all(f not in r for r in records)]
+  if missing:
+    raise ConfigError(f'{where}no record of {path} has {missing}; its fields '
+                      f'are {", ".join(records[0])}')
+  show = lambda v: '-' if v is None else (
+      f'{v:,}' if isinstance(v, int) and not isinstance(v, bool) else str(v))
+  return (['| ' + ' | '.join(fields) + ' |',
+           '|' + ' --- |' * len(fields)]
+          + ['| ' + ' | '.join(show(r.get(f)) for f in fields) + ' |'
+             for r in records])
 
 
 def _budget(where: str, rs: list[RunResult], model: str,
