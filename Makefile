@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 DEMO_DIR := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: demo test bench fashion-mnist results-page clean
+.PHONY: demo test bench fashion-mnist results results-page clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,13 @@ fashion-mnist:
 # printed, its results and plots in $(DEMO_DIR).
 demo: $(STAMP) fashion-mnist
 	$(VENV)/bin/python experiments/compare.py --out_dir=$(DEMO_DIR)
+
+# Every study RESULTS.md's headline reads (experiments/studies.py), in
+# order, each resumable run by run, its files copied into results/<study>/;
+# then the pages. Hours on 2 CPU cores: BUILD_NOTES.md, "The studies".
+results: $(STAMP) fashion-mnist
+	$(VENV)/bin/python experiments/studies.py
+	$(VENV)/bin/python experiments/results_page.py
 
 # RESULTS.md and docs/benchmarks.md from their templates (experiments/pages/)
 # and the committed results/<study>/results.json and benchmarks/results/*.json:

@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 
 from pfhpo.errors import ConfigError
+from pfhpo.experiment import comparison
 from pfhpo.experiment.comparison.page import render
 from pfhpo.experiment.comparison.results import RunResult, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'experiments'))
 import results_page  # noqa: E402  (experiments/results_page.py)
+import studies  # noqa: E402  (experiments/studies.py)
 
 
 def test_the_pages_are_their_templates_filled_from_the_results_files(capsys):
@@ -115,3 +117,27 @@ def test_the_command_checks_writes_and_refuses_in_one_line(tmp_path, capsys):
   assert out.read_text().startswith('# Toy')  # nothing lost
   assert results_page.main([f'--template={template}']) == 2
   assert 'give both' in capsys.readouterr().err
+
+
+def test_a_study_runs_into_runs_and_keeps_its_files_in_results(
+    tmp_path, monkeypatch, capsys):
+  """`make results`' script: a study is a comparison under runs/studies/,
+  its results files copied to results/<study>/; run again, it is read,
+  not redone; an unknown study is one line and exit status 2."""
+  monkeypatch.setattr(studies, 'ROOT', tmp_path)
+  monkeypatch.setattr(studies, 'STUDIES', {'toy': [
+      '--dataset=digits', '--max_clients=4', '--clients_per_round=4',
+      '--rounds=2', '--models=mlp', '--policies=gumbel', '--seeds=0',
+      '--static_grid=0', '--lrs=0.1,0.3', '--local_steps=1,5']})
+  assert studies.main(['toy']) == 0
+  run, kept = tmp_path / 'runs' / 'studies' / 'toy', tmp_path / 'results' / 'toy'
+  for name in ('results.json', 'results.csv', 'table.md', 'best_acc_mlp.png'):
+    assert (kept / name).read_bytes() == (run / name).read_bytes(), name
+  assert not (kept / 'runs').exists()
+  assert render('{{cell|toy|mlp|gumbel|runs spent}}', tmp_path) == '1.00'
+  monkeypatch.setattr(comparison.runs, 'run',
+                      lambda cfg: pytest.fail('re-ran'))
+  assert studies.main(['toy']) == 0
+  assert studies.main(['bayes']) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err[-1] == "error: no study 'bayes'; the studies are toy"
