@@ -13,7 +13,7 @@ FEMNIST-like writers); `--help` lists every setting. Bad input stops with a
 one-line error and exit status 2, before anything is written; a run that
 stops making progress (its model diverged; `--stall_rounds`) writes its
 checkpoint and summary, then prints a one-line error and exits with status 3.
-Over many processes (BUILD_NOTES.md: "Many processes"), the client axis of
+Over many processes (docs/scale.md: "Many processes"), the client axis of
 every round spans all their devices and process 0 alone writes.
 """
 import sys
