@@ -75,6 +75,12 @@ def test_each_directive_is_its_figure_computed_by_hand(tmp_path):
   assert [line.split(' | ')[0] for line in table[2:]] == [
       '| gumbel', '| static: best of 2 by validation', '| rs', '| sha']
   assert f'**0.870 ± {sd(0.90, 0.84):.3f}**' in table[-1]
+  rows = render('{{table|toy|mlp}}', root).splitlines()
+  assert rows[0].startswith('| method | runs | best global acc | test at')
+  assert [r.split(' | ')[0] for r in rows[2:]] == [
+      '| static: best of 2 (None)', '| static: best of 2 by validation',
+      '| static grid: all 2 (cost per seed)', '| gumbel', '| rs (budget 2)',
+      '| sha (budget 2)', '| rs (budget 1)', '| sha (budget 1)']
   assert render('{{records|bench.json|model,steps,s}}', root).splitlines() == [
       '| model | steps | s |', '| --- | --- | --- |',
       '| mlp | 12,000 | 0.25 |', '| conv | - | 1.5 |']
