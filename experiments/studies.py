@@ -31,8 +31,9 @@ STUDIES = {
         '--config=experiments/configs/heterogeneous.toml', *HEADLINE],
     'personalisation_heterogeneous': [
         '--config=experiments/configs/heterogeneous.toml', '--seeds=0,1,2',
-        '--group_oracle=0', '--static_grid=0', '--policies=gumbel,ditto,ditto-gumbel,fedrep,'
-        'pfedhn,reptile,reptile-gumbel',
+        '--group_oracle=0', '--static_grid=0',
+        '--policies=gumbel,ditto,ditto-gumbel,fedrep,pfedhn,reptile,'
+        'reptile-gumbel',
         '--methods=experiments/studies/personalisation.toml'],
     'headline_shakespeare': [
         '--config=experiments/configs/shakespeare.toml', *HEADLINE],

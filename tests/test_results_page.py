@@ -136,7 +136,8 @@ def test_a_study_runs_into_runs_and_keeps_its_files_in_results(
       '--rounds=2', '--models=mlp', '--policies=gumbel', '--seeds=0',
       '--static_grid=0', '--lrs=0.1,0.3', '--local_steps=1,5']})
   assert studies.main(['toy']) == 0
-  run, kept = tmp_path / 'runs' / 'studies' / 'toy', tmp_path / 'results' / 'toy'
+  run = tmp_path / 'runs' / 'studies' / 'toy'
+  kept = tmp_path / 'results' / 'toy'
   for name in ('results.json', 'results.csv', 'table.md', 'best_acc_mlp.png'):
     assert (kept / name).read_bytes() == (run / name).read_bytes(), name
   assert not (kept / 'runs').exists()
