@@ -24,14 +24,15 @@ fashion-mnist:
 demo: $(STAMP) fashion-mnist
 	$(VENV)/bin/python experiments/compare.py --out_dir=$(DEMO_DIR)
 
-# Every study RESULTS.md's headline reads (experiments/studies.py), in
+# Every study RESULTS.md reads (experiments/studies.py), in
 # order, each resumable run by run, its files copied into results/<study>/;
 # then the pages. Hours on 2 CPU cores: BUILD_NOTES.md, "The studies".
 results: $(STAMP) fashion-mnist
 	$(VENV)/bin/python experiments/studies.py
 	$(VENV)/bin/python experiments/results_page.py
 
-# RESULTS.md and docs/benchmarks.md from their templates (experiments/pages/)
+# README.md, RESULTS.md, docs/ablations.md and docs/benchmarks.md from their
+# templates (experiments/pages/)
 # and the committed results/<study>/results.json and benchmarks/results/*.json:
 # no figure on them is typed.
 results-page: $(STAMP)

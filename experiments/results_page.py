@@ -1,5 +1,6 @@
-"""Writes the pages whose figures come from files: RESULTS.md and
-docs/benchmarks.md, each from its template in experiments/pages/.
+"""Writes the pages whose figures come from files (README.md, RESULTS.md,
+docs/ablations.md, docs/benchmarks.md), each from its template in
+experiments/pages/.
 
     python experiments/results_page.py            # writes every page
     python experiments/results_page.py --check    # exit 1 if one differs
@@ -19,7 +20,9 @@ from pfhpo.experiment.outputs import write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 # template (under experiments/pages/) -> the page it writes
-PAGES = {'RESULTS.md': 'RESULTS.md', 'benchmarks.md': 'docs/benchmarks.md'}
+PAGES = {'README.md': 'README.md', 'RESULTS.md': 'RESULTS.md',
+         'ablations.md': 'docs/ablations.md',
+         'benchmarks.md': 'docs/benchmarks.md'}
 
 
 def main(argv=None) -> int:

@@ -35,8 +35,16 @@ STUDIES = {
         '--policies=gumbel,ditto,ditto-gumbel,fedrep,pfedhn,reptile,'
         'reptile-gumbel',
         '--methods=experiments/studies/personalisation.toml'],
+    'personalisation_cross_silo': [
+        '--seeds=0,1,2', '--static_grid=0',
+        '--policies=ditto,fedrep,fedmeta,per_fedavg,pfedhn,reptile'],
     'headline_shakespeare': [
         '--config=experiments/configs/shakespeare.toml', *HEADLINE],
+    # The other models, sized to a 2-core CPU (RESULTS.md, "Other models").
+    'conv_cross_silo': [
+        '--config=experiments/configs/conv_cross_silo.toml', '--seeds=0,1,2'],
+    'resnet18_cross_silo': [
+        '--config=experiments/configs/resnet18_cross_silo.toml'],
 }
 KEPT = ('results.json', 'results.csv', 'table.md', '*.png')
 

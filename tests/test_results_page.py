@@ -20,7 +20,8 @@ import studies  # noqa: E402  (experiments/studies.py)
 
 
 def test_the_pages_are_their_templates_filled_from_the_results_files(capsys):
-  """RESULTS.md and docs/benchmarks.md, as `make results-page` writes them."""
+  """README.md, RESULTS.md, docs/ablations.md and docs/benchmarks.md, as
+  `make results-page` writes them."""
   assert results_page.main(['--check']) == 0, capsys.readouterr().err
 
 
@@ -86,6 +87,66 @@ def test_each_directive_is_its_figure_computed_by_hand(tmp_path):
       '| mlp | 12,000 | 0.25 |', '| conv | - | 1.5 |']
 
 
+def test_rows_are_the_named_rows_and_columns_from_one_study_or_two(tmp_path):
+  """`rows`: the rows in the order named, renamed where asked, one taken
+  from another study, '-' where a row has no figure, the best of each
+  column among the rows shown in bold (fewest local steps; most accuracy)."""
+  root = _study(tmp_path)
+  other = [RunResult('mlp', 'gumbel', s, 'done', best_val_acc=0.9,
+                     test_at_best_val=t, budget=1, spent_runs=1.0,
+                     local_steps_total=50) for s, t in ((0, 0.6), (1, 0.7))]
+  (root / 'results' / 'older').mkdir()
+  write_results(other, root / 'results' / 'older')
+  sd = lambda *v: statistics.stdev(v)
+  table = render('{{rows|toy|mlp|test at best val,personal acc,local steps|'
+                 'gumbel->the method|static: best of 2 by validation|'
+                 'older@gumbel->older method|sha (budget 2)}}', root)
+  assert table.splitlines() == [
+      '| method | test at best val | personal acc | local steps |',
+      '| --- | --- | --- | --- |',
+      f'| the method | 0.800 ± {sd(0.81, 0.79):.3f} | '
+      f'**0.600 ± {sd(0.5, 0.7):.3f}** | 100 |',
+      f'| static: best of 2 by validation | 0.790 ± {sd(0.70, 0.88):.3f} | - '
+      '| 200 |',
+      f'| older method | 0.650 ± {sd(0.6, 0.7):.3f} | - | **50** |',
+      f'| sha (budget 2) | **0.870 ± {sd(0.90, 0.84):.3f}** | - | 100 |']
+  with pytest.raises(ConfigError, match="no row 'bayes'"):
+    render('{{rows|toy|mlp|test at best val|older@bayes}}', root)
+  with pytest.raises(ConfigError, match='nowhere.*does not exist'):
+    render('{{rows|toy|mlp|test at best val|nowhere@gumbel}}', root)
+
+
+def test_budgets_side_by_side_are_each_budgets_table(tmp_path):
+  """`budgets`: a method's test at best val at each budget, '-' where it
+  does not fit (the grid of two at one run), each budget's best in bold."""
+  sd = lambda *v: f'{statistics.stdev(v):.3f}'
+  table = render('{{budgets|toy|mlp}}', _study(tmp_path)).splitlines()
+  assert table == [
+      '| method | budget 1 | budget 2 |', '| --- | --- | --- |',
+      f'| gumbel | **0.800 ± {sd(0.81, 0.79)}** | 0.800 ± {sd(0.81, 0.79)} |',
+      f'| rs | 0.620 ± {sd(0.60, 0.64)} | 0.790 ± {sd(0.70, 0.88)} |',
+      f'| sha | 0.510 ± {sd(0.50, 0.52)} | **0.870 ± {sd(0.90, 0.84)}** |',
+      f'| static: best of 2 by validation | - | 0.790 ± {sd(0.70, 0.88)} |']
+
+
+def test_settings_spell_each_named_method_as_its_flags(tmp_path):
+  """`settings`: a named method of several files once where they agree,
+  once a file where they differ; booleans and lists as flags take them."""
+  (tmp_path / 'a.toml').write_text(
+      '[compare.methods.g-client]\npolicy = "gumbel"\nhorizon = 1\n'
+      '[compare.methods.g-global]\npolicy_scope = "global"\ncredit_at = 1.0\n')
+  (tmp_path / 'b.toml').write_text(
+      '[compare.methods.g-client]\npolicy = "gumbel"\nhorizon = 1\n'
+      '[compare.methods.g-global]\npolicy_scope = "global"\n'
+      '[compare.methods.g-lrs]\nlrs = [0.1, 0.3]\ngroup_oracle = false\n')
+  assert render('{{settings|a.toml,b.toml}}', tmp_path).splitlines() == [
+      '| method | settings | in |', '| --- | --- | --- |',
+      '| g-client | `--policy=gumbel` `--horizon=1` | a, b |',
+      '| g-global | `--policy_scope=global` `--credit_at=1.0` | a |',
+      '| g-global | `--policy_scope=global` | b |',
+      '| g-lrs | `--lrs=0.1,0.3` `--group_oracle=0` | b |']
+
+
 @pytest.mark.parametrize('directive,match', [
     ('{{cell|nowhere|mlp|gumbel|test at best val}}', 'does not exist'),
     ('{{cell|toy|conv|gumbel|test at best val}}', 'no runs of the model conv'),
@@ -93,9 +154,11 @@ def test_each_directive_is_its_figure_computed_by_hand(tmp_path):
     ('{{cell|toy|mlp|gumbel|accuracy}}', "no column 'accuracy'"),
     ('{{cell|toy|mlp|gumbel|seconds}}', "no 'seconds' in its results file"),
     ('{{tuner|toy|mlp|4}}', 'the budgets are [1, 2]'),
+    ('{{rows|toy|mlp|accuracy|gumbel}}', "no column 'accuracy'"),
     ('{{figure|toy|mlp}}', 'a directive is one of table'),
     ('{{records|bench.json|model,speed}}', "has ['speed']; its fields are"),
     ('{{records|nothing.json|model}}', 'cannot be read as JSON'),
+    ('{{settings|bench.json}}', 'has no [compare.methods.NAME] tables'),
 ])
 def test_a_directive_its_files_cannot_fill_names_the_fix(tmp_path, directive,
                                                          match):

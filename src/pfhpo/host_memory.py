@@ -6,7 +6,7 @@ library's `malloc`. glibc serves a block above its mmap threshold (32 MiB
 at most) with a fresh `mmap` and unmaps it on `free`, so every round
 faults the same pages in again: 12,671 minor page faults a round for a
 gumbel `mlp` round at 50 clients against 120 for `static`, a third of the
-credit's cost (BUILD_NOTES.md, "What a credit costs").
+credit's cost (docs/scale.md, "What a credit costs").
 
 `keep_freed_memory` sets glibc's `M_MMAP_MAX` to 0 (every block from the
 heap) and `M_TRIM_THRESHOLD` to its largest value (freed memory stays in

@@ -1,9 +1,9 @@
 """Settings the method's ablations retired: each is a one-line error that
 names the git tag where it still runs.
 
-An ablation is measured, written up in RESULTS.md, and then leaves the
-core; the tag keeps every retired variant runnable with the command its
-RESULTS.md row gives.
+An ablation is measured, written up in docs/ablations.md, and then leaves
+the core; the tag keeps every retired variant runnable with the command
+its row in docs/ablations.md gives.
 """
 from __future__ import annotations
 
@@ -39,5 +39,5 @@ def check_retired(values: Mapping[str, Any], policy: str,
             or value in RETIRED_VALUES.get(name, ()))
     what = f'`{name}`={value}' if name in RETIRED_VALUES else f'`{name}`'
     require(not gone, f'{where}{what} was retired after its ablation '
-            f'(RESULTS.md); it still runs at the git tag {TAG} '
+            f'(docs/ablations.md); it still runs at the git tag {TAG} '
             f'(`git checkout {TAG}`)')

@@ -64,8 +64,8 @@ def aggregate_clients(train: Callable, server_params, args: tuple,
     selected) whose carry is the running sum, so only c clients'
     parameters exist at a time. On a CPU a client's weights stay in cache
     through its local steps, and the round needs no [C, P] buffer, which
-    XLA:CPU would map and page-fault in afresh on every call (BUILD_NOTES.md
-    has the figures).
+    XLA:CPU would map and page-fault in afresh on every call (the strace
+    figures: BUILD_NOTES.md as of commit 51153f0).
     `jax.grad` with respect to `coeffs` still works: it keeps each client's
     update as a residual, [C, P] in all, unless `recompute`: then each
     group is a `jax.checkpoint`, whose clients the backward pass trains

@@ -7,6 +7,10 @@ A directive is `{{kind|argument|...}}`, alone or inside a line:
 
     {{table|STUDY|MODEL}}              the study's table for MODEL (table.md's)
     {{budget|STUDY|MODEL|B}}           its table at an equal budget of B runs
+    {{budgets|STUDY|MODEL}}            test at best val at every budget a
+                                       tuner ran at: a row a method, a
+                                       column a budget, each budget's best
+                                       in bold
     {{cell|STUDY|MODEL|METHOD|COLUMN}} one figure of the table, as the table
                                        prints it (mean ± std over the seeds)
     {{best|STUDY|MODEL|COLUMN|METHOD|METHOD...}}
@@ -14,6 +18,18 @@ A directive is `{{kind|argument|...}}`, alone or inside a line:
                                        "METHOD figure"
     {{tuner|STUDY|MODEL|B}}            the best tuner at budget B on test at
                                        best val: "TUNER figure"
+    {{rows|STUDY|MODEL|COLUMN,COLUMN...|METHOD|METHOD...}}
+                                       a table of those rows and columns in
+                                       the order given, each column's best
+                                       in bold; a METHOD may be
+                                       `OTHER@METHOD` (the row of the study
+                                       OTHER, same model) and end in
+                                       `->LABEL` (the name the page shows)
+    {{settings|FILE,FILE...}}          the named methods of those TOML files
+                                       (`[compare.methods.NAME]`, as
+                                       `--methods` reads them), a row a name
+                                       and its settings as flags, with the
+                                       files (their stems) that define it so
     {{records|FILE|FIELD,FIELD...}}    a table of a JSON file's records (a
                                        list of objects, e.g. a benchmark's
                                        benchmarks/results/*.json), a row a
@@ -28,6 +44,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from pathlib import Path
 
 from pfhpo.errors import ConfigError
@@ -64,6 +81,9 @@ def render(template: str, root: Path) -> str:
           f'{k} ({n}+ arguments)' for k, n in KINDS.items()))
     if kind == 'records':
       return '\n'.join(_records(where, root / args[0], args[1].split(',')))
+    if kind == 'settings':
+      files = [root / f for f in args[0].split(',')]
+      return '\n'.join(_settings(where, files))
     study, model, *rest = args
     rs = [r for r in results(study) if r.model == model]
     if not rs:
@@ -73,9 +93,24 @@ def render(template: str, root: Path) -> str:
     if kind == 'budget':
       return '\n'.join(budget_table(_budget(where, rs, model, rest[0]))
                        ).rstrip('\n')
+    if kind == 'budgets':
+      return '\n'.join(_budgets_table(budget_rows(rs, model)))
     if kind == 'cell':
       row = _row(where, table_rows(rs), rest[0])
       return _figure(where, row, rest[1])
+    if kind == 'rows':
+      columns = rest[0].split(',')
+      picked = []
+      for spec in rest[1:]:
+        spec, _, label = spec.partition('->')
+        other, _, method = spec.rpartition('@')
+        mine = rs if not other else [
+            r for r in results(other) if r.model == model]
+        if not mine:
+          raise ConfigError(f'{where}{other} has no runs of the model {model}')
+        picked.append((label or method,
+                       _row(where, table_rows(mine), method)))
+      return '\n'.join(_rows_table(where, picked, columns))
     if kind == 'best':
       column, methods = rest[0], rest[1:]
       rows = [_row(where, table_rows(rs), m) for m in methods]
@@ -88,8 +123,85 @@ def render(template: str, root: Path) -> str:
   return DIRECTIVE.sub(fill, template)
 
 
-KINDS = {'table': 2, 'budget': 3, 'cell': 4, 'best': 4, 'tuner': 3,
-         'records': 2}
+KINDS = {'table': 2, 'budget': 3, 'budgets': 2, 'cell': 4, 'best': 4, 'tuner': 3,
+         'rows': 4, 'settings': 1, 'records': 2}
+
+
+def _budgets_table(tables: dict[int, list[TableRow]]) -> list[str]:
+  """`budget_rows`' tables side by side on test at best val: a row a
+  method (in the order they first appear), '-' at a budget it does not
+  fit."""
+  column = BUDGET_COLUMNS[0]
+  at = {(r.method, b): r.cells.get(column) for b, rows in tables.items()
+        for r in rows}
+  methods = dict.fromkeys(m for m, _ in at)
+  best = {b: max((c[0] for (m, bb), c in at.items() if bb == b and c),
+                 default=None) for b in tables}
+  lines = ['| method | ' + ' | '.join(f'budget {b}' for b in tables) + ' |',
+           '| --- |' + ' --- |' * len(tables)]
+  for m in methods:
+    shown = []
+    for b in tables:
+      cell = at.get((m, b))
+      text = format_cell(column, *cell) if cell else '-'
+      shown.append(f'**{text}**' if cell and cell[0] == best[b] else text)
+    lines.append(f'| {m} | ' + ' | '.join(shown) + ' |')
+  return lines
+
+
+def _settings(where: str, paths: list[Path]) -> list[str]:
+  """A markdown table of the named methods the TOML files at `paths`
+  define: name, its settings as command-line flags, the files' stems
+  that define it so (one row for each distinct setting of a name)."""
+  found: dict[tuple[str, str], list[str]] = {}
+  for path in paths:
+    try:
+      methods = tomllib.loads(path.read_text())['compare']['methods']
+    except (OSError, ValueError, KeyError, TypeError) as e:
+      raise ConfigError(f'{where}{path} has no [compare.methods.NAME] '
+                        f'tables ({type(e).__name__}); name a file that '
+                        '--methods reads') from None
+    for name, settings in methods.items():
+      flags = ' '.join(f'`--{k}={_flag(v)}`' for k, v in settings.items())
+      found.setdefault((name, flags), []).append(path.stem)
+  return (['| method | settings | in |', '| --- | --- | --- |']
+          + [f'| {name} | {flags} | {", ".join(stems)} |'
+             for (name, flags), stems in found.items()])
+
+
+def _flag(value) -> str:
+  """A TOML value as a flag's text: `1`, `0.5`, `sampled`, `a,b`."""
+  if isinstance(value, bool):
+    return str(int(value))
+  if isinstance(value, list):
+    return ','.join(_flag(v) for v in value)
+  return str(value)
+
+
+def _rows_table(where: str, picked: list[tuple[str, TableRow]],
+                columns: list[str]) -> list[str]:
+  """A markdown table of the `picked` (label, row) pairs on `columns`;
+  '-' where a row has no figure, each column's best (COLUMNS' sense) in
+  bold."""
+  cells = [[_cell(where, row, c) if row.cells.get(c) or c not in COLUMNS
+            else None for c in columns] for _, row in picked]
+  best = []
+  for j, c in enumerate(columns):
+    values = [line[j][0] for line in cells if line[j]]
+    best.append(COLUMNS[c][1](values) if values else None)
+  lines = ['| method | ' + ' | '.join(columns) + ' |',
+           '| --- |' + ' --- |' * len(columns)]
+  for (label, _), line in zip(picked, cells):
+    shown = []
+    for j, c in enumerate(columns):
+      if line[j] is None:
+        shown.append('-')
+        continue
+      text = format_cell(c, *line[j])
+      shown.append(f'**{text}**' if line[j][0] == best[j] and len(cells) > 1
+                   else text)
+    lines.append(f'| {label} | ' + ' | '.join(shown) + ' |')
+  return lines
 
 
 def _records(where: str, path: Path, fields: list[str]) -> list[str]:
