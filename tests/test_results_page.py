@@ -89,12 +89,14 @@ def test_each_directive_is_its_figure_computed_by_hand(tmp_path):
 
 def test_rows_are_the_named_rows_and_columns_from_one_study_or_two(tmp_path):
   """`rows`: the rows in the order named, renamed where asked, one taken
-  from another study, '-' where a row has no figure, the best of each
-  column among the rows shown in bold (fewest local steps; most accuracy)."""
+  from another study, '-' where a row has no figure and '(k of n)' where
+  k of its n runs have one, the best of each column among the rows shown
+  in bold (fewest local steps; most accuracy)."""
   root = _study(tmp_path)
   other = [RunResult('mlp', 'gumbel', s, 'done', best_val_acc=0.9,
                      test_at_best_val=t, budget=1, spent_runs=1.0,
-                     local_steps_total=50) for s, t in ((0, 0.6), (1, 0.7))]
+                     local_steps_total=50, personal_acc=p)
+           for s, t, p in ((0, 0.6, 0.4), (1, 0.7, None))]
   (root / 'results' / 'older').mkdir()
   write_results(other, root / 'results' / 'older')
   sd = lambda *v: statistics.stdev(v)
@@ -108,7 +110,8 @@ def test_rows_are_the_named_rows_and_columns_from_one_study_or_two(tmp_path):
       f'**0.600 ± {sd(0.5, 0.7):.3f}** | 100 |',
       f'| static: best of 2 by validation | 0.790 ± {sd(0.70, 0.88):.3f} | - '
       '| 200 |',
-      f'| older method | 0.650 ± {sd(0.6, 0.7):.3f} | - | **50** |',
+      f'| older method | 0.650 ± {sd(0.6, 0.7):.3f} | 0.400 (1 of 2) '
+      '| **50** |',
       f'| sha (budget 2) | **0.870 ± {sd(0.90, 0.84):.3f}** | - | 100 |']
   with pytest.raises(ConfigError, match="no row 'bayes'"):
     render('{{rows|toy|mlp|test at best val|older@bayes}}', root)

@@ -153,8 +153,8 @@ def make_credit(horizon: int = SHIPPED.horizon,
   """The credit the settings name: the round's own at `horizon` 1, else
   over `horizon` rounds with `estimator` (ESTIMATORS; 'sampled' trains
   `sample` of each later round's clients again), at c = `at` 1. The
-  defaults are the shipped method's (`CreditSettings`; docs/ablations.md has the
-  ablations)."""
+  defaults are the shipped method's (`CreditSettings`; docs/ablations.md
+  has the ablations)."""
   CreditSettings(horizon, estimator, sample, at).checked()
   if horizon == 1:
     return one_round(at)

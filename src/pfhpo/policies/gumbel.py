@@ -26,8 +26,8 @@ shipped one, `CreditSettings`' defaults, is dL/dc at c = 1/2 of the
 validation loss a round later, differentiated through that round, whose
 local training's Jacobian 2 of its clients, trained again, estimate without
 bias; a row moves a round after its client drew). The policy's defaults
-are the shipped method's too (`--policy=gumbel` runs them; docs/ablations.md has
-the ablations that chose them):
+are the shipped method's too (`--policy=gumbel` runs them;
+docs/ablations.md has the ablations that chose them):
 
   scope 'prior', prior_rate R = 4: alpha_i = a + b_i, a row a that every
     client reads plus client i's offset b_i (`logits`),

@@ -50,7 +50,8 @@ from pathlib import Path
 from pfhpo.errors import ConfigError
 from pfhpo.experiment.comparison.grid import TUNERS
 from pfhpo.experiment.comparison.report import (BUDGET_COLUMNS, budget_table,
-                                                format_cell, model_table)
+                                                cell_text, format_cell,
+                                                model_table)
 from pfhpo.experiment.comparison.results import RunResult, read_results
 from pfhpo.experiment.comparison.table import (COLUMNS, TableRow,
                                                budget_rows, table_rows)
@@ -63,15 +64,26 @@ def render(template: str, root: Path) -> str:
   repository `root` say (a study's: `root / 'results' / STUDY /
   'results.json'`; a FILE's: `root / FILE`)."""
   studies: dict[str, list[RunResult]] = {}
+  tables: dict[tuple[str, str], list[TableRow]] = {}
 
-  def results(study: str) -> list[RunResult]:
+  def runs_of(where: str, study: str, model: str) -> list[RunResult]:
+    """The study's runs of `model` (its results.json read once)."""
     if study not in studies:
       path = root / 'results' / study / 'results.json'
       if not path.exists():
         raise ConfigError(f'{path} does not exist; name a study of '
                           f'{root / "results"}')
       studies[study] = read_results(path)
-    return studies[study]
+    rs = [r for r in studies[study] if r.model == model]
+    if not rs:
+      raise ConfigError(f'{where}{study} has no runs of the model {model}')
+    return rs
+
+  def rows_of(where: str, study: str, model: str) -> list[TableRow]:
+    """`table_rows` of the study's runs of `model`, computed once."""
+    if (study, model) not in tables:
+      tables[study, model] = table_rows(runs_of(where, study, model))
+    return tables[study, model]
 
   def fill(match: re.Match) -> str:
     kind, args = match[1], match[2].split('|')[1:]
@@ -85,18 +97,17 @@ def render(template: str, root: Path) -> str:
       files = [root / f for f in args[0].split(',')]
       return '\n'.join(_settings(where, files))
     study, model, *rest = args
-    rs = [r for r in results(study) if r.model == model]
-    if not rs:
-      raise ConfigError(f'{where}{study} has no runs of the model {model}')
+    rs = runs_of(where, study, model)
     if kind == 'table':
-      return '\n'.join(model_table(table_rows(rs))).rstrip('\n')
+      return '\n'.join(model_table(rows_of(where, study, model))
+                       ).rstrip('\n')
     if kind == 'budget':
       return '\n'.join(budget_table(_budget(where, rs, model, rest[0]))
                        ).rstrip('\n')
     if kind == 'budgets':
       return '\n'.join(_budgets_table(budget_rows(rs, model)))
     if kind == 'cell':
-      row = _row(where, table_rows(rs), rest[0])
+      row = _row(where, rows_of(where, study, model), rest[0])
       return _figure(where, row, rest[1])
     if kind == 'rows':
       columns = rest[0].split(',')
@@ -104,16 +115,12 @@ def render(template: str, root: Path) -> str:
       for spec in rest[1:]:
         spec, _, label = spec.partition('->')
         other, _, method = spec.rpartition('@')
-        mine = rs if not other else [
-            r for r in results(other) if r.model == model]
-        if not mine:
-          raise ConfigError(f'{where}{other} has no runs of the model {model}')
-        picked.append((label or method,
-                       _row(where, table_rows(mine), method)))
+        mine = rows_of(where, other or study, model)
+        picked.append((label or method, _row(where, mine, method)))
       return '\n'.join(_rows_table(where, picked, columns))
     if kind == 'best':
       column, methods = rest[0], rest[1:]
-      rows = [_row(where, table_rows(rs), m) for m in methods]
+      rows = [_row(where, rows_of(where, study, model), m) for m in methods]
       return _best(where, rows, column)
     # 'tuner'
     rows = [r for r in _budget(where, rs, model, rest[0])
@@ -123,8 +130,8 @@ def render(template: str, root: Path) -> str:
   return DIRECTIVE.sub(fill, template)
 
 
-KINDS = {'table': 2, 'budget': 3, 'budgets': 2, 'cell': 4, 'best': 4, 'tuner': 3,
-         'rows': 4, 'settings': 1, 'records': 2}
+KINDS = {'table': 2, 'budget': 3, 'budgets': 2, 'cell': 4, 'best': 4,
+         'tuner': 3, 'rows': 4, 'settings': 1, 'records': 2}
 
 
 def _budgets_table(tables: dict[int, list[TableRow]]) -> list[str]:
@@ -191,13 +198,13 @@ def _rows_table(where: str, picked: list[tuple[str, TableRow]],
     best.append(COLUMNS[c][1](values) if values else None)
   lines = ['| method | ' + ' | '.join(columns) + ' |',
            '| --- |' + ' --- |' * len(columns)]
-  for (label, _), line in zip(picked, cells):
+  for (label, row), line in zip(picked, cells):
     shown = []
     for j, c in enumerate(columns):
       if line[j] is None:
         shown.append('-')
         continue
-      text = format_cell(c, *line[j])
+      text = cell_text(c, line[j], row.runs)
       shown.append(f'**{text}**' if line[j][0] == best[j] and len(cells) > 1
                    else text)
     lines.append(f'| {label} | ' + ' | '.join(shown) + ' |')
@@ -255,7 +262,7 @@ def _cell(where: str, row: TableRow, column: str):
 
 
 def _figure(where: str, row: TableRow, column: str) -> str:
-  return format_cell(column, *_cell(where, row, column))
+  return cell_text(column, _cell(where, row, column), row.runs)
 
 
 def _best(where: str, rows: list[TableRow], column: str) -> str:

@@ -45,9 +45,7 @@ def model_table(mine: Sequence[TableRow]) -> list[str]:
       if cell is None:
         cells.append('-')
         continue
-      text = format_cell(col, *cell)
-      if cell[2] < r.runs:  # e.g. runs that never reached the target
-        text += f' ({cell[2]} of {r.runs})'
+      text = cell_text(col, cell, r.runs)
       bold = not r.cost and cell[0] == best[col]
       cells.append(f'**{text}**' if bold else text)
     runs = f'{r.runs}' + (f' ({r.failed} failed)' if r.failed else '')
@@ -108,6 +106,14 @@ def budget_table(rows: Sequence[TableRow]) -> list[str]:
       cells.append(f'**{text}**' if bold else text)
     lines.append(f'| {r.method} | {r.runs} | ' + ' | '.join(cells) + ' |')
   return lines + ['']
+
+
+def cell_text(col: str, cell: tuple[float, float, int], runs: int) -> str:
+  """A figure as table.md prints it: `format_cell`, then '(k of n)' where
+  only k of the row's n runs have one (e.g. runs that never reached the
+  target)."""
+  text = format_cell(col, *cell)
+  return f'{text} ({cell[2]} of {runs})' if cell[2] < runs else text
 
 
 def format_cell(col: str, mean: float, std: float, count: int) -> str:
