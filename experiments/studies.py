@@ -17,12 +17,12 @@ from pathlib import Path
 import compare
 
 ROOT = Path(__file__).resolve().parents[1]
-# The field's protocol on every preset: the method (the shipped default),
-# its one-run peers, the static grid and the tuners at 1, 2, 4 and 8
-# runs, three seeds.
+# The field's protocol on every preset: the method (the shipped default)
+# and its population at 1, 2, 4 and 8 runs, its one-run peers, the static
+# grid and the tuners at 1, 2, 4 and 8 runs, three seeds.
 HEADLINE = ['--seeds=0,1,2', '--budgets=1,2,4,8',
-            '--policies=gumbel,fedex,pfedex,fathom,rs,sha,hyperband,'
-            'fedex_sha,fedpop']
+            '--policies=gumbel,gumbel_pop,fedex,pfedex,fathom,rs,sha,'
+            'hyperband,fedex_sha,fedpop']
 STUDIES = {
     'headline_cross_silo': HEADLINE,
     'headline_cross_device': [

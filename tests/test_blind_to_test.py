@@ -28,8 +28,8 @@ PRESET = ROOT / 'experiments' / 'configs' / 'cross_silo.toml'
 ARGV = ['--dataset=digits', '--max_clients=4', '--clients_per_round=4',
         '--rounds=2', '--eval_every=1', '--models=mlp', '--lrs=0.1,0.3',
         '--local_steps=1,5', '--seeds=0', '--static_grid=0', '--budgets=2',
-        '--policies=gumbel,fedex,pfedex,fathom,rs,sha,hyperband,fedex_sha,'
-        'fedpop']
+        '--policies=gumbel,gumbel_pop,fedex,pfedex,fathom,rs,sha,hyperband,'
+        'fedex_sha,fedpop']
 # Figures of the test split (and of the clock); everything else a run
 # writes must not move when the test labels do.
 TEST = {'global_acc', 'global_loss', 'client_acc_mean', 'global_error',
@@ -84,8 +84,8 @@ def test_relabelling_the_test_split_changes_no_choice(tmp_path, monkeypatch):
   a, b = _written(tmp_path / 'a'), _written(tmp_path / 'b')
   assert a.keys() == b.keys()
   methods = {r['method'] for r in a['results.json']}
-  assert {'gumbel', 'fedex', 'pfedex', 'fathom', 'rs', 'sha', 'hyperband',
-          'fedex_sha', 'fedpop'} <= methods
+  assert {'gumbel', 'gumbel_pop', 'fedex', 'pfedex', 'fathom', 'rs', 'sha',
+          'hyperband', 'fedex_sha', 'fedpop'} <= methods
   assert sum(name.endswith('choices.jsonl') for name in a) >= 8
   for name in a:
     assert a[name] == b[name], name

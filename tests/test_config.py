@@ -75,7 +75,8 @@ def test_choosing_another_policy_starts_from_its_defaults():
   assert cfg.policy.options.policy_lr == 0.2
   cfg = override(cfg, {'policy': 'fedex', 'baseline_decay': 1})
   assert cfg.policy.options == FedExConfig(baseline_decay=1.0)
-  with pytest.raises(ConfigError, match='only to reinforce, gumbel, pfedex'):
+  with pytest.raises(ConfigError,
+                     match='only to reinforce, gumbel, gumbel_pop, pfedex'):
     override(cfg, {'policy_lr': 0.1})
 
 

@@ -14,8 +14,8 @@ from pfhpo.policies.space import server_space
 from pfhpo.models import Model
 from pfhpo.policies import fedpop, static
 from pfhpo.policies.space import make_space
-from pfhpo.fedpop.members import DISCOUNT
-from pfhpo.fedpop.population import exploit, explore, population_round
+from pfhpo.fedpop.members import DISCOUNT, axis_sizes
+from pfhpo.federated.population import exploit, explore, population_round
 from pfhpo.types import ClientBatch, Feedback, RoundBatch, ValBatch
 
 C, N, D = 6, 24, 5
@@ -113,7 +113,7 @@ def test_explore_moves_only_the_copies_to_neighbours():
   replaced = jnp.array([False, True, False, True])
   moved, moved_server = explore(members, server, replaced,
                                 jax.random.PRNGKey(2), policy.population)
-  grid = policy.population.grid
+  grid = axis_sizes(SPACE)
   for m in range(4):
     if not replaced[m]:
       assert leaves_equal(member(moved, m), member(members, m))
@@ -293,7 +293,7 @@ def test_fedpop_l_moves_the_worst_slots_next_to_the_best():
   slot_loss[perm] = loss  # client c trained slot perm[c]
   order = np.argsort(slot_loss)
   best, worst = order[:2], order[-2:]  # k = ceil(0.25 * 6) = 2
-  grid = policy.population.grid
+  grid = axis_sizes(SPACE)
   for j in range(C):
     if j not in worst:
       assert int(moved.slots[j]) == int(state.slots[j])

@@ -11,7 +11,7 @@ import pytest
 from pfhpo.experiment import comparison
 from pfhpo.experiment.comparison.runs import read_rows, train_to
 from pfhpo.experiment.comparison.grid import static_spec
-from pfhpo.experiment.comparison.tuning import fedex_arm, fedpop_spec
+from pfhpo.experiment.comparison.tuning import fedex_arm, population_spec
 from pfhpo.tuners import rung_rounds, sha_spend, sized_sha
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,13 +127,14 @@ def test_server_axes_are_searched_by_the_grid_and_the_tuners(tmp_path,
                                                             capsys):
   """One client configuration on four server ones (lr x momentum): the
   static grid runs each, the tuners and FedPop choose among them, gumbel
-  draws one a round; a policy without a server row cannot search a server
-  axis, and adam has no momentum to set."""
+  draws one a round, and so does each member of its population; a policy
+  without a server row cannot search a server axis, and adam has no
+  momentum to set."""
   out = tmp_path / 'cmp'
   axes = ['--lrs=0.1', '--local_steps=5', '--server_lrs=0.5,1',
           '--server_momenta=0,0.9']
   argv = ARGV[:-1] + axes + ['--rounds=4',
-                             '--policies=gumbel,rs,sha,fedpop',
+                             '--policies=gumbel,gumbel_pop,rs,sha,fedpop',
                              '--budgets=4', f'--out_dir={out}']
   assert compare.main(argv) == 0
   rows = json.loads((out / 'results.json').read_text())
@@ -156,11 +157,26 @@ def test_server_axes_are_searched_by_the_grid_and_the_tuners(tmp_path,
   # x 4 rounds)
   pop = next(r for r in rows if r['method'] == 'fedpop')
   assert pop['spent_runs'] == 4.0 and pop['local_steps_total'] == 320
-  config = json.loads((fedpop_spec('mlp', 0, 4, compare.configs(argv)[1])
+  config = json.loads((population_spec('mlp', 'fedpop', 0, 4,
+                                       compare.configs(argv)[1])
                        .directory(out) / 'config.json').read_text())
   assert config['policy']['options']['population'] == 4
   assert config['policy']['options']['server_lrs'] == [0.5, 1.0]
   assert pop['test_at_best_val'] is not None
+  # the method at a budget of 4: a population of 4 of its runs, each
+  # member drawing the server's configuration from its own row, charged
+  # four runs: each member trains what the run alone does (one client
+  # configuration: the same steps each round)
+  method = next(r for r in rows if r['method'] == 'gumbel_pop')
+  alone = next(r for r in rows if r['method'] == 'gumbel')
+  assert method['budget'] == 4 and method['spent_runs'] == 4.0
+  assert method['local_steps_total'] == 4 * alone['local_steps_total'] > 0
+  config = json.loads((population_spec('mlp', 'gumbel_pop', 0, 4,
+                                       compare.configs(argv)[1])
+                       .directory(out) / 'config.json').read_text())
+  assert config['policy']['options']['population'] == 4
+  assert config['policy']['options']['server_lrs'] == [0.5, 1.0]
+  assert 'gumbel_pop (budget 4)' in (out / 'table.md').read_text()
   # gumbel draws the server's configuration each round from the same axes
   config = json.loads((out / 'runs/mlp/gumbel/seed0/config.json').read_text())
   assert config['policy']['options']['server_momenta'] == [0.0, 0.9]

@@ -78,8 +78,8 @@ class RoundState(NamedTuple):
   # the last rounds a credit over several rounds replays
   # (`pfhpo.federated.horizon.Window`; () for a one-round credit)
   window: Any = ()
-  # FedPop's members, whose best is `server` and `policy`
-  # (`pfhpo.fedpop.population.Population`; () for a single run)
+  # a population's members, whose best is `server` and `policy`
+  # (`pfhpo.federated.population.Population`; () for a single run)
   population: Any = ()
 
 

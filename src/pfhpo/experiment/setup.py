@@ -38,7 +38,7 @@ from pfhpo.policies.registry import credit_of
 from pfhpo.policies.base import CREDIT
 from pfhpo.policies.features import client_features
 from pfhpo.settings import require
-from pfhpo.fedpop.population import check_population, population_round
+from pfhpo.federated.population import check_population, population_round
 from pfhpo.types import RoundBatch, RoundState
 
 

@@ -3,7 +3,7 @@
 Federated Population-based Hyperparameter Tuning. H. Chen, X. Chen, Y. Li,
 J. Wu, V. Tresp, et al. AAAI 2025. https://arxiv.org/abs/2308.08634
 
-FedPop trains a population of P members at once (`population.py`,
+FedPop trains a population of P members at once (`pfhpo.federated.population`,
 FedPop-G), each a server model with its own hyper-parameters. This module
 is one member's client side. A member holds a base configuration b and C
 slots, each a configuration near b (slot 0 is b itself). Each round, client
@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 
-from pfhpo.policies.base import Policy, failed_of
+from pfhpo.policies.base import Members, Policy, failed_of
 from pfhpo.policies.registry import PolicyContext, register
 from pfhpo.policies.space import (SearchSpace, ServerSpace, hparams_for,
                                  server_space)
@@ -51,18 +51,6 @@ class Slots(NamedTuple):
   num: jax.Array  # f32[C] sum_t gamma^(T - t) l_{j,t}
   den: jax.Array  # f32[C] sum_t gamma^(T - t)
   best: jax.Array  # i32[] the best-scored slot at the last exploit
-
-
-class Members(NamedTuple):
-  """What the population (`population.py`) runs this policy with."""
-  size: int  # P members
-  exploit_every: int  # rounds between FedPop-G's exploit-and-explore steps
-  quantile: float  # q: the worst ceil(q P) copy one of the best ceil(q P)
-  resample: float  # the probability an axis is drawn afresh, not moved
-  grid: tuple[int, ...]  # the client space's axis sizes
-  server: ServerSpace | None  # the server configurations searched
-  # (Slots, i32[] b, key) -> Slots around b, every score started again
-  reseed: Callable
 
 
 def axis_sizes(space: SearchSpace) -> tuple[int, ...]:
@@ -115,6 +103,16 @@ def fedpop(space: SearchSpace, population: int = 4, exploit_every: int = 10,
     zeros = jnp.zeros(c, jnp.float32)
     return state._replace(base=base, slots=slots.astype(jnp.int32),
                           num=zeros, den=zeros, best=jnp.int32(0))
+
+  def explore(state: Slots, s: jax.Array, key: jax.Array):
+    """A copy's base configuration and server configuration moved to
+    neighbours on their grids, its slots reseeded around the new base."""
+    base_key, server_key, slot_key = jax.random.split(key, 3)
+    state = reseed(state, neighbour(base_key, state.base, grid, resample),
+                   slot_key)
+    if server is not None:
+      s = neighbour(server_key, s, server.shape, resample)
+    return state, s
 
   def init(key, num_clients):
     base_key, slot_key, perm_key = jax.random.split(key, 3)
@@ -188,7 +186,7 @@ def fedpop(space: SearchSpace, population: int = 4, exploit_every: int = 10,
   return Policy(init, propose, update, prefer, None, summarize,
                 frozenset({'local_val'}),
                 population=Members(population, exploit_every, quantile,
-                                   resample, grid, server, reseed))
+                                   server, explore))
 
 
 def check(population: int, exploit_every: int, local_every: int,

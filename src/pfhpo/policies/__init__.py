@@ -5,7 +5,8 @@ categorical ones share their logits (`logits.py`) and their sampling
 # Imported in the order the registry lists them (help, error messages).
 from pfhpo.policies.fixed import RandomConfig, StaticConfig, random, static
 from pfhpo.policies.reinforce import ReinforceConfig, reinforce
-from pfhpo.policies.gumbel import GumbelConfig, gumbel
+from pfhpo.policies.gumbel import (GumbelConfig, GumbelPopConfig, gumbel,
+                                   gumbel_population)
 from pfhpo.policies.fedex import FedExConfig, fedex
 from pfhpo.policies.pfedex import PFedExConfig, pfedex
 from pfhpo.policies.fathom import FathomConfig, fathom
@@ -17,8 +18,8 @@ from pfhpo.policies.space import SearchSpace, hparams_for, make_space
 
 __all__ = [
     'MEASUREMENTS', 'REGISTRY', 'SCOPES', 'FathomConfig', 'FedExConfig',
-    'FedPopConfig', 'GumbelConfig', 'PFedExConfig', 'Policy',
-    'PolicyContext', 'PolicyState', 'RandomConfig', 'ReinforceConfig',
-    'SearchSpace', 'StaticConfig', 'create', 'fathom', 'fedex', 'fedpop',
-    'gumbel', 'hparams_for', 'make_space', 'mean_entropy', 'pfedex',
-    'random', 'reinforce', 'static']
+    'FedPopConfig', 'GumbelConfig', 'GumbelPopConfig', 'PFedExConfig',
+    'Policy', 'PolicyContext', 'PolicyState', 'RandomConfig',
+    'ReinforceConfig', 'SearchSpace', 'StaticConfig', 'create', 'fathom',
+    'fedex', 'fedpop', 'gumbel', 'gumbel_population', 'hparams_for',
+    'make_space', 'mean_entropy', 'pfedex', 'random', 'reinforce', 'static']

@@ -60,13 +60,33 @@ class Policy(NamedTuple):
   # (state, clients, f32[K] losses) -> state: records the 'pre_loss'
   # measurement (None for a policy that does not ask for it)
   observe: Callable | None = None
-  # A member of a population the round runs P copies of (FedPop:
-  # `pfhpo.fedpop.members.Members`); None for a single run.
+  # A member of a population the round runs P copies of (`Members`, the
+  # population's round `pfhpo.federated.population`); None for a single
+  # run.
   population: Any = None
   # The server's configuration as one more choice, one draw a round
   # (`server_axis.ServerAxis`, its row in the state's `server`); None:
   # the run's own server settings.
   server_axis: Any = None
+
+
+class Members(NamedTuple):
+  """What a population (`pfhpo.federated.population`) runs a member
+  policy with: how many members, when and how many the worst copy the best
+  (PBT's exploit), and how a copy moves away from its source (explore)."""
+  size: int  # P members
+  exploit_every: int  # rounds between exploit-and-explore steps
+  quantile: float  # q: the worst ceil(q P) copy one of the best ceil(q P)
+  # the server configurations the members search (`ServerSpace`); None:
+  # the run's own
+  server: Any
+  # (policy state, i32[] server configuration, key) -> both moved: a
+  # copy's explore (the server configuration as given where `server` is
+  # None)
+  explore: Callable
+  # whether members 1..P-1 start explored from their first state (members
+  # whose first states are alike, as the method's uniform logits are)
+  spread: bool = False
 
 
 def failed_of(fb: Feedback) -> jax.Array:

@@ -44,14 +44,33 @@ docs/ablations.md has the ablations that chose them):
 The server's learning rate and momentum (`server`) may be one more choice,
 one draw a round from a row of their own, credited by dL_val/dc of a dummy
 scale c on the server step (`server_axis.py`).
+
+At a budget of B runs the method is a population of B of its runs on one
+compiled round (`gumbel_population`, `--policy=gumbel_pop`;
+`pfhpo.federated.population`): population-based training (Jaderberg et
+al. 2017; in federated learning, FedPop: Chen et al., AAAI 2025) whose
+members learn their configurations by credit instead of by random moves.
+Every `exploit_every` rounds, with L_m the validation loss of member m's
+server model, the worst ceil(q B) members take the whole state (weights,
+server optimizer state, logits) of a random one of the best ceil(q B),
+and each copy explores,
+
+    alpha_copy <- alpha_source + sigma * eps,    eps ~ N(0, I),
+
+every row of its logits (and its server row) perturbed; between those
+steps every member runs the update above on its own draws. Members 1..B-1
+start from the uniform logits perturbed alike, member 0 from the uniform
+ones: a population of one is the run above.
 """
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from pfhpo.policies.base import CREDIT, Policy, failed_of, penalized
+from pfhpo.policies.base import (CREDIT, Members, Policy, failed_of,
+                                 penalized)
 from pfhpo.policies.logits import (BASIS_HELP, PRIOR_RATE_HELP, SCOPE_HELP,
                                    LogitsConfig, PolicyState,
                                    categorical_policy, check_prior_rate,
@@ -102,6 +121,45 @@ def gumbel(space: SearchSpace, optimizer: optax.GradientTransformation,
                 axis.probabilities(state)).round(4).tolist()},
         server_axis=axis)
   return policy
+
+
+def gumbel_population(policy: Policy, size: int, exploit_every: int = 10,
+                      quantile: float = 0.25,
+                      explore_scale: float = 1.0) -> Policy:
+  """The method's `policy` (`gumbel`) as a member of a population of
+  `size` (the module's docstring): the worst ceil(`quantile` size) take a
+  best member's state every `exploit_every` rounds, their logits then
+  perturbed by N(0, `explore_scale`^2) each."""
+  check_population(size, exploit_every, quantile, explore_scale)
+
+  def perturbed(state: PolicyState, key: jax.Array) -> PolicyState:
+    rows_key, server_key = jax.random.split(key)
+    state = state._replace(logits=state.logits + explore_scale *
+                           jax.random.normal(rows_key, state.logits.shape))
+    if policy.server_axis is None:
+      return state
+    row = state.server
+    return state._replace(server=row._replace(
+        logits=row.logits + explore_scale *
+        jax.random.normal(server_key, row.logits.shape)))
+
+  def explore(state: PolicyState, s: jax.Array, key: jax.Array):
+    return perturbed(state, key), s
+
+  return policy._replace(population=Members(
+      size, exploit_every, quantile, None, explore, spread=True))
+
+
+def check_population(size: int, exploit_every: int, quantile: float,
+                     explore_scale: float) -> None:
+  require(size >= 1, f'`population` must be >= 1, got {size}')
+  require(exploit_every >= 1,
+          f'`exploit_every` must be >= 1 rounds, got {exploit_every}')
+  require(0 < quantile <= 0.5,
+          f'`quantile` must be in (0, 0.5] (the best and the worst must not '
+          f'overlap), got {quantile}')
+  require(explore_scale >= 0,
+          f'`explore_scale` must be >= 0 (logit units), got {explore_scale}')
 
 
 def _default(name: str):
@@ -163,3 +221,39 @@ def _build(config: GumbelConfig, context: PolicyContext) -> Policy:
                 config.prior_rate, config.policy_basis, context.client_features,
                 server_space(config.server_lrs, config.server_momenta,
                              context.server_opt))
+
+
+def _population_default(name: str):
+  return param_default(gumbel_population, name)
+
+
+@checked
+class GumbelPopConfig(GumbelConfig):
+  """`gumbel_pop`'s settings: the method's (`GumbelConfig`) and its
+  population's."""
+  population: int = setting(
+      4, 'members of the population, each a run of the method with its own '
+      'server model and logits')
+  exploit_every: int = setting(
+      _population_default('exploit_every'),
+      "rounds between the population's exploit-and-explore steps")
+  quantile: float = setting(
+      _population_default('quantile'),
+      'the worst fraction of members that copy one of the best fraction')
+  explore_scale: float = setting(
+      _population_default('explore_scale'),
+      "the standard deviation of the noise added to a copy's logits "
+      '(logit units)')
+
+  def __post_init__(self):
+    super().__post_init__()
+    check_population(self.population, self.exploit_every, self.quantile,
+                     self.explore_scale)
+
+
+@register('gumbel_pop', GumbelPopConfig, credit=GumbelConfig.credit)
+def _build_population(config: GumbelPopConfig,
+                      context: PolicyContext) -> Policy:
+  return gumbel_population(_build(config, context), config.population,
+                           config.exploit_every, config.quantile,
+                           config.explore_scale)

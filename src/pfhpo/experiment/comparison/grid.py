@@ -22,6 +22,11 @@ STATIC = 'static'
 # wrapped in successive halving, and FedPop (a population of one member
 # per run of the budget).
 TUNERS = ('rs', 'sha', 'hyperband', 'fedex_sha', 'fedpop')
+# The method at a budget of B runs: a population of B of its runs
+# (`gumbel_pop`, `pfhpo.policies.gumbel.gumbel_population`).
+METHOD_AT_BUDGET = 'gumbel_pop'
+# The methods of `policies` sized to each budget (`tuning.py`).
+BUDGETED = (METHOD_AT_BUDGET,) + TUNERS
 
 
 # What a method may set besides its policy's settings: the federated
@@ -97,8 +102,8 @@ class CompareConfig:
               f'{where}: a method\'s name is its runs\' directory; use '
               'letters, digits, ".", "-" and "_"')
       require(isinstance(table, Mapping), f'{where} is not a table')
-      require(name not in TUNERS, f"{where}: {name} is a tuner's name; "
-              'give the method another')
+      require(name not in BUDGETED, f'{where}: {name} names a method sized '
+              'to the budgets; give the method another')
       policy = table.get('policy', name)
       require(policy in learned or (policy == STATIC and 'static_index' in
                                     table),
@@ -199,9 +204,9 @@ def plan(base: Config, grid: CompareConfig) -> list[RunSpec]:
   methods = ([(spec.method, spec.settings) for spec in statics]
              if grid.static_grid else [])
   methods += [(m, grid.settings_of(m)) for m in grid.policies
-              if m not in TUNERS]
+              if m not in BUDGETED]
   searching = [m for m, s in methods if REGISTRY[s['policy']].searches]
-  searching += [m for m in grid.policies if m in TUNERS]
+  searching += [m for m in grid.policies if m in BUDGETED]
   require(space.size * len(servers) > 1 or not searching,
           f'{", ".join(searching)} choose among the search space\'s '
           'configurations, but it holds one; give several `lrs`, '

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 from pfhpo.data.groups import GROUPS
-from pfhpo.experiment.comparison.grid import STATIC, TUNERS
+from pfhpo.experiment.comparison.grid import BUDGETED, STATIC
 from pfhpo.experiment.comparison.oracle import (SCAN, best_static,
                                                 is_run_of, statics_of)
 from pfhpo.experiment.comparison.results import RunResult
@@ -139,7 +139,7 @@ def write_report(results: Sequence[RunResult], root: Path, title: str) -> str:
       plot_best_accuracy(curves, root / f'best_acc_{model}.png',
                          title=f'{title}: {model}')
     everyone = [r for r in results if r.model == model]
-    if any(r.method in TUNERS for r in everyone):
+    if any(r.method in BUDGETED for r in everyone):
       _plot_budget(everyone, statics_of(everyone, model),
                    root / f'budget_{model}.png', f'{title}: {model}')
   return text
@@ -169,7 +169,7 @@ def _plot_budget(mine: Sequence[RunResult], statics: dict, path: Path,
   """budget_<model>.png: each learned method's run and each tuner at its
   largest budget, chosen on validation, against the local steps spent; the
   grid chosen on validation as a point (it spends all its runs)."""
-  largest = {r.method: r.budget for r in mine if r.method in TUNERS}
+  largest = {r.method: r.budget for r in mine if r.method in BUDGETED}
   curves: dict[str, list] = {}
   for r in mine:
     if r.anytime and (is_learned(r.method) or

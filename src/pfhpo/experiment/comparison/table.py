@@ -8,7 +8,7 @@ import statistics
 from typing import Mapping, NamedTuple, Sequence
 
 from pfhpo.data.groups import GROUPS
-from pfhpo.experiment.comparison.grid import STATIC, TUNERS
+from pfhpo.experiment.comparison.grid import BUDGETED, STATIC
 from pfhpo.experiment.comparison.oracle import (ORACLE, SCAN, best_static,
                                                 is_run_of, statics_of,
                                                 vector_of)
@@ -93,13 +93,15 @@ def table_rows(results: Sequence[RunResult]) -> list[TableRow]:
 def is_learned(method: str) -> bool:
   """Whether `method` is a learned method's single run: not the static
   grid's, the per-group scan's or oracle's, nor a tuner."""
-  return method not in TUNERS and not any(
+  return method not in BUDGETED and not any(
       is_run_of(method, kind) for kind in (STATIC, SCAN, ORACLE))
 
 
 def method_label(r: RunResult) -> str:
-  """A result's method as the tables name it: a tuner with its budget."""
-  return f'{r.method} (budget {r.budget})' if r.method in TUNERS else r.method
+  """A result's method as the tables name it: one sized to a budget (a
+  tuner, the method's population) with its budget."""
+  return (f'{r.method} (budget {r.budget})' if r.method in BUDGETED
+          else r.method)
 
 
 def by_validation_label(size: int) -> str:
@@ -137,12 +139,12 @@ def charged(runs: Sequence[RunResult],
 
 def budget_rows(results: Sequence[RunResult], model: str
                 ) -> dict[int, list[TableRow]]:
-  """table.md's tables per budget B (one for each budget a tuner ran
-  at): every method that spends at most B runs: the learned methods' one
-  run, the grid chosen on validation where it holds at most B runs, and
-  each tuner sized to B."""
+  """table.md's tables per budget B (one for each budget a method sized to
+  budgets ran at): every method that spends at most B runs: the learned
+  methods' one run, the grid chosen on validation where it holds at most
+  B runs, and the method's population and each tuner sized to B."""
   mine = [r for r in results if r.model == model]
-  budgets = sorted({r.budget for r in mine if r.method in TUNERS})
+  budgets = sorted({r.budget for r in mine if r.method in BUDGETED})
   statics = statics_of(mine, model)
   singles: dict[str, list[RunResult]] = {}
   for r in mine:
@@ -155,10 +157,10 @@ def budget_rows(results: Sequence[RunResult], model: str
     if chosen and len(statics) <= b:
       rows.append(_method_row(model, by_validation_label(len(statics)),
                               chosen, None))
-    for tuner in TUNERS:
-      rs = [r for r in mine if r.method == tuner and r.budget == b]
+    for method in BUDGETED:
+      rs = [r for r in mine if r.method == method and r.budget == b]
       if rs:
-        rows.append(_method_row(model, tuner, rs, None))
+        rows.append(_method_row(model, method, rs, None))
     out[b] = rows
   return out
 

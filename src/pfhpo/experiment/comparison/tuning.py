@@ -1,11 +1,13 @@
-"""The tuners as methods of the comparison, at each of its budgets: random
-search (`rs`), successive halving (`sha`) and Hyperband (`hyperband`) over
-the static grid's configurations, FedEx wrapped in successive halving
-(`fedex_sha`: Khodak et al., NeurIPS 2021, Sec. 5) over FedEx runs, each
-arm with its own baseline discount (`pfhpo.tuners`), and FedPop
-(`fedpop`: Chen et al., AAAI 2025) as one run of a population of B
-members at budget B (`pfhpo.fedpop`), searching the grid's server
-axes too.
+"""The methods of the comparison sized to each of its budgets: the method
+itself (`gumbel_pop`) as one run of a population of B of its runs at
+budget B (`pfhpo.policies.gumbel.gumbel_population`), and the tuners:
+random search (`rs`), successive halving (`sha`) and Hyperband
+(`hyperband`) over the static grid's configurations, FedEx wrapped in
+successive halving (`fedex_sha`: Khodak et al., NeurIPS 2021, Sec. 5) over
+FedEx runs, each arm with its own baseline discount (`pfhpo.tuners`), and
+FedPop (`fedpop`: Chen et al., AAAI 2025) as one run of a population of B
+members at budget B (`pfhpo.fedpop`). All of them search the grid's
+server axes too.
 
 A tuner's trial is the static run of its configuration with the
 comparison's seed, in the grid's own directory (FedEx+SHA's: the FedEx run
@@ -25,9 +27,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from pfhpo.experiment.comparison.grid import (TUNERS, CompareConfig,
-                                              RunSpec, describe_server,
-                                              static_spec)
+from pfhpo.experiment.comparison.grid import (BUDGETED, TUNERS,
+                                              CompareConfig, RunSpec,
+                                              describe_server, static_spec)
 from pfhpo.experiment.comparison.results import RunResult
 from pfhpo.experiment.comparison.runs import read_result, read_rows, train_to
 from pfhpo.experiment.config import Config
@@ -42,9 +44,10 @@ class TrialFailed(Exception):
 
 
 def tuner_plan(grid: CompareConfig) -> list[tuple[str, str, int, int]]:
-  """(model, tuner, seed, budget) for every tuner row of the grid."""
+  """(model, method, seed, budget) for every row of the grid sized to a
+  budget (the tuners' and the method's population's)."""
   return [(model, tuner, seed, budget) for model in grid.models
-          for tuner in grid.policies if tuner in TUNERS
+          for tuner in grid.policies if tuner in BUDGETED
           for seed in grid.seeds for budget in grid.budgets]
 
 
@@ -66,9 +69,10 @@ def fedex_arm(model: str, seed: int, arm: int,
 
 def tune(base: Config, grid: CompareConfig, root: Path, model: str,
          tuner: str, seed: int, budget: int) -> RunResult:
-  """One tuner at one budget: its trials run (or read), its choice."""
-  if tuner == 'fedpop':
-    return _fedpop(base, grid, root, model, seed, budget)
+  """One tuner at one budget: its trials run (or read), its choice; or one
+population at one budget."""
+  if tuner in POPULATIONS:
+    return _population(base, grid, root, model, tuner, seed, budget)
   space, servers = base.search_space(), grid.servers()
   rounds, every = base.run.rounds, base.run.eval_every
   spec_of = ((lambda j: fedex_arm(model, seed, j, servers))
@@ -105,29 +109,34 @@ def tune(base: Config, grid: CompareConfig, root: Path, model: str,
       local_steps_total=result.spent_steps, anytime=result.history)
 
 
-def fedpop_spec(model: str, seed: int, budget: int,
-                grid: CompareConfig) -> RunSpec:
-  """FedPop at `budget`: one run of a population of `budget` members over
-  the client space and the grid's server axes."""
-  return RunSpec(model, f'fedpop[{budget}]', seed,
-                 {**grid.settings_of('fedpop'), 'population': budget})
+# The methods that spend a budget of B runs as one run of B members.
+POPULATIONS = ('gumbel_pop', 'fedpop')
 
 
-def _fedpop(base: Config, grid: CompareConfig, root: Path, model: str,
-            seed: int, budget: int) -> RunResult:
-  spec = fedpop_spec(model, seed, budget, grid)
+def population_spec(model: str, method: str, seed: int, budget: int,
+                    grid: CompareConfig) -> RunSpec:
+  """`method` (POPULATIONS) at `budget`: one run of a population of
+  `budget` members (with the grid's server axes)."""
+  return RunSpec(model, f'{method}[{budget}]', seed,
+                 {**grid.settings_of(method), 'population': budget})
+
+
+def _population(base: Config, grid: CompareConfig, root: Path, model: str,
+                method: str, seed: int, budget: int) -> RunResult:
+  spec = population_spec(model, method, seed, budget, grid)
   error = train_to(base, spec, root, base.run.rounds)
   if error is not None:
-    return RunResult(model, 'fedpop', seed, status='failed', error=error,
+    return RunResult(model, method, seed, status='failed', error=error,
                      budget=budget)
   out = spec.directory(root)
   result = read_result(spec, out, grid.target_acc)
-  chosen = json.loads((out / 'summary.json').read_text())['policy']
+  label = f'{budget} members'
+  if method == 'fedpop':
+    chosen = json.loads((out / 'summary.json').read_text())['policy']
+    label += f'; the last best one\'s clients prefer {chosen["best_slot"]}'
   return dataclasses.replace(
-      result, method='fedpop', budget=budget,
-      spent_runs=budget * result.spent_runs,
-      configuration=f'{budget} members; the last best one\'s clients prefer '
-      f'{chosen["best_slot"]}')
+      result, method=method, budget=budget,
+      spent_runs=budget * result.spent_runs, configuration=label)
 
 
 def _run(tuner: str, train: Callable, rng: np.random.Generator, space: int,

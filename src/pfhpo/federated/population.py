@@ -1,29 +1,29 @@
-"""FedPop's population: P server models, each with its own hyper-parameters,
-trained at once on one compiled round (FedPop-G).
+"""A population of P runs on one compiled round: population-based training
+(M. Jaderberg et al. 2017, https://arxiv.org/abs/1711.09846) of federated
+runs, as FedPop-G does it (H. Chen, X. Chen, Y. Li, J. Wu, V. Tresp, et
+al., AAAI 2025, https://arxiv.org/abs/2308.08634).
 
-Federated Population-based Hyperparameter Tuning. H. Chen, X. Chen, Y. Li,
-J. Wu, V. Tresp, et al. AAAI 2025. https://arxiv.org/abs/2308.08634
-(after population-based training: M. Jaderberg et al. 2017,
-https://arxiv.org/abs/1711.09846)
-
-Member m is a whole round state (server model, server optimizer state with
-its own learning rate and momentum, and its clients' slots, FedPop-L:
-`pfhpo.fedpop.members`), and the round is vmapped over the members: every
-member trains the round's clients from its own server model, with its own
-configurations. After the round, member m's score is the validation loss
-of its server model, L_m = L_val(theta_m). Every `exploit_every` rounds,
+Member m is a whole round state (server model, server optimizer state,
+its policy's state and the credit's window), and the round is vmapped
+over the members: every member trains the round's clients from its own
+server model, with its own policy's configurations. After the round,
+member m's score is the validation loss of its server model,
+L_m = L_val(theta_m). Every `exploit_every` rounds,
 
     exploit:  the worst k members copy a random one of the best k (its
-              weights, optimizer state and hyper-parameters),
-              k = min(ceil(q P), floor(P / 2));
-    explore:  each copy moves its base client configuration and its server
-              configuration to a neighbour on their grids
-              (`fedpop.neighbour`), its slots reseeded around the new base.
+              whole state), k = min(ceil(q P), floor(P / 2));
+    explore:  each copy's policy state (and server configuration, where
+              the members search one) moves away from its source's, by
+              the member policy's own `Members.explore`.
 
-The run's model is the best member's by validation (its `server` and
-`policy` in the outer `RoundState`), and the round's cost is every
-member's local steps. A population of one with `local_every` = 0 is a
-static run of its base configuration.
+The member policies: FedPop's (`pfhpo.fedpop.members`: a base client
+configuration and slots around it, moved to neighbours on the grid) and
+the method's (`pfhpo.policies.gumbel.gumbel_population`: the logits of a
+policy that learns by credit, perturbed). The run's model is the best
+member's by validation (its `server` and `policy` in the outer
+`RoundState`), and the round's cost is every member's local steps. A
+population of one (searching no server configuration) is the member's
+run alone.
 """
 from __future__ import annotations
 
@@ -36,8 +36,7 @@ from jax.sharding import Mesh
 
 from pfhpo.federated.round import FederatedAlgorithm
 from pfhpo.federated.server import with_server_hparams
-from pfhpo.policies.base import Policy
-from pfhpo.fedpop.members import Members, neighbour
+from pfhpo.policies.base import Members, Policy
 from pfhpo.settings import require
 from pfhpo.types import Params, RoundState, ValBatch
 
@@ -85,16 +84,16 @@ def exploit(members: RoundState, server: jax.Array, val_loss: jax.Array,
 
 def explore(members: RoundState, server: jax.Array, replaced: jax.Array,
             key: jax.Array, spec: Members) -> tuple[RoundState, jax.Array]:
-  """The `replaced` members' base and server configurations moved to a
-  neighbour, their slots reseeded around the new base."""
+  """The `replaced` members (bool[P]) moved by the member policy's
+  explore: their policy states and server configurations (i32[P]), the
+  latter written into their server optimizers where the members search
+  them. The weights stay."""
 
   def move(state: RoundState, s: jax.Array, key: jax.Array):
-    base_key, server_key, slot_key = jax.random.split(key, 3)
-    base = neighbour(base_key, state.policy.base, spec.grid, spec.resample)
-    state = state._replace(policy=spec.reseed(state.policy, base, slot_key))
+    policy, s = spec.explore(state.policy, s, key)
+    state = state._replace(policy=policy)
     if spec.server is None:
       return state, s
-    s = neighbour(server_key, s, spec.server.shape, spec.resample)
     return state._replace(server=state.server._replace(
         opt_state=with_server_hparams(state.server.opt_state, spec.server,
                                       s))), s
@@ -124,12 +123,16 @@ def check_population(policy: Policy, name: str, algorithm: str,
 def population_round(member: FederatedAlgorithm, spec: Members,
                      val_loss: Callable[[Params, ValBatch], jax.Array]
                      ) -> FederatedAlgorithm:
-  """The round of FedPop's `spec.size` members, each `member`'s round (its
-  policy FedPop-L's, its server optimizer injected where `spec.server`
-  searches it), `val_loss(server params, ValBatch) -> f32[]` their score.
+  """The round of `spec.size` members, each `member`'s round (its server
+  optimizer injected where `spec.server` searches it),
+  `val_loss(server params, ValBatch) -> f32[]` their score.
   Algorithms that keep per-client rows are not supported (their rows
-  would be the members')."""
+  would be the members'). A population of one that searches no server
+  configuration is `member`'s round itself: the run alone, bit for bit
+  (vmapped over one member it would differ in the last bits)."""
   size = spec.size
+  if size == 1 and spec.server is None:
+    return member
 
   def init(key: jax.Array, num_clients: int, batch=None):
     members = jax.vmap(lambda k: member.init(k, num_clients, batch)[0])(
@@ -141,6 +144,9 @@ def population_round(member: FederatedAlgorithm, spec: Members,
       members = members._replace(server=members.server._replace(
           opt_state=jax.vmap(lambda o, s: with_server_hparams(
               o, spec.server, s))(members.server.opt_state, server)))
+    if spec.spread and size > 1:  # member 0 as a run alone starts
+      members, server = explore(members, server, jnp.arange(size) > 0,
+                                jax.random.fold_in(key, size + 1), spec)
     population = Population(members, server, jnp.zeros(size, jnp.float32),
                             jnp.int32(0))
     return _outer(population, jnp.int32(0)), ()
