@@ -69,6 +69,7 @@ bench: $(STAMP)
 	  $(VENV)/bin/python benchmarks/round_profile.py --model=$$m --clients=100; done
 	$(VENV)/bin/python benchmarks/process_scaling.py
 	$(VENV)/bin/python benchmarks/policy_overhead.py
+	$(VENV)/bin/python benchmarks/population_cost.py
 	$(VENV)/bin/python benchmarks/guard_overhead.py
 	$(VENV)/bin/python benchmarks/federation_memory.py
 	$(VENV)/bin/python benchmarks/error_latency.py

@@ -175,6 +175,39 @@ def test_a_run_fine_tunes_each_client_with_the_configuration_its_policy_prefers(
     assert np.abs(personal.client_acc - global_acc).max() > 0.05
   else:
     np.testing.assert_array_equal(personal.client_acc, global_acc)
+  # configurations given instead of the preferred: lr 1e-8 for every
+  # client leaves each personal model the global one
+  still = exp.personalize(state, table, np.ones(exp.data.num_clients, bool),
+                          np.ones(exp.data.num_clients, np.int32))
+  np.testing.assert_array_equal(still.client_acc, global_acc)
+
+
+def test_a_finished_runs_personal_figures_come_back_from_its_checkpoint(
+    tmp_path):
+  """experiments/personal_configs.py restores a finished run's last
+  checkpoint and fine-tunes every client with each configuration: at the
+  preferred one it gives the run's own summary figure exactly, and a
+  static run's preferred configuration is its own."""
+  import json
+  import sys
+  from pathlib import Path
+  sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'experiments'))
+  import femnist  # noqa: E402  (experiments/femnist.py)
+  import personal_configs  # noqa: E402
+  out = tmp_path / 'run'
+  assert femnist.main([
+      '--dataset=digits', '--model=mlp', '--policy=static',
+      '--static_index=1', '--lrs=0.3,0.05', '--local_steps=5',
+      '--batch_sizes=16', '--clients_per_round=4', '--max_clients=6',
+      '--rounds=2', f'--out_dir={out}']) == 0
+  summary = json.loads((out / 'summary.json').read_text())
+  row = personal_configs.diagnose(out)
+  assert row['round'] == 2
+  assert row['preferred'] == round(summary['personal_acc'], 4)
+  assert row['preferred_p10'] == round(summary['personal_acc_p10'], 4)
+  assert row['preferred_configs'] == [0, 6]
+  assert row['per_config']['lr=0.05 steps=5 batch=16'] == row['preferred']
+  assert row['per_config']['lr=0.3 steps=5 batch=16'] != row['preferred']
 
 
 def test_a_groups_figure_weighs_its_clients_by_their_examples():

@@ -216,6 +216,13 @@ def changed_setting(stored: dict, record: dict, allowed: Sequence[str] = ()
   return None
 
 
+def settings_of_record(record: dict) -> dict:
+  """The flat settings a config.json `record` holds ({name: value}, what
+  `config.override` takes)."""
+  return {k: v for k, v in _flat(record).items()
+          if not k.startswith('resolved.')}
+
+
 def _flat(record: dict) -> dict:
   """{setting: value} of a config.json: the groups' settings by name, what
   they resolved to as 'resolved.<name>'."""

@@ -20,7 +20,7 @@ from pfhpo import algorithms
 from pfhpo import data as datasets
 from pfhpo import convolution, models
 from pfhpo.data.batches import round_batch, server_val_batch
-from pfhpo.data.federated import FederatedData
+from pfhpo.data.federated import ClientSplit, FederatedData
 from pfhpo.data.groups import with_groups
 from pfhpo.evaluate import (PERSONAL_BLOCK, PersonalMetrics, by_blocks,
                             make_eval_set, make_evaluate,
@@ -33,7 +33,7 @@ from pfhpo.federated.credit import make_credit
 from pfhpo.federated.sharding import replicated
 from pfhpo.federated.local_update import (default_client_chunk, default_unroll,
                                           make_masked_loss)
-from pfhpo.policies import Policy, SearchSpace, create
+from pfhpo.policies import Policy, SearchSpace, create, hparams_for
 from pfhpo.policies.registry import credit_of
 from pfhpo.policies.base import CREDIT
 from pfhpo.policies.features import client_features
@@ -54,8 +54,9 @@ class Experiment(NamedTuple):
   # accuracy, jitted: what a tuner chooses the evaluated model on
   validate: Callable
   # (state, the per-client table, bool[C] the clients that were in a
-  # round) -> PersonalMetrics
-  personalize: Callable[[RoundState, object, np.ndarray], PersonalMetrics]
+  # round[, i32[C] configurations instead of the policy's preferred, a
+  # ClientSplit instead of the test split]) -> PersonalMetrics
+  personalize: Callable[..., PersonalMetrics]
   # state -> state: the policy observes every client's loss before
   # training under the server model (for the 'pre_loss' measurement; the
   # same state for a policy without it), before the final figures
@@ -160,18 +161,22 @@ def build(cfg: Config) -> Experiment:
       model, data.features, client.personalize, chunk or data.num_clients)
   everyone = jnp.arange(data.num_clients, dtype=jnp.int32)
 
-  def personalize(state: RoundState, table,
-                  seen: np.ndarray) -> PersonalMetrics:
+  def personalize(state: RoundState, table, seen: np.ndarray,
+                  choices: np.ndarray | None = None,
+                  split: ClientSplit | None = None) -> PersonalMetrics:
     """Every client's personal model (`ClientAlgorithm.personalize`: for
-    FedAvg, fine-tuning) with its policy's preferred configuration, from
-    its row of the per-client `table`; those never `seen` in a round are
-    also summarised apart."""
+    FedAvg, fine-tuning) with its policy's preferred configuration (or
+    `choices`, i32[C] configurations of the space), from its row of the
+    per-client `table`, measured on its test split (or `split`); those
+    never `seen` in a round are also summarised apart."""
     prefer_key, tune_key = jax.random.split(jax.random.fold_in(round_key, 0))
-    preferred, _ = policy.prefer(state.policy, everyone, prefer_key)
+    hparams = (policy.prefer(state.policy, everyone, prefer_key)[0]
+               if choices is None else hparams_for(space, choices))
+    split = data.test if split is None else split
     return summarize_personal(personal_eval(
-        state.server.params, table, data.train, preferred,
-        jax.random.split(tune_key, data.num_clients), data.test),
-        data.test.counts, seen)
+        state.server.params, table, data.train, hparams,
+        jax.random.split(tune_key, data.num_clients), split),
+        split.counts, seen)
 
   block_loss = jax.jit(lambda params, *clients: jax.lax.map(
       lambda a: make_masked_loss(model, data.features)(params, *a),
