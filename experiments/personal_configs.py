@@ -16,8 +16,9 @@ starts from (the same h for both) from the configuration it fine-tunes
 with (preferred against chosen). JSON rows (`run`, `policy`, `seed`, `preferred`,
 `by_validation`, `best_single` and its `best_single_acc` (a single
 configuration for every client, chosen on test: a diagnosis, not a
-figure to report), `per_config`, `preferred_configs`, `chosen_configs`)
-go to `--out`.
+figure to report), `per_config` (the mean at each configuration, in
+the space's order), `preferred_configs`, `chosen_configs`) go to
+`--out`.
 """
 from __future__ import annotations
 
@@ -85,8 +86,7 @@ def diagnose(run_dir: Path) -> dict:
       'by_validation_p10': _acc(np.percentile(by_val, 10)),
       'best_single': exp.space.describe(int(np.argmax(single))),
       'best_single_acc': _acc(single.max()),
-      'per_config': {exp.space.describe(h): _acc(single[h])
-                     for h in range(size)},
+      'per_config': [round(float(a), 3) for a in single],  # by h
       'preferred_configs': np.bincount(np.asarray(preferred),
                                        minlength=size).tolist(),
       'chosen_configs': np.bincount(chosen[has_test], minlength=size)
