@@ -32,18 +32,15 @@ from __future__ import annotations
 import argparse
 
 import jax
-import jax.numpy as jnp
 import optax
 
-from common import (CLASSES, FEATURES, SHAPE, client_data, interleaved,
-                    write_rows)
+from common import (CLASSES, FEATURES, SHAPE, compiled_round, interleaved,
+                    random_round, write_rows)
 from pfhpo import models, policies
 from pfhpo.federated import Execution, client_mesh, make_round
 from pfhpo.federated.credit import make_credit
 from pfhpo.federated.local_update import default_client_chunk
 from pfhpo.policies import make_space
-from pfhpo.types import ClientBatch, RoundBatch, ValBatch
-
 
 
 def round_of(model, space, name: str, k: int, n: int, val_size: int,
@@ -55,12 +52,7 @@ def round_of(model, space, name: str, k: int, n: int, val_size: int,
   whatever the round says, `FederatedAlgorithm.donate`)
   over k clients, compiled: (a function of the round's index that runs it
   and waits, the compiled round's device memory in bytes)."""
-  (xv,), (yv,) = client_data(1, val_size, seed=1)
-  val = ValBatch(jnp.asarray(xv), jnp.asarray(yv),
-                 jnp.full(val_size, 1 / val_size, jnp.float32))
-  x, y = client_data(k, n)
-  batch = RoundBatch(jnp.arange(k, dtype=jnp.int32), ClientBatch(
-      jnp.asarray(x), jnp.asarray(y), jnp.full(k, n, jnp.int32)), val)
+  batch = random_round(k, n, val_size)
   if name == 'static':
     policy = policies.create(name, space, policies.StaticConfig(0))
   else:
@@ -71,23 +63,10 @@ def round_of(model, space, name: str, k: int, n: int, val_size: int,
   algorithm = make_round(model, FEATURES, optax.sgd(1.0), space, policy,
                          credit, execution=Execution(
                              default_client_chunk(model.name), client_mesh()))
-  step = jax.jit(algorithm.apply,
-                 donate_argnums=(0,) if donate else algorithm.donate)
-  state = list(algorithm.init(jax.random.PRNGKey(0), k, batch))
-  memory = step.lower(state[0], state[1], batch,
-                      jax.random.PRNGKey(0)).compile().memory_analysis()
-
-  def one_round(r):
-    state[0], state[1], _ = step(state[0], state[1], batch,
-                                 jax.random.PRNGKey(r))
-    jax.block_until_ready(state[0])
-
-  for r in range(horizon or 2):  # compiles, and fills a credit's window:
-    # the timed rounds each take the credit of the round `horizon` - 1 back
-    one_round(r)
-  return one_round, (memory.argument_size_in_bytes +
-                     memory.output_size_in_bytes - memory.alias_size_in_bytes
-                     + memory.temp_size_in_bytes)
+  # the warm rounds compile it and fill a credit's window: the timed rounds
+  # each take the credit of the round `horizon` - 1 back
+  return compiled_round(algorithm, batch, horizon or 2,
+                        (0,) if donate else None)
 
 
 def main():

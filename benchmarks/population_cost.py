@@ -20,30 +20,23 @@ from __future__ import annotations
 import argparse
 
 import jax
-import jax.numpy as jnp
 import optax
 
-from common import (CLASSES, FEATURES, SHAPE, client_data, interleaved,
-                    write_rows)
+from common import (CLASSES, FEATURES, SHAPE, compiled_round, interleaved,
+                    random_round, write_rows)
 from pfhpo import models, policies
 from pfhpo.evaluate import make_val_loss
 from pfhpo.federated import Execution, client_mesh, make_round
 from pfhpo.federated.local_update import default_client_chunk
 from pfhpo.federated.population import population_round
 from pfhpo.policies import make_space
-from pfhpo.types import ClientBatch, RoundBatch, ValBatch
 
 
 def round_of(model, space, size: int, k: int, n: int, val_size: int):
   """The method's round as a population of `size` (0: the run alone) over k
   clients, compiled: (a function of the round's index that runs it and
   waits, the compiled round's memory in bytes)."""
-  (xv,), (yv,) = client_data(1, val_size, seed=1)
-  val = ValBatch(jnp.asarray(xv), jnp.asarray(yv),
-                 jnp.full(val_size, 1 / val_size, jnp.float32))
-  x, y = client_data(k, n)
-  batch = RoundBatch(jnp.arange(k, dtype=jnp.int32), ClientBatch(
-      jnp.asarray(x), jnp.asarray(y), jnp.full(k, n, jnp.int32)), val)
+  batch = random_round(k, n, val_size)
   name = 'gumbel_pop' if size else 'gumbel'
   config = (policies.GumbelPopConfig(population=size, exploit_every=2)
             if size else None)
@@ -54,21 +47,7 @@ def round_of(model, space, size: int, k: int, n: int, val_size: int):
   if size:
     algorithm = population_round(algorithm, policy.population,
                                  make_val_loss(model, FEATURES))
-  step = jax.jit(algorithm.apply)
-  state = list(algorithm.init(jax.random.PRNGKey(0), k, batch))
-  memory = step.lower(state[0], state[1], batch,
-                      jax.random.PRNGKey(0)).compile().memory_analysis()
-
-  def one_round(r):
-    state[0], state[1], _ = step(state[0], state[1], batch,
-                                 jax.random.PRNGKey(r))
-    jax.block_until_ready(state[0])
-
-  for r in range(2):  # compiles, and fills the credit's window
-    one_round(r)
-  return one_round, (memory.argument_size_in_bytes +
-                     memory.output_size_in_bytes - memory.alias_size_in_bytes
-                     + memory.temp_size_in_bytes)
+  return compiled_round(algorithm, batch, 2)  # compiles, fills the window
 
 
 def main():
