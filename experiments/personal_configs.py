@@ -46,6 +46,9 @@ def _acc(value) -> float:
 def diagnose(run_dir: Path) -> dict:
   """The run's personal accuracy per configuration (test and validation,
   per client), at its preferred configuration and chosen on validation."""
+  if not (run_dir / 'config.json').exists():
+    raise ConfigError(f'{run_dir} holds no config.json; pass the directory '
+                      'of a finished run (its `out_dir`)')
   record = json.loads((run_dir / 'config.json').read_text())
   cfg = override(Config(), settings_of_record(record))
   exp = build(cfg)

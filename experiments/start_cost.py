@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pfhpo.errors import ConfigError
+
 
 def _rows(path: Path) -> list[dict]:
   return [json.loads(line) for line in path.read_text().splitlines()]
@@ -77,9 +79,9 @@ def start_cost(root: Path, method: str, model: str,
   per_seed = [w for w in (seed_cost(runs, method, s, harm) for s in seeds)
               if w]
   if not per_seed:
-    raise SystemExit(f'error: {runs} holds no static grid and {method} '
-                     'runs of one seed; pass a comparison run with the '
-                     'static grid (--static_grid, the default)')
+    raise ConfigError(f'{runs} holds no static grid and {method} runs of '
+                      'one seed; pass a comparison run with the static grid '
+                      '(--static_grid, the default) and that method')
   rows = []
   for windows in zip(*per_seed):
     mean = lambda key: (round(float(np.mean([w[key] for w in windows])), 4)
@@ -104,7 +106,11 @@ def main(argv=None) -> int:
                  'this far below the best on validation')
   p.add_argument('--out', type=Path, default=None)
   a = p.parse_args(argv)
-  rows = start_cost(a.comparison, a.method, a.model, a.harm)
+  try:
+    rows = start_cost(a.comparison, a.method, a.model, a.harm)
+  except ConfigError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
   print(f'{"rounds":>8} {"method":>7} {"best":>7} {"deficit":>8} '
         f'{"on best":>8} {"harmful":>8}')
   show = lambda v: '-' if v is None else f'{v:.3f}'

@@ -208,6 +208,8 @@ def test_a_finished_runs_personal_figures_come_back_from_its_checkpoint(
   assert row['preferred_configs'] == [0, 6]
   assert row['per_config'][1] == round(row['preferred'], 3)
   assert row['per_config'][0] != round(row['preferred'], 3)
+  # a directory that holds no run is one line, exit 2
+  assert personal_configs.main([str(tmp_path / 'nowhere')]) == 2
 
 
 def test_a_groups_figure_weighs_its_clients_by_their_examples():

@@ -56,3 +56,9 @@ def test_windows_compare_the_method_with_the_best_configuration_on_validation(
   assert second['harmful_mass'] == pytest.approx(1 / 8)
   assert start_cost.main([str(tmp_path), f'--out={tmp_path / "w.json"}']) == 0
   assert json.loads((tmp_path / 'w.json').read_text()) == got
+
+
+def test_a_directory_without_the_grid_is_one_line_and_exit_2(tmp_path, capsys):
+  assert start_cost.main([str(tmp_path)]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and 'no static grid' in err[0]
