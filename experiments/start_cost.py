@@ -84,15 +84,17 @@ def start_cost(root: Path, method: str, model: str,
                       '(--static_grid, the default) and that method')
   rows = []
   for windows in zip(*per_seed):
-    mean = lambda key: (round(float(np.mean([w[key] for w in windows])), 4)
-                        if all(w[key] is not None for w in windows) else None)
+    mean = {key: (round(float(np.mean([w[key] for w in windows])), 4)
+                  if all(w[key] is not None for w in windows) else None)
+            for key in ('method_acc', 'best_acc', 'best_mass',
+                        'harmful_mass')}
     rows.append({'rounds': f'{windows[0]["first"]}-{windows[0]["round"]}',
-                 'seeds': len(windows), 'method_acc': mean('method_acc'),
-                 'best_acc': mean('best_acc'),
-                 'deficit': None if mean('best_acc') is None else
-                 round(mean('best_acc') - mean('method_acc'), 4),
-                 'best_mass': mean('best_mass'),
-                 'harmful_mass': mean('harmful_mass')})
+                 'seeds': len(windows), 'method_acc': mean['method_acc'],
+                 'best_acc': mean['best_acc'],
+                 'deficit': None if mean['best_acc'] is None else
+                 round(mean['best_acc'] - mean['method_acc'], 4),
+                 'best_mass': mean['best_mass'],
+                 'harmful_mass': mean['harmful_mass']})
   return rows
 
 

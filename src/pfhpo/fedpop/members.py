@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 
-from pfhpo.policies.base import Members, Policy, failed_of
+from pfhpo.policies.base import Members, Policy, check_members, failed_of
 from pfhpo.policies.registry import PolicyContext, register
 from pfhpo.policies.space import (SearchSpace, ServerSpace, hparams_for,
                                  server_space)
@@ -191,14 +191,9 @@ def fedpop(space: SearchSpace, population: int = 4, exploit_every: int = 10,
 
 def check(population: int, exploit_every: int, local_every: int,
           quantile: float, resample: float) -> None:
-  require(population >= 1, f'`population` must be >= 1, got {population}')
-  require(exploit_every >= 1,
-          f'`exploit_every` must be >= 1 rounds, got {exploit_every}')
+  check_members(population, exploit_every, quantile)
   require(local_every >= 0,
           f'`local_every` must be >= 0 rounds (0: never), got {local_every}')
-  require(0 < quantile <= 0.5,
-          f'`quantile` must be in (0, 0.5] (the best and the worst must not '
-          f'overlap), got {quantile}')
   require(0 <= resample <= 1,
           f'`resample_probability` must be in [0, 1], got {resample}')
 

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 
 from pfhpo.errors import ConfigError
-from pfhpo.settings import check_choice
+from pfhpo.settings import check_choice, require
 from pfhpo.types import Feedback
 
 
@@ -87,6 +87,16 @@ class Members(NamedTuple):
   # whether members 1..P-1 start explored from their first state (members
   # whose first states are alike, as the method's uniform logits are)
   spread: bool = False
+
+
+def check_members(size: int, exploit_every: int, quantile: float) -> None:
+  """The settings every population shares (`Members`), checked."""
+  require(size >= 1, f'`population` must be >= 1, got {size}')
+  require(exploit_every >= 1,
+          f'`exploit_every` must be >= 1 rounds, got {exploit_every}')
+  require(0 < quantile <= 0.5,
+          f'`quantile` must be in (0, 0.5] (the best and the worst must not '
+          f'overlap), got {quantile}')
 
 
 def failed_of(fb: Feedback) -> jax.Array:

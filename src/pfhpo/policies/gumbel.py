@@ -69,8 +69,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from pfhpo.policies.base import (CREDIT, Members, Policy, failed_of,
-                                 penalized)
+from pfhpo.policies.base import (CREDIT, Members, Policy, check_members,
+                                 failed_of, penalized)
 from pfhpo.policies.logits import (BASIS_HELP, PRIOR_RATE_HELP, SCOPE_HELP,
                                    LogitsConfig, PolicyState,
                                    categorical_policy, check_prior_rate,
@@ -130,34 +130,28 @@ def gumbel_population(policy: Policy, size: int, exploit_every: int = 10,
   `size` (the module's docstring): the worst ceil(`quantile` size) take a
   best member's state every `exploit_every` rounds, their logits then
   perturbed by N(0, `explore_scale`^2) each."""
-  check_population(size, exploit_every, quantile, explore_scale)
+  _check_population(size, exploit_every, quantile, explore_scale)
 
-  def perturbed(state: PolicyState, key: jax.Array) -> PolicyState:
+  def explore(state: PolicyState, s: jax.Array, key: jax.Array):
+    """A copy's logits and server row perturbed; its server configuration
+    (the population searches none) as it was."""
     rows_key, server_key = jax.random.split(key)
     state = state._replace(logits=state.logits + explore_scale *
                            jax.random.normal(rows_key, state.logits.shape))
     if policy.server_axis is None:
-      return state
+      return state, s
     row = state.server
     return state._replace(server=row._replace(
         logits=row.logits + explore_scale *
-        jax.random.normal(server_key, row.logits.shape)))
-
-  def explore(state: PolicyState, s: jax.Array, key: jax.Array):
-    return perturbed(state, key), s
+        jax.random.normal(server_key, row.logits.shape))), s
 
   return policy._replace(population=Members(
       size, exploit_every, quantile, None, explore, spread=True))
 
 
-def check_population(size: int, exploit_every: int, quantile: float,
-                     explore_scale: float) -> None:
-  require(size >= 1, f'`population` must be >= 1, got {size}')
-  require(exploit_every >= 1,
-          f'`exploit_every` must be >= 1 rounds, got {exploit_every}')
-  require(0 < quantile <= 0.5,
-          f'`quantile` must be in (0, 0.5] (the best and the worst must not '
-          f'overlap), got {quantile}')
+def _check_population(size: int, exploit_every: int, quantile: float,
+                      explore_scale: float) -> None:
+  check_members(size, exploit_every, quantile)
   require(explore_scale >= 0,
           f'`explore_scale` must be >= 0 (logit units), got {explore_scale}')
 
@@ -247,8 +241,8 @@ class GumbelPopConfig(GumbelConfig):
 
   def __post_init__(self):
     super().__post_init__()
-    check_population(self.population, self.exploit_every, self.quantile,
-                     self.explore_scale)
+    _check_population(self.population, self.exploit_every, self.quantile,
+                      self.explore_scale)
 
 
 @register('gumbel_pop', GumbelPopConfig, credit=GumbelConfig.credit)

@@ -70,7 +70,7 @@ def fedex_arm(model: str, seed: int, arm: int,
 def tune(base: Config, grid: CompareConfig, root: Path, model: str,
          tuner: str, seed: int, budget: int) -> RunResult:
   """One tuner at one budget: its trials run (or read), its choice; or one
-population at one budget."""
+  population at one budget."""
   if tuner in POPULATIONS:
     return _population(base, grid, root, model, tuner, seed, budget)
   space, servers = base.search_space(), grid.servers()
